@@ -1,0 +1,195 @@
+"""The backend protocol and the registry that finds backends through entry points.
+
+A backend is a genre classifier with a scikit-learn-like interface.  The
+built-in ones (svc, cnn, resnet) and any third party's are found the same
+way: an entry point in the group ``genretag.backends`` naming a Backend
+subclass.  This module never imports a backend's own module until asked.
+
+Writing a backend means subclassing :class:`Backend` and filling in the
+five methods below; README.md "Writing a backend" walks through one.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from .errors import BackendError
+
+ENTRY_POINT_GROUP = "genretag.backends"
+InputKind = Literal["features", "slices"]
+INPUT_KINDS: tuple[str, ...] = ("features", "slices")
+
+
+class Backend(ABC):
+    """A genre classifier: fit on GTZAN-style data, predict probabilities per genre.
+
+    ``__init__`` only stores hyperparameters (as in scikit-learn), so
+    ``get_params`` can rebuild them for model cards.  Learned state ends in
+    an underscore; ``genres_`` fixes the column order of ``predict_proba``.
+    """
+
+    #: Name users type after ``--backend``; must equal the entry point's name.
+    name: ClassVar[str]
+    #: ``"features"``: rows of the 57 GTZAN features, shape (n, 57).
+    #: ``"slices"``: 3 s log-mel slices, shape (n, 128, 130).
+    input_kind: ClassVar[InputKind]
+    #: Extension of the model file ``save`` writes, e.g. ``".joblib"``.
+    model_suffix: ClassVar[str] = ".model"
+
+    genres_: list[str]
+
+    @abstractmethod
+    def fit(
+        self,
+        X: np.ndarray,
+        y: Sequence[str],
+        *,
+        X_valid: np.ndarray | None = None,
+        y_valid: Sequence[str] | None = None,
+        epochs: int | None = None,
+        seed: int = 0,
+        callback: Any = None,
+    ) -> Backend:
+        """Learn from inputs ``X`` and genre labels ``y``; return self."""
+
+    @abstractmethod
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Return an (n, len(genres_)) array of probabilities for inputs ``X``."""
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write the fitted model to ``path`` (card excluded: the core writes it)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path) -> Backend:
+        """Read a model written by ``save``; raise on a corrupt or foreign file."""
+
+    @classmethod
+    def default_model(cls) -> Path | None:
+        """The model file shipped inside the backend's package, if any."""
+        return None
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters from the ``__init__`` signature, for model cards."""
+        sig = inspect.signature(type(self).__init__)
+        return {
+            p: getattr(self, p)
+            for p in sig.parameters
+            if p != "self" and hasattr(self, p) and sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD
+        }
+
+    def history(self) -> dict[str, list[float]]:
+        """Per-epoch training metrics, for learning curves (empty if none)."""
+        return getattr(self, "history_", {}) or {}
+
+
+REQUIRED = ("fit", "predict_proba", "save", "load")
+
+
+@dataclass
+class BackendInfo:
+    """What ``genretag backends`` reports about one entry point."""
+
+    name: str
+    value: str  # "module:attr" of the entry point
+    distribution: str | None
+    version: str | None
+    cls: type[Backend] | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.cls is not None
+
+    @property
+    def input_kind(self) -> str | None:
+        return getattr(self.cls, "input_kind", None)
+
+
+def check_backend_class(name: str, obj: Any) -> str | None:
+    """Why ``obj`` is not a usable backend class, or None when it is."""
+    if not inspect.isclass(obj):
+        return f"entry point is a {type(obj).__name__}, not a class"
+    missing = [m for m in REQUIRED if not callable(getattr(obj, m, None))]
+    if missing:
+        return "missing " + ", ".join(missing)
+    if inspect.isabstract(obj):
+        return "abstract methods not implemented: " + ", ".join(sorted(obj.__abstractmethods__))
+    if getattr(obj, "input_kind", None) not in INPUT_KINDS:
+        return f"input_kind must be one of {INPUT_KINDS}, got {getattr(obj, 'input_kind', None)!r}"
+    if getattr(obj, "name", None) != name:
+        return f"class declares name {getattr(obj, 'name', None)!r} but is registered as {name!r}"
+    return None
+
+
+_extra: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Register a backend class in this process, without an entry point (tests, notebooks)."""
+    _extra[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Forget a backend registered with :func:`register`."""
+    _extra.pop(name, None)
+
+
+def discover() -> dict[str, BackendInfo]:
+    """Every backend found through entry points (loaded), plus registered ones.
+
+    A broken plugin becomes an entry with ``error`` set instead of an
+    exception, so one bad package never stops the others.  Two packages
+    claiming one name is a conflict the user must resolve: it raises.
+    """
+    found: dict[str, BackendInfo] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        info = BackendInfo(
+            name=ep.name,
+            value=ep.value,
+            distribution=dist.metadata["Name"] if dist else None,
+            version=dist.version if dist else None,
+        )
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise BackendError(
+                f"backend name {ep.name!r} is claimed by both {found[ep.name].distribution} "
+                f"({found[ep.name].value}) and {info.distribution} ({ep.value}); uninstall one"
+            )
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a plugin's import can fail in any way
+            info.error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
+        else:
+            info.error = check_backend_class(ep.name, obj)
+            if info.error is None:
+                info.cls = obj
+        found[ep.name] = info
+    for name, cls in _extra.items():
+        found[name] = BackendInfo(name, f"{cls.__module__}:{cls.__qualname__}", None, None, cls=cls)
+    return found
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The backend class registered under ``name``; BackendError if absent or broken."""
+    if name in _extra:
+        return _extra[name]
+    found = discover()
+    info = found.get(name)
+    if info is None:
+        known = ", ".join(sorted(found)) or "none"
+        raise BackendError(f"unknown backend {name!r} (installed: {known}); see `genretag backends`")
+    if info.cls is None:
+        raise BackendError(f"backend {name!r} is broken: {info.error}")
+    return info.cls

@@ -1,0 +1,249 @@
+"""The SQLite cache: one row per file, the only module that imports sqlite_utils.
+
+The database is a first-class artifact: open it with ``sqlite3`` or
+Datasette.  Tables:
+
+``tracks``
+    one row per file keyed by absolute path: size, mtime, duration, the
+    analysis parameters, backend and model id, genre, confidence, top 3,
+    all probabilities, error text, and timestamps.  A vanished file keeps
+    its row with ``missing = 1``; nothing is ever silently dropped.
+``features``
+    the 57 GTZAN features per file, so a new feature model can re-predict
+    without decoding again.
+``tag_history``
+    the genre values a file had before genretag wrote to it, for undo.
+``scans``
+    one row per scan run, with its counts.
+
+Writes go through :meth:`Cache.write_results` in one transaction per batch,
+in WAL mode, so a killed scan loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .features import FEATURE_NAMES
+
+SCHEMA_VERSION = 1
+LOOKUP_CHUNK = 500
+
+TRACK_COLUMNS: dict[str, type] = {
+    "path": str,
+    "path_bytes": bytes,
+    "size": int,
+    "mtime": float,
+    "duration": float,
+    "excerpt_offset": float,
+    "excerpt_seconds": float,
+    "status": str,
+    "error": str,
+    "params": str,
+    "backend": str,
+    "model_id": str,
+    "genre": str,
+    "confidence": float,
+    "top3": str,
+    "probabilities": str,
+    "missing": int,
+    "first_seen": str,
+    "analysed_at": str,
+    "updated_at": str,
+    "missing_since": str,
+}
+
+
+def now() -> str:
+    """UTC timestamp in ISO 8601, the format of every time column."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def path_key(path: str) -> tuple[str, bytes | None]:
+    """The text key of a file path, plus its raw bytes when they are not valid UTF-8.
+
+    SQLite text must be valid Unicode, but POSIX file names are bytes; such
+    names get a readable key with ``\\x..`` escapes and keep their exact bytes
+    in ``path_bytes`` so the file can be reopened for tagging and undo.
+    """
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def fs_path(row: dict[str, Any]) -> str:
+    """The real file-system path of a ``tracks`` row (inverse of :func:`path_key`)."""
+    raw = row.get("path_bytes")
+    return os.fsdecode(raw) if raw else row["path"]
+
+
+def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or update by path, touching only the columns each row names.
+
+    Rows that omit a column (an error row has no genre) leave the stored
+    value alone, so an earlier result is never overwritten with nothing.
+    """
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        cols = tuple(row)
+        groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
+    for cols, values in groups.items():
+        names = ", ".join(f"[{c}]" for c in cols)
+        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in cols if c != "path")
+        sql = (f"insert into [{table}] ({names}) values ({', '.join('?' * len(cols))}) "
+               f"on conflict(path) do update set {updates}")
+        db.conn.executemany(sql, values)
+
+
+class Cache:
+    """The genretag database: open, query and update it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(self.path)
+        self.db.conn.execute("PRAGMA busy_timeout = 10000")
+        self.db.enable_wal()
+        self.db.conn.execute("PRAGMA synchronous = NORMAL")
+        self._ensure_schema()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ensure_schema(self) -> None:
+        db = self.db
+        with db.conn:
+            if "tracks" not in db.table_names():
+                db["tracks"].create(TRACK_COLUMNS, pk="path", not_null={"status"}, defaults={"missing": 0})
+                db["tracks"].create_index(["status"])
+                db["tracks"].create_index(["genre"])
+            if "features" not in db.table_names():
+                db["features"].create({"path": str, **{name: float for name in FEATURE_NAMES}}, pk="path")
+            if "tag_history" not in db.table_names():
+                db["tag_history"].create(
+                    {
+                        "id": int, "path": str, "path_bytes": bytes, "field": str, "format": str,
+                        "snapshot": str, "written": str, "size": int, "mtime": float,
+                        "written_at": str, "undone_at": str,
+                    },
+                    pk="id",
+                )  # fmt: skip
+                db["tag_history"].create_index(["path"])
+            if "scans" not in db.table_names():
+                db["scans"].create(
+                    {
+                        "id": int, "started_at": str, "finished_at": str, "roots": str,
+                        "backend": str, "model_id": str, "status": str, "counts": str,
+                    },
+                    pk="id",
+                )  # fmt: skip
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- reading ---------------------------------------------------------
+    def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Rows for the given path keys (the ones present), in chunks to bound memory."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[i : i + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "select path, size, mtime, status, params, backend, model_id, genre, missing "
+                f"from tracks where path in ({marks})"
+            )
+            for row in self.db.query(sql, chunk):
+                out[row["path"]] = row
+        return out
+
+    def features_for(self, keys: Sequence[str]) -> dict[str, list[float]]:
+        """Cached feature vectors for these path keys, in FEATURE_NAMES order."""
+        out: dict[str, list[float]] = {}
+        cols = ", ".join(f"[{n}]" for n in FEATURE_NAMES)
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[i : i + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"select path, {cols} from features where path in ({marks})", chunk):
+                if None not in row[1:]:
+                    out[row[0]] = list(row[1:])
+        return out
+
+    def tracks(self, paths: Iterable[str] = (), *, where: str | None = None,
+               params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        """Stream rows, optionally limited to files under ``paths`` (files or folders)."""
+        clauses, args = [], list(params)
+        if where:
+            clauses.append(f"({where})")
+        prefixes = []
+        for p in paths:
+            key, _ = path_key(os.path.abspath(p))
+            prefixes.append("(path = ? or (path >= ? and path < ?))")
+            base = key.rstrip(os.sep) + os.sep
+            args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
+        if prefixes:
+            clauses.append("(" + " or ".join(prefixes) + ")")
+        sql = "select * from tracks" + (" where " + " and ".join(clauses) if clauses else "") + " order by path"
+        yield from self.db.query(sql, args)
+
+    def count(self) -> int:
+        return self.db["tracks"].count
+
+    # -- writing ---------------------------------------------------------
+    def write_results(self, rows: Sequence[dict[str, Any]], features: Sequence[dict[str, Any]] = ()) -> None:
+        """Upsert track rows and feature rows in one transaction."""
+        if not rows and not features:
+            return
+        with self.db.conn:
+            _upsert(self.db, "tracks", rows)
+            _upsert(self.db, "features", features)
+
+    def touch_present(self, keys: Sequence[str]) -> None:
+        """Clear the missing flag of files that turned up again unchanged."""
+        if keys:
+            with self.db.conn:
+                self.db.conn.executemany(
+                    "update tracks set missing = 0, missing_since = null, updated_at = ? where path = ?",
+                    [(now(), k) for k in keys],
+                )
+
+    def mark_missing(self, roots: Iterable[str]) -> int:
+        """Flag rows under ``roots`` whose file no longer exists; return how many."""
+        gone: list[str] = []
+        for row in self.tracks(roots, where="missing = 0"):
+            if not os.path.lexists(fs_path(row)):
+                gone.append(row["path"])
+        if gone:
+            stamp = now()
+            with self.db.conn:
+                self.db.conn.executemany(
+                    "update tracks set missing = 1, missing_since = ?, updated_at = ? where path = ?",
+                    [(stamp, stamp, k) for k in gone],
+                )
+        return len(gone)
+
+    def start_scan(self, roots: Sequence[str], backend: str, model_id: str) -> int:
+        with self.db.conn:
+            table = self.db["scans"].insert(
+                {"started_at": now(), "roots": json.dumps(list(roots)), "backend": backend,
+                 "model_id": model_id, "status": "running"}
+            )  # fmt: skip
+        return int(table.last_pk)
+
+    def finish_scan(self, scan_id: int, status: str, counts: dict[str, Any]) -> None:
+        with self.db.conn:
+            self.db["scans"].update(
+                scan_id, {"finished_at": now(), "status": status, "counts": json.dumps(counts)}
+            )

@@ -1,0 +1,255 @@
+"""The ``genretag`` command line: thin click commands over library functions.
+
+Only click is imported at start-up; each command imports what it needs
+when it runs, so ``genretag --help`` and the commands that need no Keras
+model never import TensorFlow (tests check this).  Expected failures are
+GenretagError, printed as one ``Error:`` line.
+
+Exit codes: 0 everything analysed (or already cached); 1 some files
+failed; 2 usage error; 130 interrupted (progress is saved).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn GenretagError into one clean ``Error:`` line (exit 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import GenretagError
+
+        try:
+            return fn(*args, **kwargs)
+        except GenretagError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db", "db_path", type=click.Path(dir_okay=False), envvar="GENRETAG_DB",
+        help="SQLite cache to use [default: genretag.db in the user data directory].",
+    )(fn)  # fmt: skip
+
+
+def _open_cache(db_path: str | None) -> Any:
+    from .cache import Cache
+    from .paths import default_db_path
+
+    return Cache(db_path or default_db_path())
+
+
+def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--model", "model_path", type=click.Path(dir_okay=False),
+                      help="Model file to use instead of the backend's current one.")(fn)
+    return click.option("--backend", default="svc", show_default=True, envvar="GENRETAG_BACKEND",
+                        help="Classifier backend (see `genretag backends`).")(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="genretag")
+def cli() -> None:
+    """Tag a music library with genres by listening to it.
+
+    \b
+    Example:
+        genretag scan ~/Music
+        genretag show --genre jazz
+    """
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@backend_options
+@db_option
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+              help="Worker processes [default: all cores]; 0 analyses in this process.")
+@click.option("--excerpt", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds analysed from the middle of each file; 0 for the whole file.")
+@click.option("--force", is_flag=True, help="Re-analyse every file, cached or not.")
+@click.option("--retry-failed", is_flag=True, help="Try again files that failed before and have not changed.")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (name or relative path); repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching; repeatable.")
+@click.option("--hidden", is_flag=True, help="Also scan hidden files and folders.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              help="Seconds one file may take before its worker is stopped; 0 for none.")
+@click.option("--scheduler", metavar="ADDRESS", help="Run analysis on an existing Dask cluster (tcp://host:8786).")
+@click.option("--cluster", type=click.Choice(["local"]), help="Start a local Dask cluster for the analysis.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@_handle_errors
+def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: str | None, jobs: int | None,
+         excerpt: float, force: bool, retry_failed: bool, include: tuple[str, ...], exclude: tuple[str, ...],
+         hidden: bool, timeout: float, scheduler: str | None, cluster: str | None, as_json: bool,
+         progress: bool | None) -> None:
+    """Analyse the audio files under PATHS and cache a genre for each.
+
+    A rescan only analyses new or changed files.  Ctrl-C stops cleanly;
+    the next run resumes.
+
+    \b
+    Example:
+        genretag scan ~/Music --jobs 4 --exclude 'Podcasts/*'
+    """
+    from . import ui
+    from .models import load_model
+    from .runners import make_runner
+    from .scan import ScanOptions
+    from .scan import scan as run_scan
+    from .walk import WalkOptions
+
+    model = load_model(backend, model_path)
+    runner = make_runner(jobs, timeout=timeout, scheduler=scheduler, cluster=cluster)
+    options = ScanOptions(excerpt=excerpt or None, force=force, retry_failed=retry_failed,
+                          walk=WalkOptions(include=include, exclude=exclude, hidden=hidden))
+    with _open_cache(db_path) as cache:
+        with ui.RichProgress("Scanning", enabled=progress) as bar:
+            summary = run_scan(paths, cache, model, runner, options, bar)
+    data = summary.as_dict()
+    if as_json:
+        ui.print_json(data)
+    else:
+        ui.print_scan_summary(data)
+    if summary.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if data["failed"]:
+        sys.exit(EXIT_FAILED)
+
+
+STATUSES = ("ok", "error", "missing")
+
+
+def _query(cache: Any, paths: tuple[str, ...], status: str | None, genre: str | None) -> Any:
+    where, params = [], []
+    if status == "missing":
+        where.append("missing = 1")
+    elif status:
+        where += ["status = ?", "missing = 0"]
+        params.append(status)
+    if genre:
+        where.append("genre = ?")
+        params.append(genre)
+    return cache.tracks(paths, where=" and ".join(where) or None, params=params)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@db_option
+@click.option("--status", type=click.Choice(STATUSES), help="Only files with this status.")
+@click.option("--genre", help="Only files predicted as this genre.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+@_handle_errors
+def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, as_json: bool) -> None:
+    """Show cached results, for PATHS (files or folders) or everything.
+
+    \b
+    Example:
+        genretag show ~/Music/Jazz --status error
+    """
+    from . import ui
+    from .records import public_row
+
+    with _open_cache(db_path) as cache:
+        rows = [public_row(r) for r in _query(cache, paths, status, genre)]
+    if as_json:
+        ui.print_json(rows)
+        return
+    ui.out_console.print(ui.table(
+        None, ["file", "genre", "conf.", "top 3", "status"],
+        [(r["path"], r["genre"], _fmt_conf(r["confidence"]), _fmt_top(r["top3"]),
+          "missing" if r["missing"] else (r["error"] and f"error: {r['error']}") or r["status"]) for r in rows],
+        justify=["left", "left", "right", "left", "left"],
+    ))  # fmt: skip
+    ui.err_console.print(f"{len(rows)} file(s)")
+
+
+def _fmt_conf(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _fmt_top(top: list | None) -> str:
+    return ", ".join(f"{g} {p:.2f}" for g, p in top or [])
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write [default: stdout].")
+@click.option("--status", type=click.Choice(STATUSES), help="Only files with this status.")
+@click.option("--features", "with_features", is_flag=True, help="Add the 57 GTZAN feature columns.")
+@_handle_errors
+def export(paths: tuple[str, ...], db_path: str | None, fmt: str, output: Any, status: str | None,
+           with_features: bool) -> None:
+    """Export cached results as CSV or JSON.
+
+    \b
+    Example:
+        genretag export --format csv -o genres.csv
+    """
+    from .records import export_rows
+
+    with _open_cache(db_path) as cache:
+        export_rows(cache, _query(cache, paths, status, None), output, fmt, with_features=with_features)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (paste it into bug reports).")
+@_handle_errors
+def backends(as_json: bool) -> None:
+    """List installed backends, their packages, models and accuracy.
+
+    \b
+    Example:
+        genretag backends --json
+    """
+    from . import ui
+    from .models import backend_rows
+
+    rows = backend_rows()
+    if as_json:
+        ui.print_json(rows)
+        return
+    ui.out_console.print(ui.table(
+        None, ["backend", "package", "input", "model", "accuracy", "status"],
+        [(r["name"], f"{r['distribution'] or '-'} {r['version'] or ''}".strip(), r["input_kind"] or "-",
+          r["model"] or "none", r["accuracy"] or "-", r["status"] if r["status"] == "ok" else
+          f"{r['status']}: {r['error']}") for r in rows],
+    ))  # fmt: skip
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def env(as_json: bool) -> None:
+    """Print versions and paths, for bug reports."""
+    import platform
+
+    from . import __version__, ui
+    from .models import library_versions
+    from .paths import data_dir, default_db_path
+
+    info = {"genretag": __version__, "platform": platform.platform(), "data_dir": str(data_dir()),
+            "database": str(default_db_path()), "cpu_count": os.cpu_count(), **library_versions()}
+    if as_json:
+        ui.print_json(info)
+    else:
+        for k, v in info.items():
+            click.echo(f"{k}: {v}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="genretag")

@@ -1,0 +1,39 @@
+"""Where genretag keeps its database and models: the user's data directory.
+
+``GENRETAG_HOME`` overrides everything (tests and portable installs use it);
+otherwise the platform's convention is followed, so the database is where a
+user of that platform would look for application data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP = "genretag"
+
+
+def data_dir() -> Path:
+    """Return the directory for the default database and trained models."""
+    override = os.environ.get("GENRETAG_HOME")
+    if override:
+        return Path(override).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / APP
+
+
+def default_db_path() -> Path:
+    """The SQLite cache used when ``--db`` is not given."""
+    return data_dir() / "genretag.db"
+
+
+def models_dir() -> Path:
+    """Trained models written by ``genretag train`` live here, one folder per backend."""
+    return data_dir() / "models"

@@ -1,0 +1,66 @@
+"""Batched prediction: many tracks' inputs through one ``predict_proba`` call.
+
+A slices backend predicts every 3 s slice of every track in the batch at
+once; a track's probabilities are the mean over its slices.  When a batch
+fails, each track is retried alone so one bad input costs that track only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .models import Model
+
+
+def _check(model: Model, probs: Any, rows: int) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (rows, len(model.genres)):
+        raise ValueError(f"predict_proba returned shape {probs.shape}, expected {(rows, len(model.genres))}")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError("predict_proba returned non-finite values")
+    return probs
+
+
+def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if model.input_kind == "features":
+        X = np.stack([np.asarray(x, dtype=np.float64) for x in inputs])
+        return list(_check(model, model.backend.predict_proba(X), len(inputs)))
+    counts = [len(x) for x in inputs]
+    if min(counts) == 0:
+        raise ValueError("a track has no 3 s slices")
+    X = np.concatenate(inputs).astype(np.float32, copy=False)
+    probs = _check(model, model.backend.predict_proba(X), len(X))
+    bounds = np.cumsum([0, *counts])
+    return [probs[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def predict_tracks(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray | str]:
+    """Per-track probability vectors, or an error text for a track that failed."""
+    if not inputs:
+        return []
+    try:
+        return list(_predict_group(model, inputs))
+    except Exception:
+        if len(inputs) == 1:
+            out: list[np.ndarray | str] = []
+            try:
+                out.extend(_predict_group(model, inputs))
+            except Exception as exc:
+                out.append(f"prediction failed: {type(exc).__name__}: {exc}")
+            return out
+    return [r for x in inputs for r in predict_tracks(model, [x])]
+
+
+def summarise(genres: Sequence[str], probs: np.ndarray, top: int = 3) -> dict[str, Any]:
+    """Genre, confidence, top ``top`` and all probabilities, as stored per track."""
+    order = np.argsort(-probs, kind="stable")
+    best = [(genres[i], round(float(probs[i]), 6)) for i in order[:top]]
+    return {
+        "genre": best[0][0],
+        "confidence": best[0][1],
+        "top3": best,
+        "probabilities": {g: round(float(p), 6) for g, p in zip(genres, probs)},
+    }

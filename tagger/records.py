@@ -1,0 +1,56 @@
+"""Cached rows as users see them: parsed JSON columns, for ``show`` and ``export``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from .cache import Cache
+from .features import FEATURE_NAMES
+
+JSON_COLUMNS = ("top3", "probabilities", "params")
+EXPORT_COLUMNS = (
+    "path", "genre", "confidence", "top3", "status", "error", "missing", "backend", "model_id",
+    "duration", "size", "mtime", "analysed_at", "updated_at", "probabilities",
+)  # fmt: skip
+
+
+def public_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``tracks`` row with JSON columns decoded and raw path bytes left out."""
+    out = {k: v for k, v in row.items() if k != "path_bytes"}
+    for col in JSON_COLUMNS:
+        if out.get(col):
+            out[col] = json.loads(out[col])
+    out["missing"] = bool(out.get("missing"))
+    return out
+
+
+def export_rows(cache: Cache, rows: Iterable[dict[str, Any]], out: TextIO, fmt: str, *,
+                with_features: bool = False) -> int:
+    """Write rows as CSV (flat, JSON in cells) or a JSON array; return how many."""
+    columns = list(EXPORT_COLUMNS) + (list(FEATURE_NAMES) if with_features else [])
+    writer = None
+    n = 0
+    if fmt == "json":
+        out.write("[")
+    for row in rows:
+        rec = public_row(row)
+        if with_features:
+            vector = cache.features_for([row["path"]]).get(row["path"])
+            rec.update(zip(FEATURE_NAMES, vector) if vector else ())
+        rec = {c: rec.get(c) for c in columns}
+        if fmt == "json":
+            out.write(("," if n else "") + "\n  " + json.dumps(rec))
+        else:
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=columns)
+                writer.writeheader()
+            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in rec.items()})
+        n += 1
+    if fmt == "json":
+        out.write("\n]\n" if n else "]\n")
+    elif writer is None:
+        csv.DictWriter(out, fieldnames=columns).writeheader()
+    return n

@@ -1,0 +1,325 @@
+"""Scanning: walk -> skip what the cache already knows -> analyse -> predict -> cache.
+
+:func:`scan` is a plain library function (the CLI, notebooks and benchmarks
+call it alike).  It streams: paths come from the walker one at a time, are
+checked against the cache in chunks, go to a runner that analyses them
+wherever it runs, and come back to this process, which alone predicts in
+batches and writes SQLite.  Results are committed every batch, so an
+interrupted scan keeps everything committed and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import cache as cachemod
+from .cache import Cache, path_key
+from .features import FEATURE_NAMES, preprocessing
+from .models import Model
+from .predict import predict_tracks, summarise
+from .runners import Runner
+from .walk import WalkOptions, walk
+from .worker import AnalysisResult, AnalysisTask
+
+PLAN_CHUNK = 256
+MAX_ERRORS_KEPT = 200
+
+
+@dataclass
+class ScanOptions:
+    """How a scan decides what to analyse and how often it commits."""
+
+    excerpt: float | None = 30.0
+    force: bool = False
+    retry_failed: bool = False
+    walk: WalkOptions = field(default_factory=WalkOptions)
+    batch_size: int = 32
+    flush_seconds: float = 1.0
+    count_total: bool = True
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did, for the summary table and ``--json``."""
+
+    seen: int = 0
+    analysed: int = 0
+    cached: int = 0
+    repredicted: int = 0
+    failed: int = 0
+    failed_cached: int = 0
+    missing: int = 0
+    genres: Counter = field(default_factory=Counter)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    walk_errors: list[tuple[str, str]] = field(default_factory=list)
+    elapsed: float = 0.0
+    interrupted: bool = False
+    scan_id: int | None = None
+    backend: str = ""
+    model_id: str = ""
+    runner: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seen": self.seen, "analysed": self.analysed, "from_cache": self.cached,
+            "repredicted": self.repredicted, "failed": self.failed + self.failed_cached,
+            "failed_new": self.failed, "failed_cached": self.failed_cached, "missing": self.missing,
+            "genres": dict(self.genres.most_common()), "errors": [{"path": p, "error": e} for p, e in self.errors],
+            "walk_errors": [{"path": p, "error": e} for p, e in self.walk_errors],
+            "elapsed_seconds": round(self.elapsed, 3), "interrupted": self.interrupted,
+            "scan_id": self.scan_id, "backend": self.backend, "model_id": self.model_id, "runner": self.runner,
+        }  # fmt: skip
+
+    def note_error(self, path: str, error: str) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append((path, error))
+
+
+class Progress(Protocol):
+    """What a scan reports while it runs; the CLI renders it."""
+
+    def set_total(self, total: int) -> None: ...
+    def advance(self, path: str, status: str) -> None: ...
+
+
+class _NullProgress:
+    def set_total(self, total: int) -> None:
+        pass
+
+    def advance(self, path: str, status: str) -> None:
+        pass
+
+
+def analysis_params(excerpt: float | None) -> str:
+    """The cache's record of how a file was analysed; a change forces re-analysis."""
+    params = dict(preprocessing(), excerpt=excerpt or None)
+    return json.dumps(params, sort_keys=True)
+
+
+@dataclass
+class _Pending:
+    key: str
+    raw: bytes | None
+    result: AnalysisResult | None  # None: re-prediction from cached features
+    inputs: np.ndarray | None
+    row: dict[str, Any] | None = None
+
+
+class _Scan:
+    """One scan's state; :func:`scan` is its public face."""
+
+    def __init__(self, paths: Sequence[str], cache: Cache, model: Model, runner: Runner,
+                 options: ScanOptions, progress: Progress) -> None:
+        self.paths = [os.path.abspath(os.fsdecode(p)) for p in paths]
+        self.cache, self.model, self.runner = cache, model, runner
+        self.opts, self.progress = options, progress
+        self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())
+        self.params = analysis_params(options.excerpt)
+        self.pending: list[_Pending] = []
+        self.first_pending = 0.0
+        self.known: set[str] = set()  # keys that had a row before this scan (for first_seen)
+        self.needs_features = model.input_kind == "features"
+
+    # -- planning --------------------------------------------------------
+    def _walk_error(self, path: str, reason: str) -> None:
+        self.summary.walk_errors.append((path, reason))
+
+    def tasks(self) -> Iterator[AnalysisTask]:
+        """Walk, consult the cache in chunks, and yield only files that need analysis."""
+        chunk: list[str] = []
+        for path in walk(self.paths, self.opts.walk, self._walk_error):
+            chunk.append(path)
+            if len(chunk) >= PLAN_CHUNK:
+                yield from self._plan(chunk)
+                chunk = []
+        if chunk:
+            yield from self._plan(chunk)
+
+    def _plan(self, chunk: list[str]) -> Iterator[AnalysisTask]:
+        keys = {p: path_key(p) for p in chunk}
+        rows = self.cache.lookup([k for k, _ in keys.values()])
+        self.known.update(rows)
+        reappeared, repredict = [], []
+        for path in chunk:
+            key, raw = keys[path]
+            self.summary.seen += 1
+            row = rows.get(key)
+            decision = self._decide(path, row)
+            if decision == "analyse":
+                yield AnalysisTask(path, self.opts.excerpt, features=self.needs_features,
+                                   slices=not self.needs_features)
+                continue
+            if row and row["missing"]:
+                reappeared.append(key)
+            if decision == "cached":
+                self.summary.cached += 1
+                self.summary.genres[row["genre"]] += 1
+                self.progress.advance(path, "cached")
+            elif decision == "failed":
+                self.summary.failed_cached += 1
+                self.progress.advance(path, "failed")
+            else:  # re-predict from cached features
+                repredict.append((path, key, raw))
+        self.cache.touch_present(reappeared)
+        if repredict:
+            vectors = self.cache.features_for([k for _, k, _ in repredict])
+            for path, key, raw in repredict:
+                if key in vectors:
+                    self._add(_Pending(key, raw, None, np.asarray(vectors[key])))
+                    self.progress.advance(path, "repredicted")
+                else:
+                    yield AnalysisTask(path, self.opts.excerpt, features=True, slices=False)
+
+    def _decide(self, path: str, row: dict[str, Any] | None) -> str:
+        if row is None or self.opts.force:
+            return "analyse"
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "analyse"  # the worker reports why it cannot be read
+        unchanged = row["size"] == st.st_size and row["mtime"] == st.st_mtime and row["params"] == self.params
+        if not unchanged:
+            return "analyse"
+        if row["status"] == "error":
+            return "analyse" if self.opts.retry_failed else "failed"
+        if row["backend"] == self.model.name and row["model_id"] == self.model.id:
+            return "cached"
+        return "repredict" if self.needs_features else "analyse"
+
+    # -- results ---------------------------------------------------------
+    def _add(self, item: _Pending) -> None:
+        if not self.pending:
+            self.first_pending = time.monotonic()
+        self.pending.append(item)
+        if len(self.pending) >= self.opts.batch_size:
+            self.flush()
+
+    def take(self, result: AnalysisResult) -> None:
+        key, raw = path_key(result.path)
+        if result.error:
+            self.summary.failed += 1
+            self.summary.note_error(result.path, result.error)
+            self.progress.advance(result.path, "failed")
+            self._add(_Pending(key, raw, result, None))
+            return
+        inputs = result.features if self.needs_features else result.slices
+        self.progress.advance(result.path, "analysed")
+        self._add(_Pending(key, raw, result, inputs))
+
+    def flush(self) -> None:
+        """Predict everything pending in one batch and commit it in one transaction."""
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        to_predict = [p for p in batch if p.inputs is not None]
+        outputs = predict_tracks(self.model, [p.inputs for p in to_predict])
+        stamp = cachemod.now()
+        rows, feats = [], []
+        for item, out in zip(to_predict, outputs):
+            if isinstance(out, str):
+                item.row = self._error_row(item, out, stamp)
+                self.summary.failed += 1
+                self.summary.note_error(item.result.path if item.result else item.key, out)
+                continue
+            info = summarise(self.model.genres, out)
+            self.summary.genres[info["genre"]] += 1
+            if item.result is None:
+                self.summary.repredicted += 1
+            else:
+                self.summary.analysed += 1
+            item.row = self._ok_row(item, info, stamp)
+            if item.result is not None and item.result.features is not None:
+                feats.append({"path": item.key, **dict(zip(FEATURE_NAMES, map(float, item.result.features)))})
+        for item in batch:
+            if item.row is None:  # analysis errors
+                item.row = self._error_row(item, item.result.error, stamp)
+            rows.append(item.row)
+        self.cache.write_results(rows, feats)
+
+    def _base_row(self, item: _Pending, stamp: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"path": item.key, "path_bytes": item.raw, "missing": 0, "updated_at": stamp,
+                               "missing_since": None}
+        if item.key not in self.known:
+            row["first_seen"] = stamp
+        r = item.result
+        if r is not None and r.size is not None:
+            row.update(size=r.size, mtime=r.mtime, params=self.params)
+            if r.duration is not None:
+                row.update(duration=r.duration, excerpt_offset=r.offset, excerpt_seconds=r.seconds)
+        return row
+
+    def _ok_row(self, item: _Pending, info: dict[str, Any], stamp: str) -> dict[str, Any]:
+        row = self._base_row(item, stamp)
+        row.update(
+            status="ok", error=None, backend=self.model.name, model_id=self.model.id,
+            genre=info["genre"], confidence=info["confidence"], top3=json.dumps(info["top3"]),
+            probabilities=json.dumps(info["probabilities"]), analysed_at=stamp,
+        )  # fmt: skip
+        return row
+
+    def _error_row(self, item: _Pending, error: str, stamp: str) -> dict[str, Any]:
+        # Genre columns are left as they were: an earlier result is never dropped.
+        row = self._base_row(item, stamp)
+        row.update(status="error", error=error)
+        if "size" not in row:  # unreadable: record what stat can still tell
+            try:
+                st = os.stat(item.result.path if item.result else item.key)
+                row.update(size=st.st_size, mtime=st.st_mtime, params=self.params)
+            except OSError:
+                row.update(params=self.params)
+        return row
+
+    # -- the run ---------------------------------------------------------
+    def run(self) -> ScanSummary:
+        started = time.monotonic()
+        self.summary.scan_id = self.cache.start_scan(self.paths, self.model.name, self.model.id)
+        counter = self._start_counter() if self.opts.count_total else None
+        status = "completed"
+        try:
+            for result in self.runner.run(self.tasks()):
+                self.take(result)
+                if self.pending and time.monotonic() - self.first_pending >= self.opts.flush_seconds:
+                    self.flush()
+            self.flush()
+            self.summary.missing = self.cache.mark_missing(self.paths)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.summary.interrupted = True
+            self.flush()
+        finally:
+            if counter is not None:
+                counter.join(timeout=0.1)
+            self.summary.elapsed = time.monotonic() - started
+            self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
+        return self.summary
+
+    def _start_counter(self) -> threading.Thread:
+        """Count the files in the background so the progress bar gets a total and an ETA."""
+
+        def count() -> None:
+            n = sum(1 for _ in walk(self.paths, self.opts.walk))
+            self.progress.set_total(n)
+
+        thread = threading.Thread(target=count, name="genretag-count", daemon=True)
+        thread.start()
+        return thread
+
+
+def scan(paths: Sequence[str], cache: Cache, model: Model, runner: Runner,
+         options: ScanOptions | None = None, progress: Progress | None = None) -> ScanSummary:
+    """Analyse and classify every audio file under ``paths``, caching results.
+
+    Returns the summary; ``summary.interrupted`` is set when Ctrl-C stopped it
+    (everything analysed until then is committed).
+    """
+    return _Scan(paths, cache, model, runner, options or ScanOptions(), progress or _NullProgress()).run()
+

@@ -1,0 +1,586 @@
+"""Read, write and exactly undo genre tags in every audio format genretag handles.
+
+This is the only module that imports mutagen.  Like beets' mediafile, each
+format is one row of ``FORMATS``: its extensions, the mutagen classes that
+open it, and the storage style of its tag format (ID3, Vorbis comments or
+MP4 atoms).  Supporting a new format is a new row, not another ``if``.
+
+Writes never modify the original in place: the file is copied to a hidden
+temporary file in the same folder, mutagen edits the copy, the copy is
+fsynced and then renamed over the original.  A crash or ``kill -9`` at any
+moment therefore leaves the original path fully old or fully new.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mutagen
+from mutagen import id3
+from mutagen.aiff import AIFF
+from mutagen.flac import FLAC
+from mutagen.id3._id3v1 import find_id3v1  # private, but the only way to keep ID3v1 bytes intact
+from mutagen.mp3 import MP3
+from mutagen.mp4 import MP4, AtomDataType, MP4FreeForm
+from mutagen.oggflac import OggFLAC
+from mutagen.oggopus import OggOpus
+from mutagen.oggspeex import OggSpeex
+from mutagen.oggvorbis import OggVorbis
+from mutagen.wave import WAVE
+
+__all__ = [
+    "FORMATS",
+    "TEMP_SUFFIX",
+    "Format",
+    "TagError",
+    "read_genres",
+    "restore",
+    "snapshot",
+    "split_genres",
+    "supported",
+    "write_genres",
+]
+
+#: Temporary files are ``.<name>.<random>.genretag-tmp`` beside the original:
+#: hidden, so library scanners skip them, and recognisable if a crash leaves one.
+TEMP_SUFFIX = ".genretag-tmp"
+_SNAPSHOT_VERSION = 1
+
+# Frames ID3v2.3 has no equivalent for.  mutagen's update_to_v23() deletes
+# them; we keep them (off-spec, as Picard does) so converting never loses data.
+_V24_ONLY = frozenset({"ASPI", "EQU2", "RVA2", "SEEK", "SIGN", "TDEN", "TDRL", "TDTG", "TMOO", "TPRO", "TSOA", "TSOP", "TSOT", "TSST"})
+
+
+# TODO: moves to tagger/errors.py (as a FileError subclass) once that module
+# lands; callers should keep importing TagError from here until then.
+class TagError(Exception):
+    """Reading or writing the tags of one file failed, for a reason a user can act on."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+# ---------------------------------------------------------------------------
+# Storage styles: how one tag format stores one (genre) field.
+
+
+class _Style:
+    """mediafile's StorageStyle for a single field: read, snapshot, write, restore."""
+
+    name = ""
+
+    def key(self, field: str | None) -> str:
+        """The format's name for the genre field, or for a custom field."""
+        raise NotImplementedError
+
+    def load_options(self, raw: bool) -> dict[str, Any]:
+        """Keyword arguments for the mutagen class; ``raw`` means 'as stored, for editing'."""
+        return {}
+
+    def read(self, f: mutagen.FileType, key: str) -> list[str]:
+        raise NotImplementedError
+
+    def snapshot(self, f: mutagen.FileType, key: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
+        raise NotImplementedError
+
+    def restore(self, f: mutagen.FileType, key: str, snap: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class _ID3Style(_Style):
+    """ID3v2 ``TCON`` (or ``TXXX:<field>``) in MP3 files and in AIFF/WAV ID3 chunks.
+
+    An existing tag is edited as stored (no translation) and keeps its version
+    unless the caller asks for the other one, so every other frame is written
+    back unchanged.  ``v1`` marks MP3, whose trailing ID3v1 block is kept
+    byte for byte: mutagen would otherwise regenerate it from the v2 frames.
+    """
+
+    name = "id3"
+
+    def __init__(self, v1: bool) -> None:
+        self.v1 = v1
+
+    def key(self, field: str | None) -> str:
+        return "TCON" if field is None else f"TXXX:{field}"
+
+    def load_options(self, raw: bool) -> dict[str, Any]:
+        # load_v1=False: otherwise ID3v1 fields are merged into the v2 tag and saved there.
+        return {"translate": False, "load_v1": False} if raw else {}
+
+    def read(self, f: mutagen.FileType, key: str) -> list[str]:
+        frame = f.tags.get(key) if f.tags is not None else None
+        if frame is None:
+            return []
+        # TCON.genres resolves ID3v1 numbers: "(17)", "17" -> "Rock".
+        return list(frame.genres) if key == "TCON" else [str(t) for t in frame.text]
+
+    def snapshot(self, f: mutagen.FileType, key: str) -> dict[str, Any]:
+        tags = f.tags
+        frame = tags.get(key) if tags is not None else None
+        return {
+            "tag": None if tags is None else {"version": list(tags.version)},
+            "frame": None if frame is None else {"encoding": int(frame.encoding), "text": [str(t) for t in frame.text]},
+        }
+
+    def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
+        major = 3 if id3v23 else 4
+        if f.tags is None:
+            f.add_tags()
+        _convert(f.tags, major)
+        f.tags.delall(key)
+        if genres:
+            # v2.4 stores real multi-values; v2.3 officially has no separator.
+            text = [separator.join(genres)] if major == 3 else list(genres)
+            f.tags.add(self._frame(key, text, id3.Encoding.UTF16 if major == 3 else id3.Encoding.UTF8))
+        self._save(f, major)
+
+    def restore(self, f: mutagen.FileType, key: str, snap: dict[str, Any]) -> None:
+        old_tag, old_frame = snap["tag"], snap["frame"]
+        if f.tags is None:
+            if old_frame is None:
+                return
+            f.add_tags()
+        version = tuple(old_tag["version"]) if old_tag else f.tags.version
+        major = version[1] if version[:2] in ((2, 3), (2, 4)) else 4  # mutagen cannot write v2.2
+        _convert(f.tags, major)
+        f.tags.delall(key)
+        if old_frame is not None:
+            f.tags.add(self._frame(key, old_frame["text"], id3.Encoding(old_frame["encoding"])))
+        if old_tag is None and not f.tags and not f.tags.unknown_frames:
+            self._delete(f)
+        else:
+            self._save(f, major)
+
+    @staticmethod
+    def _frame(key: str, text: list[str], encoding: id3.Encoding) -> id3.Frame:
+        if key == "TCON":
+            return id3.TCON(encoding=encoding, text=text)
+        return id3.TXXX(encoding=encoding, desc=key[len("TXXX:") :], text=text)
+
+    def _save(self, f: mutagen.FileType, major: int) -> None:
+        # v23_sep=None keeps other frames' multi-values null-separated instead of joining them with "/".
+        if not self.v1:
+            f.save(v2_version=major, v23_sep=None)
+            return
+        tail = _id3v1_block(f.filename)
+        f.save(v1=id3.ID3v1SaveOptions.REMOVE, v2_version=major, v23_sep=None)
+        if tail:
+            with open(f.filename, "ab") as out:
+                out.write(tail)
+
+    def _delete(self, f: mutagen.FileType) -> None:
+        if self.v1:
+            id3.delete(f.filename, delete_v1=False, delete_v2=True)
+        else:
+            f.delete()
+
+
+def _convert(tags: id3.ID3, major: int) -> None:
+    """Convert an ID3 tag loaded as stored to v2.``major``, if it is another version."""
+    if tags.version[:2] == (2, major):
+        return
+    if major == 4:
+        tags.update_to_v24()
+        return
+    kept = [tags.pop(k) for k in list(tags.keys()) if k[:4] in _V24_ONLY]
+    tags.update_to_v23()
+    for frame in kept:
+        tags.add(frame)
+
+
+def _id3v1_block(path: str) -> bytes:
+    """The raw trailing ID3v1 block of an MP3 (or b"" if there is none)."""
+    with open(path, "rb") as fh:
+        tag, offset = find_id3v1(fh)
+        if tag is None:
+            return b""
+        fh.seek(offset, os.SEEK_END)
+        return fh.read()
+
+
+class _VorbisStyle(_Style):
+    """Vorbis comments (FLAC, Ogg Vorbis, Opus, Ogg FLAC, Speex): one comment per value.
+
+    Comments are edited in place in the comment list, so a restore puts them
+    back at their original position with their original key spelling.
+    """
+
+    name = "vorbis"
+
+    def key(self, field: str | None) -> str:
+        return "GENRE" if field is None else field.upper()
+
+    def read(self, f: mutagen.FileType, key: str) -> list[str]:
+        return [v for k, v in (f.tags or []) if k.upper() == key]
+
+    def snapshot(self, f: mutagen.FileType, key: str) -> dict[str, Any]:
+        items = list(f.tags or [])
+        where = [i for i, (k, _) in enumerate(items) if k.upper() == key]
+        return {
+            "tag": f.tags is not None,
+            "items": [list(items[i]) for i in where],
+            "index": where[0] if where else None,
+        }
+
+    def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
+        if f.tags is None:
+            f.add_tags()
+        self._replace(f.tags, key, [(key, g) for g in genres], None)
+        f.save()
+
+    def restore(self, f: mutagen.FileType, key: str, snap: dict[str, Any]) -> None:
+        if f.tags is None:
+            if not snap["items"]:
+                return
+            f.add_tags()
+        self._replace(f.tags, key, [(k, v) for k, v in snap["items"]], snap["index"])
+        if not snap["tag"] and not f.tags:
+            f.delete()  # FLAC: drop the comment block we created
+        else:
+            f.save()
+
+    @staticmethod
+    def _replace(tags: list[tuple[str, str]], key: str, items: list[tuple[str, str]], index: int | None) -> None:
+        where = [i for i, (k, _) in enumerate(tags) if k.upper() == key]
+        at = index if index is not None else where[0] if where else len(tags)
+        for i in reversed(where):
+            del tags[i]
+        at = min(at, len(tags))
+        tags[at:at] = items
+
+
+class _MP4Style(_Style):
+    """MP4/M4A ``©gen`` as a list of values; custom fields as iTunes freeform atoms."""
+
+    name = "mp4"
+    _FREEFORM = "----:com.apple.iTunes:"
+
+    def key(self, field: str | None) -> str:
+        return "\xa9gen" if field is None else self._FREEFORM + field
+
+    def read(self, f: mutagen.FileType, key: str) -> list[str]:
+        values = (f.tags or {}).get(key, [])
+        return [bytes(v).decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+    def snapshot(self, f: mutagen.FileType, key: str) -> dict[str, Any]:
+        values = (f.tags or {}).get(key)
+        if values is not None and key.startswith(self._FREEFORM):
+            # Freeform atoms hold bytes; surrogateescape keeps non-UTF-8 bytes exact in JSON.
+            values = [[bytes(v).decode("utf-8", "surrogateescape"), v.dataformat, v.version] for v in values]
+        return {"tag": f.tags is not None, "values": None if values is None else list(values)}
+
+    def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
+        if f.tags is None:
+            f.add_tags()
+        if key.startswith(self._FREEFORM):
+            self._set(f.tags, key, [MP4FreeForm(g.encode("utf-8"), AtomDataType.UTF8) for g in genres])
+        else:
+            self._set(f.tags, key, list(genres))
+        f.save()
+
+    def restore(self, f: mutagen.FileType, key: str, snap: dict[str, Any]) -> None:
+        values = snap["values"]
+        if f.tags is None:
+            if values is None:
+                return
+            f.add_tags()
+        if values is not None and key.startswith(self._FREEFORM):
+            values = [MP4FreeForm(t.encode("utf-8", "surrogateescape"), fmt, ver) for t, fmt, ver in values]
+        self._set(f.tags, key, values)
+        f.save()
+
+    @staticmethod
+    def _set(tags: Any, key: str, values: list[Any] | None) -> None:
+        if values:
+            tags[key] = values
+        else:
+            tags.pop(key, None)
+
+
+# ---------------------------------------------------------------------------
+# The format table.
+
+
+@dataclass(frozen=True)
+class Format:
+    """One supported file format: how to recognise it, open it, and store genres in it."""
+
+    name: str
+    extensions: tuple[str, ...]
+    kinds: tuple[type[mutagen.FileType], ...]  # mutagen classes, tried by content when several
+    style: _Style
+
+
+_ID3_MP3, _ID3_CHUNK, _VORBIS, _MP4 = _ID3Style(v1=True), _ID3Style(v1=False), _VorbisStyle(), _MP4Style()
+
+#: Every format genretag can tag.  Raw ADTS ``.aac`` is absent: it has no tag format.
+FORMATS: tuple[Format, ...] = (
+    Format("mp3", (".mp3",), (MP3,), _ID3_MP3),
+    Format("aiff", (".aiff", ".aif", ".aifc"), (AIFF,), _ID3_CHUNK),
+    Format("wav", (".wav", ".wave"), (WAVE,), _ID3_CHUNK),
+    Format("flac", (".flac",), (FLAC,), _VORBIS),
+    Format("ogg", (".ogg", ".oga"), (OggVorbis, OggOpus, OggFLAC, OggSpeex), _VORBIS),
+    Format("opus", (".opus",), (OggOpus,), _VORBIS),
+    Format("mp4", (".m4a", ".mp4", ".m4b"), (MP4,), _MP4),
+)
+_BY_EXTENSION = {ext: fmt for fmt in FORMATS for ext in fmt.extensions}
+
+
+def supported(path: str | os.PathLike[str]) -> bool:
+    """True when genretag can tag this file, judged by its extension."""
+    return os.path.splitext(os.fspath(path))[1].lower() in _BY_EXTENSION and not os.fspath(path).endswith(TEMP_SUFFIX)
+
+
+def _format(path: str) -> Format:
+    ext = os.path.splitext(path)[1].lower()
+    fmt = _BY_EXTENSION.get(ext)
+    if fmt is None:
+        known = " ".join(sorted(_BY_EXTENSION))
+        raise TagError(path, f"unsupported format {ext or '(no extension)'!r}; genretag tags {known}")
+    return fmt
+
+
+def _field(field: str | None) -> str | None:
+    """Normalise the field name: None or "genre" means each format's own genre field."""
+    if field is None or field.lower() == "genre":
+        return None
+    if not field or "=" in field or "\0" in field or not all(" " <= c <= "}" for c in field):
+        raise ValueError(f"invalid tag field name {field!r}: use printable ASCII without '='")
+    return field
+
+
+# ---------------------------------------------------------------------------
+# Public API.
+
+
+def read_genres(path: str | os.PathLike[str], field: str | None = None) -> list[str]:
+    """The genres stored in the file, one list item per stored value.
+
+    Values are returned as stored, not split: an ID3v2.3 "Rock;Blues" stays
+    one item (see ``split_genres``).  Numeric ID3v1-style genres such as
+    "(17)" or "17" are resolved to names.  Empty values are dropped.
+    """
+    path = os.fspath(path)
+    fmt, key = _format(path), None
+    with _errors(path):
+        key = fmt.style.key(_field(field))
+        f = _open(path, fmt, raw=False)
+        return [v for v in fmt.style.read(f, key) if v.strip()]
+
+
+def split_genres(values: Iterable[str], separators: str = ";/") -> list[str]:
+    """Split single-value genre lists such as "Rock;Blues" or "Rock / Pop", for merging.
+
+    Items are stripped, empty ones dropped, and duplicates (ignoring case)
+    removed, keeping the first spelling and order.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        for sep in separators[1:]:
+            value = value.replace(sep, separators[:1])
+        for part in value.split(separators[:1]) if separators else [value]:
+            part = part.strip()
+            if part and part.casefold() not in seen:
+                seen.add(part.casefold())
+                out.append(part)
+    return out
+
+
+def snapshot(path: str | os.PathLike[str], field: str | None = None) -> dict[str, Any]:
+    """A JSON-serialisable record of exactly how the genre field is stored now, for ``restore``.
+
+    It records the field's stored values (or their absence) and, for ID3,
+    the frame's encoding, whether the file had an ID3v2 tag at all and its
+    version.  Nothing else about the file is recorded: restore only ever
+    touches this one field.
+    """
+    path = os.fspath(path)
+    fmt = _format(path)
+    with _errors(path):
+        field = _field(field)
+        key = fmt.style.key(field)
+        f = _open(path, fmt, raw=True)
+        return {"v": _SNAPSHOT_VERSION, "format": fmt.name, "field": field, "key": key, **fmt.style.snapshot(f, key)}
+
+
+def write_genres(
+    path: str | os.PathLike[str],
+    genres: Sequence[str],
+    *,
+    field: str | None = None,
+    id3v23: bool = False,
+    separator: str = "; ",
+) -> os.stat_result:
+    """Store ``genres`` as the file's genre field, atomically, and return the file's new stat.
+
+    Each format gets real multiple values (repeated Vorbis comments, ID3v2.4
+    null-separated TCON, MP4 lists); only ID3v2.3 (``id3v23=True``), which
+    has no official multi-value form, joins them with ``separator``.  An
+    existing ID3 tag of the other version is converted.  An empty list
+    removes the field.  ``field`` names a custom field instead (ID3
+    ``TXXX:<field>``, a Vorbis comment, an MP4 ``----:com.apple.iTunes:<field>``).
+
+    The write updates the file's mtime on purpose, so players and library
+    managers notice the change; record the returned size and mtime.  A
+    hard-linked file gets its own copy (the other names keep the old bytes).
+    """
+    path = os.fspath(path)
+    genres = list(genres)
+    for g in genres:
+        if not isinstance(g, str) or not g.strip() or "\0" in g:
+            raise ValueError(f"invalid genre {g!r}: genres must be non-empty strings without NUL")
+    fmt = _format(path)
+    with _errors(path):
+        key = fmt.style.key(_field(field))
+        return _edit(path, fmt, lambda f: fmt.style.write(f, key, genres, id3v23, separator))
+
+
+def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_result:
+    """Put the genre field back exactly as ``snapshot`` recorded it, and return the file's stat.
+
+    A field that was absent is removed again, and an ID3 tag that genretag
+    created is deleted again if nothing else was added to it since.  When
+    the field is already as recorded the file is not rewritten.
+    """
+    path = os.fspath(path)
+    fmt = _format(path)
+    if not isinstance(snap, dict) or snap.get("v") != _SNAPSHOT_VERSION or "key" not in snap:
+        raise TagError(path, "not a genretag tag snapshot (or from an incompatible version)")
+    if snap.get("format") != fmt.name:
+        raise TagError(path, f"snapshot is for a {snap.get('format')} file, not {fmt.name}")
+    with _errors(path):
+        if snapshot(path, snap["field"]) == snap:
+            return os.stat(path)
+        return _edit(path, fmt, lambda f: fmt.style.restore(f, snap["key"], snap))
+
+
+# ---------------------------------------------------------------------------
+# Opening, safe editing and error translation.
+
+
+def _open(path: str, fmt: Format, raw: bool, kind: type[mutagen.FileType] | None = None) -> mutagen.FileType:
+    options = fmt.style.load_options(raw)
+    if kind is not None or len(fmt.kinds) == 1:
+        return (kind or fmt.kinds[0])(path, **options)
+    f = mutagen.File(path, options=list(fmt.kinds))
+    if f is None:
+        raise TagError(path, f"not a valid {fmt.name} file (unrecognised content)")
+    return f
+
+
+def _writable(path: str, st: os.stat_result) -> None:
+    """Refuse read-only files: the rename trick would otherwise replace them silently.
+
+    The mode bits are checked as well as os.access because root may write
+    anything: a file a user marked read-only stays untouched even then.
+    """
+    if not stat.S_ISREG(st.st_mode):
+        raise TagError(path, "not a regular file")
+    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK):
+        raise TagError(path, "file is read-only (no write permission); not changed")
+
+
+def _edit(path: str, fmt: Format, change: Any) -> os.stat_result:
+    """Apply ``change`` to a copy of the file, then rename the copy over the original."""
+    real = os.path.realpath(path)  # keep a symlink a symlink: replace its target
+    before = os.stat(real)
+    _writable(path, before)
+    kind = type(_open(real, fmt, raw=True))  # fail on corrupt tags before creating anything
+    folder, name = os.path.split(real)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=TEMP_SUFFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, open(real, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        change(_open(tmp, fmt, raw=True, kind=kind))
+        _fsync(tmp)
+        os.chmod(tmp, stat.S_IMODE(before.st_mode))
+        if (before.st_uid, before.st_gid) != (os.stat(tmp).st_uid, os.stat(tmp).st_gid):
+            try:
+                os.chown(tmp, before.st_uid, before.st_gid)
+            except PermissionError:
+                pass  # only root may give files away; the copy stays ours
+        now = os.stat(real)
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            raise TagError(path, "file changed while its tags were being written; not changed")
+        os.replace(tmp, real)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync(folder, directory=True)
+    return os.stat(real)
+
+
+def _fsync(path: str, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        if directory:
+            return  # some file systems cannot open folders; the rename is still atomic
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+class _errors:
+    """Turn OSError and mutagen errors into one TagError with a reason a user can act on."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, TagError) or not isinstance(exc, (OSError, mutagen.MutagenError)):
+            return False
+        os_error = _os_error(exc)
+        if os_error is not None:
+            raise TagError(self.path, _os_reason(os_error)) from exc
+        raise TagError(self.path, f"cannot read or write its tags (corrupt or unsupported file): {exc}") from exc
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind an exception: mutagen wraps them in its own error classes."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        todo.extend([e.__cause__, e.__context__, *e.args])
+    return None
+
+
+def _os_reason(e: OSError) -> str:
+    if e.errno == errno.ENOENT:
+        return "file not found (moved or deleted?)"
+    if e.errno == errno.ENOSPC:
+        return "disk full (no space left on device); not changed"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied ({e.strerror}); not changed"
+    return f"{e.strerror or e}; not changed"

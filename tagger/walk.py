@@ -1,0 +1,113 @@
+"""Find the audio files under the paths a user gives, lazily and safely.
+
+Symlinked folders are followed once (a loop is detected by device and inode
+and skipped), unreadable folders are reported and skipped, hidden files and
+folders are left out unless asked for.  Files come out in sorted order, one
+at a time, so a library of any size is walked in constant memory.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .audio import is_audio
+
+OnError = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    """Which files a walk yields."""
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    hidden: bool = False
+    follow_links: bool = True
+    audio_only: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _matches(patterns: Sequence[str], name: str, rel: str) -> bool:
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
+
+
+def _wanted(name: str, rel: str, opts: WalkOptions) -> bool:
+    if opts.audio_only and not is_audio(name):
+        return False
+    if opts.include and not _matches(opts.include, name, rel):
+        return False
+    return not _matches(opts.exclude, name, rel)
+
+
+def walk(paths: Sequence[str], opts: WalkOptions = WalkOptions(), on_error: OnError | None = None) -> Iterator[str]:
+    """Yield absolute paths of the files to analyse under ``paths`` (files or folders).
+
+    A file named explicitly is yielded even if hidden, as long as the
+    include/exclude globs and the audio extension allow it.
+    """
+    report = on_error or (lambda path, reason: None)
+    seen_dirs: set[tuple[int, int]] = set()
+    for given in paths:
+        root = os.path.abspath(os.fsdecode(given))
+        try:
+            st = os.stat(root)
+        except OSError as exc:
+            report(root, f"cannot access: {exc.strerror or exc}")
+            continue
+        if not os.path.isdir(root):
+            name = os.path.basename(root)
+            if _wanted(name, name, opts):
+                yield root
+            elif not is_audio(name):
+                report(root, "not a supported audio file")
+            continue
+        yield from _walk_dir(root, opts, report, seen_dirs, st)
+
+
+def _walk_dir(root: str, opts: WalkOptions, report: OnError, seen: set[tuple[int, int]],
+              root_stat: os.stat_result) -> Iterator[str]:
+    seen.add((root_stat.st_dev, root_stat.st_ino))
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            report(folder, f"cannot read folder: {exc.strerror or exc}")
+            continue
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            if not opts.hidden and name.startswith("."):
+                continue
+            rel = os.path.relpath(entry.path, root)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=opts.follow_links)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if _matches(opts.exclude, name, rel):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=True)
+                except OSError as exc:
+                    report(entry.path, f"cannot access folder: {exc.strerror or exc}")
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    if entry.is_symlink():
+                        report(entry.path, "symlink loop or repeated folder, skipped")
+                    continue
+                seen.add(key)
+                subdirs.append(entry.path)
+            elif _wanted(name, rel, opts):
+                try:
+                    if entry.is_file(follow_symlinks=True):
+                        yield entry.path
+                except OSError:
+                    continue
+        stack.extend(reversed(subdirs))

@@ -1,0 +1,87 @@
+"""The analysis step for one file, run in whichever process does the work.
+
+It stats, decodes and analyses a file and returns a plain, picklable
+record.  It never raises for a bad file: the error travels back as text, so
+one bad file costs that file only.  Local worker processes and Dask workers
+call the same :func:`analyse_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import decode
+from .errors import FileError
+from .features import SLICE_SECONDS, analyse
+
+#: Peak level under which a file counts as silent (-80 dBFS).
+SILENCE_PEAK = 1e-4
+
+
+@dataclass(frozen=True)
+class AnalysisTask:
+    """What to analyse and how; small, so it is cheap to send to any worker."""
+
+    path: str
+    excerpt: float | None = 30.0
+    features: bool = True
+    slices: bool = False
+
+
+@dataclass
+class AnalysisResult:
+    """A file's analysis, or the reason there is none."""
+
+    path: str
+    size: int | None = None
+    mtime: float | None = None
+    duration: float | None = None
+    offset: float | None = None
+    seconds: float | None = None  # length of the analysed excerpt
+    features: np.ndarray | None = None
+    slices: np.ndarray | None = None
+    error: str | None = None
+    elapsed: float = 0.0
+    worker: str = field(default_factory=lambda: str(os.getpid()))
+
+
+def analyse_file(task: AnalysisTask) -> AnalysisResult:
+    """Decode and analyse one file; any failure becomes ``error``."""
+    started = time.perf_counter()
+    result = AnalysisResult(task.path)
+    try:
+        st = os.stat(task.path)
+        result.size, result.mtime = st.st_size, st.st_mtime
+        clip = decode(task.path, excerpt=task.excerpt)
+        result.duration, result.offset = clip.duration, clip.offset
+        result.seconds = len(clip.samples) / clip.sr
+        if result.seconds < SLICE_SECONDS:
+            raise FileError(task.path, f"too short: {result.seconds:.2f} s of audio, need at least {SLICE_SECONDS:g} s")
+        peak = float(np.max(np.abs(clip.samples)))
+        if peak < SILENCE_PEAK:
+            raise FileError(task.path, "audio is silent (peak below -80 dBFS)")
+        out = analyse(clip.samples, clip.sr, features=task.features, slices=task.slices)
+        result.features, result.slices = out.features, out.slices
+        if result.features is not None and not np.all(np.isfinite(result.features)):
+            raise FileError(task.path, "analysis produced non-finite feature values")
+    except FileError as exc:
+        result.error = exc.reason
+    except OSError as exc:
+        result.error = f"cannot read file: {exc.strerror or exc}"
+    except MemoryError:
+        result.error = "out of memory while analysing"
+    except Exception as exc:  # keep the batch going; the text says it is unexpected
+        result.error = f"unexpected {type(exc).__name__} while analysing: {exc}"
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def warm_up() -> None:
+    """Import and JIT-compile the analysis path once, before workers fork from this process."""
+    rng = np.random.default_rng(0)
+    y = (0.1 * rng.standard_normal(int(22050 * 3.5))).astype(np.float32)
+    analyse(y, 22050, features=True, slices=True)

@@ -1,0 +1,196 @@
+"""Train/valid/test protocols for GTZAN, at track level.
+
+- ``fault-filtered`` (default): the shipped split of Kereliuk, Sturm & Larsen
+  (2015), 443/197/290 clips. No artist is in two parts and known faulty clips
+  are left out. The honest protocol.
+- ``stratified``: the shipped plain stratified split of all 1000 clips
+  (500/250/250). The same artist, often the same recording, can be in two parts.
+- ``kfold``: track-level stratified k-fold over the given clips. Fold ``fold``
+  is the test part, the next fold the valid part, the other k-2 folds train.
+- ``slice-random``: the common but leaky protocol that cuts every track into
+  slices and splits the *slices* at random, so slices of one recording land on
+  both sides. Its track parts are a stratified random 50/25/25 split; the
+  split says ``leaky`` and ``slice_level`` and ``slice_indices`` does the
+  shuffling, so the trainer needs no special case.
+
+Track ids are file names without the audio extension (``blues.00029``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+from .data import track_id
+
+#: Every protocol name ``get_split`` accepts; the first is the default.
+PROTOCOLS: tuple[str, ...] = ("fault-filtered", "stratified", "kfold", "slice-random")
+DEFAULT_PROTOCOL = PROTOCOLS[0]
+PARTS: tuple[str, ...] = ("train", "valid", "test")
+
+# Protocol -> suffix of its shipped list files in training/splits_data/.
+_SHIPPED = {"fault-filtered": "filtered", "stratified": "stratified"}
+# Track-level fractions of slice-random: those of the stratified lists, so the
+# two protocols differ only by the slice leak.
+_SLICE_RANDOM_FRACTIONS = (0.5, 0.25, 0.25)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train, valid and test track ids of one protocol, restricted to the clips at hand.
+
+    ``leaky`` means material of one recording can be on both sides, so its
+    test scores are not honest. ``slice_level`` means the trainer must pool
+    the slices of all parts and split them at random (``slice_indices`` does).
+    ``artist_disjoint`` is true only when no artist is in two parts.
+    """
+
+    name: str
+    train: list[str]
+    valid: list[str]
+    test: list[str]
+    leaky: bool = False
+    slice_level: bool = False
+    artist_disjoint: bool = False
+    seed: int = 0
+    #: How many ids each part lists, found or not.
+    listed: dict[str, int] = field(default_factory=dict)
+    #: Given ids that are in no part (for fault-filtered, the faulty clips).
+    unused: list[str] = field(default_factory=list)
+
+    def parts(self) -> dict[str, list[str]]:
+        """The three parts by name, in ``PARTS`` order."""
+        return {"train": self.train, "valid": self.valid, "test": self.test}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per part, how many ids were found among the given clips and how many it lists.
+
+        For example ``{"train": {"found": 48, "listed": 443}, ...}``.
+        """
+        return {
+            part: {"found": len(ids), "listed": self.listed.get(part, len(ids))}
+            for part, ids in self.parts().items()
+        }
+
+    def slice_indices(
+        self, slice_track_ids: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row indices of train, valid and test slices, given each slice's track id.
+
+        Normally a slice goes where its track is, and slices of tracks in no
+        part are dropped. For a ``slice_level`` split the slices of all parts
+        are shuffled (with the split's seed) and dealt out in the sizes the
+        track parts would have given: the leaky protocol, on purpose.
+        """
+        where = {tid: i for i, ids in enumerate(self.parts().values()) for tid in ids}
+        part_of = np.array([where.get(tid, -1) for tid in slice_track_ids], dtype=int)
+        if not self.slice_level:
+            return tuple(np.flatnonzero(part_of == i) for i in range(3))  # type: ignore[return-value]
+        pooled = np.flatnonzero(part_of >= 0)
+        sizes = np.bincount(part_of[pooled], minlength=3)
+        shuffled = np.random.default_rng(self.seed).permutation(pooled)
+        train, valid, test = np.split(shuffled, np.cumsum(sizes)[:2])
+        return np.sort(train), np.sort(valid), np.sort(test)
+
+
+def shipped_list(protocol: str, part: str) -> list[str]:
+    """Track ids of one part of a shipped protocol's list, in file order."""
+    if protocol not in _SHIPPED:
+        raise ValueError(f"{protocol!r} has no shipped lists; those that do: {', '.join(_SHIPPED)}")
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+    name = f"{part}_{_SHIPPED[protocol]}.txt"
+    text = resources.files("training").joinpath("splits_data", name).read_text(encoding="utf-8")
+    return [track_id(line.strip()) for line in text.splitlines() if line.strip()]
+
+
+def get_split(
+    name: str,
+    track_ids: Sequence[str],
+    labels: Sequence[str],
+    *,
+    seed: int = 0,
+    k: int = 10,
+    fold: int = 0,
+) -> Split:
+    """The ``name`` protocol's split of the clips ``track_ids`` (with genres ``labels``).
+
+    Every part holds only given ids. Shipped protocols keep their lists' order
+    and ignore ``labels``, ``seed``, ``k`` and ``fold``; generated ones depend
+    only on the set of (id, label) pairs and ``seed``, not on input order.
+    """
+    ids = [str(t) for t in track_ids]
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} track ids but {len(labels)} labels")
+    if len(set(ids)) != len(ids):
+        dupes = sorted({t for t in ids if ids.count(t) > 1})
+        raise ValueError(f"duplicate track ids: {', '.join(dupes[:5])}")
+    if name in _SHIPPED:
+        return _shipped_split(name, ids)
+    if name == "kfold":
+        return _kfold_split(ids, labels, seed=seed, k=k, fold=fold)
+    if name == "slice-random":
+        parts = _stratified_parts(ids, labels, _SLICE_RANDOM_FRACTIONS, seed)
+        return _make(name, *parts, ids, leaky=True, slice_level=True, seed=seed)
+    raise ValueError(f"unknown split protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+
+
+def _make(name, train, valid, test, ids, *, listed=None, **flags) -> Split:
+    used = set(train) | set(valid) | set(test)
+    return Split(
+        name, train, valid, test,
+        listed=listed or {"train": len(train), "valid": len(valid), "test": len(test)},
+        unused=[t for t in ids if t not in used],
+        **flags,
+    )  # fmt: skip
+
+
+def _shipped_split(name: str, ids: list[str]) -> Split:
+    present = set(ids)
+    lists = {part: shipped_list(name, part) for part in PARTS}
+    parts = [[t for t in lists[part] if t in present] for part in PARTS]
+    listed = {part: len(lists[part]) for part in PARTS}
+    return _make(name, *parts, ids, listed=listed, artist_disjoint=name == "fault-filtered")
+
+
+def _by_class(ids: Sequence[str], labels: Sequence[str], seed: int) -> list[list[str]]:
+    """Each class's ids, sorted then shuffled with ``seed``; classes in sorted order."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[str]] = {}
+    for tid, label in sorted(zip(ids, map(str, labels))):
+        groups.setdefault(label, []).append(tid)
+    return [[members[i] for i in rng.permutation(len(members))] for _, members in sorted(groups.items())]
+
+
+def _fold_of(ids: Sequence[str], labels: Sequence[str], k: int, seed: int) -> dict[str, int]:
+    """Stratified fold number of every id: classes laid end to end, dealt round robin."""
+    order = [tid for members in _by_class(ids, labels, seed) for tid in members]
+    return {tid: i % k for i, tid in enumerate(order)}
+
+
+def _kfold_split(ids, labels, *, seed: int, k: int, fold: int) -> Split:
+    if not 3 <= k <= len(ids):
+        raise ValueError(f"kfold needs 3 <= k <= {len(ids)} clips, got k={k}")
+    if not 0 <= fold < k:
+        raise ValueError(f"fold must be in 0..{k - 1}, got {fold}")
+    fold_of = _fold_of(ids, labels, k, seed)
+    valid_fold = (fold + 1) % k
+    parts: list[list[str]] = [[], [], []]
+    for tid in sorted(ids):
+        f = fold_of[tid]
+        parts[2 if f == fold else 1 if f == valid_fold else 0].append(tid)
+    return _make("kfold", *parts, ids, seed=seed)
+
+
+def _stratified_parts(ids, labels, fractions, seed: int) -> list[list[str]]:
+    """Per class, cut the shuffled ids at the cumulative fractions (rounded)."""
+    parts: list[list[str]] = [[] for _ in fractions]
+    edges = np.cumsum(fractions)[:-1]
+    for members in _by_class(ids, labels, seed):
+        cuts = np.rint(edges * len(members)).astype(int)
+        for part, chunk in zip(parts, np.split(np.array(members, dtype=object), cuts)):
+            part.extend(chunk.tolist())
+    return [sorted(p) for p in parts]
