@@ -13,12 +13,14 @@ moment therefore leaves the original path fully old or fully new.
 
 from __future__ import annotations
 
+import base64
 import errno
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,8 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
+
+from .errors import FileError
 
 __all__ = [
     "FORMATS",
@@ -54,19 +58,17 @@ TEMP_SUFFIX = ".genretag-tmp"
 _SNAPSHOT_VERSION = 1
 
 # Frames ID3v2.3 has no equivalent for.  mutagen's update_to_v23() deletes
-# them; we keep them (off-spec, as Picard does) so converting never loses data.
-_V24_ONLY = frozenset({"ASPI", "EQU2", "RVA2", "SEEK", "SIGN", "TDEN", "TDRL", "TDTG", "TMOO", "TPRO", "TSOA", "TSOP", "TSOT", "TSST"})
+# them; we keep them (off-spec, as Picard does) so a conversion drops as little as possible.
+_V24_ONLY = frozenset(
+    {"ASPI", "EQU2", "RVA2", "SEEK", "SIGN", "TDEN", "TDRL", "TDTG", "TMOO", "TPRO", "TSOA", "TSOP", "TSOT", "TSST"}
+)
 
 
-# TODO: moves to tagger/errors.py (as a FileError subclass) once that module
-# lands; callers should keep importing TagError from here until then.
-class TagError(Exception):
+# TagError belongs in tagger/errors.py, whose owner will move it there; until
+# then it lives here (a FileError, so the CLI already reports it as one clean
+# "Error:" line) and callers import it from tagger.tags.
+class TagError(FileError):
     """Reading or writing the tags of one file failed, for a reason a user can act on."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 # ---------------------------------------------------------------------------
@@ -75,8 +77,6 @@ class TagError(Exception):
 
 class _Style:
     """mediafile's StorageStyle for a single field: read, snapshot, write, restore."""
-
-    name = ""
 
     def key(self, field: str | None) -> str:
         """The format's name for the genre field, or for a custom field."""
@@ -92,6 +92,10 @@ class _Style:
     def snapshot(self, f: mutagen.FileType, key: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    def absent(self, snap: dict[str, Any]) -> bool:
+        """True when the snapshot says the field is not stored at all."""
+        raise NotImplementedError
+
     def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
         raise NotImplementedError
 
@@ -102,13 +106,12 @@ class _Style:
 class _ID3Style(_Style):
     """ID3v2 ``TCON`` (or ``TXXX:<field>``) in MP3 files and in AIFF/WAV ID3 chunks.
 
-    An existing tag is edited as stored (no translation) and keeps its version
-    unless the caller asks for the other one, so every other frame is written
-    back unchanged.  ``v1`` marks MP3, whose trailing ID3v1 block is kept
-    byte for byte: mutagen would otherwise regenerate it from the v2 frames.
+    The tag is edited as stored (mutagen's translation off), so every other
+    frame is written back unchanged, unless the tag has the other version
+    than the one asked for: then the whole tag is converted.  ``v1`` marks
+    MP3, whose trailing ID3v1 block is kept byte for byte: mutagen would
+    otherwise regenerate it from the v2 frames, changing more than the genre.
     """
-
-    name = "id3"
 
     def __init__(self, v1: bool) -> None:
         self.v1 = v1
@@ -134,6 +137,9 @@ class _ID3Style(_Style):
             "tag": None if tags is None else {"version": list(tags.version)},
             "frame": None if frame is None else {"encoding": int(frame.encoding), "text": [str(t) for t in frame.text]},
         }
+
+    def absent(self, snap: dict[str, Any]) -> bool:
+        return snap["frame"] is None
 
     def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
         major = 3 if id3v23 else 4
@@ -218,8 +224,6 @@ class _VorbisStyle(_Style):
     back at their original position with their original key spelling.
     """
 
-    name = "vorbis"
-
     def key(self, field: str | None) -> str:
         return "GENRE" if field is None else field.upper()
 
@@ -234,6 +238,9 @@ class _VorbisStyle(_Style):
             "items": [list(items[i]) for i in where],
             "index": where[0] if where else None,
         }
+
+    def absent(self, snap: dict[str, Any]) -> bool:
+        return not snap["items"]
 
     def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
         if f.tags is None:
@@ -255,17 +262,15 @@ class _VorbisStyle(_Style):
     @staticmethod
     def _replace(tags: list[tuple[str, str]], key: str, items: list[tuple[str, str]], index: int | None) -> None:
         where = [i for i, (k, _) in enumerate(tags) if k.upper() == key]
-        at = index if index is not None else where[0] if where else len(tags)
-        for i in reversed(where):
-            del tags[i]
-        at = min(at, len(tags))
-        tags[at:at] = items
+        kept = [kv for kv in tags if kv[0].upper() != key]
+        at = min(index if index is not None else where[0] if where else len(kept), len(kept))
+        kept[at:at] = items
+        list.__setitem__(tags, slice(None), kept)  # VComment overrides item access by key
 
 
 class _MP4Style(_Style):
     """MP4/M4A ``©gen`` as a list of values; custom fields as iTunes freeform atoms."""
 
-    name = "mp4"
     _FREEFORM = "----:com.apple.iTunes:"
 
     def key(self, field: str | None) -> str:
@@ -278,9 +283,11 @@ class _MP4Style(_Style):
     def snapshot(self, f: mutagen.FileType, key: str) -> dict[str, Any]:
         values = (f.tags or {}).get(key)
         if values is not None and key.startswith(self._FREEFORM):
-            # Freeform atoms hold bytes; surrogateescape keeps non-UTF-8 bytes exact in JSON.
-            values = [[bytes(v).decode("utf-8", "surrogateescape"), v.dataformat, v.version] for v in values]
+            values = [_freeform_to_json(v) for v in values]
         return {"tag": f.tags is not None, "values": None if values is None else list(values)}
+
+    def absent(self, snap: dict[str, Any]) -> bool:
+        return not snap["values"]
 
     def write(self, f: mutagen.FileType, key: str, genres: list[str], id3v23: bool, separator: str) -> None:
         if f.tags is None:
@@ -298,7 +305,7 @@ class _MP4Style(_Style):
                 return
             f.add_tags()
         if values is not None and key.startswith(self._FREEFORM):
-            values = [MP4FreeForm(t.encode("utf-8", "surrogateescape"), fmt, ver) for t, fmt, ver in values]
+            values = [_freeform_from_json(v) for v in values]
         self._set(f.tags, key, values)
         f.save()
 
@@ -310,8 +317,38 @@ class _MP4Style(_Style):
             tags.pop(key, None)
 
 
+def _freeform_to_json(value: MP4FreeForm) -> dict[str, Any]:
+    """Freeform atoms hold bytes: text when it is UTF-8 (it nearly always is), else base64."""
+    out: dict[str, Any] = {"dataformat": int(value.dataformat), "version": value.version}
+    try:
+        out["text"] = bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        out["base64"] = base64.b64encode(value).decode("ascii")
+    return out
+
+
+def _freeform_from_json(value: dict[str, Any]) -> MP4FreeForm:
+    data = value["text"].encode("utf-8") if "text" in value else base64.b64decode(value["base64"])
+    return MP4FreeForm(data, value["dataformat"], value["version"])
+
+
 # ---------------------------------------------------------------------------
 # The format table.
+
+
+def _iff_complete(path: str) -> str | None:
+    """Why a RIFF/AIFF file must not be written, if its header promises more bytes than it has.
+
+    mutagen appends the ID3 chunk at the end of the file; in a truncated file
+    that lands inside the audio chunk's promised span and would play as noise.
+    """
+    with open(path, "rb") as fh:
+        head, size = fh.read(8), os.fstat(fh.fileno()).st_size
+    if len(head) == 8 and head[:4] in (b"RIFF", b"FORM"):
+        promised = int.from_bytes(head[4:], "little" if head[:4] == b"RIFF" else "big") + 8
+        if promised > size + 1:  # +1: a missing final pad byte is harmless
+            return f"file is truncated (its header promises {promised} bytes, it has {size}); not changed"
+    return None
 
 
 @dataclass(frozen=True)
@@ -322,6 +359,7 @@ class Format:
     extensions: tuple[str, ...]
     kinds: tuple[type[mutagen.FileType], ...]  # mutagen classes, tried by content when several
     style: _Style
+    refuse: Callable[[str], str | None] = lambda path: None  # a reason not to write this file, if any
 
 
 _ID3_MP3, _ID3_CHUNK, _VORBIS, _MP4 = _ID3Style(v1=True), _ID3Style(v1=False), _VorbisStyle(), _MP4Style()
@@ -329,8 +367,8 @@ _ID3_MP3, _ID3_CHUNK, _VORBIS, _MP4 = _ID3Style(v1=True), _ID3Style(v1=False), _
 #: Every format genretag can tag.  Raw ADTS ``.aac`` is absent: it has no tag format.
 FORMATS: tuple[Format, ...] = (
     Format("mp3", (".mp3",), (MP3,), _ID3_MP3),
-    Format("aiff", (".aiff", ".aif", ".aifc"), (AIFF,), _ID3_CHUNK),
-    Format("wav", (".wav", ".wave"), (WAVE,), _ID3_CHUNK),
+    Format("aiff", (".aiff", ".aif", ".aifc"), (AIFF,), _ID3_CHUNK, _iff_complete),
+    Format("wav", (".wav", ".wave"), (WAVE,), _ID3_CHUNK, _iff_complete),
     Format("flac", (".flac",), (FLAC,), _VORBIS),
     Format("ogg", (".ogg", ".oga"), (OggVorbis, OggOpus, OggFLAC, OggSpeex), _VORBIS),
     Format("opus", (".opus",), (OggOpus,), _VORBIS),
@@ -341,7 +379,7 @@ _BY_EXTENSION = {ext: fmt for fmt in FORMATS for ext in fmt.extensions}
 
 def supported(path: str | os.PathLike[str]) -> bool:
     """True when genretag can tag this file, judged by its extension."""
-    return os.path.splitext(os.fspath(path))[1].lower() in _BY_EXTENSION and not os.fspath(path).endswith(TEMP_SUFFIX)
+    return os.path.splitext(os.fspath(path))[1].lower() in _BY_EXTENSION
 
 
 def _format(path: str) -> Format:
@@ -374,7 +412,7 @@ def read_genres(path: str | os.PathLike[str], field: str | None = None) -> list[
     "(17)" or "17" are resolved to names.  Empty values are dropped.
     """
     path = os.fspath(path)
-    fmt, key = _format(path), None
+    fmt = _format(path)
     with _errors(path):
         key = fmt.style.key(_field(field))
         f = _open(path, fmt, raw=False)
@@ -431,7 +469,7 @@ def write_genres(
     null-separated TCON, MP4 lists); only ID3v2.3 (``id3v23=True``), which
     has no official multi-value form, joins them with ``separator``.  An
     existing ID3 tag of the other version is converted.  An empty list
-    removes the field.  ``field`` names a custom field instead (ID3
+    removes the field (and writes nothing when it is already absent).  ``field`` names a custom field instead (ID3
     ``TXXX:<field>``, a Vorbis comment, an MP4 ``----:com.apple.iTunes:<field>``).
 
     The write updates the file's mtime on purpose, so players and library
@@ -439,13 +477,18 @@ def write_genres(
     hard-linked file gets its own copy (the other names keep the old bytes).
     """
     path = os.fspath(path)
+    if isinstance(genres, str):
+        raise ValueError("genres must be a list of strings, not one string")
     genres = list(genres)
     for g in genres:
         if not isinstance(g, str) or not g.strip() or "\0" in g:
             raise ValueError(f"invalid genre {g!r}: genres must be non-empty strings without NUL")
     fmt = _format(path)
     with _errors(path):
-        key = fmt.style.key(_field(field))
+        field = _field(field)
+        if not genres and fmt.style.absent(snapshot(path, field)):
+            return os.stat(path)  # nothing to remove: leave the file and its mtime alone
+        key = fmt.style.key(field)
         return _edit(path, fmt, lambda f: fmt.style.write(f, key, genres, id3v23, separator))
 
 
@@ -454,7 +497,9 @@ def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_resul
 
     A field that was absent is removed again, and an ID3 tag that genretag
     created is deleted again if nothing else was added to it since.  When
-    the field is already as recorded the file is not rewritten.
+    the field is already as recorded the file is not rewritten.  If the
+    write converted the ID3 version, the tag is converted back: every text
+    survives, but encodings may differ (ID3v2.3 has no UTF-8).
     """
     path = os.fspath(path)
     fmt = _format(path)
@@ -463,8 +508,11 @@ def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_resul
     if snap.get("format") != fmt.name:
         raise TagError(path, f"snapshot is for a {snap.get('format')} file, not {fmt.name}")
     with _errors(path):
-        if snapshot(path, snap["field"]) == snap:
-            return os.stat(path)
+        current = snapshot(path, snap.get("field"))
+        if set(current) != set(snap) or current["key"] != snap["key"]:
+            raise TagError(path, "damaged tag snapshot (its fields do not match this file's format)")
+        if current == snap:
+            return os.stat(path)  # nothing to undo: keep the file and its mtime
         return _edit(path, fmt, lambda f: fmt.style.restore(f, snap["key"], snap))
 
 
@@ -474,9 +522,14 @@ def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_resul
 
 def _open(path: str, fmt: Format, raw: bool, kind: type[mutagen.FileType] | None = None) -> mutagen.FileType:
     options = fmt.style.load_options(raw)
-    if kind is not None or len(fmt.kinds) == 1:
-        return (kind or fmt.kinds[0])(path, **options)
-    f = mutagen.File(path, options=list(fmt.kinds))
+    try:
+        if kind is not None or len(fmt.kinds) == 1:
+            return (kind or fmt.kinds[0])(path, **options)
+        f = mutagen.File(path, options=list(fmt.kinds))
+    except (OSError, mutagen.MutagenError):
+        raise
+    except Exception as exc:  # mutagen lets some parse errors of damaged files escape raw
+        raise TagError(path, f"cannot read its tags (corrupt file): {type(exc).__name__}: {exc}") from exc
     if f is None:
         raise TagError(path, f"not a valid {fmt.name} file (unrecognised content)")
     return f
@@ -494,21 +547,29 @@ def _writable(path: str, st: os.stat_result) -> None:
         raise TagError(path, "file is read-only (no write permission); not changed")
 
 
-def _edit(path: str, fmt: Format, change: Any) -> os.stat_result:
+def _edit(path: str, fmt: Format, change: Callable[[mutagen.FileType], None]) -> os.stat_result:
     """Apply ``change`` to a copy of the file, then rename the copy over the original."""
     real = os.path.realpath(path)  # keep a symlink a symlink: replace its target
     before = os.stat(real)
     _writable(path, before)
     kind = type(_open(real, fmt, raw=True))  # fail on corrupt tags before creating anything
+    reason = fmt.refuse(real)
+    if reason:
+        raise TagError(path, reason)
     folder, name = os.path.split(real)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=TEMP_SUFFIX, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=TEMP_SUFFIX, dir=folder)
+    except PermissionError:
+        reason = "its folder is not writable (the new version is written beside it first); not changed"
+        raise TagError(path, reason) from None
     try:
         with os.fdopen(fd, "wb") as out, open(real, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
         change(_open(tmp, fmt, raw=True, kind=kind))
         _fsync(tmp)
         os.chmod(tmp, stat.S_IMODE(before.st_mode))
-        if (before.st_uid, before.st_gid) != (os.stat(tmp).st_uid, os.stat(tmp).st_gid):
+        mine = os.stat(tmp)
+        if (mine.st_uid, mine.st_gid) != (before.st_uid, before.st_gid):
             try:
                 os.chown(tmp, before.st_uid, before.st_gid)
             except PermissionError:
@@ -543,22 +604,18 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-class _errors:
+@contextmanager
+def _errors(path: str) -> Iterator[None]:
     """Turn OSError and mutagen errors into one TagError with a reason a user can act on."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, TagError) or not isinstance(exc, (OSError, mutagen.MutagenError)):
-            return False
+    try:
+        yield
+    except TagError:
+        raise
+    except (OSError, mutagen.MutagenError) as exc:
         os_error = _os_error(exc)
         if os_error is not None:
-            raise TagError(self.path, _os_reason(os_error)) from exc
-        raise TagError(self.path, f"cannot read or write its tags (corrupt or unsupported file): {exc}") from exc
+            raise TagError(path, _os_reason(os_error)) from exc
+        raise TagError(path, f"cannot read or write its tags (corrupt or unsupported file): {exc}") from exc
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -572,7 +629,7 @@ def _os_error(exc: BaseException) -> OSError | None:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno is not None:
             return e
-        todo.extend([e.__cause__, e.__context__, *e.args])
+        todo.extend([e.__cause__, *e.args])  # mutagen's convert_error passes the OSError as args[0]
     return None
 
 
@@ -581,6 +638,8 @@ def _os_reason(e: OSError) -> str:
         return "file not found (moved or deleted?)"
     if e.errno == errno.ENOSPC:
         return "disk full (no space left on device); not changed"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"permission denied ({e.strerror}); not changed"
-    return f"{e.strerror or e}; not changed"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if e.errno == errno.EROFS:
+        return "read-only file system"
+    return e.strerror or str(e)

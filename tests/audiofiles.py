@@ -128,7 +128,8 @@ def _write_m4a(path: Path, data: np.ndarray, sr: int, codec: str, bits: str | in
         frame.sample_rate = sr
         frame.pts = 0
         # Re-chunk to the encoder's frame size; the last, short frame is allowed.
-        resampler = av.AudioResampler(format=sample_format, layout=layout, rate=sr, frame_size=stream.codec_context.frame_size or 1024)
+        size = stream.codec_context.frame_size or 1024
+        resampler = av.AudioResampler(format=sample_format, layout=layout, rate=sr, frame_size=size)
         for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
             container.mux(stream.encode(chunk))
         container.mux(stream.encode(None))
