@@ -9,6 +9,7 @@ containers go through PyAV, which ships FFmpeg inside its wheel, so
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +76,11 @@ def decode(
     """
     path = os.fspath(path)
     try:
-        size = os.path.getsize(path)
+        with open(path, "rb") as probe:  # a clear reason for unreadable files, before any decoder
+            empty = not probe.read(1)
     except OSError as exc:
         raise DecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
-    if size == 0:
+    if empty:
         raise DecodeError(path, "empty file (0 bytes)")
     kind = AUDIO_EXTENSIONS.get(Path(path).suffix.lower(), "soundfile")
     order = [_decode_soundfile, _decode_pyav] if kind == "soundfile" else [_decode_pyav]
@@ -121,26 +123,61 @@ def _decode_soundfile(path: str, excerpt: float | None) -> tuple[np.ndarray, int
     import soundfile as sf
 
     try:
-        f = sf.SoundFile(path)
+        f = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode non-UTF-8 names itself
     except sf.LibsndfileError as exc:
-        raise DecodeError(path, f"soundfile: {exc.error_string}") from None
+        raise DecodeError(path, f"soundfile: {exc.error_string.strip()}") from None
     with f:
         native_sr = f.samplerate
-        frames = f.frames
         if native_sr <= 0:
             raise DecodeError(path, f"invalid sample rate {native_sr}")
-        duration = frames / native_sr
+        duration = f.frames / native_sr
         start, length = excerpt_window(duration, excerpt)
-        first = int(round(start * native_sr))
-        count = int(round(length * native_sr))
-        if first and f.seekable():
-            f.seek(first)
-        elif first:
-            f.read(first, dtype="float32")
-        data = f.read(count, dtype="float32", always_2d=True)
+        data = _read_frames(f, int(round(start * native_sr)), int(round(length * native_sr)))
+        if start and data.shape[0] < min_frames(native_sr):
+            # A truncated file's header promises more than it holds: take what the start has.
+            start, data = 0.0, _read_frames(f, 0, int(round(length * native_sr)))
     if data.shape[0] == 0:
         raise DecodeError(path, "no audio frames could be decoded")
     return data, native_sr, duration, start
+
+
+def min_frames(sr: int) -> int:
+    """Frames in the shortest clip worth analysing (one 3 s slice)."""
+    return 3 * sr
+
+
+def _read_frames(f: object, first: int, count: int) -> np.ndarray:
+    """Read ``count`` frames from ``first``, keeping what decodes before a damaged part."""
+    import soundfile as sf
+
+    channels, sr = f.channels, f.samplerate  # type: ignore[attr-defined]
+    blocks: list[np.ndarray] = []
+    errors = 0
+    pos, left = first, count
+    if first:
+        f.seek(first)  # type: ignore[attr-defined]
+    while left > 0:
+        try:
+            block = f.read(min(left, 1 << 16), dtype="float32", always_2d=True)  # type: ignore[attr-defined]
+        except (sf.LibsndfileError, RuntimeError):
+            # A damaged stretch: step one second past it, as players do, a few times at most.
+            errors += 1
+            pos, left = pos + sr, left - sr
+            try:
+                if errors > 10 or left <= 0:
+                    raise RuntimeError
+                f.seek(pos)  # type: ignore[attr-defined]
+            except (sf.LibsndfileError, RuntimeError):
+                if not blocks:
+                    raise
+                break
+            continue
+        if block.shape[0] == 0:
+            break
+        blocks.append(block)
+        pos += block.shape[0]
+        left -= block.shape[0]
+    return np.concatenate(blocks) if blocks else np.zeros((0, channels), dtype=np.float32)
 
 
 def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, float, float]:
@@ -150,11 +187,13 @@ def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, flo
         raise DecodeError(
             path, f"no decoder for {Path(path).suffix} files: install PyAV with `pip install av`"
         ) from None
+    fh = open(path, "rb")  # a file object: FFmpeg cannot take every POSIX file name as text
     try:
-        container = av.open(path)
+        container = av.open(fh)
     except av.FFmpegError as exc:
-        raise DecodeError(path, f"pyav: {exc}") from None
-    with container:
+        fh.close()
+        raise DecodeError(path, f"pyav: {getattr(exc, 'strerror', None) or exc}") from None
+    with fh, container:
         if not container.streams.audio:
             raise DecodeError(path, "no audio stream in file")
         stream = container.streams.audio[0]
@@ -173,7 +212,7 @@ def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, flo
         chunks: list[np.ndarray] = []
         have = 0
         want = int(round(length * native_sr)) if duration else None
-        for frame in container.decode(stream):
+        for frame in _frames(container, stream):
             arr = frame.to_ndarray()
             if arr.ndim == 1:
                 arr = arr[np.newaxis, :]
@@ -200,3 +239,17 @@ def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, flo
     if not duration:
         duration = data.shape[0] / native_sr
     return data, native_sr, duration, start
+
+
+def _frames(container: object, stream: object) -> Iterator[object]:
+    """Decoded frames, skipping packets that fail to decode (damaged parts of a file)."""
+    import av
+
+    bad = 0
+    for packet in container.demux(stream):  # type: ignore[attr-defined]
+        try:
+            yield from packet.decode()
+        except av.InvalidDataError:
+            bad += 1
+            if bad > 50:
+                raise

@@ -91,6 +91,10 @@ class Backend(ABC):
         """Per-epoch training metrics, for learning curves (empty if none)."""
         return getattr(self, "history_", {}) or {}
 
+    def describe(self) -> dict[str, Any]:
+        """What the model card should say about this model beyond its params (architecture, changes)."""
+        return {}
+
 
 REQUIRED = ("fit", "predict_proba", "save", "load")
 
@@ -146,50 +150,75 @@ def unregister(name: str) -> None:
     _extra.pop(name, None)
 
 
+def _entry_points() -> dict[str, list[metadata.EntryPoint]]:
+    """Entry points of the group by name; one distribution seen twice on sys.path counts once."""
+    by_name: dict[str, list[metadata.EntryPoint]] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        same = by_name.setdefault(ep.name, [])
+        if all(other.value != ep.value for other in same):
+            same.append(ep)
+    return by_name
+
+
+def _conflict(name: str, eps: list[metadata.EntryPoint]) -> str:
+    claims = " and ".join(f"{_dist_name(ep) or '?'} ({ep.value})" for ep in eps)
+    return f"backend name {name!r} is claimed by {claims}; uninstall one"
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist else None
+
+
+def _load(name: str, ep: metadata.EntryPoint) -> BackendInfo:
+    """Import one entry point and check its class; failures become ``error``, never exceptions."""
+    dist = getattr(ep, "dist", None)
+    info = BackendInfo(name, ep.value, _dist_name(ep), dist.version if dist else None)
+    try:
+        obj = ep.load()
+    except Exception as exc:  # a plugin's import can fail in any way
+        info.error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
+    else:
+        info.error = check_backend_class(name, obj)
+        if info.error is None:
+            info.cls = obj
+    return info
+
+
 def discover() -> dict[str, BackendInfo]:
     """Every backend found through entry points (loaded), plus registered ones.
 
     A broken plugin becomes an entry with ``error`` set instead of an
-    exception, so one bad package never stops the others.  Two packages
-    claiming one name is a conflict the user must resolve: it raises.
+    exception, so one bad package never stops the others or the listing.
+    Two packages claiming one name are listed as broken with both claims;
+    using that name (:func:`get_backend`) is an error until one is removed.
     """
     found: dict[str, BackendInfo] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = getattr(ep, "dist", None)
-        info = BackendInfo(
-            name=ep.name,
-            value=ep.value,
-            distribution=dist.metadata["Name"] if dist else None,
-            version=dist.version if dist else None,
-        )
-        if ep.name in found and found[ep.name].value != ep.value:
-            raise BackendError(
-                f"backend name {ep.name!r} is claimed by both {found[ep.name].distribution} "
-                f"({found[ep.name].value}) and {info.distribution} ({ep.value}); uninstall one"
-            )
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a plugin's import can fail in any way
-            info.error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
-        else:
-            info.error = check_backend_class(ep.name, obj)
-            if info.error is None:
-                info.cls = obj
-        found[ep.name] = info
+    for name, eps in _entry_points().items():
+        info = _load(name, eps[0])
+        if len(eps) > 1:
+            info.cls, info.error = None, _conflict(name, eps)
+        found[name] = info
     for name, cls in _extra.items():
         found[name] = BackendInfo(name, f"{cls.__module__}:{cls.__qualname__}", None, None, cls=cls)
     return found
 
 
 def get_backend(name: str) -> type[Backend]:
-    """The backend class registered under ``name``; BackendError if absent or broken."""
+    """The backend class registered under ``name``; BackendError if absent, ambiguous or broken.
+
+    Only this backend's module is imported, so a broken or slow plugin
+    elsewhere costs nothing.
+    """
     if name in _extra:
         return _extra[name]
-    found = discover()
-    info = found.get(name)
-    if info is None:
-        known = ", ".join(sorted(found)) or "none"
+    eps = _entry_points()
+    if name not in eps:
+        known = ", ".join(sorted({*eps, *_extra})) or "none"
         raise BackendError(f"unknown backend {name!r} (installed: {known}); see `genretag backends`")
+    if len(eps[name]) > 1:
+        raise BackendError(_conflict(name, eps[name]))
+    info = _load(name, eps[name][0])
     if info.cls is None:
         raise BackendError(f"backend {name!r} is broken: {info.error}")
     return info.cls

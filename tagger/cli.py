@@ -167,13 +167,13 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
     if as_json:
         ui.print_json(rows)
         return
-    ui.out_console.print(ui.table(
+    ui.out().print(ui.table(
         None, ["file", "genre", "conf.", "top 3", "status"],
         [(r["path"], r["genre"], _fmt_conf(r["confidence"]), _fmt_top(r["top3"]),
           "missing" if r["missing"] else (r["error"] and f"error: {r['error']}") or r["status"]) for r in rows],
         justify=["left", "left", "right", "left", "left"],
     ))  # fmt: skip
-    ui.err_console.print(f"{len(rows)} file(s)")
+    ui.err().print(f"{len(rows)} file(s)")
 
 
 def _fmt_conf(value: float | None) -> str:
@@ -223,7 +223,7 @@ def backends(as_json: bool) -> None:
     if as_json:
         ui.print_json(rows)
         return
-    ui.out_console.print(ui.table(
+    ui.out().print(ui.table(
         None, ["backend", "package", "input", "model", "accuracy", "status"],
         [(r["name"], f"{r['distribution'] or '-'} {r['version'] or ''}".strip(), r["input_kind"] or "-",
           r["model"] or "none", r["accuracy"] or "-", r["status"] if r["status"] == "ok" else
@@ -248,6 +248,104 @@ def env(as_json: bool) -> None:
     else:
         for k, v in info.items():
             click.echo(f"{k}: {v}")
+
+
+PROTOCOLS = ("fault-filtered", "stratified", "kfold", "slice-random")  # training.splits.PROTOCOLS, kept import-free
+
+
+def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--data/--features/--split/--fold/--k/--jobs, shared by train and report."""
+    for option in reversed([
+        click.option("--data", type=click.Path(exists=True, file_okay=False), help="GTZAN audio folder."),
+        click.option("--features", type=click.Path(exists=True, dir_okay=False),
+                     help="GTZAN feature table (features_30_sec.csv); features backends only."),
+        click.option("--split", type=click.Choice(PROTOCOLS), default="fault-filtered", show_default=True,
+                     help="Split protocol; slice-random is the studies' leaky one."),
+        click.option("--fold", type=click.IntRange(min=0), help="kfold: the fold used as test part [default: 0]."),
+        click.option("--k", type=click.IntRange(min=3), help="kfold: number of folds [default: 10]."),
+        click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+                     help="Worker processes for audio analysis [default: all cores]; 0 in this process."),
+    ]):  # fmt: skip
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@click.option("--backend", required=True, help="Backend to train (see `genretag backends`).")
+@data_options
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs [default: the backend's].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the model and augmentation.")
+@click.option("--augment", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Add N augmented copies (noise, gain, pitch and time shift) of each training clip.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the model here instead of the data dir "
+              "(it is then not made the current model).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@_handle_errors
+def train(backend: str, data: str | None, features: str | None, split: str, fold: int | None, k: int | None,
+          jobs: int | None, epochs: int | None, seed: int, augment: int, out: str | None, as_json: bool,
+          progress: bool | None) -> None:
+    """Train a backend on GTZAN and make it that backend's current model.
+
+    Tracks are split first, so outside slice-random no track is on both
+    sides; the test part is scored once and recorded in the model card.
+
+    \b
+    Example:
+        genretag train --backend svc --features features_30_sec.csv
+        genretag train --backend resnet --data ~/datasets/gtzan --augment 1
+    """
+    from training.train import TrainOptions, print_epoch, print_result
+    from training.train import train as run_train
+
+    from . import ui
+
+    opts = TrainOptions(backend, data, features, split, fold or 0, k or 10, epochs, seed, augment, out, jobs)
+    with ui.RichProgress("Analysing", enabled=progress) as bar:
+        result = run_train(opts, advance=bar.advance, on_epoch=None if as_json else print_epoch)
+    if as_json:
+        ui.print_json(result)
+    else:
+        print_result(result)
+
+
+@cli.command()
+@click.option("--backend", default="all", show_default=True, help="Backend to report on, or all.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, exists=True),
+              help="Model file to measure instead of the backend's current one.")
+@data_options
+@click.option("--seed", type=int, help="Split seed [default: the model card's, else 0].")
+@click.option("--all-folds", is_flag=True, help="kfold: train a fresh model per fold and report mean ± std.")
+@click.option("--plots", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write confusion matrices and training curves as PNG here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@_handle_errors
+def report(backend: str, model_path: str | None, data: str | None, features: str | None, split: str,
+           fold: int | None, k: int | None, jobs: int | None, seed: int | None, all_folds: bool, plots: str | None,
+           as_json: bool, progress: bool | None) -> None:
+    """Measure models on a split's test part: accuracy, macro-F1, per genre, confusion.
+
+    Without --data or --features, shows the figures recorded in each
+    model's card.  Leaky protocols and contaminated figures are labelled.
+
+    \b
+    Example:
+        genretag report --features features_30_sec.csv --backend svc
+        genretag report --data ~/datasets/gtzan --split stratified --plots plots/
+    """
+    from training.evaluate import ReportOptions, print_report
+    from training.evaluate import report as run_report
+
+    from . import ui
+
+    opts = ReportOptions(backend, model_path, data, features, split, seed, fold, k, all_folds, plots, jobs)
+    with ui.RichProgress("Analysing", enabled=progress) as bar:
+        result = run_report(opts, advance=bar.advance)
+    if as_json:
+        ui.print_json(result)
+    else:
+        print_report(result)
 
 
 def main() -> None:

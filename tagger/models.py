@@ -163,6 +163,7 @@ def make_card(backend: Backend, **sections: Any) -> dict[str, Any]:
         "genres": list(backend.genres_),
         "preprocessing": preprocessing(),
         "params": _jsonable(backend.get_params()),
+        "model": _jsonable(backend.describe()),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
         "platform": f"{platform.system()} {platform.machine()}; {sys.implementation.name}",
@@ -207,7 +208,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def backend_rows() -> list[dict[str, Any]]:
-    """One row per installed backend for ``genretag backends``: package, model, accuracy, status."""
+    """One row per installed backend for ``genretag backends``: package, model, accuracy, status.
+
+    ``trained`` says whether a model file with a readable card was found;
+    when not, ``model_error`` says why (usually: run ``genretag train``).
+    """
     from .backends import discover
 
     rows = []
@@ -215,7 +220,8 @@ def backend_rows() -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "name": name, "entry_point": info.value, "distribution": info.distribution,
             "version": info.version, "input_kind": info.input_kind, "status": "ok" if info.ok else "broken",
-            "error": info.error, "model": None, "model_id": None, "accuracy": None, "protocol": None,
+            "error": info.error, "trained": False, "model": None, "model_id": None, "accuracy": None,
+            "protocol": None,
         }  # fmt: skip
         if info.ok:
             try:
@@ -224,6 +230,7 @@ def backend_rows() -> list[dict[str, Any]]:
             except Exception as exc:  # report, never fail the listing
                 row["model_error"] = str(exc)
             else:
+                row["trained"] = True
                 row["model"] = str(path)
                 row["model_id"] = card.get("id")
                 metrics = card.get("metrics") or {}

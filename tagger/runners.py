@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Protocol
@@ -32,6 +32,10 @@ class Runner(Protocol):
     """Runs analysis tasks somewhere and streams their results back."""
 
     workers: int
+
+    def prepare(self, roots: Sequence[str]) -> None:
+        """Learn the scan's roots before it runs (a remote runner checks its workers can read them)."""
+        ...
 
     def run(self, tasks: Iterable[AnalysisTask]) -> Iterator[AnalysisResult]:
         """Yield one result per task, as each finishes."""
@@ -47,6 +51,9 @@ class InlineRunner:
 
     workers = 1
 
+    def prepare(self, roots: Sequence[str]) -> None:
+        pass  # this process walked the roots itself
+
     def run(self, tasks: Iterable[AnalysisTask]) -> Iterator[AnalysisResult]:
         for task in tasks:
             yield analyse_file(task)
@@ -55,7 +62,10 @@ class InlineRunner:
         return "in-process"
 
 
-def _worker_main(conn: Connection) -> None:
+AnalyseFn = Callable[[AnalysisTask], AnalysisResult]
+
+
+def _worker_main(conn: Connection, func: AnalyseFn) -> None:
     """A worker's loop: receive a task, send its result, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     while True:
@@ -65,7 +75,7 @@ def _worker_main(conn: Connection) -> None:
             return
         if task is None:
             return
-        conn.send(analyse_file(task))
+        conn.send(func(task))
 
 
 @dataclass
@@ -88,17 +98,22 @@ def _context() -> mp.context.BaseContext:
 class LocalRunner:
     """A pool of worker processes with per-file timeouts and crash recovery."""
 
-    def __init__(self, workers: int | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, workers: int | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+                 func: AnalyseFn = analyse_file) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.timeout = timeout if timeout and timeout > 0 else None
+        self.func = func  # a module-level function: workers import it by name
         self._ctx = _context()
 
     def describe(self) -> str:
         return f"{self.workers} worker process{'es' if self.workers != 1 else ''}"
 
+    def prepare(self, roots: Sequence[str]) -> None:
+        pass  # local workers see what this process sees
+
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child,), daemon=True, name="genretag-worker")
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.func), daemon=True, name="genretag-worker")
         proc.start()
         child.close()
         return _Worker(proc, parent)

@@ -285,6 +285,7 @@ class _Scan:
         counter = self._start_counter() if self.opts.count_total else None
         status = "completed"
         try:
+            self.runner.prepare(self.paths)
             for result in self.runner.run(self.tasks()):
                 self.take(result)
                 if self.pending and time.monotonic() - self.first_pending >= self.opts.flush_seconds:
@@ -295,6 +296,9 @@ class _Scan:
             status = "interrupted"
             self.summary.interrupted = True
             self.flush()
+        except Exception:  # e.g. a Dask worker cannot read the roots: the scans row must not say completed
+            status = "failed"
+            raise
         finally:
             if counter is not None:
                 counter.join(timeout=0.1)

@@ -23,8 +23,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-err_console = Console(stderr=True)
-out_console = Console(soft_wrap=True)
+PIPE_WIDTH = 1000  # piped output is for grep and files: never fold a path
+
+
+def out() -> Console:
+    """A console on the current stdout; full width lines when it is not a terminal."""
+    return Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def err() -> Console:
+    """A console on the current stderr, for progress, warnings and counts."""
+    return Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 
 class RichProgress:
@@ -32,7 +41,7 @@ class RichProgress:
 
     def __init__(self, label: str = "Scanning", *, enabled: bool | None = None, every: float = 5.0) -> None:
         self.label = label
-        self.tty = err_console.is_terminal if enabled is None else enabled
+        self.tty = sys.stderr.isatty() if enabled is None else enabled
         self.every = every
         self.done = 0
         self.total: int | None = None
@@ -47,7 +56,7 @@ class RichProgress:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=True,
+                TextColumn("ETA"), TimeRemainingColumn(), console=err(), transient=True,
             )  # fmt: skip
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=None, rate="")
@@ -88,7 +97,7 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     """A plain rich table; numbers right-aligned where ``justify`` says so."""
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for i, col in enumerate(columns):
-        t.add_column(col, justify=(justify[i] if justify else "left"))
+        t.add_column(col, justify=(justify[i] if justify else "left"), overflow="fold")
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
     return t
@@ -106,20 +115,20 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
         ("re-predicted from cached features", summary["repredicted"]), ("failed", summary["failed"]),
         ("marked missing", summary["missing"]),
     ]  # fmt: skip
-    out_console.print(table(f"Scan with {summary['backend']} (model {summary['model_id']}, "
+    out().print(table(f"Scan with {summary['backend']} (model {summary['model_id']}, "
                             f"{summary['runner']}) in {summary['elapsed_seconds']:.1f} s",
                             ["", "files"], counts, justify=["left", "right"]))
     if summary["genres"]:
         total = sum(summary["genres"].values())
         rows = [(g, n, f"{100 * n / total:.1f}%") for g, n in summary["genres"].items()]
-        out_console.print(table("Genres", ["genre", "files", "share"], rows, justify=["left", "right", "right"]))
+        out().print(table("Genres", ["genre", "files", "share"], rows, justify=["left", "right", "right"]))
     errors = summary["errors"]
     if errors:
         shown = errors[:20]
-        out_console.print(table(f"Errors ({summary['failed_new']} new, {summary['failed_cached']} known: "
+        out().print(table(f"Errors ({summary['failed_new']} new, {summary['failed_cached']} known: "
                                 "`genretag show --status error` lists all)",
                                 ["file", "reason"], [(e["path"], e["error"]) for e in shown]))
     for e in summary["walk_errors"][:20]:
-        err_console.print(f"[yellow]warning:[/] {e['path']}: {e['error']}", highlight=False)
+        err().print(f"[yellow]warning:[/] {e['path']}: {e['error']}", highlight=False)
     if summary["interrupted"]:
-        err_console.print("[yellow]Interrupted:[/] results so far are saved; run the same command to resume.")
+        err().print("[yellow]Interrupted:[/] results so far are saved; run the same command to resume.")

@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated data directory, real shared data when present, test libraries."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/audiofiles.py, tests/task_funcs.py
+
+from audiofiles import make_audio  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+GTZAN = SHARED / "gtzan"
+SAMPLES = SHARED / "library-samples"
+
+
+@pytest.fixture(autouse=True)
+def genretag_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data directory, so no user database or model leaks in."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("GENRETAG_HOME", str(home))
+    for var in ("GENRETAG_DB", "GENRETAG_BACKEND"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def gtzan_audio() -> Path:
+    """The real GTZAN clips in ../shared, or a skip saying why."""
+    path = GTZAN / "audio"
+    if not path.is_dir():
+        pytest.skip(f"real GTZAN clips not present at {path}")
+    return path
+
+
+@pytest.fixture
+def library_samples() -> Path:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"real library samples not present at {SAMPLES}")
+    return SAMPLES
+
+
+def make_library(root: Path, formats: tuple[str, ...] = ("wav", "flac", "mp3", "ogg"), seconds: float = 4.0) -> list[Path]:
+    """A small library of good files in nested folders, one per format, different signals."""
+    files = []
+    for i, fmt in enumerate(formats):
+        folder = root / f"artist{i % 2}" / f"album{i}"
+        folder.mkdir(parents=True, exist_ok=True)
+        ext = {"m4a-aac": ".m4a", "m4a-alac": ".m4a", "aiff": ".aiff"}.get(fmt, f".{fmt}")
+        kind = "tone" if i % 2 == 0 else "noise"
+        files.append(make_audio(folder / f"track{i}{ext}", fmt, seconds=seconds, kind=kind, seed=i))
+    return files
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    """A folder of four good 4 s tracks in wav, flac, mp3 and ogg."""
+    root = tmp_path / "Music"
+    make_library(root)
+    return root
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "cache.db"
