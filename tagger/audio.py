@@ -132,10 +132,11 @@ def _decode_soundfile(path: str, excerpt: float | None) -> tuple[np.ndarray, int
             raise DecodeError(path, f"invalid sample rate {native_sr}")
         duration = f.frames / native_sr
         start, length = excerpt_window(duration, excerpt)
-        data = _read_frames(f, int(round(start * native_sr)), int(round(length * native_sr)))
-        if start and data.shape[0] < min_frames(native_sr):
+        count = int(round(length * native_sr))
+        data = _read_frames(f, int(round(start * native_sr)), count)
+        if start and data.shape[0] < min(count, min_frames(native_sr)):
             # A truncated file's header promises more than it holds: take what the start has.
-            start, data = 0.0, _read_frames(f, 0, int(round(length * native_sr)))
+            start, data = 0.0, _read_frames(f, 0, count)
     if data.shape[0] == 0:
         raise DecodeError(path, "no audio frames could be decoded")
     return data, native_sr, duration, start
