@@ -1,0 +1,319 @@
+"""Model inputs for training: feature-table rows, or features/slices extracted from GTZAN audio.
+
+Audio is analysed whole (the feature table's definition: features over the
+entire 30 s clip, ten 3 s slices) in the scan's worker pool, and each clip's
+result is cached under the data dir, keyed by the file's identity and the
+analysis parameters, so training again does not decode anything.  Nothing
+here splits or slices across clips: the trainer splits by track first and
+only then flattens slices, so outside slice-random no track is on both sides.
+Augmented copies are made for the clips the trainer names (its training
+part), at the waveform level, and cached the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tagger.errors import GenretagError
+from tagger.features import FEATURE_NAMES, preprocessing
+from tagger.paths import data_dir
+from tagger.worker import AnalysisTask
+
+from .data import UnreadableClipWarning, check_readable, find_clips, load_feature_table
+from .splits import PARTS, Split
+
+CACHE_VERSION = 1
+#: Called once per clip done: (path, status) with status "cached", "analysed" or "failed".
+Advance = Callable[[str, str], None]
+
+
+@dataclass
+class ClipSet:
+    """One input per clip: a (57,) feature row or a (k, 128, 130) stack of log-mel slices."""
+
+    kind: str  # "features" or "slices"
+    source: str  # the feature table or the audio folder
+    track_ids: list[str]
+    labels: list[str]
+    inputs: list[np.ndarray]
+    paths: dict[str, Path] = field(default_factory=dict)  # track id -> audio file (empty for a table)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    cached: int = 0  # clips read from the cache instead of analysed
+
+    def label_of(self) -> dict[str, str]:
+        """Genre of every track id."""
+        return dict(zip(self.track_ids, self.labels))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Waveform augmentation of training clips: ranges drawn from per copy, per clip.
+
+    Gain only changes the features: log-mel slices are in dB relative to
+    each slice's peak, so a slice model is blind to it (and to the noise
+    level only through the SNR, which is what is drawn).
+    """
+
+    copies: int = 1
+    snr_db: tuple[float, float] = (15.0, 40.0)
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+    pitch_semitones: tuple[float, float] = (-2.0, 2.0)
+    shift_seconds: tuple[float, float] = (-1.5, 1.5)
+
+    def draw(self, track: str, copy: int, seed: int) -> dict[str, float]:
+        """This copy's parameters: the same for a given (track, copy, seed) on every machine."""
+        digest = hashlib.sha256(f"{seed}:{track}:{copy}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        return {
+            "snr_db": float(rng.uniform(*self.snr_db)),
+            "gain_db": float(rng.uniform(*self.gain_db)),
+            "pitch_semitones": float(rng.uniform(*self.pitch_semitones)),
+            "shift_seconds": float(rng.uniform(*self.shift_seconds)),
+            "noise_seed": int(rng.integers(2**31)),
+        }
+
+
+def apply_augment(y: np.ndarray, sr: int, params: dict[str, float]) -> np.ndarray:
+    """Pitch shift, circular time shift, gain, then white noise at the drawn SNR; same length out."""
+    import librosa
+
+    out = np.asarray(y, dtype=np.float32)
+    if params["pitch_semitones"]:
+        out = librosa.effects.pitch_shift(out, sr=sr, n_steps=params["pitch_semitones"])
+    out = np.roll(out, int(round(params["shift_seconds"] * sr)))
+    out = out * np.float32(10.0 ** (params["gain_db"] / 20.0))
+    power = float(np.mean(out.astype(np.float64) ** 2))
+    noise = np.random.default_rng(params["noise_seed"]).standard_normal(len(out))
+    out = out + np.sqrt(power / 10.0 ** (params["snr_db"] / 10.0)) * noise
+    return out.astype(np.float32)
+
+
+def cache_dir() -> Path:
+    """Per-clip extraction results: safe to delete, rebuilt on the next run."""
+    return data_dir() / "cache" / "training"
+
+
+def from_table(csv_path: str | os.PathLike[str]) -> ClipSet:
+    """Rows of a GTZAN feature table (features_30_sec.csv) as a features ClipSet."""
+    try:
+        ids, X, labels, names = load_feature_table(csv_path)
+    except (OSError, ValueError) as exc:
+        raise GenretagError(f"cannot read feature table: {exc}") from None
+    if tuple(names) != FEATURE_NAMES:
+        missing = [n for n in FEATURE_NAMES if n not in names]
+        raise GenretagError(
+            f"{csv_path}: columns are not the 57 GTZAN features in order"
+            + (f" (missing {', '.join(missing[:5])})" if missing else "")
+        )
+    if not ids:
+        raise GenretagError(f"{csv_path}: no rows")
+    return ClipSet("features", str(csv_path), ids, labels, list(X))
+
+
+def from_audio(root: str | os.PathLike[str], kind: str, *, jobs: int | None = None,
+               advance: Advance | None = None, use_cache: bool = True) -> ClipSet:
+    """Every readable clip of the GTZAN copy under ``root``, analysed for ``kind``.
+
+    Unreadable clips and clips whose analysis fails are skipped and listed
+    in ``skipped``; a clip id is only ever in the result with its input.
+    """
+    try:
+        clips = find_clips(root)
+    except FileNotFoundError as exc:
+        raise GenretagError(str(exc)) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableClipWarning)  # listed in ``skipped`` instead
+        readable, unreadable = check_readable(clips)
+    skipped = [(str(c.path), reason) for c, reason in unreadable]
+    keys = [_cache_key(c.path, kind) for c in readable]
+    results, hits = _extract([(c.path, key, None) for c, key in zip(readable, keys)], kind, jobs, advance, use_cache)
+    out = ClipSet(kind, str(root), [], [], [], skipped=skipped)
+    for clip, key in zip(readable, keys):
+        value = results[key]
+        if isinstance(value, str):
+            out.skipped.append((str(clip.path), value))
+            continue
+        out.track_ids.append(clip.track_id)
+        out.labels.append(clip.genre)
+        out.inputs.append(value)
+        out.paths[clip.track_id] = clip.path
+    out.cached = hits
+    if not out.track_ids:
+        raise GenretagError(f"no usable GTZAN clips under {root}")
+    return out
+
+
+def augmented(clips: ClipSet, track_ids: Iterable[str], spec: Augment, seed: int, *,
+              jobs: int | None = None, advance: Advance | None = None,
+              use_cache: bool = True) -> dict[str, list[np.ndarray]]:
+    """``spec.copies`` augmented inputs for each of ``track_ids`` (audio ClipSets only)."""
+    if not clips.paths:
+        raise GenretagError("augmentation needs audio (--data), not a feature table")
+    jobs_list = []
+    for tid in track_ids:
+        for copy in range(spec.copies):
+            params = spec.draw(tid, copy, seed)
+            path = clips.paths[tid]
+            jobs_list.append((path, _cache_key(path, clips.kind, params), params))
+    results, _ = _extract(jobs_list, clips.kind, jobs, advance, use_cache)
+    out: dict[str, list[np.ndarray]] = {}
+    tid_of = {p: t for t, p in clips.paths.items()}
+    for path, key, _ in jobs_list:
+        value = results[key]
+        if isinstance(value, str):
+            raise GenretagError(f"{path}: augmented copy failed: {value}")
+        out.setdefault(tid_of[path], []).append(value)
+    return out
+
+
+def _cache_key(path: Path, kind: str, augment: dict[str, float] | None = None) -> str:
+    st = os.stat(path)
+    ident = {"v": CACHE_VERSION, "path": str(Path(path).resolve()), "size": st.st_size,
+             "mtime_ns": st.st_mtime_ns, "kind": kind, "preprocessing": preprocessing(), "augment": augment}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _load_cached(key: str) -> np.ndarray | None:
+    try:
+        return np.load(cache_dir() / f"{key}.npy", allow_pickle=False)
+    except (OSError, ValueError):  # absent, or truncated by a crash: analyse again
+        return None
+
+
+def _store(key: str, value: np.ndarray) -> None:
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{key}.{os.getpid()}.tmp.npy"
+    np.save(tmp, value, allow_pickle=False)
+    os.replace(tmp, folder / f"{key}.npy")
+
+
+def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: str, jobs: int | None,
+             advance: Advance | None, use_cache: bool) -> tuple[dict[str, np.ndarray | str], int]:
+    """Analyse each (file, cache key, augmentation) once; cached values are read, not recomputed.
+
+    Returns the input (or error text) per key and how many came from the cache.
+
+    Augmented copies are rendered in this process to temporary WAV files
+    that the pool then analyses like any clip, so one runner (with its
+    per-file timeout and crash recovery) does all the analysis.
+    """
+    from tagger.runners import make_runner
+
+    results: dict[str, np.ndarray | str] = {}
+    todo = []
+    for path, key, params in jobs_list:
+        if key in results:
+            continue
+        value = _load_cached(key) if use_cache else None
+        if value is None:
+            todo.append((path, key, params))
+            continue
+        results[key] = value
+        if advance:
+            advance(str(path), "cached")
+    hits = len(results)
+    if not todo:
+        return results, hits
+    with tempfile.TemporaryDirectory(prefix="genretag-augment-") as tmp:
+        key_of: dict[str, str] = {}
+
+        def tasks() -> Iterator[AnalysisTask]:
+            for path, key, params in todo:
+                source = _render(path, params, Path(tmp) / f"{key}.wav") if params else path
+                key_of[str(source)] = key
+                yield AnalysisTask(str(source), excerpt=None, features=kind == "features", slices=kind == "slices")
+
+        for result in make_runner(jobs).run(tasks()):
+            key = key_of[result.path]
+            value = result.features if kind == "features" else result.slices
+            if result.error or value is None or (kind == "slices" and len(value) == 0):
+                results[key] = result.error or "no input produced"
+            else:
+                results[key] = value
+                _store(key, value)
+            if advance:
+                advance(result.path, "failed" if isinstance(results[key], str) else "analysed")
+    return results, hits
+
+
+def _render(path: Path, params: dict[str, float], target: Path) -> Path:
+    """Write the augmented whole clip as a float WAV for the pool to analyse."""
+    import soundfile
+
+    from tagger.audio import decode
+
+    clip = decode(path, excerpt=None)
+    soundfile.write(str(target), apply_augment(clip.samples, clip.sr, params), clip.sr, subtype="FLOAT")
+    return target
+
+
+def describe_augment(spec: Augment | None) -> dict | None:
+    """The augmentation settings as recorded in a model card."""
+    return None if spec is None else asdict(spec)
+
+
+@dataclass
+class Part:
+    """One part of a split as model rows: inputs, genre, owning track and slice position per row."""
+
+    X: np.ndarray
+    y: np.ndarray
+    owners: np.ndarray
+    pos: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def tracks(self) -> list[str]:
+        """The distinct track ids with at least one row here, in row order."""
+        return list(dict.fromkeys(self.owners.tolist()))
+
+
+def _rows(kind: str, value: np.ndarray) -> np.ndarray:
+    """A clip's input as model rows: one feature row, or its slices."""
+    return value[np.newaxis] if kind == "features" else value
+
+
+def partition(clips: ClipSet, split: Split) -> dict[str, Part]:
+    """Rows of each part of ``split``: tracks are assigned first, slices follow their track.
+
+    Only a ``slice_level`` split (slice-random) deals rows out across
+    tracks, through ``Split.slice_indices``; every other protocol keeps all
+    rows of a track in one part.
+    """
+    per_clip = [_rows(clips.kind, v) for v in clips.inputs]
+    counts = [len(r) for r in per_clip]
+    X = np.concatenate(per_clip) if per_clip else np.empty((0,))
+    owners = np.repeat(np.array(clips.track_ids, dtype=object), counts)
+    labels = np.repeat(np.array(clips.labels, dtype=object), counts)
+    pos = np.concatenate([np.arange(n) for n in counts]) if counts else np.empty(0, dtype=int)
+    idx = split.slice_indices(owners.tolist())
+    return {name: Part(X[i], labels[i], owners[i], pos[i]) for name, i in zip(PARTS, idx)}
+
+
+def with_copies(part: Part, copies: dict[str, list[np.ndarray]], kind: str) -> Part:
+    """``part`` plus the rows of augmented copies whose original (track, slice) is in it."""
+    label_of = dict(zip(part.owners.tolist(), part.y.tolist()))
+    inside = set(zip(part.owners.tolist(), part.pos.tolist()))
+    X, y, owners, pos = [part.X], [part.y], [part.owners], [part.pos]
+    for tid, values in copies.items():
+        for value in values:
+            rows = _rows(kind, value)
+            keep = [j for j in range(len(rows)) if (tid, j) in inside]
+            if not keep:
+                continue
+            X.append(rows[keep])
+            y.append(np.array([label_of[tid]] * len(keep), dtype=object))
+            owners.append(np.array([tid] * len(keep), dtype=object))
+            pos.append(np.array(keep))
+    return Part(np.concatenate(X), np.concatenate(y), np.concatenate(owners), np.concatenate(pos))

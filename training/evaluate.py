@@ -1,0 +1,411 @@
+"""Measure a model on the test part of a protocol, honestly labelled, for ``genretag report``.
+
+Track accuracy is what a scan does: the argmax of the mean slice
+probabilities of each track (a features model has one row per track, so
+its slice accuracy is undefined).  A figure is never shown bare when it
+cannot be trusted: the row says when the protocol is leaky (slice-random),
+when the model's card lists test clips among its training clips
+(contaminated; the clean subset is then scored on its own), and how many of
+the listed test clips were present at all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagger.errors import GenretagError
+
+from .dataset import Advance, ClipSet, Part, partition
+from .splits import DEFAULT_PROTOCOL, get_split
+
+#: Rows per predict_proba call: bounds memory for slice models.
+BATCH = 512
+
+
+def predict_rows(backend: Any, X: np.ndarray) -> np.ndarray:
+    """Probabilities for every row of ``X``, in batches."""
+    if len(X) == 0:
+        return np.empty((0, len(backend.genres_)))
+    return np.concatenate([np.asarray(backend.predict_proba(X[i : i + BATCH]), dtype=np.float64)
+                           for i in range(0, len(X), BATCH)])
+
+
+def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bool) -> dict[str, Any]:
+    """Track and slice accuracy, macro-F1, per-genre precision/recall/F1 and the confusion matrix.
+
+    Tracks are scored on the mean of their rows' probabilities; the
+    confusion matrix is over tracks, so it sums to ``n_test``.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    tracks = part.tracks()
+    if not tracks:
+        return {"n_test": 0, "n_rows": 0, "track_accuracy": None, "slice_accuracy": None, "macro_f1": None}
+    genres = list(genres)
+    index = {t: i for i, t in enumerate(tracks)}
+    rows_of = np.array([index[t] for t in part.owners.tolist()])
+    sums = np.zeros((len(tracks), len(genres)))
+    np.add.at(sums, rows_of, probs)
+    truth = {t: g for t, g in zip(part.owners.tolist(), part.y.tolist())}
+    y_true = [truth[t] for t in tracks]
+    y_pred = [genres[i] for i in sums.argmax(axis=1)]
+    labels = sorted(set(genres) | set(y_true))
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    slice_pred = np.array(genres, dtype=object)[probs.argmax(axis=1)]
+    return {
+        "n_test": len(tracks),
+        "n_rows": len(part),
+        "track_accuracy": float(np.mean(np.array(y_true) == np.array(y_pred))),
+        "slice_accuracy": float(np.mean(slice_pred == part.y)) if per_slice else None,
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "labels": labels,
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "per_genre": {g: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                          "support": int(support[i])} for i, g in enumerate(labels)},
+    }  # fmt: skip
+
+
+def evaluate(backend: Any, part: Part, kind: str) -> dict[str, Any]:
+    """Predict ``part`` with a fitted backend and score it."""
+    return score(backend.genres_, part, predict_rows(backend, part.X), per_slice=kind == "slices")
+
+
+def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: str, seed: int) -> dict[str, Any]:
+    """Whether the model was trained on any of ``test_tracks``, from the clips its card lists."""
+    training = card.get("training") or {}
+    trained = training.get("track_ids")
+    if trained is None:
+        return {"status": "unknown", "overlap": [],
+                "message": "the model's card does not list its training clips: contamination unknown"}
+    overlap = sorted(set(test_tracks) & set(trained))
+    same_split = training.get("split") == protocol == "slice-random" and training.get("split_seed") == seed
+    if same_split:
+        return {"status": "leaky", "overlap": overlap,
+                "message": f"leaky: other slices of {len(overlap)} of {len(test_tracks)} test tracks were trained on"}
+    if overlap:
+        return {"status": "contaminated", "overlap": overlap,
+                "message": f"contaminated: {len(overlap)} of {len(test_tracks)} test clips are in the model's "
+                           "training data"}  # fmt: skip
+    return {"status": "clean", "overlap": [], "message": ""}
+
+
+@dataclass
+class ReportOptions:
+    """What ``genretag report`` measures: which models, on which data and protocol."""
+
+    backend: str = "all"
+    model: str | None = None
+    data: str | None = None
+    features: str | None = None
+    split: str = DEFAULT_PROTOCOL
+    seed: int | None = None
+    fold: int | None = None
+    k: int | None = None
+    all_folds: bool = False
+    plots: str | None = None
+    jobs: int | None = None
+
+
+def report(opts: ReportOptions, advance: Advance | None = None) -> dict[str, Any]:
+    """One row per model: measured on the data given, or as its card recorded when none is."""
+    from tagger.backends import discover, get_backend
+
+    if opts.backend == "all":
+        if opts.model:
+            raise GenretagError("--model names one model: give its --backend too")
+        names = sorted(name for name, info in discover().items() if info.ok)
+    else:
+        get_backend(opts.backend)
+        names = [opts.backend]
+    loader = _Loader(opts, advance)
+    rows = [_row(name, opts, loader) for name in names]
+    plots = write_plots(rows, opts.plots) if opts.plots else []
+    return {"split": opts.split, "data": opts.features or opts.data, "rows": rows, "plots": plots}
+
+
+class _Loader:
+    """Load each kind of input once per report, whichever backends ask for it."""
+
+    def __init__(self, opts: ReportOptions, advance: Advance | None) -> None:
+        self.opts, self.advance, self.sets = opts, advance, {}
+
+    def available(self, kind: str) -> str | None:
+        """Why ``kind`` inputs cannot be had, or None."""
+        if not (self.opts.data or self.opts.features):
+            return "no data given"
+        if kind == "slices" and not self.opts.data:
+            return "needs audio (--data): a feature table has no log-mel slices"
+        return None
+
+    def get(self, kind: str) -> ClipSet:
+        from .train import load_clips
+
+        if kind not in self.sets:
+            self.sets[kind] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.advance)
+        return self.sets[kind]
+
+
+def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
+    from tagger.backends import get_backend
+    from tagger.models import load_model, read_card, resolve_model_path
+
+    kind = get_backend(name).input_kind
+    why = loader.available(kind)
+    if opts.all_folds:
+        if why:
+            raise GenretagError(f"--all-folds trains a model per fold: give --data or --features ({why})")
+        return cross_validate(name, loader.get(kind), opts)
+    try:
+        path = resolve_model_path(name, opts.model)
+        card = read_card(path)
+    except GenretagError as exc:
+        return {"backend": name, "skipped": str(exc)}
+    if why == "no data given":
+        return _card_row(name, path, card)
+    if why:
+        return {"backend": name, "model": str(path), "skipped": why}
+    model = load_model(name, path)
+    clips = loader.get(kind)
+    seed, k, fold = _split_params(card, opts)
+    split = get_split(opts.split, clips.track_ids, clips.labels, seed=seed, k=k, fold=fold)
+    test = partition(clips, split)["test"]
+    metrics = evaluate(model.backend, test, kind)
+    row = _base(name, str(path), model.id, opts.split, split.leaky, clips.source, split.counts()["test"])
+    row.update(metrics, source="measured", split_seed=seed, fold=fold if opts.split == "kfold" else None,
+               history=card.get("history") or {})
+    row["contamination"] = contamination(card, test.tracks(), opts.split, seed)
+    overlap = set(row["contamination"]["overlap"])
+    if row["contamination"]["status"] == "contaminated" and len(overlap) < metrics["n_test"]:
+        keep = np.array([t not in overlap for t in test.owners.tolist()])
+        clean = Part(test.X[keep], test.y[keep], test.owners[keep], test.pos[keep])
+        clean_metrics = evaluate(model.backend, clean, kind)
+        row["clean"] = {k: clean_metrics[k] for k in ("n_test", "track_accuracy", "slice_accuracy", "macro_f1")}
+    row["notes"] = _notes(row)
+    return row
+
+
+def _split_params(card: dict[str, Any], opts: ReportOptions) -> tuple[int, int, int]:
+    """Seed, k and fold of the split: the options', else the card's when it used this protocol."""
+    training = card.get("training") or {}
+    same = training.get("split") == opts.split
+    pick = lambda value, key, default: value if value is not None else (training.get(key, default) if same else default)  # noqa: E731
+    return pick(opts.seed, "split_seed", 0), pick(opts.k, "k", 10), pick(opts.fold, "fold", 0)
+
+
+def _base(name: str, model: str, model_id: str | None, protocol: str, leaky: bool, data: str,
+          test_counts: dict[str, int]) -> dict[str, Any]:
+    return {"backend": name, "model": model, "model_id": model_id, "protocol": protocol, "leaky": leaky,
+            "data": data, "test_present": test_counts["found"], "test_listed": test_counts["listed"]}
+
+
+def _card_row(name: str, path: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """A row from the figures the card recorded when the model was trained."""
+    m = card.get("metrics") or {}
+    row = {"backend": name, "model": str(path), "model_id": card.get("id"), "source": "card",
+           "protocol": m.get("protocol"), "leaky": bool(m.get("leaky")), "data": (card.get("training") or {}).get("data"),
+           "test_present": m.get("test_present", m.get("n_test")), "test_listed": m.get("test_listed"),
+           **{k: m.get(k) for k in ("n_test", "track_accuracy", "slice_accuracy", "macro_f1", "labels", "confusion",
+                                   "per_genre")},
+           "history": card.get("history") or {}}  # fmt: skip
+    row["notes"] = ["as recorded in the model card at training time (give --data or --features to measure)"]
+    row["notes"] += _notes(row)
+    return row
+
+
+def _notes(row: dict[str, Any]) -> list[str]:
+    """Plain warnings that go with a row's figures."""
+    notes = []
+    if row.get("leaky") or row.get("protocol") == "slice-random":
+        notes.append("leaky protocol: 3 s slices of one recording are on both sides of the split; "
+                     "not a figure for music the model has never heard")
+    present, listed = row.get("test_present"), row.get("test_listed")
+    if present is not None and listed and present < listed:
+        notes.append(f"only {present} of the {listed} test clips the {row['protocol']} split lists were present")
+    if row.get("n_test") is not None and row["n_test"] < 30:
+        notes.append(f"{row['n_test']} test clips: one clip moves accuracy by "
+                     f"{100 / max(row['n_test'], 1):.0f} points")
+    status = (row.get("contamination") or {}).get("status")
+    if status in ("contaminated", "unknown"):
+        notes.append(row["contamination"]["message"])
+    if row.get("clean"):
+        c = row["clean"]
+        notes.append(f"on the {c['n_test']} test clips the model never saw: track accuracy "
+                     f"{c['track_accuracy']:.3f}, macro-F1 {c['macro_f1']:.3f}")
+    return notes
+
+
+def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, Any]:
+    """Train a fresh model per kfold fold and report mean ± std over the folds' test parts."""
+    from tagger.backends import get_backend
+
+    from .train import fit, seed_everything
+
+    if opts.split != "kfold":
+        raise GenretagError("--all-folds goes with --split kfold")
+    cls = get_backend(name)
+    if cls.input_kind != "features":
+        raise GenretagError(f"--all-folds trains {opts.k or 10} models; for the {name} backend train each fold "
+                            "with `genretag train --split kfold --fold N`")
+    seed, k = opts.seed or 0, opts.k or 10
+    per_fold, confusion, labels = [], None, None
+    for fold in range(k):
+        seed_everything(seed)
+        parts = partition(clips, get_split("kfold", clips.track_ids, clips.labels, seed=seed, k=k, fold=fold))
+        backend = fit(cls, parts, epochs=None, seed=seed)
+        m = evaluate(backend, parts["test"], cls.input_kind)
+        per_fold.append(m)
+        if labels is None:
+            labels, confusion = m["labels"], np.zeros((len(m["labels"]),) * 2, dtype=int)
+        confusion += _align(m, labels)
+    stats = {key: _mean_std([m[key] for m in per_fold]) for key in ("track_accuracy", "macro_f1")}
+    n = sum(m["n_test"] for m in per_fold)
+    row = _base(name, f"{k} fresh models ({name} defaults)", None, "kfold", False, clips.source,
+                {"found": n, "listed": n})
+    row.update(source=f"cross-validated, {k} folds", n_test=n, slice_accuracy=None, labels=labels,
+               confusion=confusion.tolist(), folds=[m["track_accuracy"] for m in per_fold],
+               track_accuracy=stats["track_accuracy"][0], track_accuracy_std=stats["track_accuracy"][1],
+               macro_f1=stats["macro_f1"][0], macro_f1_std=stats["macro_f1"][1], history={})
+    row["notes"] = [f"mean ± std over {k} folds; the confusion matrix adds up every fold's test part"]
+    return row
+
+
+def _align(metrics: dict[str, Any], labels: list[str]) -> np.ndarray:
+    """A fold's confusion matrix on the first fold's label order (folds share all genres)."""
+    if metrics["labels"] != labels:
+        raise GenretagError("folds disagree on the genres present; too few clips per genre for k folds")
+    return np.asarray(metrics["confusion"], dtype=int)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values))
+
+
+# -- terminal ---------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, std: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def print_report(result: dict[str, Any]) -> None:
+    """The results table, then per model its per-genre figures, confusion matrix and notes."""
+    from tagger import ui
+
+    rows = [r for r in result["rows"] if not r.get("skipped")]
+    ui.out().print(ui.table(
+        f"Results ({result['data'] or 'model cards'})",
+        ["model", "protocol", "clips", "track acc", "slice acc", "macro-F1", "figure"],
+        [(r["backend"], r["protocol"],
+          _clips(r), _fmt(r.get("track_accuracy"), r.get("track_accuracy_std")), _fmt(r.get("slice_accuracy")),
+          _fmt(r.get("macro_f1"), r.get("macro_f1_std")), _verdict(r)) for r in rows],
+        justify=["left", "left", "right", "right", "right", "right", "left"],
+    ))  # fmt: skip
+    for r in result["rows"]:
+        if r.get("skipped"):
+            ui.err().print(f"{r['backend']}: skipped: {r['skipped']}", highlight=False)
+            continue
+        if r.get("per_genre"):
+            ui.out().print(ui.table(
+                f"{r['backend']}: per genre ({r['protocol']} test part)", ["genre", "precision", "recall", "F1", "clips"],
+                [(g, _fmt(v["precision"]), _fmt(v["recall"]), _fmt(v["f1"]), v["support"])
+                 for g, v in r["per_genre"].items()], justify=["left", "right", "right", "right", "right"],
+            ))  # fmt: skip
+        if r.get("confusion"):
+            ui.out().print(ui.table(
+                f"{r['backend']}: confusion matrix (rows true, columns predicted; {r['n_test']} clips)",
+                ["", *[g[:5] for g in r["labels"]]],
+                [(g, *row) for g, row in zip(r["labels"], r["confusion"])],
+                justify=["left", *["right"] * len(r["labels"])],
+            ))  # fmt: skip
+        for note in r.get("notes", []):
+            ui.err().print(f"[yellow]{r['backend']}:[/] {note}", highlight=False)
+    for path in result.get("plots", []):
+        ui.err().print(f"wrote {path}", highlight=False)
+
+
+def _clips(row: dict[str, Any]) -> str:
+    n, present, listed = row.get("n_test"), row.get("test_present"), row.get("test_listed")
+    if n is None:
+        return "-"
+    if listed and present is not None and present < listed:
+        return f"{n} ({present} of {listed} listed)"
+    return str(n)
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    """One word on how far the figure can be trusted."""
+    if row.get("leaky"):
+        return "leaky"
+    status = (row.get("contamination") or {}).get("status")
+    if status in ("contaminated", "unknown"):
+        return status
+    return "from card" if row.get("source") == "card" else "held-out"
+
+
+# -- plots --------------------------------------------------------------------------------------
+
+
+def write_plots(rows: list[dict[str, Any]], folder: str | os.PathLike[str]) -> list[str]:
+    """Confusion matrix and (when the card has them) training curves as PNG, per model."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GenretagError("--plots needs matplotlib: pip install 'genretag[plots]'") from None
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for r in rows:
+        if r.get("skipped") or not r.get("confusion"):
+            continue
+        stem = f"{r['backend']}-{r['protocol']}"
+        written.append(_plot_confusion(plt, r, out / f"{stem}-confusion.png"))
+        if r.get("history"):
+            written.append(_plot_history(plt, r, out / f"{r['backend']}-curves.png"))
+    return [str(p) for p in written]
+
+
+def _plot_confusion(plt: Any, row: dict[str, Any], path: Path) -> Path:
+    cm = np.asarray(row["confusion"])
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(row["labels"])), row["labels"], rotation=45, ha="right")
+    ax.set_yticks(range(len(row["labels"])), row["labels"])
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = _fmt(row.get("track_accuracy"))
+    ax.set_title(f"{row['backend']}, {row['protocol']} test: {row['n_test']} clips, accuracy {acc}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_history(plt: Any, row: dict[str, Any], path: Path) -> Path:
+    history = row["history"]
+    groups = [[k for k in history if "loss" in k], [k for k in history if "acc" in k]]
+    groups = [g for g in groups if g] or [list(history)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    for ax, keys in zip(axes[0], groups):
+        for key in keys:
+            ax.plot(range(1, len(history[key]) + 1), history[key], label=key)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.suptitle(f"{row['backend']}: training curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

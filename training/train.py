@@ -1,0 +1,193 @@
+"""``genretag train``: fit a backend on GTZAN under a split protocol and save it with its card.
+
+The order is what keeps the figures honest: load one input per clip, split
+by track, and only then flatten slices and add augmented copies (of the
+training part's clips only).  The valid part goes to the backend's ``fit``
+(for C/gamma choice, early stopping, the LR schedule); the test part is
+scored once, after fitting, and written into the card with the ids of
+every clip the model learned from, so ``genretag report`` can tell when a
+later figure is contaminated.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from tagger.errors import GenretagError
+
+from .dataset import Advance, Augment, ClipSet, Part, augmented, from_audio, from_table, partition, with_copies
+from .evaluate import evaluate
+from .splits import DEFAULT_PROTOCOL, Split, get_split
+
+#: Receives one dict of metrics per epoch (or tuning step) from the backend's ``fit``.
+OnEpoch = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``genretag train`` takes; ``augment`` is the number of augmented copies (0: off)."""
+
+    backend: str
+    data: str | None = None
+    features: str | None = None
+    split: str = DEFAULT_PROTOCOL
+    fold: int = 0
+    k: int = 10
+    epochs: int | None = None
+    seed: int = 0
+    augment: int = 0
+    out: str | None = None
+    jobs: int | None = None
+
+
+def load_clips(kind: str, data: str | None, features: str | None, jobs: int | None = None,
+               advance: Advance | None = None) -> ClipSet:
+    """One input per clip, from the feature table or extracted (and cached) from audio."""
+    if data and features:
+        raise GenretagError("give --data or --features, not both")
+    if features:
+        if kind != "features":
+            raise GenretagError(f"a feature table holds no audio; this backend learns from {kind}: give --data")
+        return from_table(features)
+    if data:
+        return from_audio(data, kind, jobs=jobs, advance=advance)
+    raise GenretagError("give --data (a GTZAN audio folder) or --features (features_30_sec.csv)")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and NumPy; a backend seeds its own framework from ``fit(seed=...)``.
+
+    The Keras backends call ``keras.utils.set_random_seed`` and pin
+    TensorFlow's op choice inside ``fit``, so this module never imports
+    TensorFlow and the svc path stays free of it.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def fit(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int, on_epoch: OnEpoch | None = None) -> Any:
+    """A fresh backend with default parameters, fitted on train with valid for tuning/stopping."""
+    train, valid = parts["train"], parts["valid"]
+    backend = cls()
+    has_valid = len(valid) > 0
+    backend.fit(train.X, train.y.tolist(), X_valid=valid.X if has_valid else None,
+                y_valid=valid.y.tolist() if has_valid else None, epochs=epochs, seed=seed, callback=on_epoch)
+    return backend
+
+
+def _check_parts(split: Split, clips: ClipSet) -> None:
+    counts = split.counts()
+    if not split.train:
+        hint = (" (clip ids must be GTZAN's, like blues.00029; for other names use --split kfold)"
+                if split.name in ("fault-filtered", "stratified") else "")
+        raise GenretagError(f"no clip of the {split.name} train part ({counts['train']['listed']} listed) "
+                            f"is in {clips.source}{hint}")
+    if len(set(clips.labels[i] for i, t in enumerate(clips.track_ids) if t in set(split.train))) < 2:
+        raise GenretagError(f"the {split.name} train part found in {clips.source} has fewer than two genres")
+
+
+def pool_valid(split: Split, clips: ClipSet) -> tuple[Split, str | None]:
+    """Re-cut valid from train+valid when the train part lacks genres the valid part has.
+
+    With a partial GTZAN copy, the fault-filtered train part can miss whole
+    genres (here: no blues or classical clip of its train part is present),
+    and a model cannot learn a genre it never sees.  The pooled clips are
+    re-split by track (stratified, 80/20, seeded), so test stays untouched
+    and honest; only the early-stopping signal loses artist separation.
+    """
+    label_of = clips.label_of()
+    missing = sorted({label_of[t] for t in split.valid} - {label_of[t] for t in split.train})
+    if not missing or split.slice_level or len(split.train) + len(split.valid) < 5:
+        return split, None
+    pooled = split.train + split.valid
+    inner = get_split("kfold", pooled, [label_of[t] for t in pooled], seed=split.seed, k=5, fold=0)
+    why = (f"valid re-cut as a stratified 20% of the {split.name} train+valid clips: its train part has no "
+           f"{', '.join(missing)} clip here")
+    return replace(split, train=sorted(inner.train + inner.valid), valid=inner.test), why
+
+
+def train(opts: TrainOptions, *, advance: Advance | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:
+    """Fit ``opts.backend``, score its test part, save model and card; return a summary."""
+    from tagger.backends import get_backend
+    from tagger.models import make_card, save_model
+
+    cls = get_backend(opts.backend)
+    kind = cls.input_kind
+    clips = load_clips(kind, opts.data, opts.features, opts.jobs, advance)
+    split = get_split(opts.split, clips.track_ids, clips.labels, seed=opts.seed, k=opts.k, fold=opts.fold)
+    counts = split.counts()  # the protocol's own parts, before any re-cut of valid
+    split, valid_note = pool_valid(split, clips)
+    _check_parts(split, clips)
+    parts = partition(clips, split)
+    spec = Augment(copies=opts.augment) if opts.augment else None
+    original_rows = len(parts["train"])
+    if spec:
+        copies = augmented(clips, parts["train"].tracks(), spec, opts.seed, jobs=opts.jobs, advance=advance)
+        parts["train"] = with_copies(parts["train"], copies, kind)
+    seed_everything(opts.seed)
+    backend = fit(cls, parts, epochs=opts.epochs, seed=opts.seed, on_epoch=on_epoch)
+    metrics = evaluate(backend, parts["test"], kind)
+    history = backend.history()
+    card = make_card(
+        backend,
+        training={
+            "data": opts.features or opts.data, "split": split.name, "split_seed": opts.seed,
+            "k": opts.k if split.name == "kfold" else None, "fold": opts.fold if split.name == "kfold" else None,
+            "seed": opts.seed, "epochs": opts.epochs, "epochs_run": len(next(iter(history.values()), [])) or None,
+            "augment": None if spec is None else vars(spec) | {"rows_added": len(parts["train"]) - original_rows},
+            "n_train": len(parts["train"].tracks()), "n_valid": len(parts["valid"].tracks()),
+            "n_train_rows": len(parts["train"]), "n_valid_rows": len(parts["valid"]),
+            "counts": counts, "valid_part": valid_note or "the protocol's", "skipped": clips.skipped,
+            "track_ids": sorted(set(parts["train"].tracks()) | set(parts["valid"].tracks())),
+        },
+        metrics={"protocol": split.name, "leaky": split.leaky, "test_present": counts["test"]["found"],
+                 "test_listed": counts["test"]["listed"], **metrics},
+        history=history,
+    )  # fmt: skip
+    path = save_model(backend, card, opts.out)
+    return {"backend": opts.backend, "model": str(path), "current": opts.out is None, "data": card["training"]["data"],
+            "protocol": split.name, "leaky": split.leaky, "counts": counts, "cached": clips.cached,
+            "skipped": clips.skipped, "training": card["training"], "metrics": card["metrics"]}  # fmt: skip
+
+
+def print_epoch(info: dict[str, Any]) -> None:
+    """One line per epoch or tuning step, whatever metrics the backend reports."""
+    from tagger import ui
+
+    parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()]
+    ui.err().print("  ".join(parts), highlight=False)
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """What was trained on, how it scored on the test part, and where the model went."""
+    from tagger import ui
+
+    c, m = result["counts"], result["metrics"]
+    protocol = result["protocol"] + (" [leaky: slices of one track on both sides]" if result["leaky"] else "")
+    lines = [
+        ("backend", result["backend"]), ("data", result["data"]), ("protocol", protocol),
+        *((f"{part} clips", f"{c[part]['found']} of {c[part]['listed']} listed") for part in ("train", "valid", "test")),
+        ("test track accuracy", _num(m.get("track_accuracy"))), ("test slice accuracy", _num(m.get("slice_accuracy"))),
+        ("test macro-F1", _num(m.get("macro_f1"))), ("model", result["model"]),
+        ("current model", "yes" if result["current"] else f"no (--out: use it with --model {result['model']})"),
+    ]  # fmt: skip
+    if result["training"]["valid_part"] != "the protocol's":
+        lines.append(("valid part", result["training"]["valid_part"]))
+    if result["cached"]:
+        lines.insert(2, ("clips from cache", result["cached"]))
+    ui.out().print(ui.table(f"Trained {result['backend']}", ["", ""], lines))
+    for path, reason in result["skipped"]:
+        ui.err().print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    if m.get("n_test", 0) < 30:
+        ui.err().print(f"[yellow]note:[/] the test part has {m.get('n_test', 0)} clips here, "
+                             "too few for a reliable figure", highlight=False)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
