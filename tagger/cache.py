@@ -12,7 +12,14 @@ Datasette.  Tables:
     the 57 GTZAN features per file, so a new feature model can re-predict
     without decoding again.
 ``tag_history``
-    the genre values a file had before genretag wrote to it, for undo.
+    one row per genre write genretag made (see tagger/tagging.py): the
+    field's exact ``snapshot`` before it (for undo), the ``previous`` and
+    ``written`` values as JSON lists, and the file's size and mtime after the
+    write.  A row whose ``written_at`` is empty is a write in flight or cut
+    short (kill -9); its size and mtime are then the file's stat *before*
+    the write.  ``undone_at`` is set by undo; ``superseded_at`` when the
+    file changed outside genretag after the write, so undoing it would
+    clobber that change.
 ``scans``
     one row per scan run, with its counts.
 
@@ -59,6 +66,13 @@ TRACK_COLUMNS: dict[str, type] = {
     "updated_at": str,
     "missing_since": str,
 }
+
+
+TAG_HISTORY_COLUMNS: dict[str, type] = {
+    "id": int, "path": str, "path_bytes": bytes, "field": str, "format": str,
+    "snapshot": str, "previous": str, "written": str, "size": int, "mtime": float,
+    "written_at": str, "undone_at": str, "superseded_at": str,
+}  # fmt: skip
 
 
 def now() -> str:
@@ -135,15 +149,11 @@ class Cache:
             if "features" not in db.table_names():
                 db["features"].create({"path": str, **{name: float for name in FEATURE_NAMES}}, pk="path")
             if "tag_history" not in db.table_names():
-                db["tag_history"].create(
-                    {
-                        "id": int, "path": str, "path_bytes": bytes, "field": str, "format": str,
-                        "snapshot": str, "written": str, "size": int, "mtime": float,
-                        "written_at": str, "undone_at": str,
-                    },
-                    pk="id",
-                )  # fmt: skip
+                db["tag_history"].create(TAG_HISTORY_COLUMNS, pk="id")
                 db["tag_history"].create_index(["path"])
+            for name, kind in TAG_HISTORY_COLUMNS.items():  # databases made before a column existed
+                if name not in db["tag_history"].columns_dict:
+                    db["tag_history"].add_column(name, kind)
             if "scans" not in db.table_names():
                 db["scans"].create(
                     {
@@ -184,6 +194,16 @@ class Cache:
     def tracks(self, paths: Iterable[str] = (), *, where: str | None = None,
                params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Stream rows, optionally limited to files under ``paths`` (files or folders)."""
+        yield from self._select("tracks", paths, where, params, "path")
+
+    def tag_history(self, paths: Iterable[str] = (), *, where: str | None = None,
+                    params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        """Stream genre-write records, by path then oldest first, optionally under ``paths``."""
+        yield from self._select("tag_history", paths, where, params, "path, id")
+
+    def _select(self, table: str, paths: Iterable[str], where: str | None, params: Sequence[Any],
+                order: str) -> Iterator[dict[str, Any]]:
+        """Rows of ``table`` matching ``where`` and under ``paths``, by key range so the path index serves."""
         clauses, args = [], list(params)
         if where:
             clauses.append(f"({where})")
@@ -195,7 +215,7 @@ class Cache:
             args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
         if prefixes:
             clauses.append("(" + " or ".join(prefixes) + ")")
-        sql = "select * from tracks" + (" where " + " and ".join(clauses) if clauses else "") + " order by path"
+        sql = f"select * from [{table}]" + (" where " + " and ".join(clauses) if clauses else "") + f" order by {order}"
         yield from self.db.query(sql, args)
 
     def count(self) -> int:
@@ -247,3 +267,55 @@ class Cache:
             self.db["scans"].update(
                 scan_id, {"finished_at": now(), "status": status, "counts": json.dumps(counts)}
             )
+
+    # -- genre writes (tagger/tagging.py) --------------------------------
+    def record_tag_write(self, entry: dict[str, Any], before: os.stat_result) -> int:
+        """Store a write's snapshot *before* the file is touched; returns the record's id.
+
+        ``entry`` holds path, path_bytes, field, format, snapshot, previous
+        and written.  Until :meth:`confirm_tag_write`, size and mtime are the
+        file's stat before the write and ``written_at`` is empty.
+        """
+        with self.db.conn:
+            table = self.db["tag_history"].insert({**entry, "size": before.st_size, "mtime": before.st_mtime})
+        return int(table.last_pk)
+
+    def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None) -> None:
+        """Mark a write done with the file's new stat, and give ``track``'s row that stat too.
+
+        Updating the ``tracks`` row keeps a rescan from taking genretag's own
+        write for a user's change (which would re-analyse the file).
+        """
+        stamp = now()
+        with self.db.conn:
+            self.db.conn.execute(
+                "update tag_history set written_at = ?, size = ?, mtime = ? where id = ?",
+                (stamp, after.st_size, after.st_mtime, history_id),
+            )
+            if track is not None:
+                self._set_track_stat(track, after, stamp)
+
+    def discard_tag_write(self, history_id: int) -> None:
+        """Forget a write that did not happen (it failed, leaving the file as it was)."""
+        with self.db.conn:
+            self.db.conn.execute("delete from tag_history where id = ? and written_at is null", (history_id,))
+
+    def mark_superseded(self, ids: Sequence[int]) -> None:
+        """Retire writes that a later outside change made unsafe to undo."""
+        self._stamp_history("superseded_at", ids, None, None)
+
+    def mark_undone(self, ids: Sequence[int], track: str | None = None, after: os.stat_result | None = None) -> None:
+        """Mark writes undone; with ``track``, give its row the file's stat ``after`` the restore."""
+        self._stamp_history("undone_at", ids, track, after)
+
+    def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None) -> None:
+        stamp = now()
+        with self.db.conn:
+            self.db.conn.executemany(f"update tag_history set [{column}] = ? where id = ?", [(stamp, i) for i in ids])
+            if track is not None and after is not None:
+                self._set_track_stat(track, after, stamp)
+
+    def _set_track_stat(self, key: str, st: os.stat_result, stamp: str) -> None:
+        self.db.conn.execute(
+            "update tracks set size = ?, mtime = ?, updated_at = ? where path = ?", (st.st_size, st.st_mtime, stamp, key)
+        )

@@ -59,6 +59,81 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Classifier backend (see `genretag backends`).")(fn)
 
 
+TAG_OPTIONS = [
+    click.option("--dry-run", is_flag=True, help="Only show a table of current and proposed genres."),
+    click.option("--overwrite", is_flag=True, help="Replace genres already in the files [default: keep them]."),
+    click.option("--merge", is_flag=True, help="Add the new genres after the ones already in the files."),
+    click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                 help="Write up to N genres, most likely first."),
+    click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="P",
+                 help="Write a genre only if its probability is at least P."),
+    click.option("--field", metavar="NAME", help="Write this custom field (e.g. GENRETAG) instead of the genre."),
+    click.option("--id3v23", is_flag=True, help="Write ID3v2.3 for old players [default: ID3v2.4]."),
+    click.option("--separator", default="; ", show_default=True, help="Joins genres in ID3v2.3 (no multi-value)."),
+    click.option("--genre-map", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                 help="Rename or drop labels: JSON, or lines like 'hiphop = Hip-Hop' and 'disco ='."),
+]  # fmt: skip
+
+
+def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
+    names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "field", "id3v23", "separator", "genre_map")
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from click.core import ParameterSource
+
+        from .errors import GenretagError
+        from .tagging import TagOptions, load_genre_map
+
+        ctx = click.get_current_context()
+        given = [n for n in names if ctx.get_parameter_source(n) != ParameterSource.DEFAULT]
+        if kwargs.get("write") is False and given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} is about writing tags: add --write")
+        values = {n: kwargs.pop(n) for n in names}
+        try:
+            values["genre_map"] = load_genre_map(values["genre_map"]) if values["genre_map"] else {}
+            kwargs["tagging"] = TagOptions(**values)
+        except (GenretagError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from None
+        return fn(*args, **kwargs)
+
+    for option in reversed(TAG_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _with_progress(label: str, enabled: bool | None, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from . import ui
+
+    with ui.RichProgress(label, enabled=enabled) as bar:
+        return run(*args, progress=bar, **kwargs)
+
+
+def _print_outcome(outcome: Any, as_json: bool, own_json: bool = True) -> None:
+    """A tag or undo run's table or JSON (unless the caller prints it), its warnings and summary line."""
+    from rich.markup import escape
+
+    from . import ui
+
+    if as_json and own_json:
+        ui.print_json(outcome.as_dict())
+    for warning in outcome.warnings():
+        ui.err().print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+    if as_json:
+        return
+    if outcome.results:
+        ui.out().print(ui.table(None, outcome.headers, [[escape(c) for c in row] for row in outcome.rows()]))
+    ui.err().print(outcome.summary_line(), markup=False, highlight=False)
+
+
+def _exit_for(outcome: Any) -> None:
+    if outcome.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if outcome.failed:
+        sys.exit(EXIT_FAILED)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genretag")
 def cli() -> None:
@@ -90,19 +165,25 @@ def cli() -> None:
 @click.option("--cluster", type=click.Choice(["local"]), help="Start a local Dask cluster for the analysis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@click.option("--write", is_flag=True, help="Then write the genres into the scanned files' tags (as `genretag tag`).")
+@tag_options
 @_handle_errors
 def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: str | None, jobs: int | None,
          excerpt: float, force: bool, retry_failed: bool, include: tuple[str, ...], exclude: tuple[str, ...],
          hidden: bool, timeout: float, scheduler: str | None, cluster: str | None, as_json: bool,
-         progress: bool | None) -> None:
+         progress: bool | None, write: bool, tagging: Any) -> None:
     """Analyse the audio files under PATHS and cache a genre for each.
 
     A rescan only analyses new or changed files.  Ctrl-C stops cleanly;
     the next run resumes.
 
+    With --write, the genres are then written into the tags of the files
+    this scan covered, with the options of `genretag tag`.
+
     \b
     Example:
         genretag scan ~/Music --jobs 4 --exclude 'Podcasts/*'
+        genretag scan ~/Music --write --dry-run
     """
     from . import ui
     from .models import load_model
@@ -115,18 +196,86 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     runner = make_runner(jobs, timeout=timeout, scheduler=scheduler, cluster=cluster)
     options = ScanOptions(excerpt=excerpt or None, force=force, retry_failed=retry_failed,
                           walk=WalkOptions(include=include, exclude=exclude, hidden=hidden))
+    from .tagging import CoveredFiles, apply
+
+    outcome = None
     with _open_cache(db_path) as cache:
         with ui.RichProgress("Scanning", enabled=progress) as bar:
-            summary = run_scan(paths, cache, model, runner, options, bar)
+            seen = CoveredFiles(bar)
+            summary = run_scan(paths, cache, model, runner, options, seen)
+        if write and not summary.interrupted:  # results are committed: tag what this scan covered
+            outcome = _with_progress("Tagging", progress, apply, cache, tagging, paths, only=seen.keys)
     data = summary.as_dict()
     if as_json:
-        ui.print_json(data)
+        ui.print_json(data | ({"tagging": outcome.as_dict()} if outcome else {}))
     else:
         ui.print_scan_summary(data)
+    if outcome is not None:
+        _print_outcome(outcome, as_json, own_json=False)
     if summary.interrupted:
         sys.exit(EXIT_INTERRUPTED)
-    if data["failed"]:
+    if data["failed"] or (outcome is not None and outcome.failed):
         sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the per-file results as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@tag_options
+@_handle_errors
+def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bool | None, tagging: Any) -> None:
+    """Write the cached genres into the tags of the files under PATHS (or all scanned files).
+
+    A genre already in a file is kept unless --overwrite or --merge.  The
+    old values are saved first: `genretag undo` puts them back.  A file
+    changed since it was scanned is skipped.
+
+    \b
+    Example:
+        genretag tag ~/Music --dry-run
+        genretag tag ~/Music --top 2 --min-confidence 0.3 --merge
+    """
+    from .tagging import apply
+
+    with _open_cache(db_path) as cache:
+        outcome = _with_progress("Tagging", progress, apply, cache, tagging, paths)
+    _print_outcome(outcome, as_json)
+    _exit_for(outcome)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--all", "everything", is_flag=True, help="Undo every genre genretag wrote.")
+@db_option
+@click.option("--dry-run", is_flag=True, help="Only show what would be restored.")
+@click.option("--force", is_flag=True, help="Restore files changed since genretag wrote them too.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-file results as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@_handle_errors
+def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run: bool, force: bool, as_json: bool,
+         progress: bool | None) -> None:
+    """Put back the genres the files under PATHS had before genretag wrote them.
+
+    Restores exactly, including "no genre tag".  A file changed since
+    genretag wrote it is skipped unless --force.
+
+    \b
+    Example:
+        genretag undo ~/Music/Jazz
+        genretag undo --all --dry-run
+    """
+    from .tagging import undo as run_undo
+
+    if not paths and not everything:
+        raise click.UsageError("name the files or folders to undo, or use --all")
+    if paths and everything:
+        raise click.UsageError("give PATHS or --all, not both")
+    with _open_cache(db_path) as cache:
+        outcome = _with_progress("Restoring", progress, run_undo, cache, paths, dry_run=dry_run, force=force)
+    _print_outcome(outcome, as_json)
+    _exit_for(outcome)
 
 
 STATUSES = ("ok", "error", "missing")

@@ -1,0 +1,457 @@
+"""Write the cached genres into the files' own tags, safely, with preview and undo.
+
+Library functions over the cache and tagger/tags.py (no click): :func:`apply`
+is ``genretag tag`` and ``scan --write``, :func:`undo` is ``genretag undo``.
+docs/tagging.md describes the behaviour for users; the rules that keep
+files safe are:
+
+* A file is written only while its cached result is current: its size and
+  mtime must still equal its ``tracks`` row (else the prediction is for
+  other bytes and the file is skipped with a warning).  After the write the
+  row gets the file's new stat, so a rescan sees genretag's own write as
+  no change and does not re-analyse.
+* Before each write the field's exact snapshot is stored in ``tag_history``;
+  the record is confirmed after the write, or dropped when it failed.  A
+  record left unconfirmed by ``kill -9`` is settled by the next run from
+  what the file holds (:func:`settle`).
+* Undo restores, per file and field, the *oldest* open snapshot: the state
+  before a chain of genretag writes with no outside change between them.
+  A write made after an outside change retires the older records
+  (``superseded_at``), so undo never brings back a genre the user replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import tags
+from .cache import Cache, fs_path, path_key
+from .errors import FileError, GenretagError
+from .tags import TagError
+
+#: Display names for the GTZAN labels the shipped models predict.
+DEFAULT_NAMES: dict[str, str] = {
+    "blues": "Blues", "classical": "Classical", "country": "Country", "disco": "Disco", "hiphop": "Hip-Hop",
+    "jazz": "Jazz", "metal": "Metal", "pop": "Pop", "reggae": "Reggae", "rock": "Rock",
+}  # fmt: skip
+
+# What happened to a file, as shown in the table and counted in the summary.
+WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE = "written", "would write", "restored", "would restore"
+KEPT, BELOW, UNCHANGED, SKIPPED, ERROR = "kept existing", "below threshold", "unchanged", "skipped", "error"
+ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, SKIPPED, ERROR)
+
+#: tag_history records undo may still act on.
+OPEN = "undone_at is null and superseded_at is null"
+# Separators to ignore when asking "does the file already hold these genres?".
+_COMPARE_SEPARATORS = ";/|,"
+
+
+class Progress(Protocol):
+    def advance(self, path: str, status: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    """Which genres to write, where, and what to do with genres already there."""
+
+    dry_run: bool = False
+    overwrite: bool = False
+    merge: bool = False
+    top: int = 1
+    min_confidence: float = 0.0
+    field: str | None = None  # None: each format's genre field
+    id3v23: bool = False
+    separator: str = "; "  # only ID3v2.3 has no multi-value form
+    genre_map: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # see load_genre_map
+
+    def __post_init__(self) -> None:
+        if self.overwrite and self.merge:
+            raise ValueError("--overwrite and --merge exclude each other")
+        if self.top < 1:
+            raise ValueError("--top must be at least 1")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError("--min-confidence must be between 0 and 1")
+        if not self.separator or "\0" in self.separator:
+            raise ValueError("--separator must be a non-empty string without NUL")
+
+
+# ---------------------------------------------------------------------------
+# Names and proposals: pure functions of a tracks row and the options.
+
+
+def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
+    """Read a genre map: a JSON object, or lines ``hiphop = Hip-Hop`` (``disco =`` drops the label).
+
+    Keys are stored case-folded; blank lines and lines starting with ``#``
+    are ignored.  A label mapped to nothing (or JSON null) is never written.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FileError(path, f"cannot read the genre map: {exc}") from None
+    items: list[tuple[Any, Any]] = []
+    if text.lstrip().startswith("{"):
+        try:
+            items = list(json.loads(text).items())
+        except ValueError as exc:
+            raise FileError(path, f"genre map is not valid JSON: {exc}") from None
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                label, eq, name = line.partition("=")
+                if not eq or not label.strip():
+                    raise FileError(path, f"line {n}: expected 'label = Name', or 'label =' to drop it")
+                items.append((label, name))
+    out: dict[str, str | None] = {}
+    for label, name in items:
+        if not isinstance(name, (str, type(None))) or "\0" in (name or ""):
+            raise FileError(path, f"genre map value for {label!r} must be a name, empty or null")
+        out[str(label).strip().casefold()] = (name or "").strip() or None
+    return out
+
+
+def display_name(label: str, genre_map: Mapping[str, str | None] = {}) -> str | None:  # noqa: B006 (read only)
+    """The name written for a model label: the map's (by label or default name), else the default.
+
+    Labels outside DEFAULT_NAMES get their words capitalised.  None means
+    the map drops the label.
+    """
+    default = DEFAULT_NAMES.get(label.casefold()) or " ".join(w[:1].upper() + w[1:] for w in label.split(" "))
+    for key in (label.casefold(), default.casefold()):
+        if key in genre_map:
+            return genre_map[key]
+    return default
+
+
+def ranked(row: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """A row's labels, most probable first (ties in model order, as the scan picked its genre)."""
+    if row.get("probabilities"):
+        return sorted(json.loads(row["probabilities"]).items(), key=lambda kv: -kv[1])
+    if row.get("top3"):
+        return [(g, p) for g, p in json.loads(row["top3"])]
+    return [(row["genre"], row["confidence"] or 0.0)] if row.get("genre") else []
+
+
+def propose(row: Mapping[str, Any], opts: TagOptions) -> tuple[list[str], str | None, str]:
+    """The names to write for a row: (names, None, "") or ([], action, reason) when there are none.
+
+    The top ``opts.top`` labels are taken first and only then mapped, so a
+    dropped label is not replaced by a less likely one; each label must
+    reach ``min_confidence`` on its own.
+    """
+    best = ranked(row)[: opts.top]
+    if not best or best[0][1] < opts.min_confidence:
+        conf = best[0][1] if best else 0.0
+        return [], BELOW, f"confidence {conf:.2f} < {opts.min_confidence:.2f}"
+    names: list[str] = []
+    for label, p in best:
+        name = display_name(label, opts.genre_map)
+        if p >= opts.min_confidence and name and name.casefold() not in _folded(names):
+            names.append(name)
+    if not names:
+        return [], SKIPPED, "dropped by the genre map"
+    return names, None, ""
+
+
+def decide(current: list[str], proposed: list[str], opts: TagOptions) -> tuple[list[str], str | None, str]:
+    """What the field should hold given its current values: (values, None, "") to write, else why not."""
+    if opts.overwrite:
+        same = current == proposed or (opts.id3v23 and current == [opts.separator.join(proposed)])
+        return proposed, UNCHANGED if same else None, ""
+    have = tags.split_genres(current)
+    if opts.merge:
+        new = have + [g for g in proposed if g.casefold() not in _folded(have)]
+        return new, UNCHANGED if len(new) == len(have) else None, ""
+    if _folded(have) == _folded(proposed):
+        return current, UNCHANGED, ""
+    if current:
+        return current, KEPT, f"has genre '{'; '.join(current)}' (use --overwrite or --merge)"
+    return proposed, None, ""
+
+
+def _folded(values: Iterable[str]) -> list[str]:
+    return [v.casefold() for v in values]
+
+
+def _holds(stored: list[str], values: list[str]) -> bool:
+    """True when a field read back as ``stored`` carries ``values`` (joined by any separator or not)."""
+    return _folded(tags.split_genres(stored, _COMPARE_SEPARATORS)) == _folded(
+        tags.split_genres(values, _COMPARE_SEPARATORS)
+    )
+
+
+# ---------------------------------------------------------------------------
+# Results.
+
+
+@dataclass
+class FileResult:
+    """One file's (one field's) line in the report."""
+
+    path: str
+    current: list[str]
+    proposed: list[str]
+    action: str
+    reason: str = ""
+    field: str | None = None
+    warn: bool = False  # worth a warning line as well as the table row
+
+    @property
+    def status(self) -> str:
+        return f"{self.action}: {self.reason}" if self.reason else self.action
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "field": self.field, "current": self.current, "proposed": self.proposed,
+                "action": self.action, "reason": self.reason}  # fmt: skip
+
+
+@dataclass
+class Outcome:
+    """What a tag or undo run did, file by file."""
+
+    kind: str  # "tag" or "undo"
+    dry_run: bool = False
+    results: list[FileResult] = dataclasses.field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        seen = Counter(r.action for r in self.results)
+        return {a: seen[a] for a in ACTIONS if seen[a]}
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get(ERROR, 0)
+
+    @property
+    def headers(self) -> list[str]:
+        return ["file", "current", "proposed" if self.kind == "tag" else "restored", "action"]
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        return [(r.path, "; ".join(r.current), "; ".join(r.proposed), r.status) for r in self.results]
+
+    def warnings(self) -> list[str]:
+        return [f"{r.path}: {r.reason}" for r in self.results if r.warn]
+
+    def summary_line(self) -> str:
+        if not self.results:
+            return ("nothing to tag: no cached results here (run `genretag scan` first)" if self.kind == "tag"
+                    else "nothing to undo: genretag has not written genres here")  # fmt: skip
+        line = f"{len(self.results)} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
+        if self.dry_run:
+            line += " (dry run: no file was changed)"
+        if self.interrupted:
+            line += "; interrupted, run it again to finish"
+        return line
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"files": [r.as_dict() for r in self.results], "counts": self.counts, "failed": self.failed,
+                "dry_run": self.dry_run, "interrupted": self.interrupted}  # fmt: skip
+
+
+class CoveredFiles:
+    """Wraps a scan's progress to remember the files the scan saw, for ``scan --write``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.keys: set[str] = set()
+
+    def set_total(self, total: int) -> None:
+        self.inner.set_total(total)
+
+    def advance(self, path: str, status: str) -> None:
+        self.keys.add(path_key(path)[0])
+        self.inner.advance(path, status)
+
+
+# ---------------------------------------------------------------------------
+# Tagging.
+
+
+def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Collection[str] | None = None,
+          progress: Progress | None = None) -> Outcome:
+    """Write the cached genres of the files under ``paths`` (all when empty) into their tags.
+
+    ``only`` limits the run to these path keys (``scan --write``: the files
+    that scan saw).  Per-file problems become ``error`` results and the run
+    goes on; Ctrl-C stops between files with ``interrupted`` set.
+    """
+    settle(cache, paths)
+    out = Outcome("tag", opts.dry_run)
+    try:
+        for row in cache.tracks(paths):
+            if only is None or row["path"] in only:
+                out.results.append(_tag_file(cache, row, opts))
+                if progress is not None:
+                    progress.advance(row["path"], out.results[-1].action)
+    except KeyboardInterrupt:
+        out.interrupted = True
+    return out
+
+
+def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions) -> FileResult:
+    key, path = row["path"], fs_path(row)
+
+    def result(current: list[str], proposed: list[str], action: str, reason: str = "", warn: bool = False) -> FileResult:
+        return FileResult(key, current, proposed, action, reason, opts.field, warn)
+
+    if row["missing"]:
+        return result([], [], SKIPPED, "missing since the last scan")
+    if row["status"] != "ok" or not row["genre"]:
+        return result([], [], SKIPPED, "no genre (its analysis failed)")
+    if not tags.supported(path):
+        return result([], [], SKIPPED, "genretag cannot write tags in this format")
+    proposed, action, reason = propose(row, opts)
+    try:
+        current = tags.read_genres(path, opts.field)
+        before = os.stat(path)
+    except TagError as exc:
+        return result([], proposed, ERROR, exc.reason)
+    except OSError as exc:
+        return result([], proposed, ERROR, exc.strerror or str(exc))
+    except ValueError as exc:  # an invalid --field: the same for every file
+        raise GenretagError(str(exc)) from None
+    if action:
+        return result(current, proposed, action, reason)
+    new, action, reason = decide(current, proposed, opts)
+    if action:
+        return result(current, new, action, reason)
+    if (before.st_size, before.st_mtime) != (row["size"], row["mtime"]):
+        return result(current, new, SKIPPED, "changed since it was scanned (run `genretag scan` first)", warn=True)
+    if opts.dry_run:
+        return result(current, new, WOULD_WRITE)
+    try:
+        _write(cache, row, path, before, current, new, opts)
+    except TagError as exc:
+        return result(current, new, ERROR, exc.reason)
+    return result(current, new, WRITTEN)
+
+
+def _write(cache: Cache, row: dict[str, Any], path: str, before: os.stat_result, current: list[str],
+           new: list[str], opts: TagOptions) -> None:
+    """Record the old field, write the new one, confirm; the record is dropped if the write failed."""
+    snap = tags.snapshot(path, opts.field)
+    _retire_broken_chain(cache, row["path"], before)
+    entry = {"path": row["path"], "path_bytes": row["path_bytes"], "field": snap["field"], "format": snap["format"],
+             "snapshot": json.dumps(snap), "previous": json.dumps(current), "written": json.dumps(new)}  # fmt: skip
+    history_id = cache.record_tag_write(entry, before)
+    try:
+        after = tags.write_genres(path, new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator)
+    except TagError:
+        cache.discard_tag_write(history_id)  # tags.py left the file as it was
+        raise
+    cache.confirm_tag_write(history_id, after, row["path"])
+
+
+def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None:
+    """Supersede earlier writes to a file that changed outside genretag since the last of them.
+
+    Their snapshots predate the outside change; restoring one would undo it.
+    """
+    done = list(cache.tag_history(where=f"path = ? and {OPEN} and written_at is not null", params=[key]))
+    if done and (done[-1]["size"], done[-1]["mtime"]) != (before.st_size, before.st_mtime):
+        cache.mark_superseded([r["id"] for r in done])
+
+
+def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
+    """Resolve write records a killed run left unconfirmed, from what each file now holds.
+
+    The field as snapshotted: the write never happened, forget it.  The
+    written values: it happened, confirm it with the file's stat (and move
+    the tracks row along if it still had the pre-write stat).  Anything
+    else: the file changed since, so the record is superseded.  Unreadable
+    files are left for a later run.
+    """
+    for row in list(cache.tag_history(paths, where=f"{OPEN} and written_at is null")):
+        path, snap = fs_path(row), json.loads(row["snapshot"])
+        try:
+            if tags.snapshot(path, snap["field"]) == snap:
+                cache.discard_tag_write(row["id"])
+                continue
+            landed = _holds(tags.read_genres(path, snap["field"]), json.loads(row["written"]))
+            after = os.stat(path)
+        except (TagError, OSError):
+            continue
+        if not landed:
+            cache.mark_superseded([row["id"]])
+            continue
+        track = cache.lookup([row["path"]]).get(row["path"])
+        follow = track is not None and (track["size"], track["mtime"]) == (row["size"], row["mtime"])
+        cache.confirm_tag_write(row["id"], after, row["path"] if follow else None)
+
+
+# ---------------------------------------------------------------------------
+# Undo.
+
+
+def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, force: bool = False,
+         progress: Progress | None = None) -> Outcome:
+    """Put back the genre fields genretag wrote under ``paths`` (everything when empty).
+
+    Each file and field gets the values it had before genretag's first
+    write still open, exactly (including "no such field").  A file changed
+    since genretag's last write to it is skipped unless ``force``.
+    """
+    settle(cache, paths)
+    out = Outcome("undo", dry_run)
+    try:
+        for key, rows in groupby(cache.tag_history(paths, where=OPEN), key=lambda r: r["path"]):
+            for result in _undo_file(cache, list(rows), dry_run, force):
+                out.results.append(result)
+                if progress is not None:
+                    progress.advance(key, result.action)
+    except KeyboardInterrupt:
+        out.interrupted = True
+    return out
+
+
+def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: bool) -> list[FileResult]:
+    """Restore every field genretag wrote in one file, newest field first; rows are oldest first."""
+    key, path, newest = rows[0]["path"], fs_path(rows[0]), rows[-1]
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["field"], []).append(r)
+    try:  # read first: tags.py words a vanished or unreadable file well
+        current = {name: tags.read_genres(path, name) for name in groups}
+        before = os.stat(path)
+    except (TagError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, TagError) else exc.strerror or str(exc)
+        return [FileResult(key, [], [], ERROR, reason, newest["field"])]
+    changed = ""
+    if newest["written_at"] is None:
+        changed = "a write cut short could not be checked (use --force to restore anyway)"
+    elif (before.st_size, before.st_mtime) != (newest["size"], newest["mtime"]):
+        changed = "changed since genretag wrote it (use --force to restore anyway)"
+    track = cache.lookup([key]).get(key)
+    follow = track is not None and (track["size"], track["mtime"]) == (before.st_size, before.st_mtime)
+    results: list[FileResult] = []
+    for group in sorted(groups.values(), key=lambda g: -g[-1]["id"]):
+        first, ids = group[0], [r["id"] for r in group]
+        snap = json.loads(first["snapshot"])
+        result = FileResult(key, current[first["field"]], json.loads(first["previous"] or "[]"), RESTORED,
+                            field=first["field"])  # fmt: skip
+        results.append(result)
+        if changed and not force:
+            result.action, result.reason, result.warn = SKIPPED, changed, True
+            continue
+        try:
+            if tags.snapshot(path, first["field"]) == snap:
+                result.action = UNCHANGED
+                if not dry_run:
+                    cache.mark_undone(ids)
+            elif dry_run:
+                result.action = WOULD_RESTORE
+            else:
+                cache.mark_undone(ids, key if follow else None, tags.restore(path, snap))
+        except TagError as exc:
+            result.action, result.reason = ERROR, exc.reason
+            break
+    return results
