@@ -118,7 +118,7 @@ def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
     return out
 
 
-def display_name(label: str, genre_map: Mapping[str, str | None] = {}) -> str | None:  # noqa: B006 (read only)
+def display_name(label: str, genre_map: Mapping[str, str | None] | None = None) -> str | None:
     """The name written for a model label: the map's (by label or default name), else the default.
 
     Labels outside DEFAULT_NAMES get their words capitalised.  None means
@@ -126,7 +126,7 @@ def display_name(label: str, genre_map: Mapping[str, str | None] = {}) -> str | 
     """
     default = DEFAULT_NAMES.get(label.casefold()) or " ".join(w[:1].upper() + w[1:] for w in label.split(" "))
     for key in (label.casefold(), default.casefold()):
-        if key in genre_map:
+        if genre_map and key in genre_map:
             return genre_map[key]
     return default
 
