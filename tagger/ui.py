@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -41,7 +42,9 @@ class RichProgress:
 
     def __init__(self, label: str = "Scanning", *, enabled: bool | None = None, every: float = 5.0) -> None:
         self.label = label
+        # None: a bar on a terminal, plain lines otherwise; True: a bar; False: silent.
         self.tty = sys.stderr.isatty() if enabled is None else enabled
+        self.quiet = enabled is False
         self.every = every
         self.done = 0
         self.total: int | None = None
@@ -65,7 +68,7 @@ class RichProgress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif self.done:
+        elif self.done and not self.quiet:
             self._line(final=True)
 
     def set_total(self, total: int) -> None:
@@ -80,7 +83,7 @@ class RichProgress:
         if self._bar is not None:
             rate = self.done / max(now - self.started, 1e-9)
             self._bar.update(self._task, advance=1, rate=f"{rate:,.1f} files/s")
-        elif now - self.last_line >= self.every:
+        elif not self.quiet and now - self.last_line >= self.every:
             self._line()
 
     def _line(self, final: bool = False) -> None:
@@ -98,8 +101,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for i, col in enumerate(columns):
         t.add_column(col, justify=(justify[i] if justify else "left"), overflow="fold")
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    for row in rows:  # escaped: a file named "a [bold]b[/bold].mp3" must print as it is
+        t.add_row(*("" if v is None else escape(str(v)) for v in row))
     return t
 
 
