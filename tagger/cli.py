@@ -450,8 +450,7 @@ def train(backend: str, data: str | None, features: str | None, split: str, fold
     from . import ui
 
     opts = TrainOptions(backend, data, features, split, fold or 0, k or 10, epochs, seed, augment, out, jobs)
-    with ui.RichProgress("Analysing", enabled=progress) as bar:
-        result = run_train(opts, advance=bar.advance, on_epoch=None if as_json else print_epoch)
+    result = _with_progress("Analysing", progress, run_train, opts, on_epoch=None if as_json else print_epoch)
     if as_json:
         ui.print_json(result)
     else:
@@ -489,8 +488,7 @@ def report(backend: str, model_path: str | None, data: str | None, features: str
     from . import ui
 
     opts = ReportOptions(backend, model_path, data, features, split, seed, fold, k, all_folds, plots, jobs)
-    with ui.RichProgress("Analysing", enabled=progress) as bar:
-        result = run_report(opts, advance=bar.advance)
+    result = _with_progress("Analysing", progress, run_report, opts)
     if as_json:
         ui.print_json(result)
     else:

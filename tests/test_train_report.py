@@ -280,6 +280,8 @@ def test_errors_are_one_line(table, tmp_path):
     runner = CliRunner()
     r = runner.invoke(cli, ["train", "--backend", "svc"])
     assert r.exit_code == 1 and "give --data" in r.output and "Traceback" not in r.output
+    r = runner.invoke(cli, ["train", "--backend", "svc", "--features", str(table), "--split", "kfold", "--k", "5000"])
+    assert r.exit_code == 1 and "kfold needs 3 <= k" in r.output and "Traceback" not in r.output
     r = runner.invoke(cli, ["train", "--backend", "nope", "--features", str(table)])
     assert r.exit_code == 1 and "unknown backend 'nope'" in r.output
     plain = tmp_path / "x" / "jazz"

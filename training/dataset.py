@@ -17,9 +17,10 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -32,8 +33,13 @@ from .data import UnreadableClipWarning, check_readable, find_clips, load_featur
 from .splits import PARTS, Split
 
 CACHE_VERSION = 1
-#: Called once per clip done: (path, status) with status "cached", "analysed" or "failed".
-Advance = Callable[[str, str], None]
+
+
+class Progress(Protocol):
+    """Told how many clips there are, then of each one done ("cached", "analysed" or "failed")."""
+
+    def set_total(self, total: int) -> None: ...
+    def advance(self, path: str, status: str) -> None: ...
 
 
 @dataclass
@@ -120,7 +126,7 @@ def from_table(csv_path: str | os.PathLike[str]) -> ClipSet:
 
 
 def from_audio(root: str | os.PathLike[str], kind: str, *, jobs: int | None = None,
-               advance: Advance | None = None, use_cache: bool = True) -> ClipSet:
+               progress: Progress | None = None, use_cache: bool = True) -> ClipSet:
     """Every readable clip of the GTZAN copy under ``root``, analysed for ``kind``.
 
     Unreadable clips and clips whose analysis fails are skipped and listed
@@ -135,7 +141,7 @@ def from_audio(root: str | os.PathLike[str], kind: str, *, jobs: int | None = No
         readable, unreadable = check_readable(clips)
     skipped = [(str(c.path), reason) for c, reason in unreadable]
     keys = [_cache_key(c.path, kind) for c in readable]
-    results, hits = _extract([(c.path, key, None) for c, key in zip(readable, keys)], kind, jobs, advance, use_cache)
+    results, hits = _extract([(c.path, key, None) for c, key in zip(readable, keys)], kind, jobs, progress, use_cache)
     out = ClipSet(kind, str(root), [], [], [], skipped=skipped)
     for clip, key in zip(readable, keys):
         value = results[key]
@@ -153,7 +159,7 @@ def from_audio(root: str | os.PathLike[str], kind: str, *, jobs: int | None = No
 
 
 def augmented(clips: ClipSet, track_ids: Iterable[str], spec: Augment, seed: int, *,
-              jobs: int | None = None, advance: Advance | None = None,
+              jobs: int | None = None, progress: Progress | None = None,
               use_cache: bool = True) -> dict[str, list[np.ndarray]]:
     """``spec.copies`` augmented inputs for each of ``track_ids`` (audio ClipSets only)."""
     if not clips.paths:
@@ -164,7 +170,7 @@ def augmented(clips: ClipSet, track_ids: Iterable[str], spec: Augment, seed: int
             params = spec.draw(tid, copy, seed)
             path = clips.paths[tid]
             jobs_list.append((path, _cache_key(path, clips.kind, params), params))
-    results, _ = _extract(jobs_list, clips.kind, jobs, advance, use_cache)
+    results, _ = _extract(jobs_list, clips.kind, jobs, progress, use_cache)
     out: dict[str, list[np.ndarray]] = {}
     tid_of = {p: t for t, p in clips.paths.items()}
     for path, key, _ in jobs_list:
@@ -198,7 +204,7 @@ def _store(key: str, value: np.ndarray) -> None:
 
 
 def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: str, jobs: int | None,
-             advance: Advance | None, use_cache: bool) -> tuple[dict[str, np.ndarray | str], int]:
+             progress: Progress | None, use_cache: bool) -> tuple[dict[str, np.ndarray | str], int]:
     """Analyse each (file, cache key, augmentation) once; cached values are read, not recomputed.
 
     Returns the input (or error text) per key and how many came from the cache.
@@ -211,6 +217,8 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
 
     results: dict[str, np.ndarray | str] = {}
     todo = []
+    if progress:
+        progress.set_total(len(jobs_list))
     for path, key, params in jobs_list:
         if key in results:
             continue
@@ -219,8 +227,8 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
             todo.append((path, key, params))
             continue
         results[key] = value
-        if advance:
-            advance(str(path), "cached")
+        if progress:
+            progress.advance(str(path), "cached")
     hits = len(results)
     if not todo:
         return results, hits
@@ -241,8 +249,8 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
             else:
                 results[key] = value
                 _store(key, value)
-            if advance:
-                advance(result.path, "failed" if isinstance(results[key], str) else "analysed")
+            if progress:
+                progress.advance(result.path, "failed" if isinstance(results[key], str) else "analysed")
     return results, hits
 
 
@@ -255,11 +263,6 @@ def _render(path: Path, params: dict[str, float], target: Path) -> Path:
     clip = decode(path, excerpt=None)
     soundfile.write(str(target), apply_augment(clip.samples, clip.sr, params), clip.sr, subtype="FLOAT")
     return target
-
-
-def describe_augment(spec: Augment | None) -> dict | None:
-    """The augmentation settings as recorded in a model card."""
-    return None if spec is None else asdict(spec)
 
 
 @dataclass

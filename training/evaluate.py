@@ -22,8 +22,8 @@ import numpy as np
 
 from tagger.errors import GenretagError
 
-from .dataset import Advance, ClipSet, Part, partition
-from .splits import DEFAULT_PROTOCOL, get_split
+from .dataset import ClipSet, Part, Progress, partition
+from .splits import DEFAULT_PROTOCOL
 
 #: Rows per predict_proba call: bounds memory for slice models.
 BATCH = 512
@@ -113,7 +113,7 @@ class ReportOptions:
     jobs: int | None = None
 
 
-def report(opts: ReportOptions, advance: Advance | None = None) -> dict[str, Any]:
+def report(opts: ReportOptions, progress: Progress | None = None) -> dict[str, Any]:
     """One row per model: measured on the data given, or as its card recorded when none is."""
     from tagger.backends import discover, get_backend
 
@@ -124,7 +124,7 @@ def report(opts: ReportOptions, advance: Advance | None = None) -> dict[str, Any
     else:
         get_backend(opts.backend)
         names = [opts.backend]
-    loader = _Loader(opts, advance)
+    loader = _Loader(opts, progress)
     rows = [_row(name, opts, loader) for name in names]
     plots = write_plots(rows, opts.plots) if opts.plots else []
     return {"split": opts.split, "data": opts.features or opts.data, "rows": rows, "plots": plots}
@@ -133,8 +133,8 @@ def report(opts: ReportOptions, advance: Advance | None = None) -> dict[str, Any
 class _Loader:
     """Load each kind of input once per report, whichever backends ask for it."""
 
-    def __init__(self, opts: ReportOptions, advance: Advance | None) -> None:
-        self.opts, self.advance, self.sets = opts, advance, {}
+    def __init__(self, opts: ReportOptions, progress: Progress | None) -> None:
+        self.opts, self.progress, self.sets = opts, progress, {}
 
     def available(self, kind: str) -> str | None:
         """Why ``kind`` inputs cannot be had, or None."""
@@ -148,13 +148,15 @@ class _Loader:
         from .train import load_clips
 
         if kind not in self.sets:
-            self.sets[kind] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.advance)
+            self.sets[kind] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.progress)
         return self.sets[kind]
 
 
 def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     from tagger.backends import get_backend
     from tagger.models import load_model, read_card, resolve_model_path
+
+    from .train import make_split
 
     kind = get_backend(name).input_kind
     why = loader.available(kind)
@@ -171,10 +173,13 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         return _card_row(name, path, card)
     if why:
         return {"backend": name, "model": str(path), "skipped": why}
-    model = load_model(name, path)
+    try:
+        model = load_model(name, path)
+    except GenretagError as exc:  # one unusable model must not hide the others' figures
+        return {"backend": name, "model": str(path), "skipped": str(exc)}
     clips = loader.get(kind)
     seed, k, fold = _split_params(card, opts)
-    split = get_split(opts.split, clips.track_ids, clips.labels, seed=seed, k=k, fold=fold)
+    split = make_split(opts.split, clips, seed=seed, k=k, fold=fold)
     test = partition(clips, split)["test"]
     metrics = evaluate(model.backend, test, kind)
     row = _base(name, str(path), model.id, opts.split, split.leaky, clips.source, split.counts()["test"])
@@ -195,7 +200,12 @@ def _split_params(card: dict[str, Any], opts: ReportOptions) -> tuple[int, int, 
     """Seed, k and fold of the split: the options', else the card's when it used this protocol."""
     training = card.get("training") or {}
     same = training.get("split") == opts.split
-    pick = lambda value, key, default: value if value is not None else (training.get(key, default) if same else default)  # noqa: E731
+
+    def pick(value: int | None, key: str, default: int) -> int:
+        if value is not None:
+            return value
+        return training.get(key) if same and training.get(key) is not None else default
+
     return pick(opts.seed, "split_seed", 0), pick(opts.k, "k", 10), pick(opts.fold, "fold", 0)
 
 
@@ -245,7 +255,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
     """Train a fresh model per kfold fold and report mean ± std over the folds' test parts."""
     from tagger.backends import get_backend
 
-    from .train import fit, seed_everything
+    from .train import fit, make_split, seed_everything
 
     if opts.split != "kfold":
         raise GenretagError("--all-folds goes with --split kfold")
@@ -257,7 +267,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
     per_fold, confusion, labels = [], None, None
     for fold in range(k):
         seed_everything(seed)
-        parts = partition(clips, get_split("kfold", clips.track_ids, clips.labels, seed=seed, k=k, fold=fold))
+        parts = partition(clips, make_split("kfold", clips, seed=seed, k=k, fold=fold))
         backend = fit(cls, parts, epochs=None, seed=seed)
         m = evaluate(backend, parts["test"], cls.input_kind)
         per_fold.append(m)
@@ -313,6 +323,8 @@ def print_report(result: dict[str, Any]) -> None:
         if r.get("skipped"):
             ui.err().print(f"{r['backend']}: skipped: {r['skipped']}", highlight=False)
             continue
+        ui.err().print(f"{r['backend']}: model {r['model']}" + (f" (id {r['model_id']})" if r["model_id"] else ""),
+                       highlight=False)
         if r.get("per_genre"):
             ui.out().print(ui.table(
                 f"{r['backend']}: per genre ({r['protocol']} test part)", ["genre", "precision", "recall", "F1", "clips"],

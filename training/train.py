@@ -20,7 +20,7 @@ import numpy as np
 
 from tagger.errors import GenretagError
 
-from .dataset import Advance, Augment, ClipSet, Part, augmented, from_audio, from_table, partition, with_copies
+from .dataset import Augment, ClipSet, Part, Progress, augmented, from_audio, from_table, partition, with_copies
 from .evaluate import evaluate
 from .splits import DEFAULT_PROTOCOL, Split, get_split
 
@@ -46,7 +46,7 @@ class TrainOptions:
 
 
 def load_clips(kind: str, data: str | None, features: str | None, jobs: int | None = None,
-               advance: Advance | None = None) -> ClipSet:
+               progress: Progress | None = None) -> ClipSet:
     """One input per clip, from the feature table or extracted (and cached) from audio."""
     if data and features:
         raise GenretagError("give --data or --features, not both")
@@ -55,8 +55,16 @@ def load_clips(kind: str, data: str | None, features: str | None, jobs: int | No
             raise GenretagError(f"a feature table holds no audio; this backend learns from {kind}: give --data")
         return from_table(features)
     if data:
-        return from_audio(data, kind, jobs=jobs, advance=advance)
+        return from_audio(data, kind, jobs=jobs, progress=progress)
     raise GenretagError("give --data (a GTZAN audio folder) or --features (features_30_sec.csv)")
+
+
+def make_split(name: str, clips: ClipSet, *, seed: int, k: int, fold: int) -> Split:
+    """The protocol's split of ``clips``; a bad k or fold is the user's error, said in one line."""
+    try:
+        return get_split(name, clips.track_ids, clips.labels, seed=seed, k=k, fold=fold)
+    except ValueError as exc:
+        raise GenretagError(str(exc)) from None
 
 
 def seed_everything(seed: int) -> None:
@@ -111,15 +119,15 @@ def pool_valid(split: Split, clips: ClipSet) -> tuple[Split, str | None]:
     return replace(split, train=sorted(inner.train + inner.valid), valid=inner.test), why
 
 
-def train(opts: TrainOptions, *, advance: Advance | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:
+def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:
     """Fit ``opts.backend``, score its test part, save model and card; return a summary."""
     from tagger.backends import get_backend
     from tagger.models import make_card, save_model
 
     cls = get_backend(opts.backend)
     kind = cls.input_kind
-    clips = load_clips(kind, opts.data, opts.features, opts.jobs, advance)
-    split = get_split(opts.split, clips.track_ids, clips.labels, seed=opts.seed, k=opts.k, fold=opts.fold)
+    clips = load_clips(kind, opts.data, opts.features, opts.jobs, progress)
+    split = make_split(opts.split, clips, seed=opts.seed, k=opts.k, fold=opts.fold)
     counts = split.counts()  # the protocol's own parts, before any re-cut of valid
     split, valid_note = pool_valid(split, clips)
     _check_parts(split, clips)
@@ -127,7 +135,7 @@ def train(opts: TrainOptions, *, advance: Advance | None = None, on_epoch: OnEpo
     spec = Augment(copies=opts.augment) if opts.augment else None
     original_rows = len(parts["train"])
     if spec:
-        copies = augmented(clips, parts["train"].tracks(), spec, opts.seed, jobs=opts.jobs, advance=advance)
+        copies = augmented(clips, parts["train"].tracks(), spec, opts.seed, jobs=opts.jobs, progress=progress)
         parts["train"] = with_copies(parts["train"], copies, kind)
     seed_everything(opts.seed)
     backend = fit(cls, parts, epochs=opts.epochs, seed=opts.seed, on_epoch=on_epoch)
