@@ -6,7 +6,7 @@ way: an entry point in the group ``genretag.backends`` naming a Backend
 subclass.  This module never imports a backend's own module until asked.
 
 Writing a backend means subclassing :class:`Backend` and filling in the
-five methods below; README.md "Writing a backend" walks through one.
+four methods below; docs/backends.md, "Writing a backend", walks through one.
 """
 
 from __future__ import annotations
@@ -79,13 +79,21 @@ class Backend(ABC):
         return None
 
     def get_params(self) -> dict[str, Any]:
-        """Hyperparameters from the ``__init__`` signature, for model cards."""
-        sig = inspect.signature(type(self).__init__)
-        return {
-            p: getattr(self, p)
-            for p in sig.parameters
-            if p != "self" and hasattr(self, p) and sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD
-        }
+        """Hyperparameters from the ``__init__`` signature, for model cards and ``cls(**params)``.
+
+        An ``__init__`` that takes ``**kwargs`` passes them to its parent's,
+        so the parent's parameters are collected too (the Keras backends
+        share theirs this way).
+        """
+        names: list[str] = []
+        for klass in type(self).__mro__:
+            if "__init__" not in vars(klass) or klass is object:
+                continue
+            params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+            names += [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return {name: getattr(self, name) for name in dict.fromkeys(names) if hasattr(self, name)}
 
     def history(self) -> dict[str, list[float]]:
         """Per-epoch training metrics, for learning curves (empty if none)."""
