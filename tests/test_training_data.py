@@ -394,3 +394,54 @@ def test_get_split_errors():
         get_split("kfold", ALL_IDS, ALL_LABELS, k=2)
     with pytest.raises(ValueError, match="no shipped lists"):
         shipped_list("kfold", "train")
+
+
+# --- svc recipe search (the pieces a model file depends on) -----------------
+
+
+def test_svc_recipe_pipeline_is_stock_and_finite():
+    import pickle
+
+    from training import svc_search
+
+    recipe = next(r for r in svc_search.RECIPES if r.name == "logvar-top5")
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(1.0, 0.3, size=(60, 57)))
+    y = np.array([GENRES[i % 10] for i in range(60)])
+    X[0, [i for i, n in enumerate(FEATURE_NAMES) if n.endswith("_var")]] = 0.0  # a silent track
+    params = [(1.0, 0.01), (10.0, 0.01), (1.0, 0.001), (10.0, 0.001), (100.0, 0.001)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # SVC(probability=True), sklearn >= 1.9
+        model = svc_search.build(recipe, list(FEATURE_NAMES), params).fit(X, y)
+        proba = model.predict_proba(X[:3])
+    assert np.isfinite(model[:-1].transform(X)).all()
+    assert proba.shape == (3, 10) and np.allclose(proba.sum(1), 1)
+    assert list(model.classes_) == list(GENRES)
+    assert b"training" not in pickle.dumps(model)  # loads without this package
+
+
+def test_dev_folds_keep_artists_together():
+    from training.svc_search import dev_folds
+
+    labels = [g for g in GENRES for _ in range(20)]
+    groups = [f"{g}-artist{i // 4}" for g in GENRES for i in range(20)]  # 5 artists per genre
+    folds = dev_folds(labels, groups, n_folds=5, repeats=2, seed=0)
+    assert len(folds) == 10
+    for train, valid, test in folds:
+        assert sorted(np.concatenate([train, valid, test]).tolist()) == list(range(200))
+        for a, b in ((train, valid), (train, test), (valid, test)):
+            assert not {groups[i] for i in a} & {groups[i] for i in b}
+        assert sorted({labels[i] for i in test}) == list(GENRES)
+
+
+def test_read_artists(tmp_path):
+    from training.svc_search import read_artists
+
+    index = tmp_path / "index.txt"
+    index.write_text(
+        "## header ::: not a clip\n"
+        "blues.00000.wav ::: John Lee Hooker ::: One Bourbon\n"
+        "blues.00004.wav ::: John Lee Hooker ::: \n"
+        "jazz.00054.wav :::  ::: \n"
+    )
+    assert read_artists(index) == {"blues.00000": "john lee hooker", "blues.00004": "john lee hooker"}
