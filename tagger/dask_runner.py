@@ -17,9 +17,12 @@ counts from its real start, not from the time it waited in a queue.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,13 +33,13 @@ from typing import Any
 from . import __version__
 from .errors import GenretagError
 from .runners import DEFAULT_TIMEOUT
-from .worker import AnalysisResult, AnalysisTask, analyse_file
+from .worker import AnalysisResult, AnalysisTask, analyse_file, warm_up
 
 INSTALL_HINT = "Dask support needs the extra: pip install 'genretag[dask]'"
 #: Files in flight per worker thread: enough that no thread waits for this process.
 IN_FLIGHT_PER_THREAD = 2
 POLL_SECONDS = 0.05  # as_completed itself polls at 0.1 s
-REFRESH_SECONDS = 5.0  # how often to notice workers joining or leaving
+REFRESH_SECONDS = 2.0  # how often to notice workers joining or leaving
 STARTED_TOPIC = "genretag-started"
 MAX_PROBLEMS_SHOWN = 3
 
@@ -47,11 +50,12 @@ def check_roots(roots: Sequence[str]) -> dict[str, Any]:
     for root in roots:
         try:
             if os.path.isdir(root):
-                with os.scandir(root) as entries:
+                with os.scandir(root) as entries:  # listing needs read and execute permission
                     next(entries, None)
-            else:
-                with open(root, "rb"):
-                    pass
+            else:  # not opened: this runs on the worker's event loop, and opening a FIFO blocks
+                os.stat(root)
+                if not os.access(root, os.R_OK):
+                    problems[root] = os.strerror(errno.EACCES)
         except OSError as exc:
             problems[root] = exc.strerror or str(exc)
     return {"version": __version__, "problems": problems}
@@ -64,6 +68,34 @@ def analyse_on_worker(task: AnalysisTask) -> AnalysisResult:
     worker = get_worker()
     worker.log_event(STARTED_TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
     return analyse_file(task)
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the workers of a local cluster: start warm, and leave Ctrl-C to this process.
+
+    Warm, as local workers fork from a warm server: otherwise a worker's
+    first file includes seconds of imports and JIT compilation, against its
+    timeout.  The workers share the terminal's process group, so they get its
+    SIGINT too; the parent then cancels the work and closes them cleanly.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_up()
+
+
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of single-threaded worker processes, reachable only on 127.0.0.1.
+
+    Even without a dashboard the scheduler serves HTTP (health, metrics),
+    by default on port 8787: a random loopback port avoids clashing with
+    another cluster on the same machine.
+    """
+    import distributed
+
+    return distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR,
+        preload=[__name__],  # runs dask_setup in each worker
+    )  # fmt: skip
 
 
 @dataclass
@@ -102,6 +134,7 @@ class DaskRunner:
         self._client: Any = None
         self._local: Any = None
         self._threads = self.workers
+        self._idle_since: float | None = None  # when the cluster was last seen with no workers
         self._slots: dict[str, _Slot] = {}  # by future key, for the start announcements
 
     def describe(self) -> str:
@@ -142,7 +175,8 @@ class DaskRunner:
                     return
                 now = time.monotonic()
                 if now >= refresh_at:
-                    self._threads, refresh_at = self._count_threads(), now + REFRESH_SECONDS
+                    self._refresh(now)
+                    refresh_at = now + REFRESH_SECONDS
                 for future, outcome in self._ready(done, inflight, refresh_at):
                     slot = inflight.pop(future, None)
                     if slot is not None:  # else: a timed-out file, already reported
@@ -151,21 +185,22 @@ class DaskRunner:
                 yield from self._expire(inflight)
         finally:
             if inflight and self._client is not None:
-                self._client.cancel(list(inflight), force=True)
+                with contextlib.suppress(OSError):  # a lost scheduler has forgotten them anyway
+                    self._client.cancel(list(inflight), force=True)
             self.close()
 
     def close(self) -> None:
         """Close the client, and the cluster only if this runner started it."""
         client, local, self._client, self._local = self._client, self._local, None, None
         self._slots.clear()
-        if client is not None:
-            try:
-                client.unsubscribe_topic(STARTED_TOPIC)
-            except ValueError:
-                pass  # closed before it subscribed
-            client.close()
-        if local is not None:
-            local.close()
+        # Closing after a lost connection makes distributed log its cancelled reconnection as an error.
+        with _quiet("distributed", "distributed.client"):
+            if client is not None:
+                with contextlib.suppress(ValueError):  # closed before it subscribed
+                    client.unsubscribe_topic(STARTED_TOPIC)
+                client.close()
+            if local is not None:
+                local.close()
 
     # -- connecting ------------------------------------------------------
     def _connect(self) -> Any:
@@ -175,10 +210,7 @@ class DaskRunner:
             raise GenretagError(INSTALL_HINT) from None
         try:
             if self.cluster:
-                self._local = distributed.LocalCluster(
-                    n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None, silence_logs=logging.ERROR,
-                )  # fmt: skip
+                self._local = local_cluster(self.workers)
                 self._client = distributed.Client(self._local, set_as_default=False)
             else:
                 self._client = distributed.Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
@@ -190,7 +222,7 @@ class DaskRunner:
             self.close()
             raise GenretagError(f"The Dask scheduler at {self.scheduler} has no workers "
                                 f"(waited {self.connect_timeout:g} s)") from None
-        self._threads = self._count_threads()
+        self._refresh(time.monotonic())
         if self.scheduler:
             self.workers = self._threads
         self._client.subscribe_topic(STARTED_TOPIC, self._started)
@@ -202,8 +234,20 @@ class DaskRunner:
         if slot is not None:
             slot.started, slot.worker = time.monotonic(), event[1]["worker"]
 
-    def _count_threads(self) -> int:
-        return max(1, sum(self._client.nthreads().values()))
+    def _refresh(self, now: float) -> None:
+        """Follow workers joining and leaving; fail rather than wait forever on a cluster with none."""
+        try:
+            threads = sum(self._client.nthreads().values())
+        except OSError:
+            raise self._lost() from None
+        self._threads = max(1, threads)
+        if threads:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since > self.connect_timeout:
+            raise GenretagError(f"The Dask cluster ({self.describe()}) has had no workers for "
+                                f"{now - self._idle_since:.0f} s; scan again to resume")
 
     def _check_workers(self, roots: list[str]) -> None:
         """Fail before any file is sent if a worker lacks genretag or cannot read a root."""
@@ -251,16 +295,18 @@ class DaskRunner:
         exc = outcome[1] if isinstance(outcome, tuple) else outcome  # errors arrive as (type, value, traceback)
         if isinstance(exc, KilledWorker):
             worker = getattr(exc.last_worker, "address", exc.last_worker)
-            return f"Dask worker {worker} died while analysing it (tried on {exc.allowed_failures + 1} worker(s))"
+            return f"Dask worker {worker} died before finishing it (tried on {exc.allowed_failures + 1} worker(s))"
         if isinstance(exc, CancelledError):
             reason = getattr(exc, "reason", "unknown")
             if reason == "scheduler-connection-lost":
-                raise GenretagError(f"Lost the connection to the Dask scheduler ({self.describe()}); "
-                                    "results so far are saved, scan again to resume")
+                raise self._lost()
             return f"cancelled on the Dask cluster ({reason})"
         if isinstance(exc, OSError):
             return f"lost contact with its Dask worker ({type(exc).__name__}: {exc})"
         return f"Dask task failed ({type(exc).__name__}: {exc})"
+
+    def _lost(self) -> GenretagError:
+        return GenretagError(f"Lost the connection to the Dask scheduler ({self.describe()}); scan again to resume")
 
     def _expire(self, inflight: dict[Any, _Slot]) -> Iterator[AnalysisResult]:
         """Cancel files past the timeout, and restart the workers stuck on them if allowed."""
@@ -274,11 +320,29 @@ class DaskRunner:
         slots = [inflight.pop(f) for f in overdue]
         for future in overdue:
             self._slots.pop(future.key, None)
-        stuck = sorted({s.worker for s in slots if s.worker})
-        if stuck and self.restart_stuck:
-            self._client.restart_workers(stuck, raise_for_error=False)
         for slot in slots:
-            yield AnalysisResult(slot.task.path, error=f"timed out after {self.timeout:g} s", elapsed=now - slot.started)
+            yield AnalysisResult(slot.task.path, error=f"timed out after {self.timeout:g} s",
+                                 elapsed=now - slot.started)
+        stuck = sorted({s.worker for s in slots if s.worker})
+        if stuck and self.restart_stuck:  # blocks until they are back: after the results, not before
+            try:
+                self._client.restart_workers(stuck, raise_for_error=False)
+            except OSError:
+                raise self._lost() from None
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Silence these loggers for a while (each by name: Dask's config gives children their own level)."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _worker_label(address: str, name: Any) -> str:

@@ -10,6 +10,7 @@ interrupted scan keeps everything committed and the next run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -296,8 +297,10 @@ class _Scan:
             status = "interrupted"
             self.summary.interrupted = True
             self.flush()
-        except Exception:  # e.g. a Dask worker cannot read the roots: the scans row must not say completed
+        except Exception:  # e.g. a lost Dask scheduler: keep what was analysed, and do not say completed
             status = "failed"
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                self.flush()
             raise
         finally:
             if counter is not None:
