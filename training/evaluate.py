@@ -163,6 +163,8 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     if opts.all_folds:
         if why:
             raise GenretagError(f"--all-folds trains a model per fold: give --data or --features ({why})")
+        if kind != "features" and opts.backend == "all":
+            return {"backend": name, "skipped": "--all-folds is for features backends (one cheap model per fold)"}
         return cross_validate(name, loader.get(kind), opts)
     try:
         path = resolve_model_path(name, opts.model)
