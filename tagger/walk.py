@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -59,7 +60,9 @@ def walk(paths: Sequence[str], opts: WalkOptions = WalkOptions(), on_error: OnEr
             continue
         if not os.path.isdir(root):
             name = os.path.basename(root)
-            if _wanted(name, name, opts):
+            if not stat.S_ISREG(st.st_mode):  # a pipe or device would block a worker forever
+                report(root, "not a regular file")
+            elif _wanted(name, name, opts):
                 yield root
             elif not is_audio(name):
                 report(root, "not a supported audio file")

@@ -89,3 +89,12 @@ def test_missing_argument_is_reported(tmp_path: Path) -> None:
     errors: list[tuple[str, str]] = []
     assert list(walk([str(tmp_path / "nope")], on_error=lambda p, r: errors.append((p, r)))) == []
     assert errors and "cannot access" in errors[0][1]
+
+
+def test_a_named_pipe_is_refused_not_opened(tmp_path: Path) -> None:
+    pipe = tmp_path / "stuck.wav"
+    os.mkfifo(pipe)
+    errors: list[tuple[str, str]] = []
+    assert list(walk([str(pipe)], on_error=lambda p, r: errors.append((p, r)))) == []
+    assert errors == [(str(pipe), "not a regular file")]
+    assert list(walk([str(tmp_path)])) == []  # inside a folder it is skipped too
