@@ -179,7 +179,7 @@ def print_result(result: dict[str, Any]) -> None:
     protocol = result["protocol"] + (" [leaky: slices of one track on both sides]" if result["leaky"] else "")
     lines = [
         ("backend", result["backend"]), ("data", result["data"]), ("protocol", protocol),
-        *((f"{part} clips", f"{c[part]['found']} of {c[part]['listed']} listed") for part in ("train", "valid", "test")),
+        *_part_lines(result),
         ("test track accuracy", _num(m.get("track_accuracy"))), ("test slice accuracy", _num(m.get("slice_accuracy"))),
         ("test macro-F1", _num(m.get("macro_f1"))), ("model", result["model"]),
         ("current model", "yes" if result["current"] else f"no (--out: use it with --model {result['model']})"),
@@ -194,6 +194,16 @@ def print_result(result: dict[str, Any]) -> None:
     if m.get("n_test", 0) < 30:
         ui.err().print(f"[yellow]note:[/] the test part has {m.get('n_test', 0)} clips here, "
                              "too few for a reliable figure", highlight=False)
+
+
+def _part_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Clips per part as found against listed; for slice-random, the slices dealt out instead."""
+    c, t, m = result["counts"], result["training"], result["metrics"]
+    if result["leaky"]:
+        return [("train rows", f"{t['n_train_rows']} from {t['n_train']} clips"),
+                ("valid rows", f"{t['n_valid_rows']} from {t['n_valid']} clips"),
+                ("test rows", f"{m.get('n_rows', 0)} from {m.get('n_test', 0)} clips")]
+    return [(f"{part} clips", f"{c[part]['found']} of {c[part]['listed']} listed") for part in ("train", "valid", "test")]
 
 
 def _num(value: float | None) -> str:
