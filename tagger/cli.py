@@ -112,8 +112,6 @@ def _with_progress(label: str, enabled: bool | None, run: Callable[..., Any], *a
 
 def _print_outcome(outcome: Any, as_json: bool, own_json: bool = True) -> None:
     """A tag or undo run's table or JSON (unless the caller prints it), its warnings and summary line."""
-    from rich.markup import escape
-
     from . import ui
 
     if as_json and own_json:
@@ -123,7 +121,7 @@ def _print_outcome(outcome: Any, as_json: bool, own_json: bool = True) -> None:
     if as_json:
         return
     if outcome.results:
-        ui.out().print(ui.table(None, outcome.headers, [[escape(c) for c in row] for row in outcome.rows()]))
+        ui.out().print(ui.table(None, outcome.headers, outcome.rows()))
     ui.err().print(outcome.summary_line(), markup=False, highlight=False)
 
 

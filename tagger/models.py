@@ -236,6 +236,7 @@ def backend_rows() -> list[dict[str, Any]]:
                 metrics = card.get("metrics") or {}
                 row["protocol"] = metrics.get("protocol")
                 if metrics.get("track_accuracy") is not None:
-                    row["accuracy"] = f"{metrics['track_accuracy']:.3f} ({metrics.get('protocol', '?')} test)"
+                    clips = f", {metrics['n_test']} clips" if metrics.get("n_test") else ""
+                    row["accuracy"] = f"{metrics['track_accuracy']:.3f} ({metrics.get('protocol', '?')} test{clips})"
         rows.append(row)
     return rows
