@@ -168,15 +168,24 @@ def min_frames(sr: int) -> int:
 
 
 def _read_frames(f: object, first: int, count: int) -> np.ndarray:
-    """Read ``count`` frames from ``first``, keeping what decodes before a damaged part."""
+    """Read ``count`` frames from ``first``, keeping what decodes before a damaged part.
+
+    One read first: soundfile seeks again after every read, which costs the
+    MP3 decoder ~0.3 ms a time (6 ms an excerpt in 64k-frame blocks).  Only
+    when that read fails is the excerpt read again block by block.
+    """
     import soundfile as sf
 
+    if first:
+        f.seek(first)  # type: ignore[attr-defined]
+    try:
+        return f.read(count, dtype="float32", always_2d=True)  # type: ignore[attr-defined]
+    except (sf.LibsndfileError, RuntimeError):
+        f.seek(first)  # type: ignore[attr-defined]
     channels, sr = f.channels, f.samplerate  # type: ignore[attr-defined]
     blocks: list[np.ndarray] = []
     errors = 0
     pos, left = first, count
-    if first:
-        f.seek(first)  # type: ignore[attr-defined]
     while left > 0:
         try:
             block = f.read(min(left, 1 << 16), dtype="float32", always_2d=True)  # type: ignore[attr-defined]

@@ -187,17 +187,25 @@ def rolloff(mag: np.ndarray, freqs: np.ndarray, roll_percent: float) -> np.ndarr
     return out
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, nogil=True)
 def frame_rms(padded: np.ndarray, frame_length: int, hop: int, frames: int) -> np.ndarray:
-    """Root mean square of each frame of an already centre-padded signal."""
+    """Root mean square of each frame of an already centre-padded signal.
+
+    From a float64 running sum of squares: one pass over the samples instead
+    of four (frames overlap by 75%); an all-zero frame still gives exactly 0.
+    """
+    n = padded.shape[0]
+    sums = np.empty(n + 1)
+    sums[0] = 0.0
+    acc = 0.0
+    for i in range(n):
+        v = np.float64(padded[i])
+        acc += v * v
+        sums[i + 1] = acc
     out = np.empty(frames)
     for t in range(frames):
-        s = 0.0
         start = t * hop
-        for i in range(start, start + frame_length):
-            v = np.float64(padded[i])
-            s += v * v
-        out[t] = np.sqrt(s / frame_length)
+        out[t] = np.sqrt(max(0.0, sums[start + frame_length] - sums[start]) / frame_length)
     return out
 
 
@@ -210,16 +218,14 @@ def frame_zcr(padded: np.ndarray, frame_length: int, hop: int, frames: int, thre
     """
     n = padded.shape[0]
     thr = -np.float32(threshold)
-    change = np.zeros(n, dtype=np.int32)  # change[i]: sign differs between i - 1 and i
+    crossings = np.zeros(n + 1, dtype=np.int64)  # crossings[i]: sign changes at positions < i
     for i in range(1, n):
-        change[i] = np.int32(padded[i] < thr) ^ np.int32(padded[i - 1] < thr)
+        change = (padded[i] < thr) != (padded[i - 1] < thr)
+        crossings[i + 1] = crossings[i] + change
     out = np.empty(frames)
     for t in range(frames):
         start = t * hop
-        count = 0
-        for i in range(start + 1, start + frame_length):
-            count += change[i]
-        out[t] = count / frame_length
+        out[t] = (crossings[start + frame_length] - crossings[start + 1]) / frame_length
     return out
 
 
@@ -263,16 +269,16 @@ def overlap_add(frames: np.ndarray, window: np.ndarray, hop: int, scale: np.ndar
     With ``scale`` the reciprocal window sum-square this is the inverse STFT
     of librosa.istft; ``offset`` drops the centring padding.
     """
-    out = np.zeros(length, dtype=np.float32)
     count, n_fft = frames.shape
+    total = np.zeros(hop * (count - 1) + n_fft, dtype=np.float32)
     for t in range(count):
-        first = t * hop - offset
-        lo = max(0, -first)
-        hi = min(n_fft, length - first)
-        for i in range(lo, hi):
-            out[first + i] += frames[t, i] * window[i]
+        base = t * hop
+        row = frames[t]
+        for i in range(n_fft):
+            total[base + i] += row[i] * window[i]
+    out = np.empty(length, dtype=np.float32)
     for i in range(length):
-        out[i] *= scale[offset + i]
+        out[i] = total[offset + i] * scale[offset + i]
     return out
 
 
