@@ -20,21 +20,16 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from tagger.features import FEATURE_NAMES as _FEATURE_NAMES
+
 #: The ten GTZAN genres, sorted; the column order of every model's probabilities.
 GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop",
     "jazz", "metal", "pop", "reggae", "rock",
 )  # fmt: skip
 
-#: The 57 features of features_30_sec.csv, in the table's column order.
-FEATURE_NAMES: tuple[str, ...] = (
-    "chroma_stft_mean", "chroma_stft_var", "rms_mean", "rms_var",
-    "spectral_centroid_mean", "spectral_centroid_var",
-    "spectral_bandwidth_mean", "spectral_bandwidth_var",
-    "rolloff_mean", "rolloff_var", "zero_crossing_rate_mean", "zero_crossing_rate_var",
-    "harmony_mean", "harmony_var", "perceptr_mean", "perceptr_var", "tempo",
-    *(f"mfcc{i}_{stat}" for i in range(1, 21) for stat in ("mean", "var")),
-)  # fmt: skip
+#: The 57 features of features_30_sec.csv, in the table's column order (one definition, in tagger).
+FEATURE_NAMES = _FEATURE_NAMES
 
 #: File extensions taken for audio, in order of preference when one track
 #: exists in several formats (lossless first).
