@@ -107,7 +107,8 @@ def genretag_scan(name: str, root: Path, db: Path, backend: str, jobs: int, expe
     try:
         summary = json.loads(watched.stdout)
     except ValueError:
-        raise RuntimeError(f"{name}: genretag scan failed (exit {watched.returncode}):\n{watched.stderr[-3000:]}") from None
+        why = watched.stderr[-3000:]
+        raise RuntimeError(f"{name}: genretag scan failed (exit {watched.returncode}):\n{why}") from None
     if summary.get(expect) != files or summary.get("failed"):
         raise RuntimeError(f"{name}: expected {files} files {expect}, got {json.dumps(summary)[:1500]}")
     return _finish(name, files, watched, events, load, genres=summary.get("genres"))

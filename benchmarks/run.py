@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
+    host = machine()  # before the runs: its load average is the neighbours', not ours
     infos = library.build(out / "library", args.tracks, jobs=args.jobs,
                           log=lambda m: print(m, file=sys.stderr, flush=True))
     root = out / f"library-{args.tracks}x{args.copies}"
@@ -184,9 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, why in skipped.items():
         print(f"skipped backend {name}: {why}")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(
-            {"machine": machine(), "args": vars(args), "skipped_backends": skipped, "summary": rows,
-             "runs": [r.as_dict() for r in runs]}, indent=1))
+        report = {"machine": host | {"load_at_end": os.getloadavg()}, "args": vars(args),
+                  "skipped_backends": skipped, "summary": rows, "runs": [r.as_dict() for r in runs]}
+        Path(args.json_path).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -299,7 +299,7 @@ def banded_product(power: np.ndarray, weights: np.ndarray, starts: np.ndarray, s
     """``power @ weights.T`` for a filter bank whose rows are zero outside [start, stop).
 
     A mel bank has about two non-zero weights per FFT bin, so this does a
-    sixtieth of the multiply-adds of the dense product (frames x filters out).
+    65th of the multiply-adds of the dense product (frames x filters out).
     """
     frames = power.shape[0]
     filters = weights.shape[0]

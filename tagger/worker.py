@@ -86,8 +86,8 @@ def warm_up() -> None:
     """Import and JIT-compile the analysis path once, before workers fork from this process.
 
     It also keeps BLAS to one thread: the pool already runs one worker per
-    core, and BLAS threads spinning beside them cost a third more CPU per
-    file (measured in benchmarks/).  Decoders are imported here too, so a
+    core, and OpenBLAS's own threads, spinning between the analysis's small
+    matrix products, doubled its CPU per file (docs/speed.md).  Decoders are imported here too, so a
     forked worker pays for nothing but its files, and the heap is told to
     keep its buffers (:func:`keep_heap`).
     """
