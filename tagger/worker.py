@@ -87,9 +87,9 @@ def warm_up() -> None:
 
     It also keeps BLAS to one thread: the pool already runs one worker per
     core, and OpenBLAS's own threads, spinning between the analysis's small
-    matrix products, doubled its CPU per file (docs/speed.md).  Decoders are imported here too, so a
-    forked worker pays for nothing but its files, and the heap is told to
-    keep its buffers (:func:`keep_heap`).
+    matrix products, doubled its CPU per file (docs/speed.md).  Decoders are
+    imported here too, so a forked worker pays for nothing but its files,
+    and the heap is told to keep its buffers (:func:`keep_heap`).
     """
     keep_heap()
     try:
