@@ -31,8 +31,8 @@ from .paths import models_dir
 
 #: Preprocessing keys that must match between a model and the pipeline, per input kind.
 MUST_MATCH = {
-    "features": ("sr", "features"),
-    "slices": ("sr", "n_fft", "hop_length", "n_mels", "slice_frames", "log_mel"),
+    "features": ("sr", "stft", "features"),
+    "slices": ("sr", "stft", "n_fft", "hop_length", "n_mels", "slice_frames", "log_mel"),
 }
 CURRENT = "current"
 
