@@ -42,6 +42,7 @@ from .features import FEATURE_NAMES
 
 SCHEMA_VERSION = 1
 LOOKUP_CHUNK = 500
+INSERT_ONLY = frozenset({"path", "first_seen"})  # never changed by an upsert
 
 TRACK_COLUMNS: dict[str, type] = {
     "path": str,
@@ -104,7 +105,8 @@ def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]
     """Insert or update by path, touching only the columns each row names.
 
     Rows that omit a column (an error row has no genre) leave the stored
-    value alone, so an earlier result is never overwritten with nothing.
+    value alone, so an earlier result is never overwritten with nothing;
+    ``first_seen`` is written only when the row is new.
     """
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
@@ -112,7 +114,7 @@ def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]
         groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
     for cols, values in groups.items():
         names = ", ".join(f"[{c}]" for c in cols)
-        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in cols if c != "path")
+        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in cols if c not in INSERT_ONLY)
         sql = (f"insert into [{table}] ({names}) values ({', '.join('?' * len(cols))}) "
                f"on conflict(path) do update set {updates}")
         db.conn.executemany(sql, values)
@@ -165,31 +167,23 @@ class Cache:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- reading ---------------------------------------------------------
-    def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Rows for the given path keys (the ones present), in chunks to bound memory."""
-        out: dict[str, dict[str, Any]] = {}
+    def _by_keys(self, select: str, keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``select ... where path in (keys)``, queried in chunks to bound statement size."""
         for i in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[i : i + LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = (
-                "select path, size, mtime, status, params, backend, model_id, genre, missing "
-                f"from tracks where path in ({marks})"
-            )
-            for row in self.db.query(sql, chunk):
-                out[row["path"]] = row
-        return out
+            yield from self.db.execute(f"{select} where path in ({','.join('?' * len(chunk))})", chunk)
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Rows for the given path keys (the ones present)."""
+        cols = ("path", "size", "mtime", "status", "params", "backend", "model_id", "genre", "missing")
+        rows = self._by_keys(f"select {', '.join(cols)} from tracks", keys)
+        return {row[0]: dict(zip(cols, row)) for row in rows}
 
     def features_for(self, keys: Sequence[str]) -> dict[str, list[float]]:
         """Cached feature vectors for these path keys, in FEATURE_NAMES order."""
-        out: dict[str, list[float]] = {}
         cols = ", ".join(f"[{n}]" for n in FEATURE_NAMES)
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[i : i + LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"select path, {cols} from features where path in ({marks})", chunk):
-                if None not in row[1:]:
-                    out[row[0]] = list(row[1:])
-        return out
+        rows = self._by_keys(f"select path, {cols} from features", keys)
+        return {row[0]: list(row[1:]) for row in rows if None not in row[1:]}
 
     def tracks(self, paths: Iterable[str] = (), *, where: str | None = None,
                params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:

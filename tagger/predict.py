@@ -43,14 +43,9 @@ def predict_tracks(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
         return []
     try:
         return list(_predict_group(model, inputs))
-    except Exception:
+    except Exception as exc:
         if len(inputs) == 1:
-            out: list[np.ndarray | str] = []
-            try:
-                out.extend(_predict_group(model, inputs))
-            except Exception as exc:
-                out.append(f"prediction failed: {type(exc).__name__}: {exc}")
-            return out
+            return [f"prediction failed: {type(exc).__name__}: {exc}"]
     return [r for x in inputs for r in predict_tracks(model, [x])]
 
 

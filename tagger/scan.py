@@ -127,7 +127,6 @@ class _Scan:
         self.params = analysis_params(options.excerpt)
         self.pending: list[_Pending] = []
         self.first_pending = 0.0
-        self.known: set[str] = set()  # keys that had a row before this scan (for first_seen)
         self.needs_features = model.input_kind == "features"
 
     # -- planning --------------------------------------------------------
@@ -148,7 +147,6 @@ class _Scan:
     def _plan(self, chunk: list[str]) -> Iterator[AnalysisTask]:
         keys = {p: path_key(p) for p in chunk}
         rows = self.cache.lookup([k for k, _ in keys.values()])
-        self.known.update(rows)
         reappeared, repredict = [], []
         for path in chunk:
             key, raw = keys[path]
@@ -248,9 +246,7 @@ class _Scan:
 
     def _base_row(self, item: _Pending, stamp: str) -> dict[str, Any]:
         row: dict[str, Any] = {"path": item.key, "path_bytes": item.raw, "missing": 0, "updated_at": stamp,
-                               "missing_since": None}
-        if item.key not in self.known:
-            row["first_seen"] = stamp
+                               "missing_since": None, "first_seen": stamp}  # kept as it was for known files
         r = item.result
         if r is not None and r.size is not None:
             row.update(size=r.size, mtime=r.mtime, params=self.params)

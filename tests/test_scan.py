@@ -292,3 +292,13 @@ def test_interrupted_scan_keeps_results_and_resumes(tmp_path: Path, sig: signal.
     assert out["from_cache"] == kept and out["analysed"] == files - kept and out["failed"] == 0
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from tracks where status='ok'").fetchone()[0] == files
+
+
+def test_a_failing_prediction_costs_only_its_track(svc) -> None:
+    from tagger.predict import predict_tracks
+
+    good = np.zeros(len(FEATURE_NAMES))
+    out = predict_tracks(svc, [good, np.full(len(FEATURE_NAMES), np.nan), good])
+    assert isinstance(out[1], str) and out[1].startswith("prediction failed: ValueError")
+    assert all(o.shape == (len(svc.genres),) for o in (out[0], out[2]))
+    assert np.allclose(out[0], out[2])
