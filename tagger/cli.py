@@ -397,19 +397,23 @@ def env(as_json: bool) -> None:
             click.echo(f"{k}: {v}")
 
 
-PROTOCOLS = ("fault-filtered", "stratified", "kfold", "slice-random")  # training.splits.PROTOCOLS, kept import-free
+PROTOCOLS = ("fault-filtered", "stratified", "kfold", "artist-kfold", "slice-random")  # training.splits.PROTOCOLS, import-free
 
 
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--data/--features/--split/--fold/--k/--jobs, shared by train and report."""
     for option in reversed([
-        click.option("--data", type=click.Path(exists=True, file_okay=False), help="GTZAN audio folder."),
+        click.option("--data", type=click.Path(exists=True, file_okay=False), multiple=True,
+                     help="GTZAN audio folder; repeat to pool several (a track found twice is taken from the first)."),
         click.option("--features", type=click.Path(exists=True, dir_okay=False),
                      help="GTZAN feature table (features_30_sec.csv); features backends only."),
         click.option("--split", type=click.Choice(PROTOCOLS), default="fault-filtered", show_default=True,
-                     help="Split protocol; slice-random is the studies' leaky one."),
-        click.option("--fold", type=click.IntRange(min=0), help="kfold: the fold used as test part [default: 0]."),
-        click.option("--k", type=click.IntRange(min=3), help="kfold: number of folds [default: 10]."),
+                     help="Split protocol; artist-kfold keeps every artist in one fold; slice-random is the "
+                     "studies' leaky one."),
+        click.option("--fold", type=click.IntRange(min=0), help="kfold, artist-kfold: the fold used as test part "
+                     "[default: 0]."),
+        click.option("--k", type=click.IntRange(min=3), help="Number of folds [default: 10 for kfold, 5 for "
+                     "artist-kfold]."),
         click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
                      help="Worker processes for audio analysis [default: all cores]; 0 in this process."),
     ]):  # fmt: skip
@@ -429,7 +433,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
-def train(backend: str, data: str | None, features: str | None, split: str, fold: int | None, k: int | None,
+def train(backend: str, data: tuple[str, ...], features: str | None, split: str, fold: int | None, k: int | None,
           jobs: int | None, epochs: int | None, seed: int, augment: int, out: str | None, as_json: bool,
           progress: bool | None) -> None:
     """Train a backend on GTZAN and make it that backend's current model.
@@ -447,7 +451,7 @@ def train(backend: str, data: str | None, features: str | None, split: str, fold
 
     from . import ui
 
-    opts = TrainOptions(backend, data, features, split, fold or 0, k or 10, epochs, seed, augment, out, jobs)
+    opts = TrainOptions(backend, data or None, features, split, fold or 0, k, epochs, seed, augment, out, jobs)
     result = _with_progress("Analysing", progress, run_train, opts, on_epoch=None if as_json else print_epoch)
     if as_json:
         ui.print_json(result)
@@ -461,13 +465,14 @@ def train(backend: str, data: str | None, features: str | None, split: str, fold
               help="Model file to measure instead of the backend's current one.")
 @data_options
 @click.option("--seed", type=int, help="Split seed [default: the model card's, else 0].")
-@click.option("--all-folds", is_flag=True, help="kfold: train a fresh model per fold and report mean ± std.")
+@click.option("--all-folds", is_flag=True, help="kfold, artist-kfold: train a fresh model per fold and report "
+              "mean ± std (every clip tested once).")
 @click.option("--plots", type=click.Path(file_okay=False), metavar="DIR",
               help="Write confusion matrices and training curves as PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
-def report(backend: str, model_path: str | None, data: str | None, features: str | None, split: str,
+def report(backend: str, model_path: str | None, data: tuple[str, ...], features: str | None, split: str,
            fold: int | None, k: int | None, jobs: int | None, seed: int | None, all_folds: bool, plots: str | None,
            as_json: bool, progress: bool | None) -> None:
     """Measure models on a split's test part: accuracy, macro-F1, per genre, confusion.
@@ -485,7 +490,7 @@ def report(backend: str, model_path: str | None, data: str | None, features: str
 
     from . import ui
 
-    opts = ReportOptions(backend, model_path, data, features, split, seed, fold, k, all_folds, plots, jobs)
+    opts = ReportOptions(backend, model_path, data or None, features, split, seed, fold, k, all_folds, plots, jobs)
     result = _with_progress("Analysing", progress, run_report, opts)
     if as_json:
         ui.print_json(result)

@@ -261,6 +261,37 @@ def test_kfold_all_folds_reports_mean_and_std(table):
     assert row["track_accuracy_std"] == pytest.approx(np.std(row["folds"]))
 
 
+def test_artist_kfold_all_folds_on_pooled_folders(audio_tree, tmp_path):
+    """Two --data folders pool their clips; a 16 kHz copy is said to be upsampled; every clip tested once."""
+    low = tmp_path / "low"
+    moved = []
+    for genre_dir in sorted(p for p in audio_tree.iterdir() if p.is_dir()):
+        clip = sorted(genre_dir.glob("*.0*.wav"))[0]
+        if clip.stat().st_size < 1000:
+            continue
+        y, sr = soundfile.read(str(clip))
+        (low / genre_dir.name).mkdir(parents=True)
+        soundfile.write(str(low / genre_dir.name / clip.name), y[::2], 11025)  # a duplicate id
+        moved.append(clip.stem)
+    extra = low / "metal" / "metal.00500.wav"
+    tone_clip(extra, 2, seed=7, sr=16000)
+    out = invoke("report", "--data", str(audio_tree), "--data", str(low), "--backend", "svc",
+                 "--split", "artist-kfold", "--k", "3", "--all-folds")
+    (row,) = out["rows"]
+    ids = {c.track_id for c in find_clips(audio_tree)} - {"blues.00099"}  # the unreadable one is skipped
+    assert row["n_test"] == len(ids) + 1 == np.asarray(row["confusion"]).sum()
+    assert row["protocol"] == "artist-kfold" and len(row["folds"]) == 3
+    assert any("1 of" in n and "upsampled" in n and "8000 Hz" in n for n in row["notes"])
+    assert out["data"] == f"{audio_tree}; {low}"
+    train = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--data", str(low),
+                   "--split", "artist-kfold", "--k", "3", "--fold", "1")
+    assert train["training"]["k"] == 3 and train["training"]["fold"] == 1
+    assert "upsampled" in train["training"]["upsampled"]
+    assert train["metrics"]["protocol"] == "artist-kfold"
+    skipped = [p for p, why in train["skipped"] if "duplicate" in why]
+    assert sorted(Path(p).stem for p in skipped) == sorted(moved)
+
+
 def test_svc_path_never_imports_tensorflow(table, tmp_path):
     code = (
         "import sys, json\nfrom click.testing import CliRunner\nfrom tagger.cli import cli\n"

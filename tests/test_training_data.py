@@ -21,7 +21,7 @@ from training.data import (
     load_feature_table,
     track_id,
 )
-from training.splits import PARTS, PROTOCOLS, Split, get_split, shipped_list
+from training.splits import PARTS, PROTOCOLS, Split, artist_group, get_split, shipped_list
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "gtzan"
 needs_audio = pytest.mark.skipif(
@@ -314,6 +314,7 @@ def test_protocol_flags():
         "fault-filtered": (False, False, True),
         "stratified": (False, False, False),
         "kfold": (False, False, False),
+        "artist-kfold": (False, False, True),
         "slice-random": (True, True, False),
     }
     assert PROTOCOLS[0] == "fault-filtered"
@@ -445,3 +446,43 @@ def test_read_artists(tmp_path):
         "jazz.00054.wav :::  ::: \n"
     )
     assert read_artists(index) == {"blues.00000": "john lee hooker", "blues.00004": "john lee hooker"}
+
+
+@pytest.mark.parametrize("subset", [slice(None), slice(None, None, 7)])
+def test_artist_kfold_never_puts_an_artist_in_two_parts(subset):
+    ids = ALL_IDS[subset]
+    labels = [t.split(".")[0] for t in ids]
+    k = 5
+    splits = [get_split("artist-kfold", ids, labels, k=k, fold=f, seed=1) for f in range(k)]
+    tests = [s.test for s in splits]
+    assert sorted(t for fold in tests for t in fold) == sorted(ids)  # every clip tested exactly once
+    for f, split in enumerate(splits):
+        _assert_disjoint(split, ids)
+        assert split.valid == tests[(f + 1) % k]
+        groups = [{artist_group(t, t.split(".")[0]) for t in part} for part in split.parts().values()]
+        assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    sizes = [len(t) for t in tests]
+    assert max(sizes) - min(sizes) <= 0.25 * len(ids) / k + 12  # one artist can hold a dozen clips
+
+
+def test_artist_kfold_groups_known_artists_and_the_unknown():
+    assert artist_group("blues.00000", "blues") == artist_group("blues.00001", "blues") == "john lee hooker"
+    assert artist_group("blues.00082", "blues") == "buckwheat zydeco"
+    blank = [t for t in ALL_IDS if artist_group(t, t.split(".")[0]).startswith("unknown artist:")]
+    assert blank and all(artist_group(t, "metal") == "unknown artist:metal" for t in blank)
+    assert artist_group("mysong", "rock") == "unindexed:mysong"
+    # Bob Marley's clips travel together, whatever the seed and the order of the ids.
+    ids = [t for t in ALL_IDS if t.startswith(("reggae.", "rock."))]
+    labels = [t.split(".")[0] for t in ids]
+    for seed in (0, 1):
+        a = get_split("artist-kfold", ids, labels, k=4, fold=2, seed=seed)
+        b = get_split("artist-kfold", ids[::-1], labels[::-1], k=4, fold=2, seed=seed)
+        assert a == b
+        marley = [t for t in ids if artist_group(t, "reggae") == "bob marley"]
+        assert len(marley) > 10
+        assert sum(t in a.test for t in marley) in (0, len(marley))
+
+
+def test_artist_kfold_errors():
+    with pytest.raises(ValueError, match="artist-kfold needs 3 <= k <= 2 artists"):
+        get_split("artist-kfold", ["blues.00000", "blues.00001", "rock.00000"], ["blues", "blues", "rock"], k=3)

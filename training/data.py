@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -52,6 +52,7 @@ class Clip:
     track_id: str
     genre: str
     path: Path
+    rate: int = field(default=0, compare=False)  # the file's sample rate, once check_readable has read it
 
 
 def track_id(name: str | Path) -> str:
@@ -125,7 +126,7 @@ def check_readable(clips: list[Clip]) -> tuple[list[Clip], list[tuple[Clip, str]
             reason = " ".join(str(exc).split()) or type(exc).__name__
         else:
             if info.frames > 0:
-                ok.append(clip)
+                ok.append(replace(clip, rate=int(info.samplerate)))
                 continue
             reason = "no audio frames"
         skipped.append((clip, reason))

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -54,6 +54,11 @@ class ClipSet:
     paths: dict[str, Path] = field(default_factory=dict)  # track id -> audio file (empty for a table)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     cached: int = 0  # clips read from the cache instead of analysed
+    rates: dict[str, int] = field(default_factory=dict)  # track id -> the file's own sample rate
+
+    def upsampled(self, rate: int) -> list[str]:
+        """Track ids whose files hold less bandwidth than an analysis at ``rate`` uses."""
+        return sorted(t for t, r in self.rates.items() if r and r < rate)
 
     def label_of(self) -> dict[str, str]:
         """Genre of every track id."""
@@ -125,24 +130,33 @@ def from_table(csv_path: str | os.PathLike[str]) -> ClipSet:
     return ClipSet("features", str(csv_path), ids, labels, list(X))
 
 
-def from_audio(root: str | os.PathLike[str], kind: str, *, jobs: int | None = None,
-               progress: Progress | None = None, use_cache: bool = True) -> ClipSet:
-    """Every readable clip of the GTZAN copy under ``root``, analysed for ``kind``.
+def from_audio(roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], kind: str, *,
+               jobs: int | None = None, progress: Progress | None = None, use_cache: bool = True) -> ClipSet:
+    """Every readable clip of the GTZAN copies under ``roots``, analysed for ``kind``.
 
-    Unreadable clips and clips whose analysis fails are skipped and listed
-    in ``skipped``; a clip id is only ever in the result with its input.
+    Several folders pool their clips (for instance the 22050 Hz originals
+    and clips someone resampled to 16 kHz); a track id found in an earlier
+    folder wins and the later copy is listed in ``skipped``.  Unreadable
+    clips and clips whose analysis fails are skipped and listed in
+    ``skipped``; a clip id is only ever in the result with its input.
     """
-    try:
-        clips = find_clips(root)
-    except FileNotFoundError as exc:
-        raise GenretagError(str(exc)) from None
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    clips, skipped = [], []
+    for root in roots:
+        try:
+            found = find_clips(root)
+        except FileNotFoundError as exc:
+            raise GenretagError(str(exc)) from None
+        have = {c.track_id for c in clips}
+        clips += [c for c in found if c.track_id not in have]
+        skipped += [(str(c.path), "duplicate of a clip in an earlier --data folder") for c in found if c.track_id in have]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableClipWarning)  # listed in ``skipped`` instead
         readable, unreadable = check_readable(clips)
-    skipped = [(str(c.path), reason) for c, reason in unreadable]
+    skipped += [(str(c.path), reason) for c, reason in unreadable]
     keys = [_cache_key(c.path, kind) for c in readable]
     results, hits = _extract([(c.path, key, None) for c, key in zip(readable, keys)], kind, jobs, progress, use_cache)
-    out = ClipSet(kind, str(root), [], [], [], skipped=skipped)
+    out = ClipSet(kind, "; ".join(map(str, roots)), [], [], [], skipped=skipped)
     for clip, key in zip(readable, keys):
         value = results[key]
         if isinstance(value, str):
@@ -152,9 +166,10 @@ def from_audio(root: str | os.PathLike[str], kind: str, *, jobs: int | None = No
         out.labels.append(clip.genre)
         out.inputs.append(value)
         out.paths[clip.track_id] = clip.path
+        out.rates[clip.track_id] = clip.rate
     out.cached = hits
     if not out.track_ids:
-        raise GenretagError(f"no usable GTZAN clips under {root}")
+        raise GenretagError(f"no usable GTZAN clips under {out.source}")
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from tagger.errors import GenretagError
 
 from .dataset import ClipSet, Part, Progress, partition
-from .splits import DEFAULT_PROTOCOL
+from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS
 
 #: Rows per predict_proba call: bounds memory for slice models.
 BATCH = 512
@@ -102,7 +102,7 @@ class ReportOptions:
 
     backend: str = "all"
     model: str | None = None
-    data: str | None = None
+    data: str | Sequence[str] | None = None
     features: str | None = None
     split: str = DEFAULT_PROTOCOL
     seed: int | None = None
@@ -127,7 +127,8 @@ def report(opts: ReportOptions, progress: Progress | None = None) -> dict[str, A
     loader = _Loader(opts, progress)
     rows = [_row(name, opts, loader) for name in names]
     plots = write_plots(rows, opts.plots) if opts.plots else []
-    return {"split": opts.split, "data": opts.features or opts.data, "rows": rows, "plots": plots}
+    data = opts.features or ("; ".join(map(str, opts.data)) if isinstance(opts.data, (list, tuple)) else opts.data)
+    return {"split": opts.split, "data": data, "rows": rows, "plots": plots}
 
 
 class _Loader:
@@ -163,8 +164,9 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     if opts.all_folds:
         if why:
             raise GenretagError(f"--all-folds trains a model per fold: give --data or --features ({why})")
-        if kind != "features" and opts.backend == "all":
-            return {"backend": name, "skipped": "--all-folds is for features backends (one cheap model per fold)"}
+        if kind == "slices" and opts.backend == "all":
+            return {"backend": name, "skipped": "--all-folds trains a network per fold: name this backend "
+                    "with --backend to run it"}
         return cross_validate(name, loader.get(kind), opts)
     try:
         path = resolve_model_path(name, opts.model)
@@ -185,7 +187,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     test = partition(clips, split)["test"]
     metrics = evaluate(model.backend, test, kind)
     row = _base(name, str(path), model.id, opts.split, split.leaky, clips.source, split.counts()["test"])
-    row.update(metrics, source="measured", split_seed=seed, fold=fold if opts.split == "kfold" else None,
+    row.update(metrics, source="measured", split_seed=seed, fold=fold if opts.split in FOLD_PROTOCOLS else None,
                history=card.get("history") or {})
     row["contamination"] = contamination(card, test.tracks(), opts.split, seed)
     overlap = set(row["contamination"]["overlap"])
@@ -208,7 +210,7 @@ def _split_params(card: dict[str, Any], opts: ReportOptions) -> tuple[int, int, 
             return value
         return training.get(key) if same and training.get(key) is not None else default
 
-    return pick(opts.seed, "split_seed", 0), pick(opts.k, "k", 10), pick(opts.fold, "fold", 0)
+    return pick(opts.seed, "split_seed", 0), pick(opts.k, "k", FOLD_PROTOCOLS.get(opts.split, 10)), pick(opts.fold, "fold", 0)
 
 
 def _base(name: str, model: str, model_id: str | None, protocol: str, leaky: bool, data: str,
@@ -254,22 +256,24 @@ def _notes(row: dict[str, Any]) -> list[str]:
 
 
 def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, Any]:
-    """Train a fresh model per kfold fold and report mean ± std over the folds' test parts."""
+    """Train a fresh model per fold of a fold protocol and report mean ± std over the folds' test parts.
+
+    Every clip is tested exactly once, by a model that never saw it (nor,
+    under artist-kfold, its artist).
+    """
     from tagger.backends import get_backend
 
-    from .train import fit, make_split, seed_everything
+    from .train import fit, make_split, pool_valid, seed_everything, upsampled_note
 
-    if opts.split != "kfold":
-        raise GenretagError("--all-folds goes with --split kfold")
+    if opts.split not in FOLD_PROTOCOLS:
+        raise GenretagError(f"--all-folds goes with --split {' or '.join(FOLD_PROTOCOLS)}")
     cls = get_backend(name)
-    if cls.input_kind != "features":
-        raise GenretagError(f"--all-folds trains {opts.k or 10} models; for the {name} backend train each fold "
-                            "with `genretag train --split kfold --fold N`")
-    seed, k = opts.seed or 0, opts.k or 10
+    seed, k = opts.seed or 0, opts.k or FOLD_PROTOCOLS[opts.split]
     per_fold, confusion, labels = [], None, None
     for fold in range(k):
         seed_everything(seed)
-        parts = partition(clips, make_split("kfold", clips, seed=seed, k=k, fold=fold))
+        split, _ = pool_valid(make_split(opts.split, clips, seed=seed, k=k, fold=fold), clips)
+        parts = partition(clips, split)
         backend = fit(cls, parts, epochs=None, seed=seed)
         m = evaluate(backend, parts["test"], cls.input_kind)
         per_fold.append(m)
@@ -278,13 +282,15 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
         confusion += _align(m, labels)
     stats = {key: _mean_std([m[key] for m in per_fold]) for key in ("track_accuracy", "macro_f1")}
     n = sum(m["n_test"] for m in per_fold)
-    row = _base(name, f"{k} fresh models ({name} defaults)", None, "kfold", False, clips.source,
+    row = _base(name, f"{k} fresh models ({name} defaults)", None, opts.split, False, clips.source,
                 {"found": n, "listed": n})
     row.update(source=f"cross-validated, {k} folds", n_test=n, slice_accuracy=None, labels=labels,
                confusion=confusion.tolist(), folds=[m["track_accuracy"] for m in per_fold],
                track_accuracy=stats["track_accuracy"][0], track_accuracy_std=stats["track_accuracy"][1],
                macro_f1=stats["macro_f1"][0], macro_f1_std=stats["macro_f1"][1], history={})
     row["notes"] = [f"mean ± std over {k} folds; the confusion matrix adds up every fold's test part"]
+    if upsampled_note(clips) and cls.input_kind != "embedding":
+        row["notes"].append(upsampled_note(clips))
     return row
 
 

@@ -7,6 +7,14 @@
   (500/250/250). The same artist, often the same recording, can be in two parts.
 - ``kfold``: track-level stratified k-fold over the given clips. Fold ``fold``
   is the test part, the next fold the valid part, the other k-2 folds train.
+- ``artist-kfold``: grouped stratified k-fold over the given clips (default
+  k=5) with no artist in two folds, artists from Sturm's index of GTZAN
+  (shipped in ``splits_data/``). Fold ``fold`` is test, the next fold valid,
+  the rest train. The honest protocol for whatever subset of GTZAN is at
+  hand: clips of one artist, often of one album, never straddle train and
+  test. Clips whose artist the index leaves blank are grouped per genre
+  (their artist is unknown, so they are kept together), and a clip absent
+  from the index is a group of its own.
 - ``slice-random``: the common but leaky protocol that cuts every track into
   slices and splits the *slices* at random, so slices of one recording land on
   both sides. Its track parts are a stratified random 50/25/25 split; the
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -27,7 +36,10 @@ import numpy as np
 from .data import track_id
 
 #: Every protocol name ``get_split`` accepts; the first is the default.
-PROTOCOLS: tuple[str, ...] = ("fault-filtered", "stratified", "kfold", "slice-random")
+PROTOCOLS: tuple[str, ...] = ("fault-filtered", "stratified", "kfold", "artist-kfold", "slice-random")
+#: Protocols that cut the given clips into k folds (``fold`` and ``k`` apply), with their default k.
+FOLD_PROTOCOLS: dict[str, int] = {"kfold": 10, "artist-kfold": 5}
+ARTIST_INDEX = "GTZANindex_sturm2012.txt"
 DEFAULT_PROTOCOL = PROTOCOLS[0]
 PARTS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -132,6 +144,8 @@ def get_split(
         return _shipped_split(name, ids)
     if name == "kfold":
         return _kfold_split(ids, labels, seed=seed, k=k, fold=fold)
+    if name == "artist-kfold":
+        return _artist_kfold_split(ids, labels, seed=seed, k=k, fold=fold)
     if name == "slice-random":
         parts = _stratified_parts(ids, labels, _SLICE_RANDOM_FRACTIONS, seed)
         return _make(name, *parts, ids, leaky=True, slice_level=True, seed=seed)
@@ -171,18 +185,92 @@ def _fold_of(ids: Sequence[str], labels: Sequence[str], k: int, seed: int) -> di
     return {tid: i % k for i, tid in enumerate(order)}
 
 
-def _kfold_split(ids, labels, *, seed: int, k: int, fold: int) -> Split:
-    if not 3 <= k <= len(ids):
-        raise ValueError(f"kfold needs 3 <= k <= {len(ids)} clips, got k={k}")
+def _check_folds(name: str, k: int, fold: int, available: int, what: str) -> None:
+    if not 3 <= k <= available:
+        raise ValueError(f"{name} needs 3 <= k <= {available} {what}, got k={k}")
     if not 0 <= fold < k:
         raise ValueError(f"fold must be in 0..{k - 1}, got {fold}")
-    fold_of = _fold_of(ids, labels, k, seed)
+
+
+def _fold_parts(name: str, ids: Sequence[str], fold_of: dict[str, int], k: int, fold: int, seed: int,
+                **flags: bool) -> Split:
+    """Fold ``fold`` is test, the next one valid, the other k-2 train."""
     valid_fold = (fold + 1) % k
     parts: list[list[str]] = [[], [], []]
     for tid in sorted(ids):
         f = fold_of[tid]
         parts[2 if f == fold else 1 if f == valid_fold else 0].append(tid)
-    return _make("kfold", *parts, ids, seed=seed)
+    return _make(name, *parts, ids, seed=seed, **flags)
+
+
+def _kfold_split(ids, labels, *, seed: int, k: int, fold: int) -> Split:
+    _check_folds("kfold", k, fold, len(ids), "clips")
+    return _fold_parts("kfold", ids, _fold_of(ids, labels, k, seed), k, fold, seed)
+
+
+def read_artists(text: str) -> dict[str, str]:
+    """Track id -> artist (lower case) from the text of Sturm's GTZAN index; blank artists left out."""
+    artists = {}
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split(":::")]
+        if not line.startswith("#") and len(fields) >= 2 and fields[1]:
+            artists[track_id(fields[0])] = fields[1].lower()
+    return artists
+
+
+@cache
+def artist_index() -> tuple[frozenset[str], dict[str, str]]:
+    """The clips Sturm's shipped index lists, and the artist of those he identified."""
+    text = resources.files("training").joinpath("splits_data", ARTIST_INDEX).read_text(encoding="utf-8")
+    listed = frozenset(track_id(line.split(":::")[0].strip()) for line in text.splitlines()
+                       if ":::" in line and not line.startswith("#"))
+    return listed, read_artists(text)
+
+
+def artist_group(tid: str, label: str) -> str:
+    """The group a clip must stay in: its artist, or a stand-in when the artist is unknown.
+
+    Clips whose artist the index leaves blank are kept together per genre
+    (they may share an artist); a clip the index does not list is alone.
+    """
+    listed, artists = artist_index()
+    if tid not in listed:
+        return f"unindexed:{tid}"
+    return artists.get(tid) or f"unknown artist:{label}"
+
+
+def group_folds(labels: Sequence[str], groups: Sequence[str], k: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold number per clip: clips of one group share a fold, genres spread evenly.
+
+    Groups are dealt largest first (random among equal sizes) to the fold
+    holding fewest clips of their genres; the result depends only on the
+    clips, not on their order.
+    """
+    _, genre = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    keys = sorted(members)
+    order = [keys[i] for i in rng.permutation(len(keys))]
+    order.sort(key=lambda g: -len(members[g]))  # stable: random among equal sizes
+    per_genre = np.zeros((k, genre.max() + 1 if len(genre) else 0))
+    fold = np.empty(len(labels), dtype=int)
+    for g in order:
+        counts = np.bincount(genre[members[g]], minlength=per_genre.shape[1])
+        cost = per_genre @ counts + per_genre.sum(1) * 1e-3 + rng.random(k) * 1e-6
+        f = int(np.argmin(cost))
+        fold[members[g]] = f
+        per_genre[f] += counts
+    return fold
+
+
+def _artist_kfold_split(ids, labels, *, seed: int, k: int, fold: int) -> Split:
+    pairs = sorted(zip(ids, map(str, labels)))
+    groups = [artist_group(tid, label) for tid, label in pairs]
+    _check_folds("artist-kfold", k, fold, len(set(groups)), "artists")
+    folds = group_folds([label for _, label in pairs], groups, k, np.random.default_rng(seed))
+    fold_of = {tid: int(f) for (tid, _), f in zip(pairs, folds)}
+    return _fold_parts("artist-kfold", ids, fold_of, k, fold, seed, artist_disjoint=True)
 
 
 def _stratified_parts(ids, labels, fractions, seed: int) -> list[list[str]]:

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_feature_table, track_id
-from .splits import get_split
+from . import splits
+from .data import load_feature_table
+from .splits import get_split, group_folds
 
 PROTOCOLS = ("fault-filtered", "stratified")
 C_GRID = tuple(float(c) for c in np.round(np.logspace(-1, 3, 9), 4))  # 0.1 .. 1000
@@ -276,28 +277,12 @@ def run_division(recipes, names, X, y, train, valid, test, seed: int = 0) -> dic
 def dev_folds(labels, groups, *, n_folds: int, repeats: int, seed: int):
     """(train, valid, test) index arrays over folds of the given clips.
 
-    Clips of one group (an artist) share a fold; groups are dealt largest
-    first to the fold with fewest clips of their genre. Fold f is the test
-    part and fold f+1 the valid part, for every f and repeat.
+    Clips of one group (an artist) share a fold (:func:`training.splits.group_folds`).
+    Fold f is the test part and fold f+1 the valid part, for every f and repeat.
     """
-    _, genre = np.unique(np.asarray(labels), return_inverse=True)
-    members: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    keys = sorted(members)
     out = []
     for r in range(repeats):
-        rng = np.random.default_rng(seed + r)
-        order = [keys[k] for k in rng.permutation(len(keys))]
-        order.sort(key=lambda g: -len(members[g]))  # stable: random among equal sizes
-        per_genre = np.zeros((n_folds, genre.max() + 1))
-        fold = np.empty(len(labels), dtype=int)
-        for g in order:
-            counts = np.bincount(genre[members[g]], minlength=per_genre.shape[1])
-            cost = per_genre @ counts + per_genre.sum(1) * 1e-3 + rng.random(n_folds) * 1e-6
-            f = int(np.argmin(cost))
-            fold[members[g]] = f
-            per_genre[f] += counts
+        fold = group_folds(labels, groups, n_folds, np.random.default_rng(seed + r))
         for f in range(n_folds):
             nxt = (f + 1) % n_folds
             train = np.flatnonzero((fold != f) & (fold != nxt))
@@ -306,13 +291,8 @@ def dev_folds(labels, groups, *, n_folds: int, repeats: int, seed: int):
 
 
 def read_artists(path: Path) -> dict[str, str]:
-    """Track id -> artist from Sturm's GTZAN index; clips without an artist are left out."""
-    artists = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        fields = [f.strip() for f in line.split(":::")]
-        if not line.startswith("#") and len(fields) >= 2 and fields[1]:
-            artists[track_id(fields[0])] = fields[1].lower()
-    return artists
+    """Track id -> artist from a copy of Sturm's GTZAN index; clips without an artist are left out."""
+    return splits.read_artists(path.read_text(encoding="utf-8", errors="replace"))
 
 
 def _g(gamma: float | str) -> str:

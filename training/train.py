@@ -12,7 +12,7 @@ later figure is contaminated.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from tagger.errors import GenretagError
 
 from .dataset import Augment, ClipSet, Part, Progress, augmented, from_audio, from_table, partition, with_copies
 from .evaluate import evaluate
-from .splits import DEFAULT_PROTOCOL, Split, get_split
+from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS, Split, get_split
 
 #: Receives one dict of metrics per epoch (or tuning step) from the backend's ``fit``.
 OnEpoch = Callable[[dict[str, Any]], None]
@@ -37,7 +37,7 @@ class TrainOptions:
     features: str | None = None
     split: str = DEFAULT_PROTOCOL
     fold: int = 0
-    k: int = 10
+    k: int | None = None  # folds of a fold protocol [default: FOLD_PROTOCOLS' k]
     epochs: int | None = None
     seed: int = 0
     augment: int = 0
@@ -45,7 +45,7 @@ class TrainOptions:
     jobs: int | None = None
 
 
-def load_clips(kind: str, data: str | None, features: str | None, jobs: int | None = None,
+def load_clips(kind: str, data: str | Sequence[str] | None, features: str | None, jobs: int | None = None,
                progress: Progress | None = None) -> ClipSet:
     """One input per clip, from the feature table or extracted (and cached) from audio."""
     if data and features:
@@ -59,8 +59,9 @@ def load_clips(kind: str, data: str | None, features: str | None, jobs: int | No
     raise GenretagError("give --data (a GTZAN audio folder) or --features (features_30_sec.csv)")
 
 
-def make_split(name: str, clips: ClipSet, *, seed: int, k: int, fold: int) -> Split:
+def make_split(name: str, clips: ClipSet, *, seed: int, k: int | None, fold: int) -> Split:
     """The protocol's split of ``clips``; a bad k or fold is the user's error, said in one line."""
+    k = k or FOLD_PROTOCOLS.get(name, 10)
     try:
         return get_split(name, clips.track_ids, clips.labels, seed=seed, k=k, fold=fold)
     except ValueError as exc:
@@ -141,11 +142,13 @@ def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnE
     backend = fit(cls, parts, epochs=opts.epochs, seed=opts.seed, on_epoch=on_epoch)
     metrics = evaluate(backend, parts["test"], kind)
     history = backend.history()
+    folds = split.name in FOLD_PROTOCOLS
     card = make_card(
         backend,
         training={
-            "data": opts.features or opts.data, "split": split.name, "split_seed": opts.seed,
-            "k": opts.k if split.name == "kfold" else None, "fold": opts.fold if split.name == "kfold" else None,
+            "data": opts.features or clips.source, "split": split.name, "split_seed": opts.seed,
+            "k": (opts.k or FOLD_PROTOCOLS[split.name]) if folds else None, "fold": opts.fold if folds else None,
+            "upsampled": upsampled_note(clips),
             "seed": opts.seed, "epochs": opts.epochs, "epochs_run": len(next(iter(history.values()), [])) or None,
             "augment": None if spec is None else vars(spec) | {"rows_added": len(parts["train"]) - original_rows},
             "n_train": len(parts["train"].tracks()), "n_valid": len(parts["valid"].tracks()),
@@ -161,6 +164,23 @@ def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnE
     return {"backend": opts.backend, "model": str(path), "current": opts.out is None, "data": card["training"]["data"],
             "protocol": split.name, "leaky": split.leaky, "counts": counts, "cached": clips.cached,
             "skipped": clips.skipped, "training": card["training"], "metrics": card["metrics"]}  # fmt: skip
+
+
+def upsampled_note(clips: ClipSet) -> str | None:
+    """Say which clips hold less bandwidth than the analysis rate (e.g. GTZAN clips resampled to 16 kHz).
+
+    Features and log-mel slices at 22050 Hz see an empty band above 8 kHz in
+    such clips, so figures that include them must say so.
+    """
+    from tagger.features import preprocessing
+
+    if clips.kind == "embedding":
+        return None  # the front end runs at its own rate; the backend's card says which
+    low = clips.upsampled(preprocessing()["sr"])
+    if not low:
+        return None
+    return (f"{len(low)} of {len(clips.track_ids)} clips were stored below {preprocessing()['sr']} Hz "
+            f"and were upsampled: nothing above {min(clips.rates[t] for t in low) // 2} Hz in them")
 
 
 def print_epoch(info: dict[str, Any]) -> None:
@@ -191,6 +211,8 @@ def print_result(result: dict[str, Any]) -> None:
     ui.out().print(ui.table(f"Trained {result['backend']}", ["", ""], lines))
     for path, reason in result["skipped"]:
         ui.err().print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    if result["training"].get("upsampled"):
+        ui.err().print(f"[yellow]note:[/] {result['training']['upsampled']}", highlight=False)
     if m.get("n_test", 0) < 30:
         ui.err().print(f"[yellow]note:[/] the test part has {m.get('n_test', 0)} clips here, "
                              "too few for a reliable figure", highlight=False)
