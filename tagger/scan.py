@@ -371,8 +371,7 @@ def abstain_threshold(model: Model, min_confidence: float | None) -> tuple[float
     if min_confidence is not None:
         return (float(min_confidence) or None), "--min-confidence"
     threshold = abstain.card_threshold(model.card)
-    chosen_on = (model.card.get("abstain") or {}).get("chosen_on", "valid part")
-    return threshold, f"the model's threshold, chosen on its {chosen_on}" if threshold else ""
+    return threshold, "the model's threshold, chosen on valid" if threshold else ""
 
 
 def scan(paths: Sequence[str], cache: Cache, model: Model, runner: Runner,

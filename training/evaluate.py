@@ -22,6 +22,8 @@ import numpy as np
 
 from tagger.errors import GenretagError
 
+from tagger import abstain
+
 from .dataset import ClipSet, Part, Progress, partition
 from .splits import DEFAULT_PROTOCOL
 
@@ -37,6 +39,37 @@ def predict_rows(backend: Any, X: np.ndarray) -> np.ndarray:
                            for i in range(0, len(X), BATCH)])
 
 
+def track_probs(part: Part, probs: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
+    """A part's tracks, the mean of each track's rows' probabilities (what a scan does), their true genres."""
+    tracks = part.tracks()
+    index = {t: i for i, t in enumerate(tracks)}
+    rows_of = np.array([index[t] for t in part.owners.tolist()], dtype=int)
+    sums = np.zeros((len(tracks), probs.shape[1] if probs.ndim == 2 else 0))
+    np.add.at(sums, rows_of, probs)
+    counts = np.bincount(rows_of, minlength=len(tracks)).reshape(-1, 1) if len(tracks) else np.ones((0, 1))
+    truth = {t: g for t, g in zip(part.owners.tolist(), part.y.tolist())}
+    return tracks, sums / np.maximum(counts, 1), [truth[t] for t in tracks]
+
+
+def confidences(genres: Sequence[str], part: Part, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per track of ``part``: its best mean probability and whether that genre is right."""
+    _, mean, truth = track_probs(part, probs)
+    return abstain.confidence_and_correct(genres, mean, truth)
+
+
+def selective(confidence: np.ndarray, correct: np.ndarray, threshold: float | None, *,
+              with_curve: bool = False) -> dict[str, Any]:
+    """Precision at each coverage: the table (and curve) a user picks ``--min-confidence`` from."""
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "at_threshold": abstain.at_threshold(confidence, correct, threshold) if threshold else None,
+        "table": abstain.coverage_table(confidence, correct, extra=threshold or None),
+    }
+    if with_curve:
+        out["curve"] = abstain.curve(confidence, correct)
+    return out
+
+
 def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bool) -> dict[str, Any]:
     """Track and slice accuracy, macro-F1, per-genre precision/recall/F1 and the confusion matrix.
 
@@ -49,13 +82,8 @@ def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bo
     if not tracks:
         return {"n_test": 0, "n_rows": 0, "track_accuracy": None, "slice_accuracy": None, "macro_f1": None}
     genres = list(genres)
-    index = {t: i for i, t in enumerate(tracks)}
-    rows_of = np.array([index[t] for t in part.owners.tolist()])
-    sums = np.zeros((len(tracks), len(genres)))
-    np.add.at(sums, rows_of, probs)
-    truth = {t: g for t, g in zip(part.owners.tolist(), part.y.tolist())}
-    y_true = [truth[t] for t in tracks]
-    y_pred = [genres[i] for i in sums.argmax(axis=1)]
+    _, mean, y_true = track_probs(part, probs)
+    y_pred = [genres[i] for i in mean.argmax(axis=1)]
     labels = sorted(set(genres) | set(y_true))
     p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     slice_pred = np.array(genres, dtype=object)[probs.argmax(axis=1)]
@@ -72,9 +100,20 @@ def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bo
     }  # fmt: skip
 
 
-def evaluate(backend: Any, part: Part, kind: str) -> dict[str, Any]:
-    """Predict ``part`` with a fitted backend and score it."""
-    return score(backend.genres_, part, predict_rows(backend, part.X), per_slice=kind == "slices")
+def evaluate(backend: Any, part: Part, kind: str, *, threshold: float | None = None,
+             with_curve: bool = False) -> dict[str, Any]:
+    """Predict ``part`` with a fitted backend and score it, with precision at each coverage.
+
+    ``abstain`` is the coverage and precision at ``threshold`` (the
+    model's, chosen on valid), None without one.
+    """
+    probs = predict_rows(backend, part.X)
+    metrics = score(backend.genres_, part, probs, per_slice=kind == "slices")
+    if metrics["n_test"]:
+        conf, correct = confidences(backend.genres_, part, probs)
+        metrics["precision_coverage"] = selective(conf, correct, threshold, with_curve=with_curve)
+        metrics["abstain"] = metrics["precision_coverage"]["at_threshold"]
+    return metrics
 
 
 def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: str, seed: int) -> dict[str, Any]:
