@@ -37,7 +37,7 @@ def test_scan_json_summary_and_exit_code_1_when_a_file_failed(scanned: Path, lib
     data = json.loads(out)
     assert code == 1  # the broken file is still broken
     assert (data["seen"], data["from_cache"], data["failed"], data["analysed"]) == (5, 4, 1, 0)
-    assert sum(data["genres"].values()) == 4 and data["backend"] == "svc"
+    assert sum(data["genres"].values()) + data["abstained"] == 4 and data["backend"] == "svc"
 
 
 def test_exit_code_0_when_everything_analysed(library: Path, db_path: Path) -> None:
