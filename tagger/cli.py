@@ -240,12 +240,15 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
 
     A genre already in a file is kept unless --overwrite or --merge.  The
     old values are saved first: `genretag undo` puts them back.  A file
-    changed since it was scanned is skipped.
+    changed since it was scanned is skipped, and so is a track the scan
+    abstained on (too uncertain).  --from-tags writes the backend's
+    genre-like tags instead (musicnn's electronic, folk, punk, ...).
 
     \b
     Example:
         genretag tag ~/Music --dry-run
         genretag tag ~/Music --top 2 --min-confidence 0.3 --merge
+        genretag tag ~/Music --from-tags --top 2
     """
     from .tagging import apply
 
@@ -309,7 +312,8 @@ def _query(cache: Any, paths: tuple[str, ...], status: str | None, genre: str | 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @db_option
-@click.option("--status", type=click.Choice(STATUSES), help="Only files with this status.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only files with this status (abstained: ok but "
+              "too uncertain for a genre).")
 @click.option("--genre", help="Only files predicted as this genre.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @_handle_errors

@@ -154,6 +154,42 @@ def test_threshold_is_chosen_on_valid_never_test(dial, dial_table, tmp_path):
     assert "the model's threshold (chosen on valid)" in text.output
 
 
+class MemoDial(DialBackend):
+    """A dial that, refitted on train+valid, knows every valid clip by heart (as a refit model half does)."""
+
+    name = "memodial"
+
+    def __init__(self, refit_on_valid: bool = True) -> None:
+        self.refit_on_valid = refit_on_valid
+
+    def fit(self, X, y, *, X_valid=None, y_valid=None, epochs=None, seed=0, callback=None):
+        super().fit(X, y)
+        self.memory_ = {}
+        if self.refit_on_valid and X_valid is not None:
+            self.memory_ = {tuple(x[:2]): label for x, label in zip(np.asarray(X_valid), y_valid)}
+        return self
+
+    def predict_proba(self, X):
+        out = super().predict_proba(X)
+        for i, x in enumerate(np.asarray(X)):
+            if tuple(x[:2]) in self.memory_:
+                out[i] = [float(g == self.memory_[tuple(x[:2])]) for g in self.genres_]
+        return out
+
+
+def test_a_model_refitted_on_valid_is_not_judged_on_it(dial_table, tmp_path):
+    register(MemoDial)
+    try:
+        table, truth = dial_table
+        invoke("train", "--backend", "memodial", "--features", str(table), "--out", str(tmp_path / "m.npz"))
+    finally:
+        unregister("memodial")
+    section = card_of(tmp_path / "m.npz")["abstain"]
+    # Judged on its own (memorised) valid clips it would never abstain; the copy without the refit does.
+    assert section["threshold"] == pytest.approx(rule(*part_arrays(truth, "valid"))) > 0
+    assert "without its refit" in section["chosen_on"]
+
+
 def test_choose_threshold_stays_sane_with_few_or_no_valid_clips():
     none = abstain.choose_threshold([], [])
     assert none["threshold"] is None and none["n_valid"] == 0 and "too few" in none["why_none"]

@@ -27,7 +27,8 @@ def invoke(*args: str) -> tuple[int, str]:
 @pytest.fixture
 def scanned(library: Path, db_path: Path) -> Path:
     (library / "broken.mp3").write_text("not audio at all")
-    code, out = invoke("scan", str(library), "--db", str(db_path), "--jobs", "0", "--json")
+    # Never abstain here, so every good file has a genre (abstaining: tests/test_abstain.py).
+    code, out = invoke("scan", str(library), "--db", str(db_path), "--jobs", "0", "--json", "--min-confidence", "0")
     assert code == 1, out
     return db_path
 

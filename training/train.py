@@ -109,7 +109,7 @@ def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: i
     if not len(valid):
         return choose_threshold([], [], chosen_on="valid part (empty: no threshold)")
     judge, chosen_on = backend, "valid part"
-    if getattr(backend, "refit_on_valid", False):
+    if backend.get_params().get("refit_on_valid"):  # an __init__ parameter, so a copy can turn it off
         seed_everything(seed)
         judge = fit(cls, parts, epochs=epochs, seed=seed, params={"refit_on_valid": False})
         chosen_on = "valid part, predicted by the same recipe without its refit on train+valid"
