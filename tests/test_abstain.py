@@ -186,7 +186,7 @@ def test_a_model_refitted_on_valid_is_not_judged_on_it(dial_table, tmp_path):
         unregister("memodial")
     section = card_of(tmp_path / "m.npz")["abstain"]
     # Judged on its own (memorised) valid clips it would never abstain; the copy without the refit does.
-    assert section["threshold"] == pytest.approx(rule(*part_arrays(truth, "valid"))) > 0
+    assert section["threshold"] > 0 and section["threshold"] == pytest.approx(rule(*part_arrays(truth, "valid")))
     assert "without its refit" in section["chosen_on"]
 
 
@@ -414,3 +414,13 @@ def test_from_tags_needs_a_backend_with_genre_tags(tagged_rows):
     out = invoke("tag", str(a), "--db", str(db), "--from-tags")
     assert out["files"][0]["action"] == "no tags" and "declares no genre-like tags" in out["files"][0]["reason"]
     assert read_genres(a) == []
+
+
+def test_scan_write_from_tags_skips_tracks_without_tags(scanned):
+    lib, db, first = scanned
+    before = {r["path"]: Path(r["path"]).read_bytes() for r in first}
+    out = scan_json(lib, db, "--write", "--from-tags", "--min-confidence", "0")
+    files = out["tagging"]["files"]
+    assert len(files) == 4 and {f["action"] for f in files} == {"no tags"}
+    assert all("no tags cached (the svc backend gives none" in f["reason"] for f in files)
+    assert all(Path(p).read_bytes() == b for p, b in before.items())
