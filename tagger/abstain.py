@@ -114,8 +114,8 @@ def card_threshold(card: Mapping[str, Any]) -> float | None:
 
 
 def reason(label: str, confidence: float, threshold: float, source: str) -> str:
-    """What ``show`` says about an abstained track, e.g. ``uncertain: best rock 0.31 below 0.45 (...)``."""
-    return f"uncertain: best {label} {confidence:.2f} below {threshold:.2f} ({source})"
+    """What ``show`` says about an abstained track, e.g. ``uncertain: best rock 0.312 below 0.45 (...)``."""
+    return f"uncertain: best {label} {confidence:.3f} below {threshold:.4g} ({source})"
 
 
 def decide(genres: Sequence[str], probs: Sequence[float], threshold: float | None) -> tuple[str, float, bool]:

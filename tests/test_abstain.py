@@ -292,7 +292,7 @@ def test_scan_abstains_with_reason_and_tag_writes_nothing(scanned, tmp_path):
         assert now["status"] == "ok" and now["probabilities"] == r["probabilities"] and now["top3"] == r["top3"]
         if r["confidence"] < cut:
             assert now["genre"] is None
-            assert now["abstained"] == f"uncertain: best {r['genre']} {r['confidence']:.2f} below {cut:.2f} (--min-confidence)"
+            assert now["abstained"] == f"uncertain: best {r['genre']} {r['confidence']:.3f} below {cut:.4g} (--min-confidence)"
         else:
             assert now["genre"] == r["genre"] and now["abstained"] is None
     shown = invoke("show", "--db", str(db), "--status", "abstained")
