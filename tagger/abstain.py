@@ -38,7 +38,8 @@ RULE = (f"lowest threshold whose valid precision reaches {TARGET_PRECISION:.2f} 
         f"valid clips; none with fewer than {MIN_VALID} valid clips or when no threshold reaches it")
 
 
-def confidence_and_correct(genres: Sequence[str], probs: np.ndarray, truth: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def confidence_and_correct(genres: Sequence[str], probs: np.ndarray,
+                           truth: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per track: its best probability and whether its best genre is the true one."""
     probs = np.asarray(probs, dtype=np.float64).reshape(len(truth), len(genres))
     if not len(truth):

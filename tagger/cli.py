@@ -204,7 +204,8 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
 
     model = load_model(backend, model_path)
     runner = make_runner(jobs, timeout=timeout, scheduler=scheduler, cluster=cluster)
-    options = ScanOptions(excerpt=excerpt or None, force=force, retry_failed=retry_failed, min_confidence=min_confidence,
+    options = ScanOptions(excerpt=excerpt or None, force=force, retry_failed=retry_failed,
+                          min_confidence=min_confidence,
                           walk=WalkOptions(include=include, exclude=exclude, hidden=hidden))
     from .tagging import CoveredFiles, apply
 

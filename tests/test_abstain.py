@@ -150,7 +150,8 @@ def test_threshold_is_chosen_on_valid_never_test(dial, dial_table, tmp_path):
     kept = test_conf >= expected
     assert test["threshold"] == pytest.approx(expected) and test["n"] == len(test_conf)
     assert test["coverage"] == pytest.approx(kept.mean()) and test["precision"] == pytest.approx(test_ok[kept].mean())
-    text = CliRunner().invoke(cli, ["report", "--backend", dial, "--model", str(tmp_path / "dial.npz"), "--no-progress"])
+    text = CliRunner().invoke(cli, ["report", "--backend", dial, "--model", str(tmp_path / "dial.npz"),
+                                    "--no-progress"])
     assert "the model's threshold (chosen on valid)" in text.output
 
 
@@ -210,7 +211,8 @@ def test_precision_coverage_table_is_sane():
     conf = rng.uniform(0.2, 1.0, 200)
     right = rng.uniform(size=200) < conf
     rows = abstain.coverage_table(conf, right, extra=0.55)
-    assert [r["threshold"] for r in rows] == sorted(r["threshold"] for r in rows) and 0.55 in [r["threshold"] for r in rows]
+    thresholds = [r["threshold"] for r in rows]
+    assert thresholds == sorted(thresholds) and 0.55 in thresholds
     coverages = [r["coverage"] for r in rows]
     assert coverages == sorted(coverages, reverse=True) and coverages[0] == 1.0
     assert rows[0]["precision"] == pytest.approx(right.mean())  # full coverage: plain accuracy
@@ -235,7 +237,8 @@ def test_report_table_plot_and_json(dial, dial_table, tmp_path):
     assert pc["threshold"] == pytest.approx(threshold)
     assert [t["coverage"] for t in pc["table"]] == sorted((t["coverage"] for t in pc["table"]), reverse=True)
     full = pc["table"][0]
-    assert full["threshold"] == 0.0 and full["coverage"] == 1.0 and full["precision"] == pytest.approx(row["track_accuracy"])
+    assert full["threshold"] == 0.0 and full["coverage"] == 1.0
+    assert full["precision"] == pytest.approx(row["track_accuracy"])
     assert row["track_accuracy"] == pytest.approx(test_ok.mean())
     marked = next(t for t in pc["table"] if t["threshold"] == threshold)
     assert marked["n_kept"] == (test_conf >= threshold).sum()
@@ -292,7 +295,8 @@ def test_scan_abstains_with_reason_and_tag_writes_nothing(scanned, tmp_path):
         assert now["status"] == "ok" and now["probabilities"] == r["probabilities"] and now["top3"] == r["top3"]
         if r["confidence"] < cut:
             assert now["genre"] is None
-            assert now["abstained"] == f"uncertain: best {r['genre']} {r['confidence']:.3f} below {cut:.4g} (--min-confidence)"
+            why = f"uncertain: best {r['genre']} {r['confidence']:.3f} below {cut:.4g} (--min-confidence)"
+            assert now["abstained"] == why
         else:
             assert now["genre"] == r["genre"] and now["abstained"] is None
     shown = invoke("show", "--db", str(db), "--status", "abstained")
@@ -339,7 +343,8 @@ def test_scan_uses_the_card_threshold_unless_overridden(scanned, tmp_path):
 def test_old_database_gains_the_abstained_column(tmp_path):
     db = tmp_path / "old.db"
     con = sqlite3.connect(db)
-    con.execute("create table tracks (path text primary key, status text not null, genre text, missing integer default 0)")
+    con.execute("create table tracks (path text primary key, status text not null, genre text, "
+                "missing integer default 0)")
     con.execute("insert into tracks values ('/x.wav', 'ok', 'rock', 0)")
     con.commit()
     con.close()
