@@ -66,6 +66,8 @@ TRACK_COLUMNS: dict[str, type] = {
     "analysed_at": str,
     "updated_at": str,
     "missing_since": str,
+    "abstained": str,  # why the track got no genre (tagger/abstain.py), else NULL
+    "abstain_threshold": float,  # the threshold that decision used; NULL: never abstain
 }
 
 
@@ -153,9 +155,10 @@ class Cache:
             if "tag_history" not in db.table_names():
                 db["tag_history"].create(TAG_HISTORY_COLUMNS, pk="id")
                 db["tag_history"].create_index(["path"])
-            for name, kind in TAG_HISTORY_COLUMNS.items():  # databases made before a column existed
-                if name not in db["tag_history"].columns_dict:
-                    db["tag_history"].add_column(name, kind)
+            for table, columns in (("tracks", TRACK_COLUMNS), ("tag_history", TAG_HISTORY_COLUMNS)):
+                for name, kind in columns.items():  # databases made before a column existed
+                    if name not in db[table].columns_dict:
+                        db[table].add_column(name, kind)
             if "scans" not in db.table_names():
                 db["scans"].create(
                     {
@@ -175,7 +178,8 @@ class Cache:
 
     def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows for the given path keys (the ones present)."""
-        cols = ("path", "size", "mtime", "status", "params", "backend", "model_id", "genre", "missing")
+        cols = ("path", "size", "mtime", "status", "params", "backend", "model_id", "genre", "missing",
+                "abstain_threshold")
         rows = self._by_keys(f"select {', '.join(cols)} from tracks", keys)
         return {row[0]: dict(zip(cols, row)) for row in rows}
 

@@ -12,6 +12,7 @@ failed; 2 usage error; 130 interrupted (progress is saved).
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -65,8 +66,11 @@ TAG_OPTIONS = [
     click.option("--merge", is_flag=True, help="Add the new genres after the ones already in the files."),
     click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
                  help="Write up to N genres, most likely first."),
-    click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="P",
-                 help="Write a genre only if its probability is at least P."),
+    click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P",
+                 help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
+                      "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
+    click.option("--from-tags", is_flag=True, help="Write the backend's genre-like tags (e.g. musicnn's "
+                 "electronic, folk, punk) instead of its genre."),
     click.option("--field", metavar="NAME", help="Write this custom field (e.g. GENRETAG) instead of the genre."),
     click.option("--id3v23", is_flag=True, help="Write ID3v2.3 for old players [default: ID3v2.4]."),
     click.option("--separator", default="; ", show_default=True, help="Joins genres in ID3v2.3 (no multi-value)."),
@@ -77,7 +81,10 @@ TAG_OPTIONS = [
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
-    names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "field", "id3v23", "separator", "genre_map")
+    names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
+             "genre_map")
+    # scan takes --min-confidence without --write too: it is also its abstain threshold.
+    own = {n for n in names if n in inspect.signature(fn).parameters}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -87,10 +94,11 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         from .tagging import TagOptions, load_genre_map
 
         ctx = click.get_current_context()
-        given = [n for n in names if ctx.get_parameter_source(n) != ParameterSource.DEFAULT]
+        given = [n for n in names if ctx.get_parameter_source(n) != ParameterSource.DEFAULT and n not in own]
         if kwargs.get("write") is False and given:
             raise click.UsageError(f"--{given[0].replace('_', '-')} is about writing tags: add --write")
         values = {n: kwargs.pop(n) for n in names}
+        kwargs.update({n: values[n] for n in own})
         try:
             values["genre_map"] = load_genre_map(values["genre_map"]) if values["genre_map"] else {}
             kwargs["tagging"] = TagOptions(**values)
@@ -169,7 +177,7 @@ def cli() -> None:
 def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: str | None, jobs: int | None,
          excerpt: float, force: bool, retry_failed: bool, include: tuple[str, ...], exclude: tuple[str, ...],
          hidden: bool, timeout: float, scheduler: str | None, cluster: str | None, as_json: bool,
-         progress: bool | None, write: bool, tagging: Any) -> None:
+         progress: bool | None, write: bool, min_confidence: float | None, tagging: Any) -> None:
     """Analyse the audio files under PATHS and cache a genre for each.
 
     A rescan only analyses new or changed files.  Ctrl-C stops cleanly;
@@ -177,6 +185,10 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
 
     With --write, the genres are then written into the tags of the files
     this scan covered, with the options of `genretag tag`.
+
+    A track whose best probability is below the model's threshold (chosen
+    on its valid part, see `genretag report`) gets no genre, with a reason;
+    --min-confidence P sets another threshold, 0 never abstains.
 
     \b
     Example:
@@ -193,6 +205,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     model = load_model(backend, model_path)
     runner = make_runner(jobs, timeout=timeout, scheduler=scheduler, cluster=cluster)
     options = ScanOptions(excerpt=excerpt or None, force=force, retry_failed=retry_failed,
+                          min_confidence=min_confidence,
                           walk=WalkOptions(include=include, exclude=exclude, hidden=hidden))
     from .tagging import CoveredFiles, apply
 
@@ -228,12 +241,15 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
 
     A genre already in a file is kept unless --overwrite or --merge.  The
     old values are saved first: `genretag undo` puts them back.  A file
-    changed since it was scanned is skipped.
+    changed since it was scanned is skipped, and so is a track the scan
+    abstained on (too uncertain).  --from-tags writes the backend's
+    genre-like tags instead (musicnn's electronic, folk, punk, ...).
 
     \b
     Example:
         genretag tag ~/Music --dry-run
         genretag tag ~/Music --top 2 --min-confidence 0.3 --merge
+        genretag tag ~/Music --from-tags --top 2
     """
     from .tagging import apply
 
@@ -276,13 +292,15 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
     _exit_for(outcome)
 
 
-STATUSES = ("ok", "error", "missing")
+STATUSES = ("ok", "error", "missing", "abstained")
 
 
 def _query(cache: Any, paths: tuple[str, ...], status: str | None, genre: str | None) -> Any:
     where, params = [], []
     if status == "missing":
         where.append("missing = 1")
+    elif status == "abstained":
+        where += ["status = 'ok'", "abstained is not null", "missing = 0"]
     elif status:
         where += ["status = ?", "missing = 0"]
         params.append(status)
@@ -295,7 +313,8 @@ def _query(cache: Any, paths: tuple[str, ...], status: str | None, genre: str | 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @db_option
-@click.option("--status", type=click.Choice(STATUSES), help="Only files with this status.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only files with this status (abstained: ok but "
+              "too uncertain for a genre).")
 @click.option("--genre", help="Only files predicted as this genre.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @_handle_errors
@@ -317,10 +336,18 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
     ui.out().print(ui.table(
         None, ["file", "genre", "conf.", "top 3", "status"],
         [(r["path"], r["genre"], _fmt_conf(r["confidence"]), _fmt_top(r["top3"]),
-          "missing" if r["missing"] else (r["error"] and f"error: {r['error']}") or r["status"]) for r in rows],
+          _fmt_status(r)) for r in rows],
         justify=["left", "left", "right", "left", "left"],
     ))  # fmt: skip
     ui.err().print(f"{len(rows)} file(s)")
+
+
+def _fmt_status(row: dict[str, Any]) -> str:
+    if row["missing"]:
+        return "missing"
+    if row["error"]:
+        return f"error: {row['error']}"
+    return f"abstained: {row['abstained']}" if row.get("abstained") else row["status"]
 
 
 def _fmt_conf(value: float | None) -> str:

@@ -12,7 +12,7 @@ from .features import FEATURE_NAMES
 
 JSON_COLUMNS = ("top3", "probabilities", "params")
 EXPORT_COLUMNS = (
-    "path", "genre", "confidence", "top3", "status", "error", "missing", "backend", "model_id",
+    "path", "genre", "confidence", "top3", "status", "error", "abstained", "missing", "backend", "model_id",
     "duration", "size", "mtime", "analysed_at", "updated_at", "probabilities",
 )  # fmt: skip
 

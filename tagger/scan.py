@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import abstain
 from . import cache as cachemod
-from .cache import Cache, path_key
+from .cache import Cache, fs_path, path_key
 from .features import FEATURE_NAMES, preprocessing
 from .models import Model
 from .predict import predict_tracks, summarise
@@ -46,6 +47,8 @@ class ScanOptions:
     batch_size: int = 32
     flush_seconds: float = 1.0
     count_total: bool = True
+    #: Abstain below this best probability; None: the model card's threshold; 0: never.
+    min_confidence: float | None = None
 
 
 @dataclass
@@ -59,6 +62,10 @@ class ScanSummary:
     failed: int = 0
     failed_cached: int = 0
     missing: int = 0
+    abstained: int = 0
+    redecided: int = 0
+    threshold: float | None = None
+    threshold_source: str = ""
     genres: Counter = field(default_factory=Counter)
     errors: list[tuple[str, str]] = field(default_factory=list)
     walk_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -74,6 +81,8 @@ class ScanSummary:
             "seen": self.seen, "analysed": self.analysed, "from_cache": self.cached,
             "repredicted": self.repredicted, "failed": self.failed + self.failed_cached,
             "failed_new": self.failed, "failed_cached": self.failed_cached, "missing": self.missing,
+            "abstained": self.abstained, "redecided": self.redecided,
+            "abstain_threshold": self.threshold, "threshold_source": self.threshold_source,
             "genres": dict(self.genres.most_common()), "errors": [{"path": p, "error": e} for p, e in self.errors],
             "walk_errors": [{"path": p, "error": e} for p, e in self.walk_errors],
             "elapsed_seconds": round(self.elapsed, 3), "interrupted": self.interrupted,
@@ -128,6 +137,8 @@ class _Scan:
         self.pending: list[_Pending] = []
         self.first_pending = 0.0
         self.needs_features = model.input_kind == "features"
+        self.threshold, self.source = abstain_threshold(model, options.min_confidence)
+        self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
 
     # -- planning --------------------------------------------------------
     def _walk_error(self, path: str, reason: str) -> None:
@@ -147,7 +158,7 @@ class _Scan:
     def _plan(self, chunk: list[str]) -> Iterator[AnalysisTask]:
         keys = {p: path_key(p) for p in chunk}
         rows = self.cache.lookup([k for k, _ in keys.values()])
-        reappeared, repredict = [], []
+        reappeared, repredict, redecide = [], [], []
         for path in chunk:
             key, raw = keys[path]
             self.summary.seen += 1
@@ -161,7 +172,10 @@ class _Scan:
                 reappeared.append(key)
             if decision == "cached":
                 self.summary.cached += 1
-                self.summary.genres[row["genre"]] += 1
+                self._count(row["genre"])
+                self.progress.advance(path, "cached")
+            elif decision == "redecide":
+                redecide.append(key)
                 self.progress.advance(path, "cached")
             elif decision == "failed":
                 self.summary.failed_cached += 1
@@ -169,6 +183,8 @@ class _Scan:
             else:  # re-predict from cached features
                 repredict.append((path, key, raw))
         self.cache.touch_present(reappeared)
+        if redecide:
+            yield from self._redecide(redecide)
         if repredict:
             vectors = self.cache.features_for([k for _, k, _ in repredict])
             for path, key, raw in repredict:
@@ -191,8 +207,39 @@ class _Scan:
         if row["status"] == "error":
             return "analyse" if self.opts.retry_failed else "failed"
         if row["backend"] == self.model.name and row["model_id"] == self.model.id:
-            return "cached"
+            return "cached" if row["abstain_threshold"] == self.threshold else "redecide"
         return "repredict" if self.needs_features else "analyse"
+
+    def _redecide(self, keys: list[str]) -> Iterator[AnalysisTask]:
+        """Apply a changed abstain threshold to cached results, from their stored probabilities."""
+        marks = ",".join("?" * len(keys))
+        rows, stamp = [], cachemod.now()
+        for row in list(self.cache.tracks(where=f"path in ({marks})", params=keys)):
+            probs = json.loads(row["probabilities"] or "{}")
+            if list(probs) != self.model.genres:  # nothing to decide from: analyse again
+                yield AnalysisTask(fs_path(row), self.opts.excerpt, features=self.needs_features,
+                                   slices=not self.needs_features)
+                continue
+            genre, why = self._decision(list(probs.values()))
+            rows.append({"path": row["path"], "status": "ok", "genre": genre, "abstained": why,
+                         "abstain_threshold": self.threshold, "updated_at": stamp})
+            self.summary.cached += 1
+            self.summary.redecided += 1
+            self._count(genre)
+        self.cache.write_results(rows)
+
+    def _decision(self, probs: Sequence[float] | np.ndarray) -> tuple[str | None, str | None]:
+        """(genre, None), or (None, reason) when the best probability is below the threshold."""
+        genre, conf, uncertain = abstain.decide(self.model.genres, probs, self.threshold)
+        if uncertain:
+            return None, abstain.reason(genre, conf, self.threshold or 0.0, self.source)
+        return genre, None
+
+    def _count(self, genre: str | None) -> None:
+        if genre is None:  # status ok without a genre: abstained
+            self.summary.abstained += 1
+        else:
+            self.summary.genres[genre] += 1
 
     # -- results ---------------------------------------------------------
     def _add(self, item: _Pending) -> None:
@@ -230,7 +277,8 @@ class _Scan:
                 self.summary.note_error(item.result.path if item.result else item.key, out)
                 continue
             info = summarise(self.model.genres, out)
-            self.summary.genres[info["genre"]] += 1
+            info["genre"], info["abstained"] = self._decision(out)
+            self._count(info["genre"])
             if item.result is None:
                 self.summary.repredicted += 1
             else:
@@ -260,6 +308,7 @@ class _Scan:
             status="ok", error=None, backend=self.model.name, model_id=self.model.id,
             genre=info["genre"], confidence=info["confidence"], top3=json.dumps(info["top3"]),
             probabilities=json.dumps(info["probabilities"]), analysed_at=stamp,
+            abstained=info["abstained"], abstain_threshold=self.threshold,
         )  # fmt: skip
         return row
 
@@ -315,6 +364,14 @@ class _Scan:
         thread = threading.Thread(target=count, name="genretag-count", daemon=True)
         thread.start()
         return thread
+
+
+def abstain_threshold(model: Model, min_confidence: float | None) -> tuple[float | None, str]:
+    """The threshold a scan abstains below (None: never) and where it came from, for the reasons."""
+    if min_confidence is not None:
+        return (float(min_confidence) or None), "--min-confidence"
+    threshold = abstain.card_threshold(model.card)
+    return threshold, "the model's threshold, chosen on valid" if threshold else ""
 
 
 def scan(paths: Sequence[str], cache: Cache, model: Model, runner: Runner,

@@ -23,6 +23,7 @@ files safe are:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections import Counter
@@ -41,12 +42,19 @@ from .tags import TagError
 DEFAULT_NAMES: dict[str, str] = {
     "blues": "Blues", "classical": "Classical", "country": "Country", "disco": "Disco", "hiphop": "Hip-Hop",
     "jazz": "Jazz", "metal": "Metal", "pop": "Pop", "reggae": "Reggae", "rock": "Rock",
+    "hip hop": "Hip-Hop", "rnb": "R&B", "r&b": "R&B", "edm": "EDM",
 }  # fmt: skip
+
+#: --min-confidence of --from-tags when none is given.  Tag probabilities are
+#: independent sigmoids (a track can be 0.6 rock and 0.5 indie), not shares of
+#: one softmax, so 0.3 already says "this tag applies" for most tag models.
+TAGS_MIN_CONFIDENCE = 0.3
 
 # What happened to a file, as shown in the table and counted in the summary.
 WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE = "written", "would write", "restored", "would restore"
 KEPT, BELOW, UNCHANGED, SKIPPED, ERROR = "kept existing", "below threshold", "unchanged", "skipped", "error"
-ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, SKIPPED, ERROR)
+ABSTAINED, NO_TAGS = "abstained", "no tags"
+ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, ABSTAINED, NO_TAGS, SKIPPED, ERROR)
 
 #: tag_history records undo may still act on.
 OPEN = "undone_at is null and superseded_at is null"
@@ -66,7 +74,8 @@ class TagOptions:
     overwrite: bool = False
     merge: bool = False
     top: int = 1
-    min_confidence: float = 0.0
+    min_confidence: float | None = None  # None: 0, or TAGS_MIN_CONFIDENCE with from_tags
+    from_tags: bool = False  # write the backend's genre-like tags instead of its genre
     field: str | None = None  # None: each format's genre field
     id3v23: bool = False
     separator: str = "; "  # only ID3v2.3 has no multi-value form
@@ -75,6 +84,8 @@ class TagOptions:
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
             raise ValueError("--overwrite and --merge exclude each other")
+        if self.min_confidence is None:
+            object.__setattr__(self, "min_confidence", TAGS_MIN_CONFIDENCE if self.from_tags else 0.0)
         if self.top < 1:
             raise ValueError("--top must be at least 1")
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -131,8 +142,15 @@ def display_name(label: str, genre_map: Mapping[str, str | None] | None = None) 
     return default
 
 
-def ranked(row: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """A row's labels, most probable first (ties in model order, as the scan picked its genre)."""
+def ranked(row: Mapping[str, Any], from_tags: bool = False) -> list[tuple[str, float]]:
+    """A row's labels, most probable first (ties in model order, as the scan picked its genre).
+
+    ``from_tags``: the genre-like ones of the row's tags (see :func:`genre_tags`) instead.
+    """
+    if from_tags:
+        wanted = {t.casefold() for t in genre_tags(row.get("backend") or "")}
+        tag_probs = json.loads(row.get("tags") or "{}")
+        return sorted(((t, float(p)) for t, p in tag_probs.items() if t.casefold() in wanted), key=lambda kv: -kv[1])
     if row.get("probabilities"):
         return sorted(json.loads(row["probabilities"]).items(), key=lambda kv: -kv[1])
     if row.get("top3"):
@@ -147,7 +165,7 @@ def propose(row: Mapping[str, Any], opts: TagOptions) -> tuple[list[str], str | 
     dropped label is not replaced by a less likely one; each label must
     reach ``min_confidence`` on its own.
     """
-    best = ranked(row)[: opts.top]
+    best = ranked(row, opts.from_tags)[: opts.top]
     if not best or best[0][1] < opts.min_confidence:
         conf = best[0][1] if best else 0.0
         return [], BELOW, f"confidence {conf:.2f} < {opts.min_confidence:.2f}"
@@ -159,6 +177,26 @@ def propose(row: Mapping[str, Any], opts: TagOptions) -> tuple[list[str], str | 
     if not names:
         return [], SKIPPED, "dropped by the genre map"
     return names, None, ""
+
+
+@functools.lru_cache(maxsize=None)
+def genre_tags(backend: str) -> tuple[str, ...]:
+    """The tags a backend declares genre-like (class attribute ``genre_tags``); () when unknown or none."""
+    from .backends import get_backend
+
+    try:
+        return tuple(getattr(get_backend(backend), "genre_tags", ()) or ())
+    except GenretagError:
+        return ()
+
+
+def _why_no_tags(row: Mapping[str, Any]) -> str | None:
+    """Why --from-tags has nothing to choose from for this row, or None when it has tags."""
+    if not row.get("tags"):
+        return f"no tags cached (the {row.get('backend') or '?'} backend gives none; scan with a tagging backend)"
+    if not genre_tags(row.get("backend") or ""):
+        return f"the {row.get('backend') or '?'} backend declares no genre-like tags"
+    return None
 
 
 def decide(current: list[str], proposed: list[str], opts: TagOptions) -> tuple[list[str], str | None, str]:
@@ -246,6 +284,9 @@ class Outcome:
             return ("nothing to tag: no cached results here (run `genretag scan` first)" if self.kind == "tag"
                     else "nothing to undo: genretag has not written genres here")  # fmt: skip
         line = f"{len(self.results)} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
+        if self.counts.get(ABSTAINED):
+            line += (f"; {self.counts[ABSTAINED]} skipped as abstained (the model was too uncertain; "
+                     "`genretag show --status abstained`)")
         if self.dry_run:
             line += " (dry run: no file was changed)"
         if self.interrupted:
@@ -285,6 +326,7 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     goes on; Ctrl-C stops between files with ``interrupted`` set.
     """
     settle(cache, paths)
+    genre_tags.cache_clear()  # backends may have been (un)registered since the last run
     out = Outcome("tag", opts.dry_run)
     try:
         for row in cache.tracks(paths):
@@ -305,7 +347,15 @@ def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions) -> FileResult
 
     if row["missing"]:
         return result([], [], SKIPPED, "missing since the last scan")
-    if row["status"] != "ok" or not row["genre"]:
+    if row["status"] != "ok":
+        return result([], [], SKIPPED, "no genre (its analysis failed)")
+    if opts.from_tags:  # tags have their own threshold: abstaining on the genre does not apply
+        why = _why_no_tags(row)
+        if why:
+            return result([], [], NO_TAGS, why)
+    elif row.get("abstained"):
+        return result([], [], ABSTAINED, f"{row['abstained']}; rescan with a lower --min-confidence to tag it")
+    elif not row["genre"]:
         return result([], [], SKIPPED, "no genre (its analysis failed)")
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")

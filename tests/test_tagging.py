@@ -63,7 +63,8 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         mp.setenv("GENRETAG_HOME", str(root / "home"))
         for var in ("GENRETAG_DB", "GENRETAG_BACKEND"):
             mp.delenv(var, raising=False)
-        result = CliRunner().invoke(cli, ["scan", str(lib), "--db", str(db), "--jobs", "0", "--json"])
+        result = CliRunner().invoke(cli, ["scan", str(lib), "--db", str(db), "--jobs", "0", "--json",
+                                          "--min-confidence", "0"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["analysed"] == 2 * len(FORMATS) + 1
     return lib, db
@@ -113,8 +114,12 @@ def lib(scanned: tuple[Path, Path], tmp_path: Path) -> Lib:
 
 
 def run(lib: Lib, *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `genretag <args> --db <lib.db>`."""
-    result = CliRunner().invoke(cli, [*args, "--db", str(lib.db)], catch_exceptions=False)
+    """Exit code, stdout and stderr of `genretag <args> --db <lib.db>`.
+
+    Scans never abstain here: these tests expect a genre for every file (abstaining: tests/test_abstain.py).
+    """
+    never_abstain = ["--min-confidence", "0"] if args[0] == "scan" else []
+    result = CliRunner().invoke(cli, [*args, *never_abstain, "--db", str(lib.db)], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 

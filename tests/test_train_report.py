@@ -380,7 +380,8 @@ def test_plots_are_png(audio_tree, centroid, tmp_path):
     invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2")
     out = invoke("report", "--data", str(audio_tree), "--backend", centroid, "--plots", str(tmp_path / "p"))
     names = sorted(Path(p).name for p in out["plots"])
-    assert names == ["centroid-curves.png", "centroid-fault-filtered-confusion.png"]
+    assert names == ["centroid-curves.png", "centroid-fault-filtered-confusion.png",
+                     "centroid-fault-filtered-precision-coverage.png"]
     assert all((tmp_path / "p" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
 
 

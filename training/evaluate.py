@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tagger import abstain
 from tagger.errors import GenretagError
 
 from .dataset import ClipSet, Part, Progress, partition
@@ -37,6 +38,37 @@ def predict_rows(backend: Any, X: np.ndarray) -> np.ndarray:
                            for i in range(0, len(X), BATCH)])
 
 
+def track_probs(part: Part, probs: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
+    """A part's tracks, the mean of each track's rows' probabilities (what a scan does), their true genres."""
+    tracks = part.tracks()
+    index = {t: i for i, t in enumerate(tracks)}
+    rows_of = np.array([index[t] for t in part.owners.tolist()], dtype=int)
+    sums = np.zeros((len(tracks), probs.shape[1] if probs.ndim == 2 else 0))
+    np.add.at(sums, rows_of, probs)
+    counts = np.bincount(rows_of, minlength=len(tracks)).reshape(-1, 1) if len(tracks) else np.ones((0, 1))
+    truth = {t: g for t, g in zip(part.owners.tolist(), part.y.tolist())}
+    return tracks, sums / np.maximum(counts, 1), [truth[t] for t in tracks]
+
+
+def confidences(genres: Sequence[str], part: Part, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per track of ``part``: its best mean probability and whether that genre is right."""
+    _, mean, truth = track_probs(part, probs)
+    return abstain.confidence_and_correct(genres, mean, truth)
+
+
+def selective(confidence: np.ndarray, correct: np.ndarray, threshold: float | None, *,
+              with_curve: bool = False) -> dict[str, Any]:
+    """Precision at each coverage: the table (and curve) a user picks ``--min-confidence`` from."""
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "at_threshold": abstain.at_threshold(confidence, correct, threshold) if threshold else None,
+        "table": abstain.coverage_table(confidence, correct, extra=threshold or None),
+    }
+    if with_curve:
+        out["curve"] = abstain.curve(confidence, correct)
+    return out
+
+
 def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bool) -> dict[str, Any]:
     """Track and slice accuracy, macro-F1, per-genre precision/recall/F1 and the confusion matrix.
 
@@ -49,13 +81,8 @@ def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bo
     if not tracks:
         return {"n_test": 0, "n_rows": 0, "track_accuracy": None, "slice_accuracy": None, "macro_f1": None}
     genres = list(genres)
-    index = {t: i for i, t in enumerate(tracks)}
-    rows_of = np.array([index[t] for t in part.owners.tolist()])
-    sums = np.zeros((len(tracks), len(genres)))
-    np.add.at(sums, rows_of, probs)
-    truth = {t: g for t, g in zip(part.owners.tolist(), part.y.tolist())}
-    y_true = [truth[t] for t in tracks]
-    y_pred = [genres[i] for i in sums.argmax(axis=1)]
+    _, mean, y_true = track_probs(part, probs)
+    y_pred = [genres[i] for i in mean.argmax(axis=1)]
     labels = sorted(set(genres) | set(y_true))
     p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     slice_pred = np.array(genres, dtype=object)[probs.argmax(axis=1)]
@@ -72,9 +99,27 @@ def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bo
     }  # fmt: skip
 
 
-def evaluate(backend: Any, part: Part, kind: str) -> dict[str, Any]:
-    """Predict ``part`` with a fitted backend and score it."""
-    return score(backend.genres_, part, predict_rows(backend, part.X), per_slice=kind == "slices")
+def evaluate(backend: Any, part: Part, kind: str, *, threshold: float | None = None,
+             with_curve: bool = False) -> dict[str, Any]:
+    """Predict ``part`` with a fitted backend and score it, with precision at each coverage.
+
+    ``abstain`` is the coverage and precision at ``threshold`` (the
+    model's, chosen on valid), None without one.
+    """
+    return measure(backend, part, kind, threshold=threshold, with_curve=with_curve)[0]
+
+
+def measure(backend: Any, part: Part, kind: str, *, threshold: float | None = None,
+            with_curve: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """:func:`evaluate`, plus each track's confidence and correctness (for pooling folds)."""
+    probs = predict_rows(backend, part.X)
+    metrics = score(backend.genres_, part, probs, per_slice=kind == "slices")
+    conf, correct = np.empty(0), np.empty(0, dtype=bool)
+    if metrics["n_test"]:
+        conf, correct = confidences(backend.genres_, part, probs)
+        metrics["precision_coverage"] = selective(conf, correct, threshold, with_curve=with_curve)
+        metrics["abstain"] = metrics["precision_coverage"]["at_threshold"]
+    return metrics, conf, correct
 
 
 def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: str, seed: int) -> dict[str, Any]:
@@ -185,7 +230,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     seed, k, fold = _split_params(card, opts)
     split = make_split(opts.split, clips, seed=seed, k=k, fold=fold)
     test = partition(clips, split)["test"]
-    metrics = evaluate(model.backend, test, kind)
+    metrics = evaluate(model.backend, test, kind, threshold=abstain.card_threshold(card), with_curve=True)
     row = _base(name, str(path), model.id, opts.split, split.leaky, clips.source, split.counts()["test"])
     row.update(metrics, source="measured", split_seed=seed, fold=fold if opts.split in FOLD_PROTOCOLS else None,
                history=card.get("history") or {})
@@ -226,7 +271,7 @@ def _card_row(name: str, path: Path, card: dict[str, Any]) -> dict[str, Any]:
            "protocol": m.get("protocol"), "leaky": bool(m.get("leaky")), "data": (card.get("training") or {}).get("data"),
            "test_present": m.get("test_present", m.get("n_test")), "test_listed": m.get("test_listed"),
            **{k: m.get(k) for k in ("n_test", "track_accuracy", "slice_accuracy", "macro_f1", "labels", "confusion",
-                                   "per_genre")},
+                                   "per_genre", "precision_coverage", "abstain")},
            "history": card.get("history") or {}}  # fmt: skip
     row["notes"] = ["as recorded in the model card at training time (give --data or --features to measure)"]
     row["notes"] += _notes(row)
@@ -263,20 +308,24 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
     """
     from tagger.backends import get_backend
 
-    from .train import fit, make_split, pool_valid, seed_everything, upsampled_note
+    from .train import choose_abstain, fit, make_split, pool_valid, seed_everything, upsampled_note
 
     if opts.split not in FOLD_PROTOCOLS:
         raise GenretagError(f"--all-folds goes with --split {' or '.join(FOLD_PROTOCOLS)}")
     cls = get_backend(name)
     seed, k = opts.seed or 0, opts.k or FOLD_PROTOCOLS[opts.split]
-    per_fold, confusion, labels = [], None, None
+    per_fold, confusion, labels, pooled, selective_folds = [], None, None, [], []
     for fold in range(k):
         seed_everything(seed)
         split, _ = pool_valid(make_split(opts.split, clips, seed=seed, k=k, fold=fold), clips)
         parts = partition(clips, split)
         backend = fit(cls, parts, epochs=None, seed=seed)
-        m = evaluate(backend, parts["test"], cls.input_kind)
+        chosen = choose_abstain(cls, backend, parts, epochs=None, seed=seed)
+        m, conf, correct = measure(backend, parts["test"], cls.input_kind, threshold=chosen["threshold"])
         per_fold.append(m)
+        pooled.append((conf, correct))
+        selective_folds.append({"fold": fold, "valid": chosen, "test": m.get("abstain"),
+                                "table": (m.get("precision_coverage") or {}).get("table")})
         if labels is None:
             labels, confusion = m["labels"], np.zeros((len(m["labels"]),) * 2, dtype=int)
         confusion += _align(m, labels)
@@ -288,10 +337,24 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
                confusion=confusion.tolist(), folds=[m["track_accuracy"] for m in per_fold],
                track_accuracy=stats["track_accuracy"][0], track_accuracy_std=stats["track_accuracy"][1],
                macro_f1=stats["macro_f1"][0], macro_f1_std=stats["macro_f1"][1], history={})
+    conf, correct = (np.concatenate(x) for x in zip(*pooled))
+    row["precision_coverage"] = selective(conf, correct, None, with_curve=True) | {
+        "pooled": f"every fold's test part ({k} models)", "folds": selective_folds,
+        "at_valid_thresholds": _fold_thresholds(selective_folds)}
     row["notes"] = [f"mean ± std over {k} folds; the confusion matrix adds up every fold's test part"]
     if upsampled_note(clips) and cls.input_kind != "embedding":
         row["notes"].append(upsampled_note(clips))
     return row
+
+
+def _fold_thresholds(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Test precision and coverage at each fold's own valid-chosen threshold, as mean ± std."""
+    used = [f["test"] for f in folds if f["valid"]["threshold"] and f["test"] and f["test"]["n_kept"]]
+    out: dict[str, Any] = {"folds_with_threshold": len(used), "folds": len(folds)}
+    for key in ("precision", "coverage"):
+        values = [u[key] for u in used]
+        out[key], out[f"{key}_std"] = _mean_std(values) if values else (None, None)
+    return out
 
 
 def _align(metrics: dict[str, Any], labels: list[str]) -> np.ndarray:
@@ -346,10 +409,34 @@ def print_report(result: dict[str, Any]) -> None:
                 [(g, *row) for g, row in zip(r["labels"], r["confusion"])],
                 justify=["left", *["right"] * len(r["labels"])],
             ))  # fmt: skip
+        if r.get("precision_coverage"):
+            _print_precision_coverage(ui, r)
         for note in r.get("notes", []):
             ui.err().print(f"[yellow]{r['backend']}:[/] {note}", highlight=False)
     for path in result.get("plots", []):
         ui.err().print(f"wrote {path}", highlight=False)
+
+
+def _print_precision_coverage(ui: Any, row: dict[str, Any]) -> None:
+    """Precision at each coverage: abstaining below a threshold keeps fewer tracks, more of them right."""
+    pc, mark = row["precision_coverage"], row["precision_coverage"].get("threshold")
+    where = pc.get("pooled") or f"{row['protocol']} test part"
+    ui.out().print(ui.table(
+        f"{row['backend']}: precision at each coverage ({where}; a track is kept when its best probability "
+        "reaches the threshold)", ["threshold", "coverage", "precision", "kept", ""],
+        [(f"{t['threshold']:.4g}", _fmt(t["coverage"]), _fmt(t["precision"]), f"{t['n_kept']} of {t['n']}",
+          "<- the model's threshold (chosen on valid)" if mark and t["threshold"] == mark else "")
+         for t in pc["table"]], justify=["right", "right", "right", "right", "left"],
+    ))  # fmt: skip
+    if pc.get("at_valid_thresholds"):
+        f = pc["at_valid_thresholds"]
+        ui.err().print(f"{row['backend']}: at each fold's threshold chosen on its valid part "
+                       f"({f['folds_with_threshold']} of {f['folds']} folds chose one): test precision "
+                       f"{_fmt(f['precision'], f['precision_std'])}, coverage {_fmt(f['coverage'], f['coverage_std'])}",
+                       highlight=False)  # fmt: skip
+    elif not mark and row.get("source") != "card":
+        ui.err().print(f"{row['backend']}: its card has no abstain threshold (retrain it to choose one on valid); "
+                       "pick a --min-confidence from this table", highlight=False)
 
 
 def _clips(row: dict[str, Any]) -> str:
@@ -393,6 +480,8 @@ def write_plots(rows: list[dict[str, Any]], folder: str | os.PathLike[str]) -> l
         written.append(_plot_confusion(plt, r, out / f"{stem}-confusion.png"))
         if r.get("history"):
             written.append(_plot_history(plt, r, out / f"{r['backend']}-curves.png"))
+        if (r.get("precision_coverage") or {}).get("curve"):
+            written.append(_plot_precision_coverage(plt, r, out / f"{stem}-precision-coverage.png"))
     return [str(p) for p in written]
 
 
@@ -408,6 +497,29 @@ def _plot_confusion(plt: Any, row: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("true")
     acc = _fmt(row.get("track_accuracy"))
     ax.set_title(f"{row['backend']}, {row['protocol']} test: {row['n_test']} clips, accuracy {acc}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_precision_coverage(plt: Any, row: dict[str, Any], path: Path) -> Path:
+    """Precision against coverage over every threshold, with the model's threshold marked."""
+    pc = row["precision_coverage"]
+    _, coverage, precision = zip(*pc["curve"])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(coverage, precision, drawstyle="steps-post", label="test part")
+    at = pc.get("at_threshold")
+    if at and at.get("n_kept"):
+        ax.plot([at["coverage"]], [at["precision"]], "o", color="tab:red",
+                label=f"model's threshold {at['threshold']:.3g} (chosen on valid)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("coverage (share of tracks given a genre)")
+    ax.set_ylabel("precision (share of those that are right)")
+    ax.set_title(f"{row['backend']}, {pc.get('pooled') or row['protocol'] + ' test'}: {row['n_test']} clips")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

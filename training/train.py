@@ -7,6 +7,16 @@ training part's clips only).  The valid part goes to the backend's ``fit``
 scored once, after fitting, and written into the card with the ids of
 every clip the model learned from, so ``genretag report`` can tell when a
 later figure is contaminated.
+
+The abstain threshold (tagger/abstain.py) is chosen on the valid part too,
+after fitting, by the rule stated there: the lowest threshold whose valid
+precision reaches 0.80 while keeping at least 10 valid clips; no threshold
+with fewer than 20 valid clips (an empty valid part included) or when none
+reaches it.  A backend that refits on train+valid (``refit_on_valid``, svc)
+has seen the valid clips, so its valid probabilities would be too sure of
+themselves: the valid part is then predicted by the same recipe fitted
+without that refit, and the card says so.  The test part only measures the
+chosen threshold (coverage and precision, in the card's metrics).
 """
 
 from __future__ import annotations
@@ -79,14 +89,33 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def fit(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int, on_epoch: OnEpoch | None = None) -> Any:
-    """A fresh backend with default parameters, fitted on train with valid for tuning/stopping."""
+def fit(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int, on_epoch: OnEpoch | None = None,
+        params: dict[str, Any] | None = None) -> Any:
+    """A fresh backend with default parameters (or ``params``), fitted on train with valid for tuning/stopping."""
     train, valid = parts["train"], parts["valid"]
-    backend = cls()
+    backend = cls(**(params or {}))
     has_valid = len(valid) > 0
     backend.fit(train.X, train.y.tolist(), X_valid=valid.X if has_valid else None,
                 y_valid=valid.y.tolist() if has_valid else None, epochs=epochs, seed=seed, callback=on_epoch)
     return backend
+
+
+def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int | None, seed: int) -> dict[str, Any]:
+    """The card's ``abstain`` section, from the valid part only (the module docstring gives the rule)."""
+    from tagger.abstain import choose_threshold
+
+    from .evaluate import confidences, predict_rows
+
+    valid = parts["valid"]
+    if not len(valid):
+        return choose_threshold([], [], chosen_on="valid part (empty: no threshold)")
+    judge, chosen_on = backend, "valid part"
+    if backend.get_params().get("refit_on_valid"):  # an __init__ parameter, so a copy can turn it off
+        seed_everything(seed)
+        judge = fit(cls, parts, epochs=epochs, seed=seed, params={"refit_on_valid": False})
+        chosen_on = "valid part, predicted by the same recipe without its refit on train+valid"
+    conf, correct = confidences(judge.genres_, valid, predict_rows(judge, valid.X))
+    return choose_threshold(conf, correct, chosen_on=chosen_on)
 
 
 def _check_parts(split: Split, clips: ClipSet) -> None:
@@ -140,7 +169,8 @@ def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnE
         parts["train"] = with_copies(parts["train"], copies, kind)
     seed_everything(opts.seed)
     backend = fit(cls, parts, epochs=opts.epochs, seed=opts.seed, on_epoch=on_epoch)
-    metrics = evaluate(backend, parts["test"], kind)
+    abstain = choose_abstain(cls, backend, parts, epochs=opts.epochs, seed=opts.seed)
+    metrics = evaluate(backend, parts["test"], kind, threshold=abstain["threshold"])
     history = backend.history()
     folds = split.name in FOLD_PROTOCOLS
     card = make_card(
@@ -159,11 +189,13 @@ def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnE
         metrics={"protocol": split.name, "leaky": split.leaky, "test_present": counts["test"]["found"],
                  "test_listed": counts["test"]["listed"], **metrics},
         history=history,
+        abstain=abstain,
     )  # fmt: skip
     path = save_model(backend, card, opts.out)
     return {"backend": opts.backend, "model": str(path), "current": opts.out is None, "data": card["training"]["data"],
             "protocol": split.name, "leaky": split.leaky, "counts": counts, "cached": clips.cached,
-            "skipped": clips.skipped, "training": card["training"], "metrics": card["metrics"]}  # fmt: skip
+            "skipped": clips.skipped, "training": card["training"], "metrics": card["metrics"],
+            "abstain": card["abstain"]}  # fmt: skip
 
 
 def upsampled_note(clips: ClipSet) -> str | None:
@@ -204,6 +236,7 @@ def print_result(result: dict[str, Any]) -> None:
         ("test macro-F1", _num(m.get("macro_f1"))), ("model", result["model"]),
         ("current model", "yes" if result["current"] else f"no (--out: use it with --model {result['model']})"),
     ]  # fmt: skip
+    lines.insert(-2, ("abstain threshold", _abstain_line(result["abstain"], m.get("abstain"))))
     if result["training"]["valid_part"] != "the protocol's":
         lines.append(("valid part", result["training"]["valid_part"]))
     if result["cached"]:
@@ -216,6 +249,18 @@ def print_result(result: dict[str, Any]) -> None:
     if m.get("n_test", 0) < 30:
         ui.err().print(f"[yellow]note:[/] the test part has {m.get('n_test', 0)} clips here, "
                              "too few for a reliable figure", highlight=False)
+
+
+def _abstain_line(section: dict[str, Any], test: dict[str, Any] | None) -> str:
+    """The threshold chosen on valid, what it did there and what it does on test."""
+    if not section.get("threshold"):
+        return f"none: {section.get('why_none', 'everything kept on valid')}"
+    line = (f"{section['threshold']:.4g}, chosen on valid: precision {section['valid_precision']:.3f} "
+            f"at coverage {section['valid_coverage']:.3f} ({section['valid_kept']} of {section['n_valid']} clips)")
+    if test and test.get("n"):
+        line += (f"; on test: precision {_num(test['precision'])} at coverage {test['coverage']:.3f} "
+                 f"({test['n_kept']} of {test['n']} clips)")
+    return line
 
 
 def _part_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
