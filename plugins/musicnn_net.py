@@ -42,6 +42,7 @@ MIN_SAMPLES = (PATCH_FRAMES - 1) * HOP  # the shortest waveform that yields one 
 # the speed and the embedding change behind this choice.
 DEFAULT_PATCHES = 3
 WEIGHTS = Path(__file__).parent / "models" / "musicnn_msd.npz"
+FREQ_BLOCK = 8  # output mel bands per matmul in the timbral convolutions (see MusicnnNet._timbral)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 # The 50 Last.fm tags of the Million Song Dataset, in the network's output order
@@ -83,6 +84,7 @@ class MusicnnNet:
         self.id = id
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as librosa
         self._mel_t = np.ascontiguousarray(arrays["mel_basis"].T)
+        self._banded = {name: _banded(arrays[f"{name}.w"]) for name in ("timbral74", "timbral77")}
 
     @classmethod
     def load(cls, path: Path | None = None) -> MusicnnNet:
@@ -151,15 +153,42 @@ class MusicnnNet:
         z += self.w[f"{name}.shift"]
         return z
 
-    def _pooled(self, name: str, z: np.ndarray, axis: int) -> np.ndarray:
-        """ReLU, batch norm, then max over ``axis`` (frequency), from the conv output's max and min.
+    def _pooled(self, name: str, top: np.ndarray, low: np.ndarray) -> np.ndarray:
+        """ReLU, batch norm, max over frequency, from the conv output's max and min over frequency.
 
-        ReLU is monotonic and the batch norm affine per channel, so the max of the result is taken
-        from max(z) where the scale is positive and from min(z) where it is negative.
+        ReLU is monotonic and the batch norm affine per channel, so the max of the result comes
+        from max(z) where the scale is positive and from min(z) where it is negative: the
+        elementwise work is done on the pooled arrays only.
         """
-        scale = self.w[f"{name}.scale"]
-        top = np.where(scale > 0, z.max(axis=axis), z.min(axis=axis))
-        return self._norm(name, top)
+        return self._norm(name, np.where(self.w[f"{name}.scale"] > 0, top, low))
+
+    def _timbral(self, name: str, xp: np.ndarray) -> np.ndarray:
+        """One timbral conv, pooled over frequency, as FREQ_BLOCK output bands per matmul.
+
+        A plain im2col copies every (7 x kf) window of every band: 117 MB for 10 patches,
+        and copying cost as much as the multiplication. Here the windows are over time only
+        (7 x 96, one small copy); a band-block's input columns are then a strided view BLAS
+        reads in place, multiplied by the block's banded weights (see _banded). That does
+        8-11% more arithmetic and halves the time of these two convolutions.
+        """
+        banded = self._banded[name]
+        kt, kf, channels = self.w[f"{name}.w"].shape
+        bands = N_MELS - kf + 1
+        blocks = -(-bands // FREQ_BLOCK)
+        span = FREQ_BLOCK + kf - 1
+        width = blocks * FREQ_BLOCK + kf - 1
+        n = len(xp)
+        xq = np.pad(xp, ((0, 0), (0, 0), (0, width - N_MELS)))
+        cols = np.ascontiguousarray(sliding_window_view(xq, kt, axis=1)).reshape(n * PATCH_FRAMES, width * kt)
+        top = np.full((len(cols), channels), -np.inf, np.float32)
+        low = np.full((len(cols), channels), np.inf, np.float32)
+        for j in range(blocks):
+            start = j * FREQ_BLOCK * kt
+            z = (cols[:, start:start + span * kt] @ banded).reshape(len(cols), FREQ_BLOCK, channels)
+            z = z[:, :min(FREQ_BLOCK, bands - j * FREQ_BLOCK)]
+            np.maximum(top, z.max(axis=1), out=top)
+            np.minimum(low, z.min(axis=1), out=low)
+        return self._pooled(name, top, low).reshape(n, PATCH_FRAMES, channels)
 
     def forward(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, 187, 96) patches -> penultimate layer (n, 200) and tag probabilities (n, 50)."""
@@ -171,12 +200,7 @@ class MusicnnNet:
 
         # front end, timbral: (7 x 38) and (7 x 67) kernels, time padded by 3, max over frequency
         xp = np.pad(x, ((0, 0), (3, 3), (0, 0)))
-        front = []
-        for name in ("timbral74", "timbral77"):
-            k = w[f"{name}.w"]
-            cols = sliding_window_view(xp, k.shape[:2], axis=(1, 2))  # (n, 187, F, 7, kf)
-            z = cols.reshape(-1, k.shape[0] * k.shape[1]) @ k.reshape(-1, k.shape[2])
-            front.append(self._pooled(name, z.reshape(n, PATCH_FRAMES, -1, k.shape[2]), axis=2))
+        front = [self._timbral(name, xp) for name in ("timbral74", "timbral77")]
 
         # front end, temporal: (k x 1) kernels along time, TF 'same' padding, max over frequency
         xt = np.ascontiguousarray(x.transpose(0, 2, 1))  # (n, 96, 187)
@@ -185,7 +209,8 @@ class MusicnnNet:
             size = len(k)
             xtp = np.pad(xt, ((0, 0), (0, 0), ((size - 1) // 2, size // 2)))
             z = sliding_window_view(xtp, size, axis=2).reshape(-1, size) @ k
-            front.append(self._pooled(name, z.reshape(n, N_MELS, PATCH_FRAMES, -1), axis=1))
+            z = z.reshape(n, N_MELS, PATCH_FRAMES, -1)
+            front.append(self._pooled(name, z.max(axis=1), z.min(axis=1)))
         front_end = np.concatenate(front, axis=2)  # (n, 187, 561)
 
         # mid end: three (7 x channels) convolutions over time, the last two residual
@@ -213,6 +238,20 @@ class MusicnnNet:
         """One track's embedding (200,) and tag probabilities (50,): means over its patches."""
         penultimate, probs = self.forward(self.patches(y16k, n_patches))
         return penultimate.mean(axis=0), probs.mean(axis=0)
+
+
+def _banded(kernel: np.ndarray, block: int = FREQ_BLOCK) -> np.ndarray:
+    """A (time x freq) conv kernel as one matmul weight for ``block`` adjacent output bands.
+
+    Input columns are ordered (freq, time) over the block's span of block + kf - 1 bands,
+    as the time-window view lays them out; output columns are (band, channel).
+    """
+    kt, kf, channels = kernel.shape
+    span = block + kf - 1
+    banded = np.zeros((span, kt, block, channels), np.float32)
+    for b in range(block):
+        banded[b:b + kf, :, b, :] = kernel.transpose(1, 0, 2)
+    return banded.reshape(span * kt, block * channels)
 
 
 def synthetic_signal(seconds: float = 6.5) -> np.ndarray:

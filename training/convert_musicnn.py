@@ -7,7 +7,9 @@ audio tagging", ISMIR 2019 late-breaking demo)::
 
     pip download musicnn==0.1.0 --no-deps -d /tmp/musicnn
     unzip /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl -d /tmp/musicnn
-    python -m training.convert_musicnn --wheel-dir /tmp/musicnn
+    python -m training.convert_musicnn --wheel-dir /tmp/musicnn \
+        --reference ../shared/gtzan/audio/pop/pop.00005.wav \
+        ../shared/gtzan/audio/jazz/jazz.00001.wav ../shared/gtzan/audio-16k/classical/classical.00025.wav
 
 The checkpoint prefix ``musicnn/MSD_musicnn/`` is opened directly with
 ``tf.train.load_checkpoint``: the ``checkpoint`` file beside it names the
@@ -30,7 +32,6 @@ writes ``tests/data/musicnn_reference.npz`` for the parity test.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -198,26 +199,31 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_reference(prefix: Path, clips: list[Path]) -> None:
-    """Mel patches of a few clips (two per clip) and the original graph's outputs on them."""
+    """Two mel patches per real clip, and the original graph's outputs on them and on the synthetic signal.
+
+    Only derived arrays are stored (GTZAN audio may not be committed); the synthetic
+    signal's patches are not stored: the test regenerates the signal and runs the
+    whole waveform -> tags path on it.
+    """
     from plugins import musicnn_net
     from tagger.audio import decode
 
     net = musicnn_net.MusicnnNet.load()
-    inputs, names = [], []
-    for clip in clips:
-        y = decode(clip, sr=musicnn_net.SAMPLE_RATE, excerpt=None).samples
-        inputs.append(net.patches(y, 2))
-        names.append(clip.name)
-    synthetic = musicnn_net.synthetic_signal()
-    patches = np.concatenate([*inputs, net.patches(synthetic, None)])
+    patches = np.concatenate([
+        net.patches(decode(clip, sr=musicnn_net.SAMPLE_RATE, excerpt=None).samples, 2) for clip in clips
+    ])
     probs, penult = original_outputs(prefix, patches)
+    synthetic = net.patches(musicnn_net.synthetic_signal(), None)
+    synthetic_probs, synthetic_penult = original_outputs(prefix, synthetic)
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         REFERENCE,
-        patches=patches[: 2 * len(clips)],
-        probs=probs,
-        penultimate=penult,
-        clips=np.array(json.dumps(names)),
+        clip_names=np.array([f"{c.parent.parent.name}/{c.parent.name}/{c.name}" for c in clips]),
+        clip_patches=patches,
+        clip_probs=probs,
+        clip_penultimate=penult,
+        synthetic_probs=synthetic_probs,
+        synthetic_penultimate=synthetic_penult,
     )
     print(f"wrote {REFERENCE} ({REFERENCE.stat().st_size / 1e3:.0f} kB)")
 
