@@ -178,7 +178,7 @@ def patches(limit: int) -> None:
     subtracting the mean all-patch embedding of the clips ("centred").
     """
     from tagger.audio import decode
-    from plugins.musicnn_net import MusicnnNet
+    from plugins.musicnn_net import MusicnnNet, patch_indices
 
     net = MusicnnNet.load()
     clips = (_clips("audio") + _clips("audio-16k"))[:limit]
@@ -190,8 +190,7 @@ def patches(limit: int) -> None:
         full_e.append(pen.mean(0))
         total = len(every)
         for n in PATCH_COUNTS:
-            k = min(n, total)
-            chosen = (np.arange(k) * 2 + 1) * total // (2 * k)  # as MusicnnNet.patches chooses
+            chosen = patch_indices(total, n)
             part_e[n].append(pen[chosen].mean(0))
             tagd[n].append(float(np.abs(prob[chosen].mean(0) - prob.mean(0)).max()))
     full = np.asarray(full_e)

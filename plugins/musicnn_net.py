@@ -23,6 +23,7 @@ patches of 187 frames (3 s) without overlap.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -95,8 +96,6 @@ class MusicnnNet:
         except OSError as exc:
             raise ModelError(path, f"cannot read the musicnn weights: {exc.strerror or exc}") from None
         try:
-            import io
-
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
@@ -126,13 +125,7 @@ class MusicnnNet:
         Only the chosen patches' frames are transformed.
         """
         frames = self._frames(y16k)
-        total = (len(frames) - PATCH_FRAMES) // PATCH_FRAMES + 1
-        if n_patches is None or n_patches >= total:
-            chosen = np.arange(total)
-        else:
-            if n_patches < 1:
-                raise ValueError(f"n_patches must be at least 1, got {n_patches}")
-            chosen = (np.arange(n_patches) * 2 + 1) * total // (2 * n_patches)  # centres of n equal parts
+        chosen = patch_indices((len(frames) - PATCH_FRAMES) // PATCH_FRAMES + 1, n_patches)
         rows = (chosen[:, None] * PATCH_FRAMES + np.arange(PATCH_FRAMES)).ravel()
         return self._log_mel(frames[rows]).reshape(len(chosen), PATCH_FRAMES, N_MELS)
 
@@ -253,6 +246,15 @@ class MusicnnNet:
         """One track's embedding (200,) and tag probabilities (50,): means over its patches."""
         penultimate, probs = self.forward(self.patches(y16k, n_patches))
         return penultimate.mean(axis=0), probs.mean(axis=0)
+
+
+def patch_indices(total: int, n_patches: int | None) -> np.ndarray:
+    """Which of ``total`` patches to use: all, or the centres of ``n_patches`` equal parts."""
+    if n_patches is None or n_patches >= total:
+        return np.arange(total)
+    if n_patches < 1:
+        raise ValueError(f"n_patches must be at least 1, got {n_patches}")
+    return (np.arange(n_patches) * 2 + 1) * total // (2 * n_patches)
 
 
 def _banded(kernel: np.ndarray, block: int = FREQ_BLOCK) -> np.ndarray:

@@ -90,6 +90,8 @@ def test_shapes_patch_choice_and_probability_range(net: MusicnnNet) -> None:
     assert np.array_equal(net.patches(y, 1), every[[5]])  # the middle one
     assert np.array_equal(net.patches(y, 3), every[[1, 5, 8]])  # centres of three equal parts
     assert np.array_equal(net.patches(y, 99), every)
+    with pytest.raises(ValueError, match="at least 1"):
+        net.patches(y, 0)
     penultimate, probs = net.forward(every[:4])
     assert penultimate.shape == (4, 200) and probs.shape == (4, len(TAGS)) == (4, 50)
     assert probs.min() >= 0 and probs.max() <= 1
