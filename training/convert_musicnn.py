@@ -11,10 +11,10 @@ audio tagging", ISMIR 2019 late-breaking demo)::
         --reference ../shared/gtzan/audio/pop/pop.00005.wav \
         ../shared/gtzan/audio/jazz/jazz.00001.wav ../shared/gtzan/audio-16k/classical/classical.00025.wav
 
-The checkpoint prefix ``musicnn/MSD_musicnn/`` is opened directly with
-``tf.train.load_checkpoint``: the ``checkpoint`` file beside it names the
-author's own path. Adam's slots and the step counter are left out. Each
-batch normalisation (evaluation mode, epsilon 1e-3 as in
+The checkpoint prefix ``musicnn/MSD_musicnn/`` is opened directly with TF's
+checkpoint reader (``tf.train.load_checkpoint`` on the folder would follow the
+``checkpoint`` file beside it, which names the author's own path). Adam's slots
+and the step counter are left out. Each batch normalisation (evaluation mode, epsilon 1e-3 as in
 ``tf.compat.v1.layers.batch_normalization``) is folded into one scale and one
 shift per channel; it cannot go into the conv weights because the network
 applies it *after* the ReLU (and before max-pooling).
@@ -23,10 +23,10 @@ Writes ``plugins/models/musicnn_msd.npz`` (float32 arrays only: ``np.load``
 reads it with ``allow_pickle=False``, so it cannot carry code) and
 ``plugins/models/musicnn_msd.LICENSE`` (the wheel's licence text and the credit).
 
-With ``--reference`` it also runs the *original* TF1 graph (the wheel's
-``MSD_musicnn/.meta`` imported with ``tf.compat.v1.train.import_meta_graph``
-and restored from the same prefix) on mel patches of a few real clips and
-writes ``tests/data/musicnn_reference.npz`` for the parity test.
+With ``--reference`` it also runs the *original* TF1 graph (the inference part
+of the wheel's ``MSD_musicnn/.meta``, its variables set from the same prefix;
+see ``original_outputs``) on mel patches of a few real clips and on a synthetic
+signal, and writes ``tests/data/musicnn_reference.npz`` for the parity test.
 """
 
 from __future__ import annotations
