@@ -202,7 +202,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     from tagger.backends import get_backend
     from tagger.models import load_model, read_card, resolve_model_path
 
-    from .train import make_split
+    from .train import make_split, upsampled_note
 
     kind = get_backend(name).input_kind
     why = loader.available(kind)
@@ -241,7 +241,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         clean = Part(test.X[keep], test.y[keep], test.owners[keep], test.pos[keep])
         clean_metrics = evaluate(model.backend, clean, kind)
         row["clean"] = {k: clean_metrics[k] for k in ("n_test", "track_accuracy", "slice_accuracy", "macro_f1")}
-    row["notes"] = _notes(row)
+    row["notes"] = _notes(row) + [note for note in [upsampled_note(clips)] if note]
     return row
 
 
@@ -342,8 +342,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
         "pooled": f"every fold's test part ({k} models)", "folds": selective_folds,
         "at_valid_thresholds": _fold_thresholds(selective_folds)}
     row["notes"] = [f"mean ± std over {k} folds; the confusion matrix adds up every fold's test part"]
-    if upsampled_note(clips) and cls.input_kind != "embedding":
-        row["notes"].append(upsampled_note(clips))
+    row["notes"] += [note for note in [upsampled_note(clips)] if note]
     return row
 
 
