@@ -74,7 +74,9 @@ def score(genres: Sequence[str], part: Part, probs: np.ndarray, *, per_slice: bo
 
 def evaluate(backend: Any, part: Part, kind: str) -> dict[str, Any]:
     """Predict ``part`` with a fitted backend and score it."""
-    return score(backend.genres_, part, predict_rows(backend, part.X), per_slice=kind == "slices")
+    from tagger.inputs import get_kind
+
+    return score(backend.genres_, part, predict_rows(backend, part.X), per_slice=not get_kind(kind).one_row)
 
 
 def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: str, seed: int) -> dict[str, Any]:
@@ -140,16 +142,20 @@ class _Loader:
         """Why ``kind`` inputs cannot be had, or None."""
         if not (self.opts.data or self.opts.features):
             return "no data given"
-        if kind == "slices" and not self.opts.data:
-            return "needs audio (--data): a feature table has no log-mel slices"
+        from tagger.inputs import get_kind
+
+        if not get_kind(kind).from_table and not self.opts.data:
+            return f"needs audio (--data): a feature table has no {get_kind(kind).description}"
         return None
 
-    def get(self, kind: str) -> ClipSet:
+    def get(self, kind: str, backend: str) -> ClipSet:
         from .train import load_clips
 
-        if kind not in self.sets:
-            self.sets[kind] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.progress)
-        return self.sets[kind]
+        key = (kind, backend if kind == "embedding" else None)  # embeddings are each backend's own
+        if key not in self.sets:
+            self.sets[key] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.progress,
+                                        backend=backend)
+        return self.sets[key]
 
 
 def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
@@ -163,9 +169,10 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     if opts.all_folds:
         if why:
             raise GenretagError(f"--all-folds trains a model per fold: give --data or --features ({why})")
-        if kind != "features" and opts.backend == "all":
-            return {"backend": name, "skipped": "--all-folds is for features backends (one cheap model per fold)"}
-        return cross_validate(name, loader.get(kind), opts)
+        if kind == "slices" and opts.backend == "all":
+            return {"backend": name, "skipped": "--all-folds is for features and embedding backends "
+                                                "(one cheap model per fold)"}
+        return cross_validate(name, loader.get(kind, name), opts)
     try:
         path = resolve_model_path(name, opts.model)
         card = read_card(path)
@@ -179,7 +186,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         model = load_model(name, path)
     except GenretagError as exc:  # one unusable model must not hide the others' figures
         return {"backend": name, "model": str(path), "skipped": str(exc)}
-    clips = loader.get(kind)
+    clips = loader.get(kind, name)
     seed, k, fold = _split_params(card, opts)
     split = make_split(opts.split, clips, seed=seed, k=k, fold=fold)
     test = partition(clips, split)["test"]
@@ -262,7 +269,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
     if opts.split != "kfold":
         raise GenretagError("--all-folds goes with --split kfold")
     cls = get_backend(name)
-    if cls.input_kind != "features":
+    if cls.input_kind == "slices":
         raise GenretagError(f"--all-folds trains {opts.k or 10} models; for the {name} backend train each fold "
                             "with `genretag train --split kfold --fold N`")
     seed, k = opts.seed or 0, opts.k or 10
