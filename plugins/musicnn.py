@@ -37,16 +37,21 @@ GENRE_TAGS = (
 
 
 class MusicnnFrontEnd:
-    """MusicnnNet as a genretag front end: 16 kHz mono -> (200-d embedding, 50 tag probabilities)."""
+    """MusicnnNet as a genretag front end: 16 kHz mono -> (200-d embedding, 50 tag probabilities).
 
-    def __init__(self, net: Any, sample_rate: int, tag_names: Sequence[str]) -> None:
+    The embedding is a mean over ``n_patches`` 3 s patches of the excerpt
+    (all of them when None), so the count is part of the id.
+    """
+
+    def __init__(self, net: Any, sample_rate: int, tag_names: Sequence[str], n_patches: int | None) -> None:
         self.net = net
-        self.id: str = net.id
+        self.n_patches = n_patches
+        self.id: str = f"{net.id}/patches={n_patches or 'all'}"
         self.sample_rate = int(sample_rate)
         self.tag_names = tuple(tag_names)
 
     def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        embedding, tags = self.net(y)
+        embedding, tags = self.net(y, n_patches=self.n_patches)
         return np.asarray(embedding, dtype=np.float32), np.asarray(tags, dtype=np.float32)
 
 
@@ -73,9 +78,9 @@ class MusicnnBackend(SklearnBackend):
     @classmethod
     def front_end(cls) -> FrontEnd:
         """The shipped network (plugins/models/musicnn_msd.npz); ModelError naming it if missing or corrupt."""
-        from .musicnn_net import SAMPLE_RATE, TAGS, MusicnnNet
+        from .musicnn_net import DEFAULT_PATCHES, SAMPLE_RATE, TAGS, MusicnnNet
 
-        return MusicnnFrontEnd(MusicnnNet.load(), SAMPLE_RATE, TAGS)
+        return MusicnnFrontEnd(MusicnnNet.load(), SAMPLE_RATE, TAGS, DEFAULT_PATCHES)
 
     def _pipeline(self, C: float, seed: int) -> Any:
         from sklearn.linear_model import LogisticRegression

@@ -584,12 +584,35 @@ def test_musicnn_front_end_gives_the_embedding_and_the_50_tags() -> None:
 def test_musicnn_without_its_weights_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     net = musicnn_net()
     missing = tmp_path / "musicnn_msd.npz"
-    load = net.MusicnnNet.load.__func__
-    monkeypatch.setattr(net.MusicnnNet, "load", classmethod(lambda cls, path=None: load(cls, missing)))
+    monkeypatch.setattr(net, "WEIGHTS", missing)
     model = tmp_path / "m.joblib"
-    model.write_bytes(b"x")
+    model.write_bytes(b"not read: the front end fails first")
     model.with_name("m.card.json").write_text(json.dumps({"backend": "musicnn", "preprocessing": {}}))
-    result = CliRunner().invoke(cli, ["scan", "--backend", "musicnn", "--model", str(model), str(tmp_path)])
+    make_audio(tmp_path / "a.wav", "wav", seconds=4.0)
+    result = CliRunner().invoke(cli, ["scan", "--backend", "musicnn", "--model", str(model), "--db",
+                                      str(tmp_path / "c.db"), str(tmp_path / "a.wav")])
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
-    assert line.startswith(f"Error: {missing}")
+    assert line.startswith(f"Error: {missing}: "), line
+
+
+def test_musicnn_scans_and_keeps_its_tags(tmp_path: Path) -> None:
+    musicnn_net()
+    from plugins.musicnn import MusicnnBackend
+
+    fe = MusicnnBackend.front_end()
+    X = np.stack([fe(signal(4.0, 16000, kind=kind, seed=s)[:, 0])[0] for s in range(4) for kind in ("tone", "noise")])
+    head = MusicnnBackend(C_grid=(1.0,)).fit(X, ["tonal", "noisy"] * 4)
+    model = load_model("musicnn", save_model(head, make_card(head), out=tmp_path / "musicnn.joblib"))
+    assert model.card["front_end"] == fe.id and model.id.endswith(" genretag==" + __import__("tagger").__version__)
+    root = tmp_path / "lib"
+    root.mkdir()
+    make_audio(root / "tone.wav", "wav", seconds=8.0, kind="tone")
+    make_audio(root / "noise.flac", "flac", seconds=8.0, kind="noise")
+    db = tmp_path / "cache.db"
+    summary = run(root, db, model)
+    assert (summary.analysed, summary.failed) == (2, 0)
+    for name, row in rows(db).items():
+        assert row["genre"] == expected_genre(name)
+        assert len(json.loads(row["tags"])) == 50
+    assert {fe_id for fe_id, v in embeddings(db).values() if v.shape == (200,)} == {fe.id}
