@@ -115,4 +115,4 @@ class MusicnnBackend(SklearnBackend):
     def describe(self) -> dict[str, Any]:
         return {"architecture": "MSD_musicnn embedding (mean of the 200-d penultimate layer over 3 s patches) "
                                 "+ StandardScaler + logistic regression",
-                "C": self.C, "validation": getattr(self, "validation_", {})}
+                "validation": getattr(self, "validation_", {})}

@@ -207,7 +207,7 @@ class Cache:
         """Cached (embedding, tags or None) of these path keys, as float32 arrays, made by ``front_end``."""
         rows = self._by_keys("select path, vector, tags, front_end from embeddings", keys)
         return {
-            path: (np.frombuffer(vector, dtype=np.float32), None if tags is None else np.frombuffer(tags, dtype=np.float32))
+            path: (np.frombuffer(vector, dtype=np.float32), None if tags is None else np.frombuffer(tags, np.float32))
             for path, vector, tags, made_by in rows
             if made_by == front_end and vector
         }

@@ -55,15 +55,14 @@ class Kind:
     one_row: bool  # one model row per track; else slices, whose probabilities are averaged
     dtype: type
     from_table: bool  # a GTZAN feature table can provide it; else only audio can
-    cached: bool  # kept in the cache, so another model re-predicts without decoding
 
 
 KINDS: dict[str, Kind] = {
-    "features": Kind("features", "features", ("sr", "stft", "features"), True, np.float64, True, True),
+    "features": Kind("features", "features", ("sr", "stft", "features"), True, np.float64, True),
     "slices": Kind("slices", "log-mel slices",
                    ("sr", "stft", "n_fft", "hop_length", "n_mels", "slice_frames", "log_mel"),
-                   False, np.float32, False, False),
-    "embedding": Kind("embedding", "embeddings", (), True, np.float32, False, True),
+                   False, np.float32, False),
+    "embedding": Kind("embedding", "embeddings", (), True, np.float32, False),
 }  # fmt: skip
 
 
@@ -124,7 +123,8 @@ def _worker_front_end(task: AnalysisTask) -> FrontEnd:
     try:
         return front_end(task.backend or "")
     except GenretagError as exc:
-        raise FileError(task.path, f"cannot load the front end of backend {task.backend!r} on {_where()}: {exc}") from None
+        reason = f"cannot load the front end of backend {task.backend!r} on {_where()}: {exc}"
+        raise FileError(task.path, reason) from None
 
 
 # -- in the worker ---------------------------------------------------------------
@@ -149,7 +149,8 @@ def compute(task: AnalysisTask, y: np.ndarray, sr: int) -> dict[str, Any]:
     except MemoryError:
         raise
     except Exception as exc:  # a plugin's network can fail in any way; the file's error says so
-        raise FileError(task.path, f"front end of backend {task.backend!r} failed: {type(exc).__name__}: {exc}") from None
+        reason = f"front end of backend {task.backend!r} failed: {type(exc).__name__}: {exc}"
+        raise FileError(task.path, reason) from None
     embedding = np.asarray(embedding, dtype=np.float32)
     if embedding.ndim != 1 or not embedding.size or not np.all(np.isfinite(embedding)):
         raise FileError(task.path, f"front end of backend {task.backend!r} returned an embedding of shape "

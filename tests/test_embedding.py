@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -46,7 +47,8 @@ MUSICNN_WEIGHTS = REPO / "plugins" / "models" / "musicnn_msd.npz"
 
 
 # -- helpers and fixtures -----------------------------------------------------------
-def run_cli(*args: str, site: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, site: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``genretag ARGS`` in a fresh interpreter, with ``site`` (an installed plugin) on PYTHONPATH."""
     full = dict(os.environ, **(env or {}))
     if site is not None:
@@ -270,6 +272,18 @@ def test_missing_or_corrupt_weights_is_one_error_line(registered: Any, library: 
     assert line.startswith(f"Error: {weights}: {reason}"), line
 
 
+def test_a_worker_that_cannot_load_the_front_end_fails_that_file_with_the_reason(
+        registered: Any, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tagger.worker import AnalysisTask, analyse_file
+
+    missing = tmp_path / "gone.json"
+    monkeypatch.setenv("GENRETAG_BANDS_WEIGHTS", str(missing))
+    result = analyse_file(AnalysisTask(str(library / "tone0.wav"), kind="embedding", backend="bands"))
+    assert result.embedding is None
+    assert result.error == (f"cannot load the front end of backend 'bands' on {socket.gethostname()} "
+                            f"(pid {os.getpid()}): {missing}: weights file not found")
+
+
 def test_tags_in_show_and_export(registered: Any, library: Path, tmp_path: Path) -> None:
     db = tmp_path / "cache.db"
     run(library, db, load_model("bands", train_bands(tmp_path / "a.npz")))
@@ -373,8 +387,8 @@ def test_features_prediction_failure_is_retried_by_svc_from_cached_features(libr
         assert run(library, db, broken).failed == 4
     finally:
         unregister("failingfeatures")
-    assert all(r["error"].startswith("prediction failed: ValueError: predict_proba returned shape (1, 3), expected (1, 2)")
-               for r in rows(db).values())
+    expected = "prediction failed: ValueError: predict_proba returned shape (1, 3), expected (1, 2)"
+    assert all(r["error"] == expected for r in rows(db).values())
     no_decoding(monkeypatch)
     retried = run(library, db, load_model("svc"))
     assert (retried.repredicted, retried.analysed, retried.failed) == (4, 0, 0)
