@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         by_format[info.format].append(OUT / "library" / info.path)
     totals = {}
     for fmt, paths in sorted(by_format.items()):
-        tasks = [AnalysisTask(str(p), features=not args.slices, slices=args.slices) for p in paths]
+        tasks = [AnalysisTask(str(p), kind="slices" if args.slices else "features") for p in paths]
         analyse_file(tasks[0])  # first-call costs belong to warm-up, not to the format
         profile = cProfile.Profile(time.process_time)
         started = time.process_time()

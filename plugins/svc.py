@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tagger.backends import Backend
 from tagger.features import FEATURE_NAMES
+
+from .sklearn_base import SklearnBackend
 
 FORMAT = "genretag-svc/2"
 MODELS = Path(__file__).parent / "models"
@@ -27,7 +28,7 @@ VARIANCE_COLUMNS = tuple(i for i, n in enumerate(FEATURE_NAMES) if n.endswith("_
 LOG_FLOOR = 1e-10  # a silent stretch has zero variance; keep the log finite
 
 
-class SVCBackend(Backend):
+class SVCBackend(SklearnBackend):
     """A soft vote of RBF support-vector classifiers on standardised, log-variance GTZAN features.
 
     With a validation part, ``fit`` scores every (C, gamma) of the grids on it
@@ -38,7 +39,7 @@ class SVCBackend(Backend):
 
     name = "svc"
     input_kind = "features"
-    model_suffix = ".joblib"
+    FORMAT = FORMAT
 
     def __init__(self, C: float = 10.0, gamma: float | str = "scale", log_variances: bool = True,
                  C_grid: Sequence[float] = C_GRID, gamma_grid: Sequence[float | str] = GAMMA_GRID,
@@ -107,27 +108,11 @@ class SVCBackend(Backend):
         self.genres_ = [str(g) for g in self.pipeline_.classes_]
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline_.predict_proba(np.asarray(X, dtype=np.float64))
+    def _extra_state(self) -> dict[str, Any]:
+        return {"pairs": self.pairs_}
 
-    def save(self, path: Path) -> None:
-        import joblib
-
-        joblib.dump({"format": FORMAT, "pipeline": self.pipeline_, "params": self.get_params(),
-                     "pairs": self.pairs_}, path)
-
-    @classmethod
-    def load(cls, path: Path) -> SVCBackend:
-        import joblib
-
-        data = joblib.load(path)
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"not a genretag svc model (expected format {FORMAT})")
-        self = cls(**data["params"])
-        self.pipeline_ = data["pipeline"]
+    def _set_extra_state(self, data: dict[str, Any]) -> None:
         self.pairs_ = [tuple(p) for p in data.get("pairs", [])]
-        self.genres_ = [str(g) for g in self.pipeline_.classes_]
-        return self
 
     @classmethod
     def default_model(cls) -> Path | None:

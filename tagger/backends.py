@@ -17,15 +17,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from .errors import BackendError
 
 ENTRY_POINT_GROUP = "genretag.backends"
-InputKind = Literal["features", "slices"]
-INPUT_KINDS: tuple[str, ...] = ("features", "slices")
+InputKind = Literal["features", "slices", "embedding"]
+INPUT_KINDS: tuple[str, ...] = ("features", "slices", "embedding")
+
+
+@runtime_checkable
+class FrontEnd(Protocol):
+    """A pretrained network's front part, run in the worker processes: waveform -> embedding (+ tags).
+
+    An ``"embedding"`` backend returns one from :meth:`Backend.front_end`;
+    its head (``fit``/``predict_proba``) then sees ``(n, d)`` embeddings.
+    ``id`` names the weights and settings (a content hash): cached
+    embeddings are reused only under the same id.
+    """
+
+    id: str
+    sample_rate: int
+    tag_names: tuple[str, ...]
+
+    def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One track's mono float32 waveform at ``sample_rate`` -> (embedding (d,), tag probabilities (k,) or None)."""
+        ...
 
 
 class Backend(ABC):
@@ -40,7 +59,10 @@ class Backend(ABC):
     name: ClassVar[str]
     #: ``"features"``: rows of the 57 GTZAN features, shape (n, 57).
     #: ``"slices"``: 3 s log-mel slices, shape (n, 128, 130).
+    #: ``"embedding"``: rows of the backend's own front end's embedding, shape (n, d).
     input_kind: ClassVar[InputKind]
+    #: The genre-like subset of the front end's ``tag_names`` (``tag --from-tags`` writes these).
+    genre_tags: ClassVar[tuple[str, ...]] = ()
     #: Extension of the model file ``save`` writes, e.g. ``".joblib"``.
     model_suffix: ClassVar[str] = ".model"
 
@@ -72,6 +94,15 @@ class Backend(ABC):
     @abstractmethod
     def load(cls, path: Path) -> Backend:
         """Read a model written by ``save``; raise on a corrupt or foreign file."""
+
+    @classmethod
+    def front_end(cls) -> FrontEnd:
+        """``"embedding"`` backends: load the front end (in each worker process, once).
+
+        Raise tagger.errors.ModelError(weights file, reason) when its weights
+        are missing or corrupt; the user then sees that one line.
+        """
+        raise NotImplementedError(f"backend {cls.name!r} has no front end")
 
     @classmethod
     def default_model(cls) -> Path | None:
@@ -139,6 +170,8 @@ def check_backend_class(name: str, obj: Any) -> str | None:
         return "abstract methods not implemented: " + ", ".join(sorted(obj.__abstractmethods__))
     if getattr(obj, "input_kind", None) not in INPUT_KINDS:
         return f"input_kind must be one of {INPUT_KINDS}, got {getattr(obj, 'input_kind', None)!r}"
+    if obj.input_kind == "embedding" and getattr(obj.front_end, "__func__", None) is Backend.front_end.__func__:
+        return "input_kind 'embedding' needs a front_end() classmethod"
     if getattr(obj, "name", None) != name:
         return f"class declares name {getattr(obj, 'name', None)!r} but is registered as {name!r}"
     return None
@@ -218,8 +251,14 @@ def get_backend(name: str) -> type[Backend]:
     Only this backend's module is imported, so a broken or slow plugin
     elsewhere costs nothing.
     """
+    return backend_info(name).cls  # type: ignore[return-value]  # set whenever backend_info returns
+
+
+def backend_info(name: str) -> BackendInfo:
+    """Like :func:`get_backend`, with the package (distribution) and version that provide it."""
     if name in _extra:
-        return _extra[name]
+        cls = _extra[name]
+        return BackendInfo(name, f"{cls.__module__}:{cls.__qualname__}", None, None, cls=cls)
     eps = _entry_points()
     if name not in eps:
         known = ", ".join(sorted({*eps, *_extra})) or "none"
@@ -229,4 +268,4 @@ def get_backend(name: str) -> type[Backend]:
     info = _load(name, eps[name][0])
     if info.cls is None:
         raise BackendError(f"backend {name!r} is broken: {info.error}")
-    return info.cls
+    return info

@@ -11,6 +11,13 @@ Datasette.  Tables:
 ``features``
     the 57 GTZAN features per file, so a new feature model can re-predict
     without decoding again.
+``embeddings``
+    per file, an embedding backend's ``front_end`` id, its embedding
+    ``vector`` and ``tags`` probabilities (float32 bytes), so a new head on
+    the same front end re-predicts without decoding.  ``tracks.tags`` holds
+    the tags as JSON for reading.  Features and embeddings of a file that
+    changed are dropped when it is analysed again, so none outlives the
+    version of the file it came from.
 ``tag_history``
     one row per genre write genretag made (see tagger/tagging.py): the
     field's exact ``snapshot`` before it (for undo), the ``previous`` and
@@ -36,6 +43,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from .features import FEATURE_NAMES
@@ -61,6 +69,8 @@ TRACK_COLUMNS: dict[str, type] = {
     "confidence": float,
     "top3": str,
     "probabilities": str,
+    "tags": str,  # JSON {tag: probability} from an embedding backend's front end, most likely first
+    "failed_model": str,  # "<backend> <model id>" whose predict_proba failed on this file (status error)
     "missing": int,
     "first_seen": str,
     "analysed_at": str,
@@ -70,6 +80,8 @@ TRACK_COLUMNS: dict[str, type] = {
     "abstain_threshold": float,  # the threshold that decision used; NULL: never abstain
 }
 
+
+EMBEDDING_COLUMNS: dict[str, type] = {"path": str, "front_end": str, "vector": bytes, "tags": bytes}
 
 TAG_HISTORY_COLUMNS: dict[str, type] = {
     "id": int, "path": str, "path_bytes": bytes, "field": str, "format": str,
@@ -150,8 +162,13 @@ class Cache:
                 db["tracks"].create(TRACK_COLUMNS, pk="path", not_null={"status"}, defaults={"missing": 0})
                 db["tracks"].create_index(["status"])
                 db["tracks"].create_index(["genre"])
+            for name, kind in TRACK_COLUMNS.items():  # databases made before a column existed
+                if name not in db["tracks"].columns_dict:
+                    db["tracks"].add_column(name, kind)
             if "features" not in db.table_names():
                 db["features"].create({"path": str, **{name: float for name in FEATURE_NAMES}}, pk="path")
+            if "embeddings" not in db.table_names():
+                db["embeddings"].create(EMBEDDING_COLUMNS, pk="path")
             if "tag_history" not in db.table_names():
                 db["tag_history"].create(TAG_HISTORY_COLUMNS, pk="id")
                 db["tag_history"].create_index(["path"])
@@ -179,7 +196,7 @@ class Cache:
     def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows for the given path keys (the ones present)."""
         cols = ("path", "size", "mtime", "status", "params", "backend", "model_id", "genre", "missing",
-                "abstain_threshold")
+                "abstain_threshold", "failed_model")
         rows = self._by_keys(f"select {', '.join(cols)} from tracks", keys)
         return {row[0]: dict(zip(cols, row)) for row in rows}
 
@@ -188,6 +205,15 @@ class Cache:
         cols = ", ".join(f"[{n}]" for n in FEATURE_NAMES)
         rows = self._by_keys(f"select path, {cols} from features", keys)
         return {row[0]: list(row[1:]) for row in rows if None not in row[1:]}
+
+    def embeddings_for(self, keys: Sequence[str], front_end: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """Cached (embedding, tags or None) of these path keys, as float32 arrays, made by ``front_end``."""
+        rows = self._by_keys("select path, vector, tags, front_end from embeddings", keys)
+        return {
+            path: (np.frombuffer(vector, dtype=np.float32), None if tags is None else np.frombuffer(tags, np.float32))
+            for path, vector, tags, made_by in rows
+            if made_by == front_end and vector
+        }
 
     def tracks(self, paths: Iterable[str] = (), *, where: str | None = None,
                params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
@@ -220,13 +246,24 @@ class Cache:
         return self.db["tracks"].count
 
     # -- writing ---------------------------------------------------------
-    def write_results(self, rows: Sequence[dict[str, Any]], features: Sequence[dict[str, Any]] = ()) -> None:
-        """Upsert track rows and feature rows in one transaction."""
-        if not rows and not features:
+    def write_results(self, rows: Sequence[dict[str, Any]], features: Sequence[dict[str, Any]] = (),
+                      embeddings: Sequence[dict[str, Any]] = (), changed: Sequence[str] = ()) -> None:
+        """Upsert track, feature and embedding rows in one transaction.
+
+        ``changed`` are the keys of files that changed since their inputs
+        were cached: those of their features and embeddings not written
+        here are deleted, being of the old file.
+        """
+        if not rows and not features and not embeddings:
             return
         with self.db.conn:
             _upsert(self.db, "tracks", rows)
-            _upsert(self.db, "features", features)
+            for table, written in (("features", features), ("embeddings", embeddings)):
+                fresh = {r["path"] for r in written}
+                stale = [(k,) for k in changed if k not in fresh]
+                if stale:
+                    self.db.conn.executemany(f"delete from [{table}] where path = ?", stale)
+                _upsert(self.db, table, written)
 
     def touch_present(self, keys: Sequence[str]) -> None:
         """Clear the missing flag of files that turned up again unchanged."""

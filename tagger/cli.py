@@ -333,11 +333,12 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
     if as_json:
         ui.print_json(rows)
         return
+    with_tags = any(r.get("tags") for r in rows)  # a tagging backend (musicnn) scanned some of them
     ui.out().print(ui.table(
-        None, ["file", "genre", "conf.", "top 3", "status"],
+        None, ["file", "genre", "conf.", "top 3", *(["top tags"] if with_tags else []), "status"],
         [(r["path"], r["genre"], _fmt_conf(r["confidence"]), _fmt_top(r["top3"]),
-          _fmt_status(r)) for r in rows],
-        justify=["left", "left", "right", "left", "left"],
+          *([_fmt_tags(r.get("tags"))] if with_tags else []), _fmt_status(r)) for r in rows],
+        justify=["left", "left", "right", "left", *(["left"] if with_tags else []), "left"],
     ))  # fmt: skip
     ui.err().print(f"{len(rows)} file(s)")
 
@@ -356,6 +357,11 @@ def _fmt_conf(value: float | None) -> str:
 
 def _fmt_top(top: list | None) -> str:
     return ", ".join(f"{g} {p:.2f}" for g, p in top or [])
+
+
+def _fmt_tags(tags: dict[str, float] | None, n: int = 3) -> str:
+    """The ``n`` most likely tags (stored most likely first)."""
+    return ", ".join(f"{t} {p:.2f}" for t, p in list((tags or {}).items())[:n])
 
 
 @cli.command()

@@ -44,9 +44,20 @@ STARTED_TOPIC = "genretag-started"
 MAX_PROBLEMS_SHOWN = 3
 
 
-def check_roots(roots: Sequence[str]) -> dict[str, Any]:
-    """Run on each worker: its genretag version, and why it cannot read any of ``roots``."""
-    problems = {}
+def check_roots(roots: Sequence[str], front_end: str | None = None) -> dict[str, Any]:
+    """Run on each worker: its genretag version, and why it cannot read any of ``roots``.
+
+    With ``front_end`` (a backend's name), the worker also loads that
+    backend's front end, and says why it cannot (e.g. its weights file).
+    """
+    problems, front_end_error = {}, None
+    if front_end is not None:
+        from .inputs import check_front_end
+
+        try:
+            check_front_end(front_end)
+        except GenretagError as exc:
+            front_end_error = str(exc)
     for root in roots:
         try:
             if os.path.isdir(root):
@@ -58,7 +69,7 @@ def check_roots(roots: Sequence[str]) -> dict[str, Any]:
                     problems[root] = os.strerror(errno.EACCES)
         except OSError as exc:
             problems[root] = exc.strerror or str(exc)
-    return {"version": __version__, "problems": problems}
+    return {"version": __version__, "problems": problems, "front_end_error": front_end_error}
 
 
 def analyse_on_worker(task: AnalysisTask) -> AnalysisResult:
@@ -156,7 +167,8 @@ class DaskRunner:
 
         inflight: dict[Any, _Slot] = {}  # insertion order is submission order
         try:
-            self._check_workers(self._roots or [os.path.dirname(first.path)])
+            self._check_workers(self._roots or [os.path.dirname(first.path)],
+                                first.backend if first.kind == "embedding" else None)
             done = as_completed(loop=client.loop, with_results=True, raise_errors=False)  # fetches in the background
             queue = itertools.chain([first], pending)
             exhausted, refresh_at = False, time.monotonic() + REFRESH_SECONDS
@@ -249,10 +261,10 @@ class DaskRunner:
             raise GenretagError(f"The Dask cluster ({self.describe()}) has had no workers for "
                                 f"{now - self._idle_since:.0f} s; scan again to resume")
 
-    def _check_workers(self, roots: list[str]) -> None:
-        """Fail before any file is sent if a worker lacks genretag or cannot read a root."""
+    def _check_workers(self, roots: list[str], front_end: str | None = None) -> None:
+        """Fail before any file is sent if a worker lacks genretag, cannot read a root or load the front end."""
         names = {a: w.get("name") for a, w in self._client.scheduler_info(n_workers=-1)["workers"].items()}
-        replies = self._client.run(check_roots, roots, on_error="return")
+        replies = self._client.run(check_roots, roots, front_end, on_error="return")
         problems = []
         for address in sorted(replies):
             reply, who = replies[address], _worker_label(address, names.get(address))
@@ -262,12 +274,16 @@ class DaskRunner:
                 problems.append(f"{who} has genretag {reply['version']}, this machine {__version__}")
             else:
                 problems += [f"{who} cannot read {root}: {why}" for root, why in reply["problems"].items()]
+                if reply.get("front_end_error"):
+                    problems.append(f"{who} cannot load the front end of backend {front_end!r}: "
+                                    f"{reply['front_end_error']}")
         if problems:
             more = len(problems) - MAX_PROBLEMS_SHOWN
             raise GenretagError(
                 "; ".join(problems[:MAX_PROBLEMS_SHOWN]) + (f" (and {more} more)" if more > 0 else "")
                 + f". Every Dask worker needs genretag {__version__} and the library at the same path "
-                "as this machine (shared storage)."
+                "as this machine (shared storage)"
+                + (f", and backend {front_end!r} with its weights." if front_end else ".")
             )  # fmt: skip
 
     # -- results ---------------------------------------------------------

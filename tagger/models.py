@@ -24,16 +24,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, get_backend
+from . import inputs
+from .backends import Backend, FrontEnd, backend_info, get_backend
 from .errors import ModelError
 from .features import preprocessing
 from .paths import models_dir
 
-#: Preprocessing keys that must match between a model and the pipeline, per input kind.
-MUST_MATCH = {
-    "features": ("sr", "stft", "features"),
-    "slices": ("sr", "stft", "n_fft", "hop_length", "n_mels", "slice_frames", "log_mel"),
-}
 CURRENT = "current"
 
 
@@ -53,12 +49,19 @@ def file_id(path: Path) -> str:
 
 @dataclass
 class Model:
-    """A loaded, checked model ready to predict."""
+    """A loaded, checked model ready to predict.
+
+    ``id`` is the model file's hash plus the backend's package and version
+    (``3f2a9c1b0d4e genretag-knn==0.2.0``): upgrading a plugin that predicts
+    differently re-predicts cached tracks.  ``front_end`` is loaded for
+    embedding backends (its id finds their cached embeddings).
+    """
 
     backend: Backend
     path: Path
     card: dict[str, Any]
     id: str
+    front_end: FrontEnd | None = None
 
     @property
     def name(self) -> str:
@@ -71,6 +74,11 @@ class Model:
     @property
     def genres(self) -> list[str]:
         return list(self.backend.genres_)
+
+    @property
+    def ident(self) -> str:
+        """Backend and model id in one string (what a failed prediction records)."""
+        return f"{self.name} {self.id}"
 
 
 def resolve_model_path(backend: str, explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -109,27 +117,33 @@ def read_card(model_path: Path) -> dict[str, Any]:
     return card
 
 
-def check_card(card: dict[str, Any], backend: str, input_kind: str, model_path: Path) -> None:
-    """Refuse a model trained for another backend or with other preprocessing."""
+def check_card(card: dict[str, Any], backend: str, input_kind: str, model_path: Path,
+               front_end: FrontEnd | None = None) -> None:
+    """Refuse a model trained for another backend, with other preprocessing or on another front end."""
     if card.get("backend") != backend:
         raise ModelError(model_path, f"model is for backend {card.get('backend')!r}, not {backend!r}")
     theirs = card.get("preprocessing") or {}
     ours = preprocessing()
     diff = [
         f"{key}: model {theirs.get(key)!r}, pipeline {ours[key]!r}"
-        for key in MUST_MATCH[input_kind]
+        for key in inputs.get_kind(input_kind).must_match
         if theirs.get(key) != ours[key]
     ]
     if diff:
         raise ModelError(model_path, "preprocessing does not match the pipeline (" + "; ".join(diff) + ")")
+    if front_end is not None and card.get("front_end") not in (None, front_end.id):
+        raise ModelError(model_path, f"model was trained on front end {card['front_end']}, "
+                                     f"but backend {backend!r} now has front end {front_end.id}")
 
 
 def load_model(backend: str, path: str | os.PathLike[str] | None = None) -> Model:
     """Resolve, check and load the model for ``backend``, naming the file on any failure."""
-    cls = get_backend(backend)
+    info = backend_info(backend)
+    cls: type[Backend] = info.cls  # type: ignore[assignment]  # backend_info raises when there is none
     model_path = resolve_model_path(backend, path)
     card = read_card(model_path)
-    check_card(card, backend, cls.input_kind, model_path)
+    fe = inputs.front_end(backend) if cls.input_kind == "embedding" else None
+    check_card(card, backend, cls.input_kind, model_path, fe)
     try:
         instance = cls.load(model_path)
     except ModelError:
@@ -141,7 +155,8 @@ def load_model(backend: str, path: str | os.PathLike[str] | None = None) -> Mode
         raise ModelError(model_path, "genres in the model file differ from its card")
     if not genres:
         raise ModelError(model_path, "model has no genres; was it fitted?")
-    return Model(instance, model_path, card, file_id(model_path))
+    ident = file_id(model_path) + (f" {info.distribution}=={info.version}" if info.distribution else "")
+    return Model(instance, model_path, card, ident, fe)
 
 
 def library_versions() -> dict[str, str]:
@@ -168,6 +183,8 @@ def make_card(backend: Backend, **sections: Any) -> dict[str, Any]:
         "versions": library_versions(),
         "platform": f"{platform.system()} {platform.machine()}; {sys.implementation.name}",
     }
+    if backend.input_kind == "embedding":  # a head is only valid on the front end it learned from
+        card["front_end"] = inputs.front_end(backend.name).id
     card.update(_jsonable(sections))
     return card
 

@@ -1,8 +1,9 @@
 """Batched prediction: many tracks' inputs through one ``predict_proba`` call.
 
-A slices backend predicts every 3 s slice of every track in the batch at
-once; a track's probabilities are the mean over its slices.  When a batch
-fails, each track is retried alone so one bad input costs that track only.
+Every track's input becomes model rows (tagger.inputs: one row, or its 3 s
+slices), all rows of the batch are predicted at once, and a track's
+probabilities are the mean over its rows.  When a batch fails, each track
+is retried alone so one bad input costs that track only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .inputs import stack
 from .models import Model
 
 
@@ -25,14 +27,12 @@ def _check(model: Model, probs: Any, rows: int) -> np.ndarray:
 
 
 def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    if model.input_kind == "features":
-        X = np.stack([np.asarray(x, dtype=np.float64) for x in inputs])
-        return list(_check(model, model.backend.predict_proba(X), len(inputs)))
-    counts = [len(x) for x in inputs]
+    X, counts = stack(model.input_kind, inputs)
     if min(counts) == 0:
         raise ValueError("a track has no 3 s slices")
-    X = np.concatenate(inputs).astype(np.float32, copy=False)
     probs = _check(model, model.backend.predict_proba(X), len(X))
+    if len(X) == len(inputs):  # one row per track: the rows are the tracks' probabilities
+        return list(probs)
     bounds = np.cumsum([0, *counts])
     return [probs[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
 

@@ -10,16 +10,16 @@ from typing import Any, TextIO
 from .cache import Cache
 from .features import FEATURE_NAMES
 
-JSON_COLUMNS = ("top3", "probabilities", "params")
+JSON_COLUMNS = ("top3", "probabilities", "params", "tags")
 EXPORT_COLUMNS = (
     "path", "genre", "confidence", "top3", "status", "error", "abstained", "missing", "backend", "model_id",
-    "duration", "size", "mtime", "analysed_at", "updated_at", "probabilities",
+    "duration", "size", "mtime", "analysed_at", "updated_at", "probabilities", "tags",
 )  # fmt: skip
 
 
 def public_row(row: dict[str, Any]) -> dict[str, Any]:
     """A ``tracks`` row with JSON columns decoded and raw path bytes left out."""
-    out = {k: v for k, v in row.items() if k != "path_bytes"}
+    out = {k: v for k, v in row.items() if k not in ("path_bytes", "failed_model")}
     for col in JSON_COLUMNS:
         if out.get(col):
             out[col] = json.loads(out[col])

@@ -24,8 +24,9 @@ import numpy as np
 
 from . import abstain
 from . import cache as cachemod
+from . import inputs
 from .cache import Cache, fs_path, path_key
-from .features import FEATURE_NAMES, preprocessing
+from .features import preprocessing
 from .models import Model
 from .predict import predict_tracks, summarise
 from .runners import Runner
@@ -119,8 +120,9 @@ def analysis_params(excerpt: float | None) -> str:
 class _Pending:
     key: str
     raw: bytes | None
-    result: AnalysisResult | None  # None: re-prediction from cached features
+    result: AnalysisResult | None  # None: re-prediction from cached inputs
     inputs: np.ndarray | None
+    tags: np.ndarray | None = None
     row: dict[str, Any] | None = None
 
 
@@ -135,8 +137,8 @@ class _Scan:
         self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())
         self.params = analysis_params(options.excerpt)
         self.pending: list[_Pending] = []
+        self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
-        self.needs_features = model.input_kind == "features"
         self.threshold, self.source = abstain_threshold(model, options.min_confidence)
         self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
 
@@ -165,8 +167,7 @@ class _Scan:
             row = rows.get(key)
             decision = self._decide(path, row)
             if decision == "analyse":
-                yield AnalysisTask(path, self.opts.excerpt, features=self.needs_features,
-                                   slices=not self.needs_features)
+                yield self._task(path)
                 continue
             if row and row["missing"]:
                 reappeared.append(key)
@@ -180,19 +181,22 @@ class _Scan:
             elif decision == "failed":
                 self.summary.failed_cached += 1
                 self.progress.advance(path, "failed")
-            else:  # re-predict from cached features
+            else:  # re-predict from cached inputs, if this model can use any
                 repredict.append((path, key, raw))
         self.cache.touch_present(reappeared)
         if redecide:
             yield from self._redecide(redecide)
         if repredict:
-            vectors = self.cache.features_for([k for _, k, _ in repredict])
+            kept = inputs.kept(self.cache, self.model, [k for _, k, _ in repredict])
             for path, key, raw in repredict:
-                if key in vectors:
-                    self._add(_Pending(key, raw, None, np.asarray(vectors[key])))
+                if key in kept:
+                    self._add(_Pending(key, raw, None, *kept[key]))
                     self.progress.advance(path, "repredicted")
                 else:
-                    yield AnalysisTask(path, self.opts.excerpt, features=True, slices=False)
+                    yield self._task(path)
+
+    def _task(self, path: str) -> AnalysisTask:
+        return AnalysisTask(path, self.opts.excerpt, kind=self.model.input_kind, backend=self.model.name)
 
     def _decide(self, path: str, row: dict[str, Any] | None) -> str:
         if row is None or self.opts.force:
@@ -203,12 +207,16 @@ class _Scan:
             return "analyse"  # the worker reports why it cannot be read
         unchanged = row["size"] == st.st_size and row["mtime"] == st.st_mtime and row["params"] == self.params
         if not unchanged:
+            self.changed.add(row["path"])  # its cached features and embeddings are of the old file
             return "analyse"
         if row["status"] == "error":
-            return "analyse" if self.opts.retry_failed else "failed"
+            if self.opts.retry_failed:
+                return "analyse"
+            # Another model's predict_proba failed on it: the file itself may be fine.
+            return "repredict" if row["failed_model"] not in (None, self.model.ident) else "failed"
         if row["backend"] == self.model.name and row["model_id"] == self.model.id:
             return "cached" if row["abstain_threshold"] == self.threshold else "redecide"
-        return "repredict" if self.needs_features else "analyse"
+        return "repredict"
 
     def _redecide(self, keys: list[str]) -> Iterator[AnalysisTask]:
         """Apply a changed abstain threshold to cached results, from their stored probabilities."""
@@ -217,8 +225,7 @@ class _Scan:
         for row in list(self.cache.tracks(where=f"path in ({marks})", params=keys)):
             probs = json.loads(row["probabilities"] or "{}")
             if list(probs) != self.model.genres:  # nothing to decide from: analyse again
-                yield AnalysisTask(fs_path(row), self.opts.excerpt, features=self.needs_features,
-                                   slices=not self.needs_features)
+                yield self._task(fs_path(row))
                 continue
             genre, why = self._decision(list(probs.values()))
             rows.append({"path": row["path"], "status": "ok", "genre": genre, "abstained": why,
@@ -257,9 +264,15 @@ class _Scan:
             self.progress.advance(result.path, "failed")
             self._add(_Pending(key, raw, result, None))
             return
-        inputs = result.features if self.needs_features else result.slices
+        front_end = self.model.front_end
+        if front_end is not None and result.front_end != front_end.id:  # a Dask worker with other weights
+            result.error = (f"analysed with front end {result.front_end} on worker {result.worker}, "
+                            f"but this model needs front end {front_end.id}")
+            result.embedding = None
+            self.take(result)
+            return
         self.progress.advance(result.path, "analysed")
-        self._add(_Pending(key, raw, result, inputs))
+        self._add(_Pending(key, raw, result, inputs.model_input(self.model.input_kind, result), result.tags))
 
     def flush(self) -> None:
         """Predict everything pending in one batch and commit it in one transaction."""
@@ -269,10 +282,16 @@ class _Scan:
         to_predict = [p for p in batch if p.inputs is not None]
         outputs = predict_tracks(self.model, [p.inputs for p in to_predict])
         stamp = cachemod.now()
-        rows, feats = [], []
+        rows: list[dict[str, Any]] = []
+        kept: dict[str, list[dict[str, Any]]] = {"features": [], "embeddings": []}
+        for item in to_predict:  # analysed inputs are kept even if prediction fails: a retry needs no decoding
+            keep = inputs.to_keep(item.key, item.result) if item.result is not None else None
+            if keep:
+                kept[keep[0]].append(keep[1])
         for item, out in zip(to_predict, outputs):
             if isinstance(out, str):
                 item.row = self._error_row(item, out, stamp)
+                item.row["failed_model"] = self.model.ident
                 self.summary.failed += 1
                 self.summary.note_error(item.result.path if item.result else item.key, out)
                 continue
@@ -284,13 +303,13 @@ class _Scan:
             else:
                 self.summary.analysed += 1
             item.row = self._ok_row(item, info, stamp)
-            if item.result is not None and item.result.features is not None:
-                feats.append({"path": item.key, **dict(zip(FEATURE_NAMES, map(float, item.result.features)))})
         for item in batch:
             if item.row is None:  # analysis errors
                 item.row = self._error_row(item, item.result.error, stamp)
             rows.append(item.row)
-        self.cache.write_results(rows, feats)
+        stale = [item.key for item in batch if item.result is not None and item.key in self.changed]
+        self.changed.difference_update(stale)
+        self.cache.write_results(rows, kept["features"], kept["embeddings"], stale)
 
     def _base_row(self, item: _Pending, stamp: str) -> dict[str, Any]:
         row: dict[str, Any] = {"path": item.key, "path_bytes": item.raw, "missing": 0, "updated_at": stamp,
@@ -309,13 +328,14 @@ class _Scan:
             genre=info["genre"], confidence=info["confidence"], top3=json.dumps(info["top3"]),
             probabilities=json.dumps(info["probabilities"]), analysed_at=stamp,
             abstained=info["abstained"], abstain_threshold=self.threshold,
+            tags=inputs.tags_json(self.model, item.tags), failed_model=None,
         )  # fmt: skip
         return row
 
     def _error_row(self, item: _Pending, error: str, stamp: str) -> dict[str, Any]:
         # Genre columns are left as they were: an earlier result is never dropped.
         row = self._base_row(item, stamp)
-        row.update(status="error", error=error)
+        row.update(status="error", error=error, failed_model=None)
         if "size" not in row:  # unreadable: record what stat can still tell
             try:
                 st = os.stat(item.result.path if item.result else item.key)

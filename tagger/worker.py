@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import inputs
 from .audio import decode
 from .errors import FileError
 from .features import SLICE_SECONDS, analyse
@@ -26,12 +27,16 @@ SILENCE_PEAK = 1e-4
 
 @dataclass(frozen=True)
 class AnalysisTask:
-    """What to analyse and how; small, so it is cheap to send to any worker."""
+    """What to analyse and how; small, so it is cheap to send to any worker.
+
+    ``kind`` is the model's input kind (tagger.inputs); for ``"embedding"``,
+    ``backend`` names the backend whose front end the worker loads.
+    """
 
     path: str
     excerpt: float | None = 30.0
-    features: bool = True
-    slices: bool = False
+    kind: str = "features"
+    backend: str | None = None
 
 
 @dataclass
@@ -46,6 +51,9 @@ class AnalysisResult:
     seconds: float | None = None  # length of the analysed excerpt
     features: np.ndarray | None = None
     slices: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+    tags: np.ndarray | None = None  # the front end's tag probabilities, if it has tags
+    front_end: str | None = None  # id of the front end that made ``embedding``
     error: str | None = None
     elapsed: float = 0.0
     worker: str = field(default_factory=lambda: str(os.getpid()))
@@ -58,7 +66,7 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
     try:
         st = os.stat(task.path)
         result.size, result.mtime = st.st_size, st.st_mtime
-        clip = decode(task.path, excerpt=task.excerpt)
+        clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=task.excerpt)
         result.duration, result.offset = clip.duration, clip.offset
         result.seconds = len(clip.samples) / clip.sr
         if result.seconds < SLICE_SECONDS:
@@ -66,10 +74,8 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
         peak = float(np.max(np.abs(clip.samples)))
         if peak < SILENCE_PEAK:
             raise FileError(task.path, "audio is silent (peak below -80 dBFS)")
-        out = analyse(clip.samples, clip.sr, features=task.features, slices=task.slices)
-        result.features, result.slices = out.features, out.slices
-        if result.features is not None and not np.all(np.isfinite(result.features)):
-            raise FileError(task.path, "analysis produced non-finite feature values")
+        for name, value in inputs.compute(task, clip.samples, clip.sr).items():
+            setattr(result, name, value)
     except FileError as exc:
         result.error = exc.reason
     except OSError as exc:

@@ -1,9 +1,10 @@
-"""Model inputs for training: feature-table rows, or features/slices extracted from GTZAN audio.
+"""Model inputs for training: feature-table rows, or features/slices/embeddings extracted from GTZAN audio.
 
 Audio is analysed whole (the feature table's definition: features over the
 entire 30 s clip, ten 3 s slices) in the scan's worker pool, and each clip's
 result is cached under the data dir, keyed by the file's identity and the
-analysis parameters, so training again does not decode anything.  Nothing
+analysis parameters (and, for embeddings, the front end's id), so training
+again does not decode anything.  Nothing
 here splits or slices across clips: the trainer splits by track first and
 only then flattens slices, so outside slice-random no track is on both sides.
 Augmented copies are made for the clips the trainer names (its training
@@ -24,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from tagger import inputs as kinds
 from tagger.errors import GenretagError
 from tagger.features import FEATURE_NAMES, preprocessing
 from tagger.paths import data_dir
@@ -44,9 +46,9 @@ class Progress(Protocol):
 
 @dataclass
 class ClipSet:
-    """One input per clip: a (57,) feature row or a (k, 128, 130) stack of log-mel slices."""
+    """One input per clip: a (57,) feature row, a (k, 128, 130) stack of log-mel slices or a (d,) embedding."""
 
-    kind: str  # "features" or "slices"
+    kind: str  # an input kind of tagger.inputs
     source: str  # the feature table or the audio folder
     track_ids: list[str]
     labels: list[str]
@@ -54,6 +56,7 @@ class ClipSet:
     paths: dict[str, Path] = field(default_factory=dict)  # track id -> audio file (empty for a table)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     cached: int = 0  # clips read from the cache instead of analysed
+    backend: str | None = None  # whose front end made the embeddings
     rates: dict[str, int] = field(default_factory=dict)  # track id -> the file's own sample rate
 
     def upsampled(self, rate: int) -> list[str]:
@@ -131,9 +134,11 @@ def from_table(csv_path: str | os.PathLike[str]) -> ClipSet:
 
 
 def from_audio(roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], kind: str, *,
-               jobs: int | None = None, progress: Progress | None = None, use_cache: bool = True) -> ClipSet:
+               backend: str | None = None, jobs: int | None = None, progress: Progress | None = None,
+               use_cache: bool = True) -> ClipSet:
     """Every readable clip of the GTZAN copies under ``roots``, analysed for ``kind``.
 
+    For embeddings, ``backend`` names the backend whose front end runs.
     Several folders pool their clips (for instance the 22050 Hz originals
     and clips someone resampled to 16 kHz); a track id found in an earlier
     folder wins and the later copy is listed in ``skipped``.  Unreadable
@@ -154,9 +159,11 @@ def from_audio(roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         warnings.simplefilter("ignore", UnreadableClipWarning)  # listed in ``skipped`` instead
         readable, unreadable = check_readable(clips)
     skipped += [(str(c.path), reason) for c, reason in unreadable]
-    keys = [_cache_key(c.path, kind) for c in readable]
-    results, hits = _extract([(c.path, key, None) for c, key in zip(readable, keys)], kind, jobs, progress, use_cache)
-    out = ClipSet(kind, "; ".join(map(str, roots)), [], [], [], skipped=skipped)
+    front_end = kinds.front_end(backend or "").id if kind == "embedding" else None
+    keys = [_cache_key(c.path, kind, front_end=front_end) for c in readable]
+    results, hits = _extract([(c.path, key, None) for c, key in zip(readable, keys)], kind, backend, jobs, progress,
+                             use_cache)
+    out = ClipSet(kind, "; ".join(map(str, roots)), [], [], [], skipped=skipped, backend=backend)
     for clip, key in zip(readable, keys):
         value = results[key]
         if isinstance(value, str):
@@ -180,12 +187,13 @@ def augmented(clips: ClipSet, track_ids: Iterable[str], spec: Augment, seed: int
     if not clips.paths:
         raise GenretagError("augmentation needs audio (--data), not a feature table")
     jobs_list = []
+    front_end = kinds.front_end(clips.backend or "").id if clips.kind == "embedding" else None
     for tid in track_ids:
         for copy in range(spec.copies):
             params = spec.draw(tid, copy, seed)
             path = clips.paths[tid]
-            jobs_list.append((path, _cache_key(path, clips.kind, params), params))
-    results, _ = _extract(jobs_list, clips.kind, jobs, progress, use_cache)
+            jobs_list.append((path, _cache_key(path, clips.kind, params, front_end), params))
+    results, _ = _extract(jobs_list, clips.kind, clips.backend, jobs, progress, use_cache)
     out: dict[str, list[np.ndarray]] = {}
     tid_of = {p: t for t, p in clips.paths.items()}
     for path, key, _ in jobs_list:
@@ -196,10 +204,12 @@ def augmented(clips: ClipSet, track_ids: Iterable[str], spec: Augment, seed: int
     return out
 
 
-def _cache_key(path: Path, kind: str, augment: dict[str, float] | None = None) -> str:
+def _cache_key(path: Path, kind: str, augment: dict[str, float] | None = None, front_end: str | None = None) -> str:
     st = os.stat(path)
     ident = {"v": CACHE_VERSION, "path": str(Path(path).resolve()), "size": st.st_size,
              "mtime_ns": st.st_mtime_ns, "kind": kind, "preprocessing": preprocessing(), "augment": augment}
+    if front_end is not None:
+        ident["front_end"] = front_end
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -218,8 +228,8 @@ def _store(key: str, value: np.ndarray) -> None:
     os.replace(tmp, folder / f"{key}.npy")
 
 
-def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: str, jobs: int | None,
-             progress: Progress | None, use_cache: bool) -> tuple[dict[str, np.ndarray | str], int]:
+def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: str, backend: str | None,
+             jobs: int | None, progress: Progress | None, use_cache: bool) -> tuple[dict[str, np.ndarray | str], int]:
     """Analyse each (file, cache key, augmentation) once; cached values are read, not recomputed.
 
     Returns the input (or error text) per key and how many came from the cache.
@@ -254,12 +264,12 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
             for path, key, params in todo:
                 source = _render(path, params, Path(tmp) / f"{key}.wav") if params else path
                 key_of[str(source)] = key
-                yield AnalysisTask(str(source), excerpt=None, features=kind == "features", slices=kind == "slices")
+                yield AnalysisTask(str(source), excerpt=None, kind=kind, backend=backend)
 
         for result in make_runner(jobs).run(tasks()):
             key = key_of[result.path]
-            value = result.features if kind == "features" else result.slices
-            if result.error or value is None or (kind == "slices" and len(value) == 0):
+            value = kinds.model_input(kind, result)
+            if result.error or value is None or len(value) == 0:
                 results[key] = result.error or "no input produced"
             else:
                 results[key] = value
@@ -275,7 +285,7 @@ def _render(path: Path, params: dict[str, float], target: Path) -> Path:
 
     from tagger.audio import decode
 
-    clip = decode(path, excerpt=None)
+    clip = decode(path, excerpt=None)  # at the pipeline's rate: the worker resamples for a front end
     soundfile.write(str(target), apply_augment(clip.samples, clip.sr, params), clip.sr, subtype="FLOAT")
     return target
 
@@ -297,11 +307,6 @@ class Part:
         return list(dict.fromkeys(self.owners.tolist()))
 
 
-def _rows(kind: str, value: np.ndarray) -> np.ndarray:
-    """A clip's input as model rows: one feature row, or its slices."""
-    return value[np.newaxis] if kind == "features" else value
-
-
 def partition(clips: ClipSet, split: Split) -> dict[str, Part]:
     """Rows of each part of ``split``: tracks are assigned first, slices follow their track.
 
@@ -309,7 +314,7 @@ def partition(clips: ClipSet, split: Split) -> dict[str, Part]:
     tracks, through ``Split.slice_indices``; every other protocol keeps all
     rows of a track in one part.
     """
-    per_clip = [_rows(clips.kind, v) for v in clips.inputs]
+    per_clip = [kinds.rows(clips.kind, v) for v in clips.inputs]
     counts = [len(r) for r in per_clip]
     X = np.concatenate(per_clip) if per_clip else np.empty((0,))
     owners = np.repeat(np.array(clips.track_ids, dtype=object), counts)
@@ -326,7 +331,7 @@ def with_copies(part: Part, copies: dict[str, list[np.ndarray]], kind: str) -> P
     X, y, owners, pos = [part.X], [part.y], [part.owners], [part.pos]
     for tid, values in copies.items():
         for value in values:
-            rows = _rows(kind, value)
+            rows = kinds.rows(kind, value)
             keep = [j for j in range(len(rows)) if (tid, j) in inside]
             if not keep:
                 continue

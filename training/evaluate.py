@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tagger import abstain
+from tagger.inputs import get_kind
 from tagger.errors import GenretagError
 
 from .dataset import ClipSet, Part, Progress, partition
@@ -113,7 +114,7 @@ def measure(backend: Any, part: Part, kind: str, *, threshold: float | None = No
             with_curve: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """:func:`evaluate`, plus each track's confidence and correctness (for pooling folds)."""
     probs = predict_rows(backend, part.X)
-    metrics = score(backend.genres_, part, probs, per_slice=kind == "slices")
+    metrics = score(backend.genres_, part, probs, per_slice=not get_kind(kind).one_row)
     conf, correct = np.empty(0), np.empty(0, dtype=bool)
     if metrics["n_test"]:
         conf, correct = confidences(backend.genres_, part, probs)
@@ -186,16 +187,19 @@ class _Loader:
         """Why ``kind`` inputs cannot be had, or None."""
         if not (self.opts.data or self.opts.features):
             return "no data given"
-        if kind == "slices" and not self.opts.data:
-            return "needs audio (--data): a feature table has no log-mel slices"
+
+        if not get_kind(kind).from_table and not self.opts.data:
+            return f"needs audio (--data): a feature table has no {get_kind(kind).description}"
         return None
 
-    def get(self, kind: str) -> ClipSet:
+    def get(self, kind: str, backend: str) -> ClipSet:
         from .train import load_clips
 
-        if kind not in self.sets:
-            self.sets[kind] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.progress)
-        return self.sets[kind]
+        key = (kind, backend if kind == "embedding" else None)  # embeddings are each backend's own
+        if key not in self.sets:
+            self.sets[key] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.progress,
+                                        backend=backend)
+        return self.sets[key]
 
 
 def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
@@ -212,7 +216,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         if kind == "slices" and opts.backend == "all":
             return {"backend": name, "skipped": "--all-folds trains a network per fold: name this backend "
                     "with --backend to run it"}
-        return cross_validate(name, loader.get(kind), opts)
+        return cross_validate(name, loader.get(kind, name), opts)
     try:
         path = resolve_model_path(name, opts.model)
         card = read_card(path)
@@ -226,7 +230,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         model = load_model(name, path)
     except GenretagError as exc:  # one unusable model must not hide the others' figures
         return {"backend": name, "model": str(path), "skipped": str(exc)}
-    clips = loader.get(kind)
+    clips = loader.get(kind, name)
     seed, k, fold = _split_params(card, opts)
     split = make_split(opts.split, clips, seed=seed, k=k, fold=fold)
     test = partition(clips, split)["test"]

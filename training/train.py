@@ -56,16 +56,21 @@ class TrainOptions:
 
 
 def load_clips(kind: str, data: str | Sequence[str] | None, features: str | None, jobs: int | None = None,
-               progress: Progress | None = None) -> ClipSet:
-    """One input per clip, from the feature table or extracted (and cached) from audio."""
+               progress: Progress | None = None, backend: str | None = None) -> ClipSet:
+    """One input per clip, from the feature table or extracted (and cached) from audio.
+
+    ``backend`` names whose front end makes embeddings (the embedding kind).
+    """
+    from tagger.inputs import get_kind
+
     if data and features:
         raise GenretagError("give --data or --features, not both")
     if features:
-        if kind != "features":
+        if not get_kind(kind).from_table:
             raise GenretagError(f"a feature table holds no audio; this backend learns from {kind}: give --data")
         return from_table(features)
     if data:
-        return from_audio(data, kind, jobs=jobs, progress=progress)
+        return from_audio(data, kind, backend=backend, jobs=jobs, progress=progress)
     raise GenretagError("give --data (a GTZAN audio folder) or --features (features_30_sec.csv)")
 
 
@@ -156,7 +161,7 @@ def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnE
 
     cls = get_backend(opts.backend)
     kind = cls.input_kind
-    clips = load_clips(kind, opts.data, opts.features, opts.jobs, progress)
+    clips = load_clips(kind, opts.data, opts.features, opts.jobs, progress, backend=opts.backend)
     split = make_split(opts.split, clips, seed=opts.seed, k=opts.k, fold=opts.fold)
     counts = split.counts()  # the protocol's own parts, before any re-cut of valid
     split, valid_note = pool_valid(split, clips)
