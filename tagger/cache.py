@@ -264,7 +264,10 @@ class Cache:
         self.mode = mode
         self._lock_fd: int | None = None
         self._sidecars = _sidecars(self.path)
-        conn = connect(self.path, mode)
+        try:
+            conn = connect(self.path, mode)
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
         try:
             self.db = sqlite_utils.Database(conn)
             if mode != READ:

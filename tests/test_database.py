@@ -17,12 +17,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audiofiles import make_audio
+from click.testing import CliRunner
 
 from tagger.cache import Cache
+from tagger.cli import cli
 from tagger.tags import read_genres
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
@@ -330,3 +334,80 @@ def test_tag_and_undo_wait_for_a_concurrent_writer(lib_db: tuple[Path, Path], tm
     finally:
         writer.kill()
         writer.wait()
+
+
+def cli_run(*args: str) -> tuple[int, str]:
+    """Exit code and output (only stdout with --json) of an in-process run; an escaping exception fails the test."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout if "--json" in args else result.output
+
+
+def locked_on_call(n: int, real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, except that its n-th call fails as SQLite does when another process holds the lock too long."""
+    calls = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == n:
+            raise sqlite3.OperationalError("database is locked")
+        return real(*args, **kwargs)
+
+    return flaky
+
+
+def test_a_lost_confirmation_is_one_error_and_the_next_run_settles_it(
+    lib_db: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib, db = lib_db
+    monkeypatch.setattr(Cache, "confirm_tag_write", locked_on_call(2, Cache.confirm_tag_write))
+    code, out = cli_run("tag", "--db", str(db), "--no-progress")
+    assert code == 1 and "Traceback" not in out
+    assert [line for line in out.splitlines() if line.startswith("Error:")] == [
+        f"Error: {db}: the database is locked: another genretag command kept it busy for more than 10 s; "
+        "nothing is lost, run this command again when that one has finished"]
+    monkeypatch.undo()
+    code, out = cli_run("tag", "--db", str(db), "--no-progress", "--json")
+    assert code == 0, out
+    assert sorted(f["action"] for f in json.loads(out)["files"]) == ["unchanged", "unchanged", "written", "written"]
+    agree(lib, db, expect_written=True)
+
+
+def test_an_undo_cut_short_after_the_restore_is_settled_by_the_next_run(
+    lib_db: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The incident: a file restored, its history not marked, later runs skipped it as changed."""
+    lib, db = lib_db
+    assert cli_run("tag", "--db", str(db))[0] == 0
+    monkeypatch.setattr(Cache, "mark_undone", locked_on_call(2, Cache.mark_undone))
+    code, out = cli_run("undo", "--all", "--db", str(db), "--no-progress")
+    assert code == 1 and "Traceback" not in out and "Error:" in out and "database is locked" in out
+    monkeypatch.undo()
+    restored = [p for p in lib.rglob("*.*") if read_genres(p) == []]
+    assert len(restored) == 2  # the second file was restored, its record not marked
+
+    code, out = cli_run("undo", "--all", "--db", str(db), "--json")
+    assert code == 0, out
+    assert sorted(f["action"] for f in json.loads(out)["files"]) == ["restored", "restored"]
+    agree(lib, db, expect_written=False)
+    code, out = cli_run("scan", str(lib), "--db", str(db), "-j", "0", "--json")
+    assert code == 0 and json.loads(out)["analysed"] == 0  # every tracks row followed its file
+
+
+def test_a_second_tag_run_waits_for_the_first_then_fails_before_touching_files(lib_db: tuple[Path, Path]) -> None:
+    """Two tag runs at once: the second would take the first's write in flight for one cut short."""
+    fcntl = pytest.importorskip("fcntl")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the tag lock is an flock, taken on Linux only")
+    lib, db = lib_db
+    before = files_of(lib)
+    with open(db, "rb") as held:  # what a running `genretag tag` holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        started = time.monotonic()
+        for args in (["tag"], ["undo", "--all"]):
+            proc = genretag(*args, "--db", str(db))
+            assert_one_error_line(proc, str(db), "another genretag tag or undo is writing tags with this database")
+        assert time.monotonic() - started >= 2 * 10  # each waited for the busy timeout first
+        assert files_of(lib) == before
+    proc = genretag("tag", "--db", str(db))
+    assert proc.returncode == 0, proc.stderr
+    agree(lib, db, expect_written=True)
