@@ -166,24 +166,28 @@ def _sidecars(path: Path) -> dict[str, bool]:
     return {suffix: os.path.lexists(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal")}
 
 
-def _peek(path: Path) -> tuple[dict[str, set[str]], int]:
-    """Tables (with their columns) and user_version of an SQLite file, read without changing it.
+def _peek(path: Path) -> tuple[int, dict[str, set[str]], int]:
+    """application_id, tables (with their columns) and user_version of a file, read without changing it.
 
-    ``immutable=1`` makes SQLite create no -wal or -shm and take no lock;
-    it is only safe while no journal is pending, else ``mode=ro`` is used.
+    Through SQLite, not ``open()``: closing another descriptor of a database
+    file would drop the POSIX locks SQLite holds on it in this process.
+    ``immutable=1`` makes SQLite create no -wal or -shm and take no lock; it
+    is only used while no journal is pending, else ``mode=ro``.
     """
     live = any(_sidecars(path).values())
     try:
         con = sqlite3.connect(_uri(path, **({"mode": "ro"} if live else {"immutable": "1"})), uri=True,
                               timeout=BUSY_SECONDS)  # fmt: skip
         try:
+            app_id = con.execute("pragma application_id").fetchone()[0]
             names = [r[0] for r in con.execute("select name from sqlite_master where type = 'table'")]
             tables = {n: {r[0] for r in con.execute("select name from pragma_table_info(?)", (n,))} for n in names}
-            return tables, con.execute("pragma user_version").fetchone()[0]
+            return app_id, tables, con.execute("pragma user_version").fetchone()[0]
         finally:
             con.close()
-    except sqlite3.Error as exc:
-        raise DatabaseError(path, f"{path}: cannot read the database ({exc}); genretag leaves it alone") from None
+    except sqlite3.DatabaseError as exc:
+        reason = "not an SQLite database" if "not a database" in str(exc) else f"cannot read the database ({exc})"
+        raise DatabaseError(path, f"{path}: {reason}; genretag leaves it alone (check --db)") from None
 
 
 def _inspect(path: Path) -> str:
@@ -192,6 +196,7 @@ def _inspect(path: Path) -> str:
     Anything else is refused here, before SQLite opens the file for
     writing: a file that is not SQLite, and another application's database
     (its own application_id, or unmarked tables that are not genretag's).
+    An SQLite file without any table is empty: there is nothing to convert.
     """
     try:
         st = os.stat(path)
@@ -203,22 +208,14 @@ def _inspect(path: Path) -> str:
         raise DatabaseError(path, f"{path}: not a regular file")
     if st.st_size == 0:
         return "empty"
-    try:
-        with open(path, "rb") as f:
-            header = f.read(100)
-    except OSError as exc:
-        raise DatabaseError(path, f"{path}: cannot read it: {exc.strerror or exc}") from None
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
-        raise DatabaseError(path, f"{path}: not an SQLite database; genretag leaves it alone (check --db)")
-    app_id = int.from_bytes(header[68:72], "big")
+    app_id, tables, version = _peek(path)
     if app_id == APPLICATION_ID:
         return "genretag"
-    if app_id == 0:
-        tables, version = _peek(path)
-        if not tables and version == 0:
-            return "empty"
-        if LEGACY_TRACK_COLUMNS <= tables.get("tracks", set()) and "scans" in tables and version <= SCHEMA_VERSION:
-            return "legacy"
+    if app_id == 0 and not tables and version == 0:
+        return "empty"
+    legacy = LEGACY_TRACK_COLUMNS <= tables.get("tracks", set()) and "scans" in tables and version <= SCHEMA_VERSION
+    if app_id == 0 and legacy:
+        return "legacy"
     raise DatabaseError(path, f"{path}: not a genretag database (another application's SQLite file); "
                               "genretag leaves it unchanged, choose another --db")  # fmt: skip
 
@@ -280,7 +277,7 @@ class Cache:
 
     def close(self) -> None:
         self.db.close()
-        if self._lock_fd is not None:  # only now: closing another descriptor drops SQLite's own POSIX locks
+        if self._lock_fd is not None:  # only now: closing another descriptor drops this process's POSIX locks on it
             os.close(self._lock_fd)
             self._lock_fd = None
         if self.mode == READ and not self._sidecars["-wal"] and _sidecars(self.path)["-wal"]:
