@@ -336,6 +336,37 @@ def test_tag_and_undo_wait_for_a_concurrent_writer(lib_db: tuple[Path, Path], tm
         writer.wait()
 
 
+HOLDER = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    con = sqlite3.connect(sys.argv[1], isolation_level=None)
+    con.execute("begin immediate")  # a writer that keeps the lock longer than anyone waits
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.execute("rollback")
+    """
+)
+
+
+def test_a_lock_held_too_long_is_one_error_before_any_file_is_touched(lib_db: tuple[Path, Path]) -> None:
+    lib, db = lib_db
+    assert genretag("tag", "--db", str(db)).returncode == 0
+    before = files_of(lib)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        for args in (["tag", "--overwrite", "--top", "2"], ["undo", "--all"], ["scan", str(lib), "-j", "0"]):
+            proc = genretag(*args, "--db", str(db))
+            assert_one_error_line(proc, str(db), "the database is locked")
+            assert files_of(lib) == before, args
+        proc = genretag("show", "--json", "--db", str(db))  # readers do not wait for writers
+        assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 4, proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    agree(lib, db, expect_written=True)
+
+
 def cli_run(*args: str) -> tuple[int, str]:
     """Exit code and output (only stdout with --json) of an in-process run; an escaping exception fails the test."""
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
