@@ -19,7 +19,8 @@ Datasette.  Tables:
     short (kill -9); its size and mtime are then the file's stat *before*
     the write.  ``undone_at`` is set by undo; ``superseded_at`` when the
     file changed outside genretag after the write, so undoing it would
-    clobber that change.
+    clobber that change.  ``undo_started_at`` is set before undo restores
+    the file, so an undo cut short before ``undone_at`` is settled too.
 ``scans``
     one row per scan run, with its counts.
 
