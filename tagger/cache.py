@@ -242,6 +242,8 @@ def connect(path: Path, mode: str) -> sqlite3.Connection:
     if kind == "missing":
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise DatabaseError(path, f"{path}: cannot create its folder: part of that path is a file") from None
         except OSError as exc:
             raise DatabaseError(path, f"{path}: cannot create its folder: {exc.strerror or exc}") from None
     else:
