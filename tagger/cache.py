@@ -345,7 +345,10 @@ class Cache:
         """
         if self._lock_fd is not None or fcntl is None or not sys.platform.startswith("linux"):
             return
-        self._lock_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            self._lock_fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise DatabaseError(self.path, f"{self.path}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + BUSY_SECONDS
         while True:
             try:
