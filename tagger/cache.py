@@ -197,7 +197,8 @@ def _inspect(path: Path) -> str:
     Anything else is refused here, before SQLite opens the file for
     writing: a file that is not SQLite, and another application's database
     (its own application_id, or unmarked tables that are not genretag's).
-    An SQLite file without any table is empty: there is nothing to convert.
+    Only a file of 0 bytes counts as empty: an SQLite file without tables
+    may be another application's, made a moment ago.
     """
     try:
         st = os.stat(path)
@@ -212,8 +213,6 @@ def _inspect(path: Path) -> str:
     app_id, tables, version = _peek(path)
     if app_id == APPLICATION_ID:
         return "genretag"
-    if app_id == 0 and not tables and version == 0:
-        return "empty"
     legacy = LEGACY_TRACK_COLUMNS <= tables.get("tracks", set()) and "scans" in tables and version <= SCHEMA_VERSION
     if app_id == 0 and legacy:
         return "legacy"

@@ -264,6 +264,16 @@ def test_an_empty_file_becomes_a_genretag_database(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(genretag("show", "--json", "--db", str(db)).stdout)) == 1
 
+    fresh = tmp_path / "fresh.db"  # another application's database, made a moment ago: no tables yet
+    con = sqlite3.connect(fresh)
+    con.execute("pragma journal_mode = wal")
+    con.execute("create table t (x)")
+    con.execute("drop table t")
+    con.close()
+    before = files_of(tmp_path)
+    assert_one_error_line(genretag("scan", str(lib), "--db", str(fresh), "-j", "0"), "not a genretag database")
+    assert files_of(tmp_path) == before
+
 
 # ---------------------------------------------------------------------------
 # 4. Concurrent commands wait instead of crashing; files and history always agree.
