@@ -26,30 +26,59 @@ Datasette.  Tables:
     short (kill -9); its size and mtime are then the file's stat *before*
     the write.  ``undone_at`` is set by undo; ``superseded_at`` when the
     file changed outside genretag after the write, so undoing it would
-    clobber that change.
+    clobber that change.  ``undo_started_at`` is set before undo restores
+    the file, so an undo cut short before ``undone_at`` is settled too.
 ``scans``
     one row per scan run, with its counts.
 
 Writes go through :meth:`Cache.write_results` in one transaction per batch,
 in WAL mode, so a killed scan loses at most the batch in flight.
+
+How a file is opened is decided in one place, :func:`connect`, by mode:
+``create`` (scan: make the folder and database if missing), ``write``
+(tag, undo: an existing database only) and ``read`` (show, export: opened
+read-only, so a read-only file or folder works).  A database genretag made
+carries ``PRAGMA application_id = APPLICATION_ID``; one made before that
+mark is recognised by its tables and marked on its next write.  Any other
+SQLite file, or a file that is not SQLite, is refused before SQLite writes
+a byte to it.  Concurrent commands wait for each other: every write is a
+``BEGIN IMMEDIATE`` transaction (so the busy timeout applies when taking
+the write lock) and no read cursor stays open across a write (reads are
+fetched a page at a time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
+import sqlite3
+import stat
+import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import sqlite_utils
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+from .errors import DatabaseError
 from .features import FEATURE_NAMES
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
+BUSY_SECONDS = 10.0  # how long a command waits for another one's write transaction
 LOOKUP_CHUNK = 500
+READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
+CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
 INSERT_ONLY = frozenset({"path", "first_seen"})  # never changed by an upsert
 
 TRACK_COLUMNS: dict[str, type] = {
@@ -86,8 +115,11 @@ EMBEDDING_COLUMNS: dict[str, type] = {"path": str, "front_end": str, "vector": b
 TAG_HISTORY_COLUMNS: dict[str, type] = {
     "id": int, "path": str, "path_bytes": bytes, "field": str, "format": str,
     "snapshot": str, "previous": str, "written": str, "size": int, "mtime": float,
-    "written_at": str, "undone_at": str, "superseded_at": str,
+    "written_at": str, "undone_at": str, "superseded_at": str, "undo_started_at": str,
 }  # fmt: skip
+#: Columns every genretag database has had since the first release: how one made before the mark is recognised.
+LEGACY_TRACK_COLUMNS = frozenset({"path", "size", "mtime", "status", "error", "params", "backend", "model_id",
+                                  "genre", "confidence", "top3", "probabilities", "missing"})
 
 
 def now() -> str:
@@ -134,30 +166,216 @@ def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]
         db.conn.executemany(sql, values)
 
 
+# ---------------------------------------------------------------------------
+# Opening: the one place that decides how a database file is opened.
+
+
+def _uri(path: Path, **params: str) -> str:
+    """An SQLite ``file:`` URI for ``path`` (any bytes, quoted) with these query parameters."""
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"file:{quote(os.fsencode(os.path.abspath(path)))}?{query}"
+
+
+def _sidecars(path: Path) -> dict[str, bool]:
+    """Which of SQLite's files beside the database exist (a live or crashed writer leaves them)."""
+    return {suffix: os.path.lexists(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal")}
+
+
+def _peek(path: Path) -> tuple[int, dict[str, set[str]], int]:
+    """application_id, tables (with their columns) and user_version of a file, read without changing it.
+
+    Through SQLite, not ``open()``: closing another descriptor of a database
+    file would drop the POSIX locks SQLite holds on it in this process.
+    ``immutable=1`` makes SQLite create no -wal or -shm and take no lock; it
+    is only used while no journal is pending, else ``mode=ro``.
+    """
+    live = any(_sidecars(path).values())
+    try:
+        con = sqlite3.connect(_uri(path, **({"mode": "ro"} if live else {"immutable": "1"})), uri=True,
+                              timeout=BUSY_SECONDS)  # fmt: skip
+        try:
+            app_id = con.execute("pragma application_id").fetchone()[0]
+            names = [r[0] for r in con.execute("select name from sqlite_master where type = 'table'")]
+            tables = {n: {r[0] for r in con.execute("select name from pragma_table_info(?)", (n,))} for n in names}
+            return app_id, tables, con.execute("pragma user_version").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        reason = "not an SQLite database" if "not a database" in str(exc) else f"cannot read the database ({exc})"
+        raise DatabaseError(path, f"{path}: {reason}; genretag leaves it alone (check --db)") from None
+
+
+def _inspect(path: Path) -> str:
+    """What ``path`` holds: "missing", "empty", "genretag" or "legacy" (genretag's, made before the mark).
+
+    Anything else is refused here, before SQLite opens the file for
+    writing: a file that is not SQLite, and another application's database
+    (its own application_id, or unmarked tables that are not genretag's).
+    Only a file of 0 bytes counts as empty: an SQLite file without tables
+    may be another application's, made a moment ago.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as exc:
+        raise DatabaseError(path, f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DatabaseError(path, f"{path}: not a regular file")
+    if st.st_size == 0:
+        return "empty"
+    app_id, tables, version = _peek(path)
+    if app_id == APPLICATION_ID:
+        return "genretag"
+    legacy = LEGACY_TRACK_COLUMNS <= tables.get("tracks", set()) and "scans" in tables and version <= SCHEMA_VERSION
+    if app_id == 0 and legacy:
+        return "legacy"
+    raise DatabaseError(path, f"{path}: not a genretag database (another application's SQLite file); "
+                              "genretag leaves it unchanged, choose another --db")  # fmt: skip
+
+
+def connect(path: Path, mode: str) -> sqlite3.Connection:
+    """Open the database at ``path`` for ``mode``, refusing before anything is written.
+
+    ``CREATE`` makes a missing database and its folder (scan); ``WRITE``
+    needs an existing one (tag, undo); both need a writable file and
+    folder, since SQLite keeps its -wal and -shm files beside it, and a file
+    without write permission is refused even for root.  ``READ`` (show,
+    export) opens with ``mode=ro``, or ``immutable=1`` in a read-only
+    folder, where SQLite could not create those files.
+    """
+    kind = _inspect(path)
+    if kind in ("missing", "empty") and mode != CREATE:
+        raise DatabaseError(path, f"no genretag database at {path}; run genretag scan first")
+    folder = path.parent
+    if mode == READ:
+        frozen = not os.access(folder, os.W_OK) and not _sidecars(path)["-wal"]
+        return sqlite3.connect(_uri(path, mode="ro", **({"immutable": "1"} if frozen else {})), uri=True,
+                               timeout=BUSY_SECONDS)  # fmt: skip
+    if kind == "missing":
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise DatabaseError(path, f"{path}: cannot create its folder: part of that path is a file") from None
+        except OSError as exc:
+            raise DatabaseError(path, f"{path}: cannot create its folder: {exc.strerror or exc}") from None
+    else:
+        mode_bits = os.stat(path).st_mode
+        if not mode_bits & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK):
+            raise DatabaseError(path, f"{path}: the database is read-only (no write permission); "
+                                      "show and export can still read it")  # fmt: skip
+    if not os.access(folder, os.W_OK):
+        raise DatabaseError(path, f"{path}: its folder is read-only (SQLite needs to write its journal there)")
+    return sqlite3.connect(_uri(path, mode="rwc" if mode == CREATE else "rw"), uri=True, timeout=BUSY_SECONDS)
+
+
 class Cache:
     """The genretag database: open, query and update it."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: str = CREATE) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.path)
-        self.db.conn.execute("PRAGMA busy_timeout = 10000")
-        self.db.enable_wal()
-        self.db.conn.execute("PRAGMA synchronous = NORMAL")
-        self._ensure_schema()
+        self.mode = mode
+        self._lock_fd: int | None = None
+        self._sidecars = _sidecars(self.path)
+        try:
+            conn = connect(self.path, mode)
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+        try:
+            self.db = sqlite_utils.Database(conn)
+            if mode != READ:
+                self.db.conn.execute("PRAGMA synchronous = NORMAL")
+                self._ensure_schema()
+                self.db.enable_wal()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self.error(exc) from None
 
     def close(self) -> None:
         self.db.close()
+        if self._lock_fd is not None:  # only now: closing another descriptor drops this process's POSIX locks on it
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self.mode == READ and not self._sidecars["-wal"] and _sidecars(self.path)["-wal"]:
+            self._remove_read_sidecars()
+
+    def _remove_read_sidecars(self) -> None:
+        """Let SQLite remove the -wal and -shm that reading a WAL database made, if no one else has it open.
+
+        A read-only connection cannot; a plain one does when it is the last
+        to close (it checkpoints an empty log: the database is not written).
+        Best effort: without write permission they stay, as SQLite leaves them.
+        """
+        with contextlib.suppress(sqlite3.Error):
+            con = sqlite3.connect(_uri(self.path, mode="rw"), uri=True, timeout=BUSY_SECONDS)
+            try:
+                con.execute("select count(*) from sqlite_master").fetchall()
+            finally:
+                con.close()
 
     def __enter__(self) -> Cache:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.close()
+        if isinstance(exc, sqlite3.Error):
+            raise self.error(exc) from None
+
+    def error(self, exc: sqlite3.Error) -> DatabaseError:
+        """An SQLite failure in words a user can act on (the CLI prints it as one ``Error:`` line)."""
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            text = (f"the database is locked: another genretag command kept it busy for more than "
+                    f"{BUSY_SECONDS:.0f} s; nothing is lost, run this command again when that one has finished")
+        elif "readonly" in text:
+            text = f"the database is read-only ({text})"
+        return DatabaseError(self.path, f"{self.path}: {text}")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction that takes the write lock first (``BEGIN IMMEDIATE``).
+
+        A deferred transaction that has read would fail at once with
+        SQLITE_BUSY when upgrading to write while another process writes;
+        taking the lock up front lets the busy timeout wait instead.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+    def lock_tag_writes(self) -> None:
+        """Keep other tag and undo runs on this database out until this Cache is closed.
+
+        Their :func:`tagger.tagging.settle` would take this run's write in
+        flight for one cut short.  An ``flock`` on the database file (on
+        Linux, where it is independent of SQLite's POSIX locks), waited for
+        up to BUSY_SECONDS, then refused before any file is touched.
+        """
+        if self._lock_fd is not None or fcntl is None or not sys.platform.startswith("linux"):
+            return
+        try:
+            self._lock_fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise DatabaseError(self.path, f"{self.path}: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DatabaseError(self.path, f"{self.path}: another genretag tag or undo is writing tags "
+                                                   "with this database; run this one when it has finished") from None
+                time.sleep(0.05)
 
     def _ensure_schema(self) -> None:
         db = self.db
-        with db.conn:
+        with self._writing():
             if "tracks" not in db.table_names():
                 db["tracks"].create(TRACK_COLUMNS, pk="path", not_null={"status"}, defaults={"missing": 0})
                 db["tracks"].create_index(["status"])
@@ -184,14 +402,16 @@ class Cache:
                     },
                     pk="id",
                 )  # fmt: skip
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            for pragma, value in (("user_version", SCHEMA_VERSION), ("application_id", APPLICATION_ID)):
+                if db.execute(f"PRAGMA {pragma}").fetchall()[0][0] != value:  # written only when it changes
+                    db.execute(f"PRAGMA {pragma} = {value}")
 
     # -- reading ---------------------------------------------------------
     def _by_keys(self, select: str, keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """Rows of ``select ... where path in (keys)``, queried in chunks to bound statement size."""
         for i in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[i : i + LOOKUP_CHUNK]
-            yield from self.db.execute(f"{select} where path in ({','.join('?' * len(chunk))})", chunk)
+            yield from self.db.conn.execute(f"{select} where path in ({','.join('?' * len(chunk))})", chunk).fetchall()
 
     def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows for the given path keys (the ones present)."""
@@ -218,16 +438,21 @@ class Cache:
     def tracks(self, paths: Iterable[str] = (), *, where: str | None = None,
                params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Stream rows, optionally limited to files under ``paths`` (files or folders)."""
-        yield from self._select("tracks", paths, where, params, "path")
+        yield from self._select("tracks", paths, where, params, ("path",))
 
     def tag_history(self, paths: Iterable[str] = (), *, where: str | None = None,
                     params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Stream genre-write records, by path then oldest first, optionally under ``paths``."""
-        yield from self._select("tag_history", paths, where, params, "path, id")
+        yield from self._select("tag_history", paths, where, params, ("path", "id"))
 
     def _select(self, table: str, paths: Iterable[str], where: str | None, params: Sequence[Any],
-                order: str) -> Iterator[dict[str, Any]]:
-        """Rows of ``table`` matching ``where`` and under ``paths``, by key range so the path index serves."""
+                order: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        """Rows of ``table`` matching ``where`` and under ``paths``, by key range so the path index serves.
+
+        Fetched READ_PAGE rows at a time after the last row's ``order`` key:
+        a caller may write between rows without a read cursor left open,
+        which would hold an old snapshot and make those writes fail busy.
+        """
         clauses, args = [], list(params)
         if where:
             clauses.append(f"({where})")
@@ -239,8 +464,18 @@ class Cache:
             args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
         if prefixes:
             clauses.append("(" + " or ".join(prefixes) + ")")
-        sql = f"select * from [{table}]" + (" where " + " and ".join(clauses) if clauses else "") + f" order by {order}"
-        yield from self.db.query(sql, args)
+        key, after = ", ".join(order), None
+        while True:
+            page = clauses + ([f"({key}) > ({', '.join('?' * len(order))})"] if after else [])
+            sql = (f"select * from [{table}]" + (" where " + " and ".join(page) if page else "")
+                   + f" order by {key} limit {READ_PAGE}")  # fmt: skip
+            cursor = self.db.conn.execute(sql, [*args, *(after or ())])
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, r)) for r in cursor.fetchall()]
+            yield from rows
+            if len(rows) < READ_PAGE:
+                return
+            after = tuple(rows[-1][c] for c in order)
 
     def count(self) -> int:
         return self.db["tracks"].count
@@ -256,7 +491,7 @@ class Cache:
         """
         if not rows and not features and not embeddings:
             return
-        with self.db.conn:
+        with self._writing():
             _upsert(self.db, "tracks", rows)
             for table, written in (("features", features), ("embeddings", embeddings)):
                 fresh = {r["path"] for r in written}
@@ -268,7 +503,7 @@ class Cache:
     def touch_present(self, keys: Sequence[str]) -> None:
         """Clear the missing flag of files that turned up again unchanged."""
         if keys:
-            with self.db.conn:
+            with self._writing():
                 self.db.conn.executemany(
                     "update tracks set missing = 0, missing_since = null, updated_at = ? where path = ?",
                     [(now(), k) for k in keys],
@@ -282,7 +517,7 @@ class Cache:
                 gone.append(row["path"])
         if gone:
             stamp = now()
-            with self.db.conn:
+            with self._writing():
                 self.db.conn.executemany(
                     "update tracks set missing = 1, missing_since = ?, updated_at = ? where path = ?",
                     [(stamp, stamp, k) for k in gone],
@@ -290,7 +525,7 @@ class Cache:
         return len(gone)
 
     def start_scan(self, roots: Sequence[str], backend: str, model_id: str) -> int:
-        with self.db.conn:
+        with self._writing():
             table = self.db["scans"].insert(
                 {"started_at": now(), "roots": json.dumps(list(roots)), "backend": backend,
                  "model_id": model_id, "status": "running"}
@@ -298,7 +533,7 @@ class Cache:
         return int(table.last_pk)
 
     def finish_scan(self, scan_id: int, status: str, counts: dict[str, Any]) -> None:
-        with self.db.conn:
+        with self._writing():
             self.db["scans"].update(
                 scan_id, {"finished_at": now(), "status": status, "counts": json.dumps(counts)}
             )
@@ -311,7 +546,7 @@ class Cache:
         and written.  Until :meth:`confirm_tag_write`, size and mtime are the
         file's stat before the write and ``written_at`` is empty.
         """
-        with self.db.conn:
+        with self._writing():
             table = self.db["tag_history"].insert({**entry, "size": before.st_size, "mtime": before.st_mtime})
         return int(table.last_pk)
 
@@ -322,7 +557,7 @@ class Cache:
         write for a user's change (which would re-analyse the file).
         """
         stamp = now()
-        with self.db.conn:
+        with self._writing():
             self.db.conn.execute(
                 "update tag_history set written_at = ?, size = ?, mtime = ? where id = ?",
                 (stamp, after.st_size, after.st_mtime, history_id),
@@ -332,8 +567,21 @@ class Cache:
 
     def discard_tag_write(self, history_id: int) -> None:
         """Forget a write that did not happen (it failed, leaving the file as it was)."""
-        with self.db.conn:
+        with self._writing():
             self.db.conn.execute("delete from tag_history where id = ? and written_at is null", (history_id,))
+
+    def start_undo(self, ids: Sequence[int]) -> None:
+        """Note that these writes are being undone, *before* the file is restored.
+
+        Until :meth:`mark_undone` (or :meth:`cancel_undo` when the restore
+        failed), the next run settles them from what the file holds.
+        """
+        self._stamp_history("undo_started_at", ids, None, None)
+
+    def cancel_undo(self, ids: Sequence[int]) -> None:
+        """Forget an undo that did not happen (the restore failed or never landed)."""
+        with self._writing():
+            self.db.conn.executemany("update tag_history set undo_started_at = null where id = ?", [(i,) for i in ids])
 
     def mark_superseded(self, ids: Sequence[int]) -> None:
         """Retire writes that a later outside change made unsafe to undo."""
@@ -345,7 +593,7 @@ class Cache:
 
     def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None) -> None:
         stamp = now()
-        with self.db.conn:
+        with self._writing():
             self.db.conn.executemany(f"update tag_history set [{column}] = ? where id = ?", [(stamp, i) for i in ids])
             if track is not None and after is not None:
                 self._set_track_stat(track, after, stamp)

@@ -46,11 +46,12 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)  # fmt: skip
 
 
-def _open_cache(db_path: str | None) -> Any:
+def _open_cache(db_path: str | None, mode: str) -> Any:
+    """The database for a command: "create" (scan), "write" (tag, undo: must exist) or "read" (show, export)."""
     from .cache import Cache
     from .paths import default_db_path
 
-    return Cache(db_path or default_db_path())
+    return Cache(db_path or default_db_path(), mode)
 
 
 def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -210,7 +211,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     from .tagging import CoveredFiles, apply
 
     outcome = None
-    with _open_cache(db_path) as cache:
+    with _open_cache(db_path, "create") as cache:
         with ui.RichProgress("Scanning", enabled=progress) as bar:
             seen = CoveredFiles(bar)
             summary = run_scan(paths, cache, model, runner, options, seen)
@@ -253,7 +254,7 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
     """
     from .tagging import apply
 
-    with _open_cache(db_path) as cache:
+    with _open_cache(db_path, "write") as cache:
         outcome = _with_progress("Tagging", progress, apply, cache, tagging, paths)
     _print_outcome(outcome, as_json)
     _exit_for(outcome)
@@ -286,7 +287,7 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
         raise click.UsageError("name the files or folders to undo, or use --all")
     if paths and everything:
         raise click.UsageError("give PATHS or --all, not both")
-    with _open_cache(db_path) as cache:
+    with _open_cache(db_path, "write") as cache:
         outcome = _with_progress("Restoring", progress, run_undo, cache, paths, dry_run=dry_run, force=force)
     _print_outcome(outcome, as_json)
     _exit_for(outcome)
@@ -328,7 +329,7 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
     from . import ui
     from .records import public_row
 
-    with _open_cache(db_path) as cache:
+    with _open_cache(db_path, "read") as cache:
         rows = [public_row(r) for r in _query(cache, paths, status, genre)]
     if as_json:
         ui.print_json(rows)
@@ -382,7 +383,7 @@ def export(paths: tuple[str, ...], db_path: str | None, fmt: str, output: Any, s
     """
     from .records import export_rows
 
-    with _open_cache(db_path) as cache:
+    with _open_cache(db_path, "read") as cache:
         export_rows(cache, _query(cache, paths, status, None), output, fmt, with_features=with_features)
 
 

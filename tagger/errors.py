@@ -34,5 +34,13 @@ class ModelError(FileError):
     """A model file is missing, corrupt, or does not match the pipeline."""
 
 
+class DatabaseError(GenretagError):
+    """The database cannot be opened or used as asked (missing, foreign, read-only, locked, corrupt)."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        super().__init__(message)
+
+
 class BackendError(GenretagError):
     """A backend is unknown, broken, or misbehaves."""

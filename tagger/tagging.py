@@ -325,6 +325,7 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     that scan saw).  Per-file problems become ``error`` results and the run
     goes on; Ctrl-C stops between files with ``interrupted`` set.
     """
+    cache.lock_tag_writes()
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
     out = Outcome("tag", opts.dry_run)
@@ -417,9 +418,12 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
     The field as snapshotted: the write never happened, forget it.  The
     written values: it happened, confirm it with the file's stat (and move
     the tracks row along if it still had the pre-write stat).  Anything
-    else: the file changed since, so the record is superseded.  Unreadable
-    files are left for a later run.
+    else: the file changed since, so the record is superseded.  Undos cut
+    short after :meth:`Cache.start_undo` are settled the same way: the field
+    holds the snapshot, so the restore landed and is marked; else it never
+    happened and the note is dropped.  Unreadable files are left for a later run.
     """
+    _settle_undos(cache, paths)
     for row in list(cache.tag_history(paths, where=f"{OPEN} and written_at is null")):
         path, snap = fs_path(row), json.loads(row["snapshot"])
         try:
@@ -438,6 +442,26 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
         cache.confirm_tag_write(row["id"], after, row["path"] if follow else None)
 
 
+def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
+    started: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for row in cache.tag_history(paths, where=f"{OPEN} and undo_started_at is not null"):
+        started.setdefault((row["path"], row["field"]), []).append(row)
+    for rows in started.values():
+        first, newest, ids = rows[0], rows[-1], [r["id"] for r in rows]
+        path, snap = fs_path(first), json.loads(first["snapshot"])
+        try:
+            landed = tags.snapshot(path, snap["field"]) == snap
+            after = os.stat(path)
+        except (TagError, OSError):
+            continue
+        if not landed:
+            cache.cancel_undo(ids)
+            continue
+        track = cache.lookup([first["path"]]).get(first["path"])
+        follow = track is not None and (track["size"], track["mtime"]) == (newest["size"], newest["mtime"])
+        cache.mark_undone(ids, first["path"] if follow else None, after)
+
+
 # ---------------------------------------------------------------------------
 # Undo.
 
@@ -450,6 +474,7 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
     write still open, exactly (including "no such field").  A file changed
     since genretag's last write to it is skipped unless ``force``.
     """
+    cache.lock_tag_writes()
     settle(cache, paths)
     out = Outcome("undo", dry_run)
     try:
@@ -499,8 +524,14 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
                     cache.mark_undone(ids)
             elif dry_run:
                 result.action = WOULD_RESTORE
-            else:
-                cache.mark_undone(ids, key if follow else None, tags.restore(path, snap))
+            else:  # noted before the restore, confirmed after: a cut-short undo is settled by the next run
+                cache.start_undo(ids)
+                try:
+                    after = tags.restore(path, snap)
+                except TagError:
+                    cache.cancel_undo(ids)  # tags.py left the file as it was
+                    raise
+                cache.mark_undone(ids, key if follow else None, after)
         except TagError as exc:
             result.action, result.reason = ERROR, exc.reason
             break
