@@ -379,6 +379,58 @@ def backends(as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("words", nargs=-1, metavar="[BACKEND] | use ID")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_handle_errors
+def models(words: tuple[str, ...], as_json: bool) -> None:
+    """List the models training kept (all backends, or BACKEND's), or make one current again.
+
+    Every `genretag train` keeps its model and card; the listing reads only
+    the cards.  `use ID` takes a model's id, or enough of its start to be
+    unique, and makes it its backend's current model (a shipped model's id
+    goes back to the shipped model).
+
+    \b
+    Example:
+        genretag models svc
+        genretag models use 3f2a9c
+    """
+    from . import ui
+    from .models import list_models, use_model
+
+    if words[:1] == ("use",):
+        if len(words) != 2:
+            raise click.UsageError("usage: genretag models use ID")
+        row = use_model(words[1])
+        if as_json:
+            ui.print_json(row)
+        else:
+            ui.err().print(f"{row['backend']}: model {row['id']} ({row['file']}) is now current",
+                           markup=False, highlight=False)
+        return
+    if len(words) > 1:
+        raise click.UsageError("give one BACKEND, or: use ID")
+    listing = list_models(words[0] if words else None)
+    if as_json:
+        ui.print_json({"models": listing.rows, "problems": listing.problems})
+    else:
+        ui.out().print(ui.table(
+            None, ["backend", "id", "date", "data", "protocol", "accuracy", "current"],
+            [(r["backend"], r["id"], r["date"], r["data"] or ("shipped" if r["shipped"] else "-"), r["protocol"] or "-",
+              _fmt_accuracy(r), "*" if r["current"] else "") for r in listing.rows],
+        ))  # fmt: skip
+    for problem in listing.problems:
+        ui.err().print(f"warning: {problem}", style="yellow", markup=False, highlight=False)
+
+
+def _fmt_accuracy(row: dict[str, Any]) -> str:
+    if row["accuracy"] is None:
+        return "-"
+    clips = f" ({row['n_test']} test clips)" if row["n_test"] else ""
+    return f"{row['accuracy']:.3f}{clips}"
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def env(as_json: bool) -> None:
     """Print versions and paths, for bug reports."""
