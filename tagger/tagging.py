@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from . import tags
 from .cache import Cache, fs_path, path_key
 from .errors import FileError, GenretagError
+from .jsontext import b64
 from .tags import TagError
 
 #: Display names for the GTZAN labels the shipped models predict.
@@ -203,6 +204,7 @@ class FileResult:
     reason: str = ""
     field: str | None = None
     warn: bool = False  # worth a warning line as well as the table row
+    path_bytes: bytes | None = None  # the exact name when it is not UTF-8 (``path`` shows it escaped)
 
     @property
     def status(self) -> str:
@@ -210,7 +212,8 @@ class FileResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "field": self.field, "current": self.current, "proposed": self.proposed,
-                "action": self.action, "reason": self.reason}  # fmt: skip
+                "action": self.action, "reason": self.reason,
+                "path_bytes_b64": b64(self.path_bytes) if self.path_bytes else None}  # fmt: skip
 
 
 @dataclass
@@ -301,7 +304,7 @@ def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions) -> FileResult
     key, path = row["path"], fs_path(row)
 
     def result(current: list[str], proposed: list[str], action: str, reason: str = "", warn: bool = False) -> FileResult:
-        return FileResult(key, current, proposed, action, reason, opts.field, warn)
+        return FileResult(key, current, proposed, action, reason, opts.field, warn, row.get("path_bytes"))
 
     if row["missing"]:
         return result([], [], SKIPPED, "missing since the last scan")
@@ -415,7 +418,7 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
 
 def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: bool) -> list[FileResult]:
     """Restore every field genretag wrote in one file, newest field first; rows are oldest first."""
-    key, path, newest = rows[0]["path"], fs_path(rows[0]), rows[-1]
+    key, path, newest, raw = rows[0]["path"], fs_path(rows[0]), rows[-1], rows[0].get("path_bytes")
     groups: dict[str | None, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["field"], []).append(r)
@@ -424,7 +427,7 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
         before = os.stat(path)
     except (TagError, OSError) as exc:
         reason = exc.reason if isinstance(exc, TagError) else exc.strerror or str(exc)
-        return [FileResult(key, [], [], ERROR, reason, newest["field"])]
+        return [FileResult(key, [], [], ERROR, reason, newest["field"], path_bytes=raw)]
     changed = ""
     if newest["written_at"] is None:
         changed = "a write cut short could not be checked (use --force to restore anyway)"
@@ -437,7 +440,7 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
         first, ids = group[0], [r["id"] for r in group]
         snap = json.loads(first["snapshot"])
         result = FileResult(key, current[first["field"]], json.loads(first["previous"] or "[]"), RESTORED,
-                            field=first["field"])  # fmt: skip
+                            field=first["field"], path_bytes=raw)  # fmt: skip
         results.append(result)
         if changed and not force:
             result.action, result.reason, result.warn = SKIPPED, changed, True
