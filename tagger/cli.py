@@ -59,6 +59,8 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Classifier backend (see `genretag backends`).")(fn)
 
 
+FOLLOW_LINKS_HELP = ("Also write files reached through symlinks that lead outside PATHS "
+                     "(without PATHS: outside the scanned folders) [default: refuse them].")
 TAG_OPTIONS = [
     click.option("--dry-run", is_flag=True, help="Only show a table of current and proposed genres."),
     click.option("--overwrite", is_flag=True, help="Replace genres already in the files [default: keep them]."),
@@ -72,12 +74,14 @@ TAG_OPTIONS = [
     click.option("--separator", default="; ", show_default=True, help="Joins genres in ID3v2.3 (no multi-value)."),
     click.option("--genre-map", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
                  help="Rename or drop labels: JSON, or lines like 'hiphop = Hip-Hop' and 'disco ='."),
+    click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP),
 ]  # fmt: skip
 
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
-    names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "field", "id3v23", "separator", "genre_map")
+    names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "field", "id3v23", "separator", "genre_map",
+             "follow_links")
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -249,11 +253,12 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
 @db_option
 @click.option("--dry-run", is_flag=True, help="Only show what would be restored.")
 @click.option("--force", is_flag=True, help="Restore files changed since genretag wrote them too.")
+@click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the per-file results as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
-def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run: bool, force: bool, as_json: bool,
-         progress: bool | None) -> None:
+def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run: bool, force: bool,
+         follow_links: bool, as_json: bool, progress: bool | None) -> None:
     """Put back the genres the files under PATHS had before genretag wrote them.
 
     Restores exactly, including "no genre tag".  A file changed since
@@ -271,7 +276,8 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
     if paths and everything:
         raise click.UsageError("give PATHS or --all, not both")
     with _open_cache(db_path) as cache:
-        outcome = _with_progress("Restoring", progress, run_undo, cache, paths, dry_run=dry_run, force=force)
+        outcome = _with_progress("Restoring", progress, run_undo, cache, paths, dry_run=dry_run, force=force,
+                                 follow_links=follow_links)
     _print_outcome(outcome, as_json)
     _exit_for(outcome)
 
