@@ -369,9 +369,12 @@ def use_model(model_id: str, backend: str | None = None) -> dict[str, Any]:
         which = ", ".join(f"{r['id']} ({r['backend']})" for r in matches)
         raise GenretagError(f"model id {model_id!r} is ambiguous: {which}; give more of it")
     row = matches[0]
-    if row["shipped"]:
-        pointer = models_dir() / row["backend"] / CURRENT
-        pointer.unlink(missing_ok=True)
-    else:
-        set_current(row["backend"], Path(row["file"]))
+    pointer = models_dir() / row["backend"] / CURRENT
+    try:
+        if row["shipped"]:
+            pointer.unlink(missing_ok=True)
+        else:
+            set_current(row["backend"], Path(row["file"]))
+    except OSError as exc:
+        raise ModelError(pointer, f"cannot change the model pointer: {exc.strerror or exc}") from None
     return dict(row, current=True)

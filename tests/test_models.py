@@ -99,7 +99,8 @@ def test_pointer_naming_a_model_in_its_folder_is_used(tmp_path: Path, genretag_h
     assert load_model("svc").path == path
     (models_dir() / "svc" / CURRENT).write_text("missing.joblib\n")
     code, _, err = invoke("scan", str(tmp_path), "--db", str(tmp_path / "db.sqlite"), "--jobs", "0")
-    assert code == 1 and err.strip() == f"Error: {models_dir() / 'svc' / CURRENT}: points to missing.joblib, which does not exist"
+    pointer = models_dir() / "svc" / CURRENT
+    assert code == 1 and err.strip() == f"Error: {pointer}: points to missing.joblib, which does not exist"
 
 
 # ---------------------------------------------------------------------------
