@@ -20,11 +20,12 @@ import pytest
 from click.testing import CliRunner
 from test_train_report import table  # noqa: F401  (module fixture: the feature table)
 
+from tagger.backends import get_backend
 from tagger.cli import cli
 from tagger.models import CURRENT, card_path, load_model, make_card, read_card, save_model
 from tagger.paths import models_dir
 
-SHIPPED = Path(__file__).resolve().parents[1] / "plugins" / "models" / "svc.joblib"
+SHIPPED = Path(get_backend("svc").default_model())  # in the installed package, editable or not
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
