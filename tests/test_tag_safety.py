@@ -219,3 +219,20 @@ def test_a_temporary_carries_its_writers_pid(tmp_path: Path, monkeypatch: pytest
     tags.write_genres(path, ["Jazz"])
     assert len(names) == 1 and names[0].endswith(f".{os.getpid()}{tags.TEMP_SUFFIX}")
     assert tags.remove_stale_temporaries(str(tmp_path)) == []
+
+
+def test_the_one_raw_parse_reads_id3v1_and_id3v22_genres_as_mutagens_translating_load(tmp_path: Path) -> None:
+    only_v1 = make_audio(tmp_path / "v1.mp3", "mp3", seconds=1.0)
+    tag = id3.ID3()
+    tag.add(id3.TCON(encoding=0, text=["Rock"]))
+    tag.save(str(only_v1), v1=id3.ID3v1SaveOptions.CREATE)
+    id3.delete(str(only_v1), delete_v1=False, delete_v2=True)
+    v22 = make_audio(tmp_path / "v22.mp3", "mp3", seconds=1.0)  # mutagen cannot write v2.2: made by hand
+    frame = b"TCO" + len(b"\x00Jazz").to_bytes(3, "big") + b"\x00Jazz"
+    size = bytes((len(frame) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    v22.write_bytes(b"ID3\x02\x00\x00" + size + frame + v22.read_bytes())
+    for path, genre in ((only_v1, "Rock"), (v22, "Jazz")):
+        assert [str(t) for f in MP3(str(path)).tags.getall("TCON") for t in f.genres] == [genre]  # mutagen's view
+        assert read_genres(path) == [genre]
+        tags.write_genres(path, ["Pop"])
+        assert read_genres(path) == ["Pop"]
