@@ -393,8 +393,8 @@ def models(words: tuple[str, ...], as_json: bool) -> None:
 
     Every `genretag train` keeps its model and card; the listing reads only
     the cards.  `use ID` takes a model's id, or enough of its start to be
-    unique, and makes it its backend's current model (a shipped model's id
-    goes back to the shipped model).
+    unique (or its file name), and makes it its backend's current model (a
+    shipped model's id goes back to the shipped model).
 
     \b
     Example:

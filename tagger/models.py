@@ -351,8 +351,16 @@ def list_models(backend: str | None = None) -> ModelListing:
     return ModelListing(rows, problems)
 
 
+def _stem(path: str) -> str:
+    return Path(path).name.split(".")[0]
+
+
 def use_model(model_id: str, backend: str | None = None) -> dict[str, Any]:
     """Make the model whose card id is ``model_id`` (or starts with it) its backend's current one.
+
+    Retraining on the same data with the same seed gives the same file, so
+    two kept models can share an id: the model's file name (with or without
+    its suffix) picks one of them.
 
     A shipped model is made current by removing the pointer.  Returns the
     model's row; GenretagError when no model or several models match.
@@ -362,12 +370,14 @@ def use_model(model_id: str, backend: str | None = None) -> dict[str, Any]:
     wanted = model_id.strip().lower()
     if not wanted:
         raise GenretagError("give a model id (see `genretag models`)")
-    matches = [r for r in list_models(backend).rows if r["id"].lower().startswith(wanted)]
+    rows = list_models(backend).rows
+    by_name = [r for r in rows if wanted in (Path(r["file"]).name.lower(), _stem(r["file"]).lower())]
+    matches = by_name or [r for r in rows if r["id"].lower().startswith(wanted)]
     if not matches:
         raise GenretagError(f"no model with id {model_id!r} (see `genretag models`)")
-    if len({(r["backend"], r["id"], r["file"]) for r in matches}) > 1:
-        which = ", ".join(f"{r['id']} ({r['backend']})" for r in matches)
-        raise GenretagError(f"model id {model_id!r} is ambiguous: {which}; give more of it")
+    if len(matches) > 1:
+        which = ", ".join(f"{r['id']} ({r['backend']}: {Path(r['file']).name})" for r in matches)
+        raise GenretagError(f"model id {model_id!r} is ambiguous: {which}; give more of it, or the file name")
     row = matches[0]
     pointer = models_dir() / row["backend"] / CURRENT
     try:

@@ -159,6 +159,8 @@ def test_models_use_unknown_or_ambiguous_id_is_one_error_line(genretag_home: Pat
                          (["use", " "], "give a model id")):  # fmt: skip
         code, out, err = invoke("models", *args)
         assert code == 1 and err.count("\n") == 1 and err.startswith("Error: ") and reason in err, err
+    code, _, err = invoke("models", "use", copy.stem)  # the file name picks one of models sharing an id
+    assert code == 0 and load_model("svc").path == copy
     code, _, err = invoke("models", "nosuchbackend")
     assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1
 
