@@ -18,9 +18,9 @@ import errno
 import os
 import re
 import shutil
-import time
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
