@@ -477,6 +477,13 @@ class Cache:
                 return
             after = tuple(rows[-1][c] for c in order)
 
+    def scan_roots(self) -> list[str]:
+        """Every file or folder a scan was run on: what ``tag`` and ``undo`` may write under without paths."""
+        roots: set[str] = set()
+        for row in self.db.query("select roots from scans"):
+            roots.update(json.loads(row["roots"] or "[]"))
+        return sorted(roots)
+
     def count(self) -> int:
         return self.db["tracks"].count
 

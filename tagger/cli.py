@@ -61,6 +61,8 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Classifier backend (see `genretag backends`).")(fn)
 
 
+FOLLOW_LINKS_HELP = ("Also write files reached through symlinks that lead outside PATHS "
+                     "(without PATHS: outside the scanned folders) [default: refuse them].")
 TAG_OPTIONS = [
     click.option("--dry-run", is_flag=True, help="Only show a table of current and proposed genres."),
     click.option("--overwrite", is_flag=True, help="Replace genres already in the files [default: keep them]."),
@@ -77,13 +79,14 @@ TAG_OPTIONS = [
     click.option("--separator", default="; ", show_default=True, help="Joins genres in ID3v2.3 (no multi-value)."),
     click.option("--genre-map", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
                  help="Rename or drop labels: JSON, or lines like 'hiphop = Hip-Hop' and 'disco ='."),
+    click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP),
 ]  # fmt: skip
 
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
     names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
-             "genre_map")
+             "genre_map", "follow_links")
     # scan takes --min-confidence without --write too: it is also its abstain threshold.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 
@@ -266,11 +269,12 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
 @db_option
 @click.option("--dry-run", is_flag=True, help="Only show what would be restored.")
 @click.option("--force", is_flag=True, help="Restore files changed since genretag wrote them too.")
+@click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the per-file results as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
-def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run: bool, force: bool, as_json: bool,
-         progress: bool | None) -> None:
+def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run: bool, force: bool,
+         follow_links: bool, as_json: bool, progress: bool | None) -> None:
     """Put back the genres the files under PATHS had before genretag wrote them.
 
     Restores exactly, including "no genre tag".  A file changed since
@@ -288,7 +292,8 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
     if paths and everything:
         raise click.UsageError("give PATHS or --all, not both")
     with _open_cache(db_path, "write") as cache:
-        outcome = _with_progress("Restoring", progress, run_undo, cache, paths, dry_run=dry_run, force=force)
+        outcome = _with_progress("Restoring", progress, run_undo, cache, paths, dry_run=dry_run, force=force,
+                                 follow_links=follow_links)
     _print_outcome(outcome, as_json)
     _exit_for(outcome)
 
@@ -410,6 +415,58 @@ def backends(as_json: bool) -> None:
           r["model"] or "none", r["accuracy"] or "-", r["status"] if r["status"] == "ok" else
           f"{r['status']}: {r['error']}") for r in rows],
     ))  # fmt: skip
+
+
+@cli.command()
+@click.argument("words", nargs=-1, metavar="[BACKEND] | use ID")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_handle_errors
+def models(words: tuple[str, ...], as_json: bool) -> None:
+    """List the models training kept (all backends, or BACKEND's), or make one current again.
+
+    Every `genretag train` keeps its model and card; the listing reads only
+    the cards.  `use ID` takes a model's id, or enough of its start to be
+    unique (or its file name), and makes it its backend's current model (a
+    shipped model's id goes back to the shipped model).
+
+    \b
+    Example:
+        genretag models svc
+        genretag models use 3f2a9c
+    """
+    from . import ui
+    from .models import list_models, use_model
+
+    if words[:1] == ("use",):
+        if len(words) != 2:
+            raise click.UsageError("usage: genretag models use ID")
+        row = use_model(words[1])
+        if as_json:
+            ui.print_json(row)
+        else:
+            ui.err().print(f"{row['backend']}: model {row['id']} ({row['file']}) is now current",
+                           markup=False, highlight=False)
+        return
+    if len(words) > 1:
+        raise click.UsageError("give one BACKEND, or: use ID")
+    listing = list_models(words[0] if words else None)
+    if as_json:
+        ui.print_json({"models": listing.rows, "problems": listing.problems})
+    else:
+        ui.out().print(ui.table(
+            None, ["backend", "id", "date", "data", "protocol", "accuracy", "current"],
+            [(r["backend"], r["id"], r["date"], r["data"] or ("shipped" if r["shipped"] else "-"), r["protocol"] or "-",
+              _fmt_accuracy(r), "*" if r["current"] else "") for r in listing.rows],
+        ))  # fmt: skip
+    for problem in listing.problems:
+        ui.err().print(f"warning: {problem}", style="yellow", markup=False, highlight=False)
+
+
+def _fmt_accuracy(row: dict[str, Any]) -> str:
+    if row["accuracy"] is None:
+        return "-"
+    clips = f" ({row['n_test']} test clips)" if row["n_test"] else ""
+    return f"{row['accuracy']:.3f}{clips}"
 
 
 @cli.command()

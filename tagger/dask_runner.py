@@ -32,7 +32,7 @@ from typing import Any
 
 from . import __version__
 from .errors import GenretagError
-from .runners import DEFAULT_TIMEOUT
+from .runners import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
 from .worker import AnalysisResult, AnalysisTask, analyse_file, warm_up
 
 INSTALL_HINT = "Dask support needs the extra: pip install 'genretag[dask]'"
@@ -100,13 +100,18 @@ def local_cluster(workers: int) -> Any:
     by default on port 8787: a random loopback port avoids clashing with
     another cluster on the same machine.
     """
+    import dask
     import distributed
 
-    return distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR,
-        preload=[__name__],  # runs dask_setup in each worker
-    )  # fmt: skip
+    # Nannies spawn (and restart) workers as `python -c ...`: keep the working folder off their sys.path.
+    name, value = SAFE_PATH
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}, **{name: value})
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), safe_children():
+        return distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR,
+            preload=[__name__],  # runs dask_setup in each worker
+        )  # fmt: skip
 
 
 @dataclass

@@ -88,12 +88,9 @@ def resolve_model_path(backend: str, explicit: str | os.PathLike[str] | None = N
         if not path.is_file():
             raise ModelError(path, "model file not found")
         return path.resolve()
-    pointer = models_dir() / backend / CURRENT
-    if pointer.is_file():
-        target = pointer.parent / pointer.read_text(encoding="utf-8").strip()
-        if target.is_file():
-            return target
-        raise ModelError(pointer, f"points to {target.name}, which does not exist")
+    target = current_target(backend)
+    if target is not None:
+        return target
     shipped = get_backend(backend).default_model()
     if shipped and Path(shipped).is_file():
         return Path(shipped)
@@ -101,6 +98,38 @@ def resolve_model_path(backend: str, explicit: str | os.PathLike[str] | None = N
         models_dir() / backend,
         f"no trained model for backend {backend!r}: run `genretag train --backend {backend}`",
     )
+
+
+def current_target(backend: str) -> Path | None:
+    """The model file ``models/<backend>/current`` names, or None when there is no pointer.
+
+    The pointer may only name a file inside its own folder: models are
+    unpickled, so an absolute path, a ``..`` or a symlink leading out of the
+    folder (anyone able to write the pointer could aim it at any pickle) is
+    a ModelError naming the pointer, never a load.
+    """
+    folder = models_dir() / backend
+    pointer = folder / CURRENT
+    if not pointer.is_file():
+        return None
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(pointer, f"unreadable model pointer: {exc}") from None
+    if not name:
+        raise ModelError(pointer, "model pointer is empty; run `genretag models use ID` or train again")
+    if "\0" in name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ModelError(pointer, f"points to {name!r}, outside {folder}; a pointer may only name a file in its folder")
+    target = folder / name
+    try:
+        real, home = target.resolve(strict=True), folder.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        raise ModelError(pointer, f"points to {name}, which does not exist") from None
+    if not real.is_relative_to(home) or real == home:
+        raise ModelError(pointer, f"points to {name}, a link leading outside {folder}; not loaded")
+    if not real.is_file():
+        raise ModelError(pointer, f"points to {name}, which is not a file")
+    return target
 
 
 def read_card(model_path: Path) -> dict[str, Any]:
@@ -191,12 +220,20 @@ def make_card(backend: Backend, **sections: Any) -> dict[str, Any]:
 
 def save_model(backend: Backend, card: dict[str, Any], out: str | os.PathLike[str] | None = None,
                *, make_current: bool = True) -> Path:
-    """Write model and card; unless ``out`` is given, into the data dir as the current model."""
+    """Write model and card; unless ``out`` is given, into the data dir as the current model.
+
+    Earlier models in the data dir are kept (``genretag models`` lists them,
+    ``genretag models use ID`` brings one back): each gets its own timestamped name.
+    """
     if out is None:
         folder = models_dir() / backend.name
         folder.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = folder / f"{backend.name}-{stamp}{backend.model_suffix}"
+        n = 1
+        while path.exists() or card_path(path).exists():  # two trainings in one second: keep both
+            n += 1
+            path = folder / f"{backend.name}-{stamp}-{n}{backend.model_suffix}"
     else:
         path = Path(out).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,3 +294,114 @@ def backend_rows() -> list[dict[str, Any]]:
                     row["accuracy"] = f"{metrics['track_accuracy']:.3f} ({metrics.get('protocol', '?')} test{clips})"
         rows.append(row)
     return rows
+
+
+@dataclass
+class ModelListing:
+    """What ``genretag models`` shows: one row per model file, and pointers that could not be followed."""
+
+    rows: list[dict[str, Any]]
+    problems: list[str]
+
+
+def _model_row(backend: str, path: Path, card: dict[str, Any], shipped: bool) -> dict[str, Any]:
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    return {
+        "backend": backend, "id": str(card.get("id") or ""), "date": card.get("date"),
+        "data": training.get("data"), "protocol": metrics.get("protocol"),
+        "accuracy": metrics.get("track_accuracy"), "n_test": metrics.get("n_test"),
+        "file": str(path), "shipped": shipped, "current": False,
+    }  # fmt: skip
+
+
+def _trained_models(backend: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The model files kept in ``models/<backend>/`` with a readable card naming a file beside it."""
+    folder = models_dir() / backend
+    found = []
+    for card_file in sorted(folder.glob("*.card.json")) if folder.is_dir() else []:
+        try:
+            card = json.loads(card_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a half-written or foreign file is not a model
+        name = card.get("file") if isinstance(card, dict) else None
+        if not isinstance(name, str) or Path(name).name != name or card.get("backend") != backend:
+            continue
+        if (folder / name).is_file() and card_path(folder / name) == card_file:
+            found.append((folder / name, card))
+    return found
+
+
+def list_models(backend: str | None = None) -> ModelListing:
+    """Every model of ``backend`` (or of every backend): those training kept, and the shipped one.
+
+    Only cards are read, never a model, so listing imports no framework.
+    ``current`` marks the model a scan would use without ``--model``.
+    """
+    from .backends import discover
+
+    installed = {name: info for name, info in discover().items() if info.ok}
+    kept = {p.name for p in models_dir().iterdir() if p.is_dir()} if models_dir().is_dir() else set()
+    if backend and backend not in installed and backend not in kept:
+        get_backend(backend)  # raises BackendError: unknown or broken, and says which
+    names = {backend} if backend else set(installed) | kept
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for name in sorted(names):
+        mine = [_model_row(name, path, card, False) for path, card in _trained_models(name)]
+        shipped = installed[name].cls.default_model() if name in installed else None
+        if shipped and Path(shipped).is_file():
+            try:
+                mine.append(_model_row(name, Path(shipped), read_card(Path(shipped)), True))
+            except ModelError as exc:
+                problems.append(str(exc))
+        try:
+            current = current_target(name)
+        except ModelError as exc:
+            problems.append(str(exc))
+            current = None
+        else:
+            current = current.resolve() if current else Path(shipped).resolve() if shipped else None
+        for row in mine:
+            row["current"] = current is not None and Path(row["file"]).resolve() == current
+        rows += sorted(mine, key=lambda r: (not r["shipped"], str(r["date"] or "")))
+    return ModelListing(rows, problems)
+
+
+def _stem(path: str) -> str:
+    return Path(path).name.split(".")[0]
+
+
+def use_model(model_id: str, backend: str | None = None) -> dict[str, Any]:
+    """Make the model whose card id is ``model_id`` (or starts with it) its backend's current one.
+
+    Retraining on the same data with the same seed gives the same file, so
+    two kept models can share an id: the model's file name (with or without
+    its suffix) picks one of them.
+
+    A shipped model is made current by removing the pointer.  Returns the
+    model's row; GenretagError when no model or several models match.
+    """
+    from .errors import GenretagError
+
+    wanted = model_id.strip().lower()
+    if not wanted:
+        raise GenretagError("give a model id (see `genretag models`)")
+    rows = list_models(backend).rows
+    by_name = [r for r in rows if wanted in (Path(r["file"]).name.lower(), _stem(r["file"]).lower())]
+    matches = by_name or [r for r in rows if r["id"].lower().startswith(wanted)]
+    if not matches:
+        raise GenretagError(f"no model with id {model_id!r} (see `genretag models`)")
+    if len(matches) > 1:
+        which = ", ".join(f"{r['id']} ({r['backend']}: {Path(r['file']).name})" for r in matches)
+        raise GenretagError(f"model id {model_id!r} is ambiguous: {which}; give more of it, or the file name")
+    row = matches[0]
+    pointer = models_dir() / row["backend"] / CURRENT
+    try:
+        if row["shipped"]:
+            pointer.unlink(missing_ok=True)
+        else:
+            set_current(row["backend"], Path(row["file"]))
+    except OSError as exc:
+        raise ModelError(pointer, f"cannot change the model pointer: {exc.strerror or exc}") from None
+    return dict(row, current=True)

@@ -5,6 +5,13 @@ This is the one place that decides.  Every runner takes an iterator of
 :class:`~tagger.worker.AnalysisResult` per task, in completion order,
 pulling tasks lazily so memory stays bounded however large the library.
 
+Worker processes never import code from the working folder: Python puts
+the folder a ``-c`` command runs in first on ``sys.path``, and the fork
+server and spawned workers are such commands, so ``cd album && genretag
+scan .`` would run ``album/numpy/__init__.py`` (or ``socket.py``, shadowing
+the standard library) in them.  They are started with ``PYTHONSAFEPATH``
+(:func:`safe_children`) and so import what the parent imported.
+
 The local runner gives each worker process one file at a time over its own
 pipe, so it always knows which file a worker holds: a worker that crashes
 or exceeds the per-file timeout is killed and replaced, and only that file
@@ -19,6 +26,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Protocol
@@ -86,6 +94,32 @@ class _Worker:
     started: float = 0.0
 
 
+#: Python's -P: no working folder (nor script folder) first on a child interpreter's sys.path.
+SAFE_PATH = ("PYTHONSAFEPATH", "1")
+
+
+@contextmanager
+def safe_children() -> Iterator[None]:
+    """While starting worker interpreters: keep the working folder off their ``sys.path``.
+
+    multiprocessing starts the fork server and spawned workers as
+    ``python -c ...``, which puts the working folder first on ``sys.path``
+    before anything is imported (and Python 3.11's fork server never
+    replaces it with the parent's path).  The variable is set only while a
+    process starts, so commands genretag runs later are not affected.
+    """
+    name, value = SAFE_PATH
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
 def _context() -> mp.context.BaseContext:
     """Fork server where there is one: workers fork from a warm, thread-free process."""
     if sys.platform != "win32" and "forkserver" in mp.get_all_start_methods():
@@ -114,7 +148,8 @@ class LocalRunner:
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_worker_main, args=(child, self.func), daemon=True, name="genretag-worker")
-        proc.start()
+        with safe_children():  # the first start also starts the fork server
+            proc.start()
         child.close()
         return _Worker(proc, parent)
 

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from . import tags
 from .cache import Cache, fs_path, path_key
 from .errors import FileError, GenretagError
+from .jsontext import b64, readable
 from .tags import TagError
 
 #: Display names for the GTZAN labels the shipped models predict.
@@ -80,6 +81,7 @@ class TagOptions:
     id3v23: bool = False
     separator: str = "; "  # only ID3v2.3 has no multi-value form
     genre_map: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # see load_genre_map
+    follow_links: bool = False  # write through links leading outside the roots (see Boundary)
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
@@ -241,6 +243,7 @@ class FileResult:
     reason: str = ""
     field: str | None = None
     warn: bool = False  # worth a warning line as well as the table row
+    path_bytes: bytes | None = None  # the exact name when it is not UTF-8 (``path`` shows it escaped)
 
     @property
     def status(self) -> str:
@@ -248,7 +251,8 @@ class FileResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "field": self.field, "current": self.current, "proposed": self.proposed,
-                "action": self.action, "reason": self.reason}  # fmt: skip
+                "action": self.action, "reason": self.reason,
+                "path_bytes_b64": b64(self.path_bytes) if self.path_bytes else None}  # fmt: skip
 
 
 @dataclass
@@ -259,6 +263,7 @@ class Outcome:
     dry_run: bool = False
     results: list[FileResult] = dataclasses.field(default_factory=list)
     interrupted: bool = False
+    temporaries: list[str] = dataclasses.field(default_factory=list)  # stale ones removed (dry run: found)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -277,7 +282,10 @@ class Outcome:
         return [(r.path, "; ".join(r.current), "; ".join(r.proposed), r.status) for r in self.results]
 
     def warnings(self) -> list[str]:
-        return [f"{r.path}: {r.reason}" for r in self.results if r.warn]
+        done = "found (dry run: not removed)" if self.dry_run else "removed"
+        return [f"{r.path}: {r.reason}" for r in self.results if r.warn] + [
+            f"{readable(t)}: stale temporary file of an interrupted genretag run, {done}" for t in self.temporaries
+        ]
 
     def summary_line(self) -> str:
         if not self.results:
@@ -295,7 +303,8 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {"files": [r.as_dict() for r in self.results], "counts": self.counts, "failed": self.failed,
-                "dry_run": self.dry_run, "interrupted": self.interrupted}  # fmt: skip
+                "dry_run": self.dry_run, "interrupted": self.interrupted,
+                "stale_temporaries": self.temporaries}  # fmt: skip
 
 
 class CoveredFiles:
@@ -317,6 +326,48 @@ class CoveredFiles:
 # Tagging.
 
 
+class Boundary:
+    """Where a run may write: under the real paths of its roots, unless links may be followed.
+
+    The roots are the paths given to ``tag``/``undo`` (``scan --write``: the
+    scan's), else every root a scan of this database was run on.  A file is
+    written at its real path, so a symlinked file or folder inside a root
+    whose target lies outside every root is refused: someone who can place
+    a link in a shared folder must not get another user's ``tag`` to rewrite
+    their files.  ``--follow-links`` lifts this.
+    """
+
+    def __init__(self, cache: Cache, paths: Sequence[str], follow_links: bool) -> None:
+        given = [os.path.abspath(os.fsdecode(p)) for p in paths]
+        self.named = "the paths given" if given else "the folders scanned into this database"
+        self.roots = [os.path.realpath(r) for r in (given or cache.scan_roots())]
+        self.follow_links = follow_links
+
+    def refusal(self, real: str) -> str:
+        """Why a file whose real path is ``real`` must not be written ("" when it may be)."""
+        if self.follow_links:
+            return ""
+        for root in self.roots:
+            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+                return ""
+        return f"a link leading outside {self.named} (to {real}); not written (--follow-links writes through links)"
+
+
+class Temporaries:
+    """Removes, once per folder a run writes in, the temporaries a killed genretag left there."""
+
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.seen: set[str] = set()
+        self.found: list[str] = []
+
+    def visit(self, real: str) -> None:
+        folder = os.path.dirname(real)
+        if folder not in self.seen:
+            self.seen.add(folder)
+            self.found += tags.remove_stale_temporaries(folder, dry_run=self.dry_run)
+
+
 def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Collection[str] | None = None,
           progress: Progress | None = None) -> Outcome:
     """Write the cached genres of the files under ``paths`` (all when empty) into their tags.
@@ -329,22 +380,37 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
     out = Outcome("tag", opts.dry_run)
+    boundary, temps = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run)
     try:
         for row in cache.tracks(paths):
             if only is None or row["path"] in only:
-                out.results.append(_tag_file(cache, row, opts))
+                out.results.append(_tag_file(cache, row, opts, boundary, temps))
                 if progress is not None:
                     progress.advance(row["path"], out.results[-1].action)
     except KeyboardInterrupt:
         out.interrupted = True
+    out.temporaries = temps.found
     return out
 
 
-def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions) -> FileResult:
+def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFile | None, str]:
+    """Parse a file's tags once, if the boundary allows writing it: (file, "") or (None, refusal)."""
+    refusal = boundary.refusal(os.path.realpath(path))
+    if refusal:
+        return None, refusal
+    tf = tags.TagFile(path)
+    refusal = boundary.refusal(tf.real)  # the path it will write, should a link have changed meanwhile
+    if not refusal:
+        temps.visit(tf.real)
+    return (None, refusal) if refusal else (tf, "")
+
+
+def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions, boundary: Boundary,
+              temps: Temporaries) -> FileResult:
     key, path = row["path"], fs_path(row)
 
     def result(current: list[str], proposed: list[str], action: str, reason: str = "", warn: bool = False) -> FileResult:
-        return FileResult(key, current, proposed, action, reason, opts.field, warn)
+        return FileResult(key, current, proposed, action, reason, opts.field, warn, row.get("path_bytes"))
 
     if row["missing"]:
         return result([], [], SKIPPED, "missing since the last scan")
@@ -362,8 +428,10 @@ def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions) -> FileResult
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
     proposed, action, reason = propose(row, opts)
     try:
-        current = tags.read_genres(path, opts.field)
-        before = os.stat(path)
+        tf, refusal = _open(path, boundary, temps)
+        if tf is None:
+            return result([], proposed, SKIPPED, refusal, warn=True)
+        current = tf.read(opts.field)
     except TagError as exc:
         return result([], proposed, ERROR, exc.reason)
     except OSError as exc:
@@ -375,27 +443,27 @@ def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions) -> FileResult
     new, action, reason = decide(current, proposed, opts)
     if action:
         return result(current, new, action, reason)
-    if (before.st_size, before.st_mtime) != (row["size"], row["mtime"]):
+    if (tf.stat.st_size, tf.stat.st_mtime) != (row["size"], row["mtime"]):
         return result(current, new, SKIPPED, "changed since it was scanned (run `genretag scan` first)", warn=True)
     if opts.dry_run:
         return result(current, new, WOULD_WRITE)
     try:
-        _write(cache, row, path, before, current, new, opts)
+        _write(cache, row, tf, current, new, opts)
     except TagError as exc:
         return result(current, new, ERROR, exc.reason)
     return result(current, new, WRITTEN)
 
 
-def _write(cache: Cache, row: dict[str, Any], path: str, before: os.stat_result, current: list[str],
-           new: list[str], opts: TagOptions) -> None:
+def _write(cache: Cache, row: dict[str, Any], tf: tags.TagFile, current: list[str], new: list[str],
+           opts: TagOptions) -> None:
     """Record the old field, write the new one, confirm; the record is dropped if the write failed."""
-    snap = tags.snapshot(path, opts.field)
-    _retire_broken_chain(cache, row["path"], before)
+    snap = tf.snapshot(opts.field)
+    _retire_broken_chain(cache, row["path"], tf.stat)
     entry = {"path": row["path"], "path_bytes": row["path_bytes"], "field": snap["field"], "format": snap["format"],
              "snapshot": json.dumps(snap), "previous": json.dumps(current), "written": json.dumps(new)}  # fmt: skip
-    history_id = cache.record_tag_write(entry, before)
+    history_id = cache.record_tag_write(entry, tf.stat)
     try:
-        after = tags.write_genres(path, new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator)
+        after = tf.write(new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator)
     except TagError:
         cache.discard_tag_write(history_id)  # tags.py left the file as it was
         raise
@@ -427,11 +495,12 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
     for row in list(cache.tag_history(paths, where=f"{OPEN} and written_at is null")):
         path, snap = fs_path(row), json.loads(row["snapshot"])
         try:
-            if tags.snapshot(path, snap["field"]) == snap:
+            tf = tags.TagFile(path)
+            if tf.snapshot(snap["field"]) == snap:
                 cache.discard_tag_write(row["id"])
                 continue
-            landed = _holds(tags.read_genres(path, snap["field"]), json.loads(row["written"]))
-            after = os.stat(path)
+            landed = _holds(tf.read(snap["field"]), json.loads(row["written"]))
+            after = tf.stat
         except (TagError, OSError):
             continue
         if not landed:
@@ -450,8 +519,8 @@ def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
         first, newest, ids = rows[0], rows[-1], [r["id"] for r in rows]
         path, snap = fs_path(first), json.loads(first["snapshot"])
         try:
-            landed = tags.snapshot(path, snap["field"]) == snap
-            after = os.stat(path)
+            tf = tags.TagFile(path)
+            landed, after = tf.snapshot(snap["field"]) == snap, tf.stat
         except (TagError, OSError):
             continue
         if not landed:
@@ -467,39 +536,46 @@ def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
 
 
 def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, force: bool = False,
-         progress: Progress | None = None) -> Outcome:
+         follow_links: bool = False, progress: Progress | None = None) -> Outcome:
     """Put back the genre fields genretag wrote under ``paths`` (everything when empty).
 
     Each file and field gets the values it had before genretag's first
     write still open, exactly (including "no such field").  A file changed
-    since genretag's last write to it is skipped unless ``force``.
+    since genretag's last write to it is skipped unless ``force``; one
+    outside the roots is skipped unless ``follow_links`` (see Boundary).
     """
     cache.lock_tag_writes()
     settle(cache, paths)
     out = Outcome("undo", dry_run)
+    boundary, temps = Boundary(cache, paths, follow_links), Temporaries(dry_run)
     try:
         for key, rows in groupby(cache.tag_history(paths, where=OPEN), key=lambda r: r["path"]):
-            for result in _undo_file(cache, list(rows), dry_run, force):
+            for result in _undo_file(cache, list(rows), dry_run, force, boundary, temps):
                 out.results.append(result)
                 if progress is not None:
                     progress.advance(key, result.action)
     except KeyboardInterrupt:
         out.interrupted = True
+    out.temporaries = temps.found
     return out
 
 
-def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: bool) -> list[FileResult]:
+def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: bool, boundary: Boundary,
+               temps: Temporaries) -> list[FileResult]:
     """Restore every field genretag wrote in one file, newest field first; rows are oldest first."""
-    key, path, newest = rows[0]["path"], fs_path(rows[0]), rows[-1]
+    key, path, newest, raw = rows[0]["path"], fs_path(rows[0]), rows[-1], rows[0].get("path_bytes")
     groups: dict[str | None, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["field"], []).append(r)
     try:  # read first: tags.py words a vanished or unreadable file well
-        current = {name: tags.read_genres(path, name) for name in groups}
-        before = os.stat(path)
+        tf, refusal = _open(path, boundary, temps)
+        if tf is None:
+            return [FileResult(key, [], [], SKIPPED, refusal, newest["field"], True, raw)]
+        current = {name: tf.read(name) for name in groups}
     except (TagError, OSError) as exc:
         reason = exc.reason if isinstance(exc, TagError) else exc.strerror or str(exc)
-        return [FileResult(key, [], [], ERROR, reason, newest["field"])]
+        return [FileResult(key, [], [], ERROR, reason, newest["field"], path_bytes=raw)]
+    before = tf.stat
     changed = ""
     if newest["written_at"] is None:
         changed = "a write cut short could not be checked (use --force to restore anyway)"
@@ -512,13 +588,18 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
         first, ids = group[0], [r["id"] for r in group]
         snap = json.loads(first["snapshot"])
         result = FileResult(key, current[first["field"]], json.loads(first["previous"] or "[]"), RESTORED,
-                            field=first["field"])  # fmt: skip
+                            field=first["field"], path_bytes=raw)  # fmt: skip
         results.append(result)
         if changed and not force:
             result.action, result.reason, result.warn = SKIPPED, changed, True
             continue
         try:
-            if tags.snapshot(path, first["field"]) == snap:
+            if tf is None:  # the previous field's restore rewrote the file: parse it again
+                tf, refusal = _open(path, boundary, temps)
+                if tf is None:
+                    result.action, result.reason, result.warn = SKIPPED, refusal, True
+                    break
+            if tf.snapshot(first["field"]) == snap:
                 result.action = UNCHANGED
                 if not dry_run:
                     cache.mark_undone(ids)
@@ -527,7 +608,7 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
             else:  # noted before the restore, confirmed after: a cut-short undo is settled by the next run
                 cache.start_undo(ids)
                 try:
-                    after = tags.restore(path, snap)
+                    after, tf = tf.restore(snap), None
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
                     raise

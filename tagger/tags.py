@@ -16,9 +16,11 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,7 +46,9 @@ __all__ = [
     "TEMP_SUFFIX",
     "Format",
     "TagError",
+    "TagFile",
     "read_genres",
+    "remove_stale_temporaries",
     "restore",
     "snapshot",
     "split_genres",
@@ -52,9 +56,16 @@ __all__ = [
     "write_genres",
 ]
 
-#: Temporary files are ``.<name>.<random>.genretag-tmp`` beside the original:
+#: Temporary files are ``.<name>.<random>.<pid>.genretag-tmp`` beside the original:
 #: hidden, so library scanners skip them, and recognisable if a crash leaves one.
 TEMP_SUFFIX = ".genretag-tmp"
+#: ``<name>`` is the original's first 40 characters, ``<random>`` mkstemp's 8; earlier
+#: versions wrote no ``.<pid>``.
+_TEMP_NAME = re.compile(r"\.(?s:.{0,40})\.[a-z0-9_]{8}(?:\.(?P<pid>[0-9]+))?" + re.escape(TEMP_SUFFIX) + r"\Z")
+#: A temporary whose writer (by pid, on this machine) is gone is stale once unmodified this long.
+STALE_DEAD_WRITER = 120.0
+#: Any temporary unmodified this long is stale (an old name without a pid, a writer on another machine).
+STALE_ANY = 3600.0
 _SNAPSHOT_VERSION = 1
 
 # Frames ID3v2.3 has no equivalent for.  mutagen's update_to_v23() deletes
@@ -124,7 +135,16 @@ class _ID3Style(_Style):
         return {"translate": False, "load_v1": False} if raw else {}
 
     def read(self, f: mutagen.FileType, key: str) -> list[str]:
-        frame = f.tags.get(key) if f.tags is not None else None
+        # From the tag as stored (one parse serves reading, snapshot and write), read as
+        # mutagen's translating load would: ID3v2.2 names, then an MP3's ID3v1 genre.
+        tags = f.tags
+        frame = tags.get(key) if tags is not None else None
+        if frame is None and tags is not None and tags.version[:2] == (2, 2):
+            frame = tags.get("TCO" if key == "TCON" else key.replace("TXXX:", "TXX:", 1))
+        if frame is None and self.v1 and key == "TCON":
+            with open(f.filename, "rb") as fh:
+                v1_frames, _ = find_id3v1(fh)
+            frame = (v1_frames or {}).get("TCON")
         if frame is None:
             return []
         # TCON.genres resolves ID3v1 numbers: "(17)", "17" -> "Rock".
@@ -411,12 +431,7 @@ def read_genres(path: str | os.PathLike[str], field: str | None = None) -> list[
     one item (see ``split_genres``).  Numeric ID3v1-style genres such as
     "(17)" or "17" are resolved to names.  Empty values are dropped.
     """
-    path = os.fspath(path)
-    fmt = _format(path)
-    with _errors(path):
-        key = fmt.style.key(_field(field))
-        f = _open(path, fmt, raw=False)
-        return [v for v in fmt.style.read(f, key) if v.strip()]
+    return TagFile(path).read(field)
 
 
 def split_genres(values: Iterable[str], separators: str = ";/") -> list[str]:
@@ -446,13 +461,7 @@ def snapshot(path: str | os.PathLike[str], field: str | None = None) -> dict[str
     version.  Nothing else about the file is recorded: restore only ever
     touches this one field.
     """
-    path = os.fspath(path)
-    fmt = _format(path)
-    with _errors(path):
-        field = _field(field)
-        key = fmt.style.key(field)
-        f = _open(path, fmt, raw=True)
-        return {"v": _SNAPSHOT_VERSION, "format": fmt.name, "field": field, "key": key, **fmt.style.snapshot(f, key)}
+    return TagFile(path).snapshot(field)
 
 
 def write_genres(
@@ -476,20 +485,8 @@ def write_genres(
     managers notice the change; record the returned size and mtime.  A
     hard-linked file gets its own copy (the other names keep the old bytes).
     """
-    path = os.fspath(path)
-    if isinstance(genres, str):
-        raise ValueError("genres must be a list of strings, not one string")
-    genres = list(genres)
-    for g in genres:
-        if not isinstance(g, str) or not g.strip() or "\0" in g:
-            raise ValueError(f"invalid genre {g!r}: genres must be non-empty strings without NUL")
-    fmt = _format(path)
-    with _errors(path):
-        field = _field(field)
-        if not genres and fmt.style.absent(snapshot(path, field)):
-            return os.stat(path)  # nothing to remove: leave the file and its mtime alone
-        key = fmt.style.key(field)
-        return _edit(path, fmt, lambda f: fmt.style.write(f, key, genres, id3v23, separator))
+    genres = _checked_genres(genres)
+    return TagFile(path).write(genres, field=field, id3v23=id3v23, separator=separator)
 
 
 def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_result:
@@ -502,29 +499,152 @@ def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_resul
     survives, but encodings may differ (ID3v2.3 has no UTF-8).
     """
     path = os.fspath(path)
-    fmt = _format(path)
+    _check_snapshot(path, _format(path), snap)
+    return TagFile(path).restore(snap)
+
+
+def _checked_genres(genres: Sequence[str]) -> list[str]:
+    if isinstance(genres, str):
+        raise ValueError("genres must be a list of strings, not one string")
+    for g in genres:
+        if not isinstance(g, str) or not g.strip() or "\0" in g:
+            raise ValueError(f"invalid genre {g!r}: genres must be non-empty strings without NUL")
+    return list(genres)
+
+
+def _check_snapshot(path: str, fmt: Format, snap: Any) -> None:
     if not isinstance(snap, dict) or snap.get("v") != _SNAPSHOT_VERSION or "key" not in snap:
         raise TagError(path, "not a genretag tag snapshot (or from an incompatible version)")
     if snap.get("format") != fmt.name:
         raise TagError(path, f"snapshot is for a {snap.get('format')} file, not {fmt.name}")
-    with _errors(path):
-        current = snapshot(path, snap.get("field"))
-        if set(current) != set(snap) or current["key"] != snap["key"]:
-            raise TagError(path, "damaged tag snapshot (its fields do not match this file's format)")
-        if current == snap:
-            return os.stat(path)  # nothing to undo: keep the file and its mtime
-        return _edit(path, fmt, lambda f: fmt.style.restore(f, snap["key"], snap))
+
+
+class TagFile:
+    """One file's tags, parsed once: read and snapshot them, then write or restore them once.
+
+    Parsing is what tagging a file with large tags costs (a 40 MB cover and
+    2,000 frames took mutagen over a minute per parse), so ``genretag tag``
+    and ``undo`` read, snapshot and write each file on this one parse, and
+    the write edits the parsed copy instead of parsing the file again.  The
+    file's stat is taken before the parse; a write refuses the file if it
+    changed since.  After a write or restore the object is spent: open the
+    file again for another change.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.fmt = _format(self.path)
+        self._file: mutagen.FileType | None = None
+        with _errors(self.path):
+            self.real = os.path.realpath(self.path)  # keep a symlink a symlink: its target is replaced
+            self.stat = os.stat(self.real)
+            self._file = _open(self.real, self.fmt, raw=True)
+
+    def _parsed(self) -> mutagen.FileType:
+        if self._file is None:
+            raise RuntimeError(f"{self.path}: tags already written through this TagFile; open it again")
+        return self._file
+
+    def read(self, field: str | None = None) -> list[str]:
+        """The genres stored in the field (see :func:`read_genres`)."""
+        with _errors(self.path):
+            key = self.fmt.style.key(_field(field))
+            return [v for v in self.fmt.style.read(self._parsed(), key) if v.strip()]
+
+    def snapshot(self, field: str | None = None) -> dict[str, Any]:
+        """The field's exact stored state (see :func:`snapshot`)."""
+        with _errors(self.path):
+            field = _field(field)
+            key = self.fmt.style.key(field)
+            state = self.fmt.style.snapshot(self._parsed(), key)
+            return {"v": _SNAPSHOT_VERSION, "format": self.fmt.name, "field": field, "key": key, **state}
+
+    def write(self, genres: Sequence[str], *, field: str | None = None, id3v23: bool = False,
+              separator: str = "; ") -> os.stat_result:
+        """Store ``genres`` in the field (see :func:`write_genres`)."""
+        genres, style = _checked_genres(genres), self.fmt.style
+        with _errors(self.path):
+            field = _field(field)
+            if not genres and style.absent(self.snapshot(field)):
+                return os.stat(self.path)  # nothing to remove: leave the file and its mtime alone
+            key = style.key(field)
+            return self._edit(lambda f: style.write(f, key, genres, id3v23, separator))
+
+    def restore(self, snap: dict[str, Any]) -> os.stat_result:
+        """Put the field back as ``snap`` recorded it (see :func:`restore`)."""
+        _check_snapshot(self.path, self.fmt, snap)
+        with _errors(self.path):
+            current = self.snapshot(snap.get("field"))
+            if set(current) != set(snap) or current["key"] != snap["key"]:
+                raise TagError(self.path, "damaged tag snapshot (its fields do not match this file's format)")
+            if current == snap:
+                return os.stat(self.path)  # nothing to undo: keep the file and its mtime
+            return self._edit(lambda f: self.fmt.style.restore(f, snap["key"], snap))
+
+    def _edit(self, change: Callable[[mutagen.FileType], None]) -> os.stat_result:
+        f, self._file = self._parsed(), None
+        return _edit(self.path, self.real, self.fmt, self.stat, f, change)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or no way to tell: assume a writer is at work
+    return True
+
+
+def remove_stale_temporaries(folder: str, *, dry_run: bool = False, now: float | None = None) -> list[str]:
+    """Delete the temporaries a killed genretag left in ``folder``; return their paths.
+
+    Only regular files of this user whose name matches exactly what
+    :func:`_edit` creates are considered, and only stale ones: unmodified
+    for ``STALE_DEAD_WRITER`` seconds with their writer's pid no longer
+    running, or unmodified for ``STALE_ANY`` seconds whatever the name says.
+    A temporary another running genretag is writing is therefore left alone.
+    Errors (a folder that cannot be listed, a file that vanished) are
+    ignored: cleaning up must never stop tagging.
+    """
+    now = time.time() if now is None else now
+    found: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return found
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if not match:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            continue
+        age, pid = now - st.st_mtime, match["pid"]
+        dead = pid is not None and int(pid) != os.getpid() and not _alive(int(pid))
+        if not (age > STALE_ANY or (dead and age > STALE_DEAD_WRITER)):
+            continue
+        if not dry_run:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+        found.append(entry.path)
+    return found
 
 
 # ---------------------------------------------------------------------------
 # Opening, safe editing and error translation.
 
 
-def _open(path: str, fmt: Format, raw: bool, kind: type[mutagen.FileType] | None = None) -> mutagen.FileType:
+def _open(path: str, fmt: Format, raw: bool) -> mutagen.FileType:
     options = fmt.style.load_options(raw)
     try:
-        if kind is not None or len(fmt.kinds) == 1:
-            return (kind or fmt.kinds[0])(path, **options)
+        if len(fmt.kinds) == 1:
+            return fmt.kinds[0](path, **options)
         f = mutagen.File(path, options=list(fmt.kinds))
     except (OSError, mutagen.MutagenError):
         raise
@@ -547,25 +667,28 @@ def _writable(path: str, st: os.stat_result) -> None:
         raise TagError(path, "file is read-only (no write permission); not changed")
 
 
-def _edit(path: str, fmt: Format, change: Callable[[mutagen.FileType], None]) -> os.stat_result:
-    """Apply ``change`` to a copy of the file, then rename the copy over the original."""
-    real = os.path.realpath(path)  # keep a symlink a symlink: replace its target
-    before = os.stat(real)
+def _edit(path: str, real: str, fmt: Format, before: os.stat_result, parsed: mutagen.FileType,
+          change: Callable[[mutagen.FileType], None]) -> os.stat_result:
+    """Apply ``change`` to a copy of the file, then rename the copy over the original.
+
+    ``parsed`` is the original's tags as loaded when its stat was ``before``;
+    the copy has the same bytes, so it is edited without parsing it again.
+    """
     _writable(path, before)
-    kind = type(_open(real, fmt, raw=True))  # fail on corrupt tags before creating anything
     reason = fmt.refuse(real)
     if reason:
         raise TagError(path, reason)
     folder, name = os.path.split(real)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=TEMP_SUFFIX, dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=f".{os.getpid()}{TEMP_SUFFIX}", dir=folder)
     except PermissionError:
         reason = "its folder is not writable (the new version is written beside it first); not changed"
         raise TagError(path, reason) from None
     try:
         with os.fdopen(fd, "wb") as out, open(real, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
-        change(_open(tmp, fmt, raw=True, kind=kind))
+        parsed.filename = tmp  # mutagen saves to (and the ID3 style reads the v1 block of) this name
+        change(parsed)
         _fsync(tmp)
         os.chmod(tmp, stat.S_IMODE(before.st_mode))
         mine = os.stat(tmp)

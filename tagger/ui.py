@@ -5,7 +5,6 @@ Imported only by commands that print, never at ``genretag --help``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from .jsontext import dumps
 
 PIPE_WIDTH = 1000  # piped output is for grep and files: never fold a path
 
@@ -107,8 +108,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 
 def print_json(data: Any) -> None:
-    """JSON to stdout, unstyled, for machines."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """JSON to stdout, unstyled, for machines: valid UTF-8 whatever the file names (tagger.jsontext)."""
+    sys.stdout.write(dumps(data, indent=2, default=str) + "\n")
 
 
 def print_scan_summary(summary: dict[str, Any]) -> None:

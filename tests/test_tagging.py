@@ -110,6 +110,7 @@ def lib(scanned: tuple[Path, Path], tmp_path: Path) -> Lib:
     shutil.copyfile(src_db, db)
     with sqlite3.connect(db) as con:
         con.execute("update tracks set path = ? || substr(path, ?)", (str(root), len(str(src)) + 1))
+        con.execute("update scans set roots = replace(roots, ?, ?)", (json.dumps(str(src))[1:-1], json.dumps(str(root))[1:-1]))
     return Lib(root, db)
 
 
@@ -455,14 +456,14 @@ def test_disk_full_and_vanished_files_are_errors_and_the_run_goes_on(
 ) -> None:
     files = lib.files("plain")
     flac, ogg = files["flac"], files["ogg"]
-    real_write = tags.write_genres
+    real_write = tags.TagFile.write
 
-    def full_disk(path: object, genres: object, **kw: object) -> os.stat_result:
-        if Path(str(path)) == flac:
-            raise TagError(str(path), "disk full (no space left on device); not changed")
-        return real_write(path, genres, **kw)
+    def full_disk(self: tags.TagFile, genres: object, **kw: object) -> os.stat_result:
+        if Path(self.path) == flac:
+            raise TagError(self.path, "disk full (no space left on device); not changed")
+        return real_write(self, genres, **kw)
 
-    monkeypatch.setattr(tags, "write_genres", full_disk)
+    monkeypatch.setattr(tags.TagFile, "write", full_disk)
     ogg.unlink()
 
     code, out, err = run(lib, "tag", str(lib.root / "plain"), "--no-progress")
@@ -517,19 +518,19 @@ def test_file_name_that_is_not_utf8_is_tagged_and_undone(lib: Lib) -> None:
 def test_write_cut_short_between_file_and_database_is_settled(lib: Lib, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill right after the rename (landed) or right before it (not landed) leaves an unconfirmed record."""
     flac, ogg = lib.file("plain", "flac"), lib.file("plain", "ogg")
-    real_write = tags.write_genres
+    real_write = tags.TagFile.write
 
-    def killed(path: object, genres: object, **kw: object) -> os.stat_result:
-        if Path(str(path)) == flac:
-            real_write(path, genres, **kw)
+    def killed(self: tags.TagFile, genres: object, **kw: object) -> os.stat_result:
+        if Path(self.path) == flac:
+            real_write(self, genres, **kw)
         raise KeyboardInterrupt  # stands in for kill -9: nothing after this point runs
 
-    monkeypatch.setattr(tags, "write_genres", killed)
+    monkeypatch.setattr(tags.TagFile, "write", killed)
     with Cache(lib.db) as cache:
         for path in (flac, ogg):
             assert tagging.apply(cache, TagOptions(), [str(path)]).interrupted
     assert [h["written_at"] for h in lib.history()] == [None, None]
-    monkeypatch.setattr(tags, "write_genres", real_write)
+    monkeypatch.setattr(tags.TagFile, "write", real_write)
 
     code, data = run_json(lib, "tag", str(flac), str(ogg))
 
