@@ -18,12 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from tagger.errors import GenretagError
+from tagger.errors import BackendError, GenretagError
+from tagger.outputs import backend_name, check_genres, checked_proba
 
 from .dataset import Augment, ClipSet, Part, Progress, augmented, from_audio, from_table, partition, with_copies
 from .evaluate import evaluate
 from .splits import DEFAULT_PROTOCOL, Split, get_split
 
+#: Training rows a fitted backend predicts as a check of its output before it is scored or saved.
+PROBE_ROWS = 8
 #: Receives one dict of metrics per epoch (or tuning step) from the backend's ``fit``.
 OnEpoch = Callable[[dict[str, Any]], None]
 
@@ -81,11 +84,32 @@ def seed_everything(seed: int) -> None:
 def fit(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int, on_epoch: OnEpoch | None = None) -> Any:
     """A fresh backend with default parameters, fitted on train with valid for tuning/stopping."""
     train, valid = parts["train"], parts["valid"]
-    backend = cls()
     has_valid = len(valid) > 0
-    backend.fit(train.X, train.y.tolist(), X_valid=valid.X if has_valid else None,
-                y_valid=valid.y.tolist() if has_valid else None, epochs=epochs, seed=seed, callback=on_epoch)
+    try:
+        backend = cls()
+        backend.fit(train.X, train.y.tolist(), X_valid=valid.X if has_valid else None,
+                    y_valid=valid.y.tolist() if has_valid else None, epochs=epochs, seed=seed, callback=on_epoch)
+    except GenretagError:
+        raise
+    except Exception as exc:  # third-party code fails in any way; the user gets one line, not a traceback
+        raise BackendError(f"backend {cls.name!r}: fit failed: {type(exc).__name__}: {exc}") from None
+    check_fitted(backend, train)
     return backend
+
+
+def check_fitted(backend: Any, train: Part) -> None:
+    """Refuse a fitted backend whose genres_ or predictions are unusable, before anything is scored or saved.
+
+    genres_ must name only genres it was trained on; a few training rows go
+    through the same checks as every prediction (tagger.outputs), so a model
+    is checked even when the test part is empty.
+    """
+    genres = check_genres(backend)
+    unknown = sorted(set(genres) - set(train.y.tolist()))
+    if unknown:
+        raise BackendError(f"backend {backend_name(backend)!r}: genres_ holds {', '.join(map(repr, unknown))}, "
+                           "which are not among the training labels")
+    checked_proba(backend, train.X[:PROBE_ROWS])
 
 
 def _check_parts(split: Split, clips: ClipSet) -> None:
