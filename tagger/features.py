@@ -83,7 +83,7 @@ def analyse(y: np.ndarray, sr: int, *, features: bool = True, slices: bool = Tru
 
 
 def analyse_chunks(chunks: Iterable[np.ndarray], sr: int, *, features: bool = True, slices: bool = True,
-                   slice_stride: int = 1) -> Analysis:
+                   max_slices: int | None = None) -> Analysis:
     """Analyse a long recording chunk by chunk, in memory bounded by one chunk.
 
     Each chunk is analysed as a clip of its own; the 57 features are then
@@ -92,23 +92,30 @@ def analyse_chunks(chunks: Iterable[np.ndarray], sr: int, *, features: bool = Tr
     tempogram.  What differs from analysing the whole recording at once is
     local to chunk edges and per-chunk references (tuning, the -80 dB floor
     of the MFCCs); tests/test_worker_memory.py measures it.  Of the 3 s
-    slices, every ``slice_stride``-th is kept, so a 3-hour file does not
-    carry 3,600 of them.
+    slices, at most ``max_slices`` evenly spread ones are kept, without
+    knowing the length in advance (a file's header may not say): whenever
+    twice that many are held, every other one is dropped.
     """
     stats: FeatureStats | None = None
-    kept: list[np.ndarray] = []
-    seen = 0
+    kept: list[tuple[int, np.ndarray]] = []
+    seen, stride = 0, 1
     for y in chunks:
         part, sl = _analyse_stretch(y, sr, features=features, slices=slices)
         if part is not None:
             stats = part if stats is None else stats.merge(part)
-        if sl is not None:
-            kept.append(sl[(-seen) % slice_stride :: slice_stride])
-            seen += len(sl)
-    sl = None
+        if sl is None:
+            continue
+        kept += [(seen + i, sl[i].copy()) for i in range((-seen) % stride, len(sl), stride)]
+        seen += len(sl)
+        while max_slices and len(kept) > 2 * max_slices:
+            stride *= 2
+            kept = [(g, x) for g, x in kept if g % stride == 0]
+    if max_slices and len(kept) > max_slices:
+        kept = [kept[i] for i in np.linspace(0, len(kept) - 1, max_slices).round().astype(int)]
+    out = None
     if slices:
-        sl = np.concatenate(kept) if kept else np.empty((0, N_MELS, slice_frames(sr)), dtype=np.float32)
-    return Analysis(None if stats is None else stats.vector(), sl)
+        out = np.stack([x for _, x in kept]) if kept else np.empty((0, N_MELS, slice_frames(sr)), dtype=np.float32)
+    return Analysis(None if stats is None else stats.vector(), out)
 
 
 def _analyse_stretch(y: np.ndarray, sr: int, *, features: bool, slices: bool

@@ -9,7 +9,6 @@ call the same :func:`analyse_file`.
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import sys
 import time
@@ -115,8 +114,7 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
             seen["peak"] = max(seen["peak"], float(np.max(np.abs(y))))
             yield y
 
-    stride = max(1, math.ceil(stream.length / SLICE_SECONDS / MAX_SLICES))
-    out = analyse_chunks(watched(), stream.sr, features=task.features, slices=task.slices, slice_stride=stride)
+    out = analyse_chunks(watched(), stream.sr, features=task.features, slices=task.slices, max_slices=MAX_SLICES)
     if not seen["samples"]:
         raise FileError(task.path, "no audio frames could be decoded")
     result.seconds = seen["samples"] / stream.sr

@@ -69,12 +69,18 @@ def test_whole_ten_minute_file_is_analysed_within_a_memory_bound(ten_minutes):
     assert out["peak_mb"] < 1000, f"peak RSS {out['peak_mb']:.0f} MB"
 
 
-def test_long_window_keeps_at_most_max_slices_spread_over_it(ten_minutes, monkeypatch):
+def test_long_window_keeps_at_most_max_slices_spread_over_it(tmp_path, monkeypatch):
+    """A 10-minute rising sweep: the kept slices' pitch rises steadily from start to end."""
+    t = np.arange(600 * SR) / SR
+    y = 0.3 * np.sin(2 * np.pi * 100.0 * (40 ** (t / 600) - 1) * 600 / np.log(40))  # 100 Hz -> 4 kHz
+    path = tmp_path / "sweep.wav"
+    sf.write(str(path), y.astype(np.float32), SR, subtype="PCM_16")
     monkeypatch.setattr(worker, "MAX_SLICES", 20)
-    result = analyse_file(AnalysisTask(str(ten_minutes), excerpt=0, features=False, slices=True))
-    assert result.error is None and result.features is None
-    assert len(result.slices) == 20  # every 10th of 200
-    assert result.seconds == pytest.approx(600.0)
+    result = analyse_file(AnalysisTask(str(path), excerpt=0, features=False, slices=True))
+    assert result.error is None and result.features is None and result.seconds == pytest.approx(600.0)
+    assert len(result.slices) == 20  # of 200
+    band = result.slices.mean(axis=2).argmax(axis=1)  # loudest mel band of each kept slice
+    assert np.all(np.diff(band) >= 0) and band[0] <= 12 and band[-1] >= 75, band  # from the start to the end
 
 
 @pytest.mark.parametrize("fmt, native_sr", [("flac", 44100), ("mp3", 44100), ("m4a-aac", 48000), ("ogg", 22050)])
