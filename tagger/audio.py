@@ -427,8 +427,13 @@ def _soundfile_blocks(path: str, excerpt: float | None) -> tuple[int, float, flo
         per = max(1, int(_BLOCK_SECONDS * native_sr))
         pos, left = int(round(start * native_sr)), int(round(length * native_sr))
         with sf.SoundFile(os.fsencode(path)) as f:
+            if pos:
+                f.seek(pos)
             while left > 0:
-                data = _read_frames(f, pos, min(per, left))
+                try:  # read on without seeking: an MP3 seek is not sample-exact
+                    data = f.read(min(per, left), dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError):
+                    data = _read_frames(f, pos, min(per, left))  # seeks, and skips what is damaged
                 if data.shape[0] == 0:
                     return
                 yield data
