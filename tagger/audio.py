@@ -258,17 +258,11 @@ def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, flo
 
     with fh, container:
         start, length = excerpt_window(duration, excerpt)
-        if start > 0:
-            container.seek(int(start / stream.time_base), stream=stream, any_frame=False, backward=True)
         want = int(round(length * native_sr)) if duration else None
         fifo = av.AudioFifo()  # frames are joined in C: per-frame numpy work cost more than decoding
         skip = None
-        for frame in _frames(container, stream):
-            if skip is None:  # the first frame after a seek may start before the excerpt
-                skip = 0
-                if start > 0 and frame.pts is not None:
-                    skip = max(0, int(round((start - float(frame.pts * frame.time_base)) * native_sr)))
-            frame.pts = None  # the fifo checks timestamps; they are not needed any more
+        for head, frame in _frames_from(container, stream, start, native_sr):
+            skip = head if skip is None else skip
             fifo.write(frame)
             if want is not None and fifo.samples >= skip + want:
                 break
@@ -294,6 +288,21 @@ def _planes(frame: object) -> np.ndarray:
     if arr.dtype.kind in "iu":
         return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
     return arr.astype(np.float32, copy=False)
+
+
+def _frames_from(container: Any, stream: Any, start: float, native_sr: int) -> Iterator[tuple[int, Any]]:
+    """Frames from ``start`` seconds on, each with the samples before ``start`` it holds (only the first has any)."""
+    if start > 0:
+        container.seek(int(start / stream.time_base), stream=stream, any_frame=False, backward=True)
+    first = True
+    for frame in _frames(container, stream):
+        skip = 0
+        if first:  # the first frame after a seek may start before the excerpt
+            first = False
+            if start > 0 and frame.pts is not None:
+                skip = max(0, int(round((start - float(frame.pts * frame.time_base)) * native_sr)))
+        frame.pts = None  # the fifo checks timestamps; they are not needed any more
+        yield skip, frame
 
 
 def _frames(container: object, stream: object) -> Iterator[object]:
@@ -455,18 +464,12 @@ def _pyav_blocks(path: str, excerpt: float | None) -> tuple[int, float, float, f
 
         fh, container, stream, _, _ = _open_pyav(path)
         with fh, container:
-            if start > 0:
-                container.seek(int(start / stream.time_base), stream=stream, any_frame=False, backward=True)
             left = int(round(length * native_sr)) if duration else None
             per = max(1, int(_BLOCK_SECONDS * native_sr))
             fifo = av.AudioFifo()
             skip = None
-            for frame in _frames(container, stream):
-                if skip is None:  # the first frame after a seek may start before the window
-                    skip = 0
-                    if start > 0 and frame.pts is not None:
-                        skip = max(0, int(round((start - float(frame.pts * frame.time_base)) * native_sr)))
-                frame.pts = None
+            for head, frame in _frames_from(container, stream, start, native_sr):
+                skip = head if skip is None else skip
                 fifo.write(frame)
                 while fifo.samples >= skip + per:
                     data = _planes(fifo.read(skip + per))[:, skip:]
