@@ -80,6 +80,12 @@ def _half_save(self, path):
     raise OSError("disk full")
 
 
+def _renamed(self, X, y, **kw):
+    Centroid.fit(self, X, y)
+    self.genres_ = [f"class{i}" for i in range(len(self.genres_))]  # columns that name no genre
+    return self
+
+
 def _raise(message):
     def method(self, *args, **kwargs):
         raise RuntimeError(message)
@@ -96,6 +102,7 @@ FAULTS = {
     "genres-short": ({"fit": _short_genres}, "one column per entry of genres_"),
     "genres-twice": ({"fit": _twice}, "twice"),
     "genres-numbers": ({"fit": _numbers}, "strings"),
+    "genres-unrelated": ({"fit": _renamed}, "names none of the training labels"),
     "predict-raises": ({"predict_proba": _raise("predict exploded")}, "predict_proba failed: RuntimeError: predict exploded"),
     "fit-raises": ({"fit": _raise("fit exploded")}, "fit failed: RuntimeError: fit exploded"),
     "save-raises": ({"save": _half_save}, "save failed: OSError: disk full"),

@@ -100,15 +100,16 @@ def fit(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int, on_
 def check_fitted(backend: Any, train: Part) -> None:
     """Refuse a fitted backend whose genres_ or predictions are unusable, before anything is scored or saved.
 
-    genres_ must name only genres it was trained on; a few training rows go
-    through the same checks as every prediction (tagger.outputs), so a model
-    is checked even when the test part is empty.
+    genres_ must name at least one of the genres it was trained on (a
+    backend may know more, never none: its columns would mean nothing here);
+    a few training rows go through the same checks as every prediction
+    (tagger.outputs), so a model is checked even when the test part is empty.
     """
     genres = check_genres(backend)
-    unknown = sorted(set(genres) - set(train.y.tolist()))
-    if unknown:
-        raise BackendError(f"backend {backend_name(backend)!r}: genres_ holds {', '.join(map(repr, unknown))}, "
-                           "which are not among the training labels")
+    labels = sorted(set(train.y.tolist()))
+    if not set(genres) & set(labels):
+        raise BackendError(f"backend {backend_name(backend)!r}: genres_ ({', '.join(map(repr, genres[:5]))}) names "
+                           f"none of the training labels ({', '.join(map(repr, labels[:5]))})")
     checked_proba(backend, train.X[:PROBE_ROWS])
 
 
