@@ -324,8 +324,8 @@ def _frames(container: object, stream: object) -> Iterator[object]:
 #: Longest stretch decoded and analysed at once (a last piece shorter than a quarter
 #: of it joins the chunk before).  A longer window (``--excerpt 0`` on a long
 #: recording) is streamed in chunks, so a worker's memory does not grow with the
-#: file: about 0.6 GB at most, against 8 GB for a one-hour file analysed in one
-#: piece (docs/speed.md).
+#: file: about 0.5 GB per worker on 1- and 3-hour files, against 8 GB for a
+#: one-hour file analysed in one piece (docs/speed.md).
 CHUNK_SECONDS = 120.0
 #: Native-rate frames read per decoder call while streaming.
 _BLOCK_SECONDS = 30.0
