@@ -6,6 +6,10 @@ and Opus go through PyAV, which ships FFmpeg inside its wheel, so
 ``pip install`` stays the whole set-up; FFmpeg also seeks, and decodes a
 30 s excerpt of Vorbis 1.4 times and of Opus 2.8 times faster than
 libsndfile, which remains their fallback.
+
+A window longer than CHUNK_SECONDS (``--excerpt 0`` on a long recording) is
+not decoded at once: :func:`open_stream` hands it out chunk by chunk, so
+memory does not grow with the file.
 """
 
 from __future__ import annotations
