@@ -587,6 +587,8 @@ def report(backend: str, model_path: str | None, data: tuple[str, ...], features
         ui.print_json(result)
     else:
         print_report(result)
+    if any(row.get("error") for row in result["rows"]):  # a misbehaving backend: reported, and said by the exit code
+        sys.exit(EXIT_FAILED)
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ calls (benchmarks/ and docs/speed.md have the measurements).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,17 +78,112 @@ class Analysis:
 
 def analyse(y: np.ndarray, sr: int, *, features: bool = True, slices: bool = True) -> Analysis:
     """Compute what was asked for from one STFT of ``y`` (mono, at least 2 samples)."""
+    stats, sl = _analyse_stretch(y, sr, features=features, slices=slices)
+    return Analysis(None if stats is None else stats.vector(), sl)
+
+
+def analyse_chunks(chunks: Iterable[np.ndarray], sr: int, *, features: bool = True, slices: bool = True,
+                   max_slices: int | None = None) -> Analysis:
+    """Analyse a long recording chunk by chunk, in memory bounded by one chunk.
+
+    Each chunk is analysed as a clip of its own; the 57 features are then
+    the pooled means and variances over every chunk's frames (exact pooling,
+    Chan et al.), and the tempo is estimated from the frame-weighted mean
+    tempogram.  What differs from analysing the whole recording at once is
+    local to chunk edges and per-chunk references (tuning, the -80 dB floor
+    of the MFCCs); tests/test_worker_memory.py measures it.  Of the 3 s
+    slices, at most ``max_slices`` evenly spread ones are kept, without
+    knowing the length in advance (a file's header may not say): whenever
+    twice that many are held, every other one is dropped.
+    """
+    stats: FeatureStats | None = None
+    kept: list[tuple[int, np.ndarray]] = []
+    seen, stride = 0, 1
+    for y in chunks:
+        part, sl = _analyse_stretch(y, sr, features=features, slices=slices)
+        if part is not None:
+            stats = part if stats is None else stats.merge(part)
+        if sl is None:
+            continue
+        kept += [(seen + i, sl[i].copy()) for i in range((-seen) % stride, len(sl), stride)]
+        seen += len(sl)
+        while max_slices and len(kept) > 2 * max_slices:
+            stride *= 2
+            kept = [(g, x) for g, x in kept if g % stride == 0]
+    if max_slices and len(kept) > max_slices:
+        kept = [kept[i] for i in np.linspace(0, len(kept) - 1, max_slices).round().astype(int)]
+    out = None
+    if slices:
+        out = np.stack([x for _, x in kept]) if kept else np.empty((0, N_MELS, slice_frames(sr)), dtype=np.float32)
+    return Analysis(None if stats is None else stats.vector(), out)
+
+
+def _analyse_stretch(y: np.ndarray, sr: int, *, features: bool, slices: bool
+                     ) -> tuple[FeatureStats | None, np.ndarray | None]:
+    """Feature statistics and/or log-mel slices of one stretch of audio, from one STFT."""
     if not (features or slices):
-        return Analysis(None, None)
+        return None, None
     from . import dsp
 
     y = np.ascontiguousarray(y, dtype=np.float32)
     stft = _stft(y)
     power = dsp.power_spectrum(stft)
     mel = dsp.banded_product(power, *_mel_bank(sr)).T  # (n_mels, frames), a view
-    vec = _gtzan_features(y, sr, stft, power, mel) if features else None
+    stats = _gtzan_stats(y, sr, stft, power, mel) if features else None
     sl = log_mel_slices(mel, sr) if slices else None
-    return Analysis(vec, sl)
+    return stats, sl
+
+
+@dataclass
+class FeatureStats:
+    """What the 57 features are computed from: per series, its count, mean and population variance.
+
+    Kept apart from the final vector so the statistics of consecutive chunks
+    of one recording can be pooled exactly (:meth:`merge`).  Series 0-7 are
+    chroma, rms, centroid, bandwidth, roll-off, zero crossings (frames) and
+    the harmonic and percussive waveforms (samples); then the 20 MFCCs over
+    frames; the tempo comes from the mean tempogram.
+    """
+
+    sr: int
+    counts: np.ndarray  # (8,) values per series
+    means: np.ndarray  # (8,)
+    variances: np.ndarray  # (8,)
+    mfcc_frames: int
+    mfcc_means: np.ndarray  # (N_MFCC,)
+    mfcc_vars: np.ndarray  # (N_MFCC,)
+    tempogram: np.ndarray  # mean over its frames
+    tempo_frames: int
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        """The statistics of both stretches together."""
+        counts, means, variances = _pool(self.counts, self.means, self.variances,
+                                         other.counts, other.means, other.variances)
+        frames, mfcc_means, mfcc_vars = _pool(self.mfcc_frames, self.mfcc_means, self.mfcc_vars,
+                                              other.mfcc_frames, other.mfcc_means, other.mfcc_vars)
+        t = self.tempo_frames + other.tempo_frames
+        tempogram = (self.tempogram * self.tempo_frames + other.tempogram * other.tempo_frames) / max(t, 1)
+        return FeatureStats(self.sr, counts, means, variances, int(frames), mfcc_means, mfcc_vars, tempogram, t)
+
+    def vector(self) -> np.ndarray:
+        """The 57 features of features_30_sec.csv, in its column order."""
+        import librosa
+
+        values: list[float] = []
+        for mean, var in zip(self.means.tolist(), self.variances.tolist()):
+            values.extend((mean, var))
+        values.append(float(librosa.feature.tempo(tg=self.tempogram[:, None], sr=self.sr, hop_length=HOP)[0]))
+        values.extend(np.column_stack([self.mfcc_means, self.mfcc_vars]).ravel())
+        return np.asarray(values, dtype=np.float64)
+
+
+def _pool(n1: Any, m1: np.ndarray, v1: np.ndarray, n2: Any, m2: np.ndarray, v2: np.ndarray) -> tuple[Any, Any, Any]:
+    """Count, mean and population variance of two groups together (Chan et al.'s pairwise update)."""
+    n = n1 + n2
+    delta = m2 - m1
+    mean = m1 + delta * (n2 / n)
+    var = (v1 * n1 + v2 * n2 + delta**2 * (n1 * n2 / n)) / n
+    return n, mean, var
 
 
 def log_mel_slices(mel: np.ndarray, sr: int) -> np.ndarray:
@@ -192,8 +289,8 @@ def _mean_var(x: np.ndarray) -> tuple[float, float]:
     return float(np.mean(x)), float(np.var(x))
 
 
-def _gtzan_features(y: np.ndarray, sr: int, stft: np.ndarray, power: np.ndarray, mel: np.ndarray) -> np.ndarray:
-    """The 57 features of features_30_sec.csv, in its column order."""
+def _gtzan_stats(y: np.ndarray, sr: int, stft: np.ndarray, power: np.ndarray, mel: np.ndarray) -> FeatureStats:
+    """The statistics behind the 57 features of features_30_sec.csv (:meth:`FeatureStats.vector`)."""
     import librosa
 
     from . import dsp
@@ -208,14 +305,12 @@ def _gtzan_features(y: np.ndarray, sr: int, stft: np.ndarray, power: np.ndarray,
     rolloff = dsp.rolloff(magnitude, freqs, ROLL_PERCENT)
     harmonic = _harmonic(y, stft, magnitude)
     mel_db = librosa.power_to_db(mel, top_db=TOP_DB)
-    tempo = _tempo(mel_db, sr)
+    tempogram = _mean_tempogram(_onset_envelope(mel_db), sr)
     mfcc = _dct_matrix() @ mel_db
-    values: list[float] = []
-    for series in (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, y - harmonic):
-        values.extend(_mean_var(series))
-    values.append(tempo)
-    values.extend(np.column_stack([mfcc.mean(axis=1), mfcc.var(axis=1)]).ravel())
-    return np.asarray(values, dtype=np.float64)
+    series = (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, y - harmonic)
+    moments = np.array([_mean_var(x) for x in series])
+    return FeatureStats(sr, np.array([x.size for x in series], dtype=np.float64), moments[:, 0], moments[:, 1],
+                        mfcc.shape[1], mfcc.mean(axis=1), mfcc.var(axis=1), tempogram, mel_db.shape[1])
 
 
 def _harmonic(y: np.ndarray, stft: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
@@ -232,7 +327,7 @@ def _tempo(mel_db: np.ndarray, sr: int) -> float:
 
     The tempogram (windowed autocorrelation of the onset envelope, max-normalised
     per frame) is computed frames-major and averaged here; librosa applies its
-    prior to the average.
+    prior to the average (:meth:`FeatureStats.vector` does the same).
     """
     import librosa
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .backends import FrontEnd, get_backend
 from .errors import BackendError, FileError, GenretagError
-from .features import FEATURE_NAMES, analyse
+from .features import FEATURE_NAMES, Analysis, analyse
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -133,6 +133,13 @@ def sample_rate(task: AnalysisTask) -> int:
     return _worker_front_end(task).sample_rate if task.kind == "embedding" else PIPELINE_RATE
 
 
+def checked(path: str, out: Analysis) -> dict[str, Any]:
+    """An analysis's features and slices as result fields; FileError for non-finite features."""
+    if out.features is not None and not np.all(np.isfinite(out.features)):
+        raise FileError(path, "analysis produced non-finite feature values")
+    return {"features": out.features, "slices": out.slices}
+
+
 def compute(task: AnalysisTask, y: np.ndarray, sr: int) -> dict[str, Any]:
     """``task.kind``'s inputs from a decoded, checked excerpt, as AnalysisResult fields.
 
@@ -140,9 +147,7 @@ def compute(task: AnalysisTask, y: np.ndarray, sr: int) -> dict[str, Any]:
     """
     if task.kind != "embedding":
         out = analyse(y, sr, features=task.kind == "features", slices=task.kind == "slices")
-        if out.features is not None and not np.all(np.isfinite(out.features)):
-            raise FileError(task.path, "analysis produced non-finite feature values")
-        return {"features": out.features, "slices": out.slices}
+        return checked(task.path, out)
     fe = _worker_front_end(task)
     try:
         embedding, tags = fe(y)

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import inputs
 from .backends import Backend, FrontEnd, backend_info, get_backend
-from .errors import ModelError
+from .errors import BackendError, ModelError
 from .features import preprocessing
 from .paths import models_dir
 
@@ -237,7 +237,15 @@ def save_model(backend: Backend, card: dict[str, Any], out: str | os.PathLike[st
     else:
         path = Path(out).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-    backend.save(path)
+    # Written beside its place under a temporary name with the same suffix (Keras wants it), then
+    # renamed: a plugin's failing save leaves neither a half-written model nor a damaged older one.
+    tmp_model = path.with_name(f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes[-1:])}")
+    try:
+        backend.save(tmp_model)
+        os.replace(tmp_model, path)
+    except Exception as exc:
+        tmp_model.unlink(missing_ok=True)
+        raise BackendError(f"backend {backend.name!r}: save failed: {type(exc).__name__}: {exc}") from None
     card = dict(card, id=file_id(path), file=path.name)
     tmp = card_path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -15,15 +15,12 @@ import numpy as np
 
 from .inputs import stack
 from .models import Model
+from .outputs import check_probabilities
 
 
 def _check(model: Model, probs: Any, rows: int) -> np.ndarray:
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.shape != (rows, len(model.genres)):
-        raise ValueError(f"predict_proba returned shape {probs.shape}, expected {(rows, len(model.genres))}")
-    if not np.all(np.isfinite(probs)):
-        raise ValueError("predict_proba returned non-finite values")
-    return probs
+    """The checks train and report apply too (tagger.outputs): shape, finite, rows summing to 1."""
+    return check_probabilities(model.backend, probs, rows)
 
 
 def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -12,17 +12,20 @@ import ctypes
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import inputs
-from .audio import decode
+from .audio import CHUNK_SECONDS, decode, open_stream
 from .errors import FileError
-from .features import SLICE_SECONDS, analyse
+from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
 
 #: Peak level under which a file counts as silent (-80 dBFS).
 SILENCE_PEAK = 1e-4
+#: 3 s slices kept from a long window for slices models (10 minutes' worth, spread evenly).
+MAX_SLICES = 200
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,16 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
     try:
         st = os.stat(task.path)
         result.size, result.mtime = st.st_size, st.st_mtime
-        clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=task.excerpt)
-        result.duration, result.offset = clip.duration, clip.offset
-        result.seconds = len(clip.samples) / clip.sr
-        if result.seconds < SLICE_SECONDS:
-            raise FileError(task.path, f"too short: {result.seconds:.2f} s of audio, need at least {SLICE_SECONDS:g} s")
-        peak = float(np.max(np.abs(clip.samples)))
-        if peak < SILENCE_PEAK:
-            raise FileError(task.path, "audio is silent (peak below -80 dBFS)")
-        for name, value in inputs.compute(task, clip.samples, clip.sr).items():
+        if task.kind != "embedding" and not (task.excerpt and task.excerpt <= CHUNK_SECONDS):
+            fields = inputs.checked(task.path, _analyse_streamed(task, result))  # a long window: chunk by chunk
+        else:  # the usual 30 s: one read, one analysis
+            clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=_window(task))
+            result.duration, result.offset = clip.duration, clip.offset
+            result.seconds = len(clip.samples) / clip.sr
+            _check_length(task.path, result.seconds)
+            _check_loudness(task.path, float(np.max(np.abs(clip.samples))))
+            fields = inputs.compute(task, clip.samples, clip.sr)
+        for name, value in fields.items():
             setattr(result, name, value)
     except FileError as exc:
         result.error = exc.reason
@@ -86,6 +90,56 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
         result.error = f"unexpected {type(exc).__name__} while analysing: {exc}"
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def _window(task: AnalysisTask) -> float | None:
+    """Seconds decoded at once: an embedding front end sees at most CHUNK_SECONDS from the middle.
+
+    A front end summarises a track from a few patches (musicnn: 3 of 3 s),
+    so a longer window adds decoding memory and no information; features
+    and slices of longer windows are streamed instead (:func:`_analyse_streamed`).
+    """
+    if task.kind == "embedding" and not (task.excerpt and task.excerpt <= CHUNK_SECONDS):
+        return CHUNK_SECONDS
+    return task.excerpt
+
+
+def _check_length(path: str, seconds: float) -> None:
+    if seconds < SLICE_SECONDS:
+        raise FileError(path, f"too short: {seconds:.2f} s of audio, need at least {SLICE_SECONDS:g} s")
+
+
+def _check_loudness(path: str, peak: float) -> None:
+    if peak < SILENCE_PEAK:
+        raise FileError(path, "audio is silent (peak below -80 dBFS)")
+
+
+def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
+    """A window longer than CHUNK_SECONDS (``--excerpt 0``: the whole file), chunk by chunk.
+
+    Memory stays that of one chunk whatever the file's length.  At most
+    MAX_SLICES 3 s slices, evenly spread over the window, are kept for
+    slices models; ``result.seconds`` is the length actually analysed.
+    """
+    stream = open_stream(task.path, excerpt=task.excerpt)
+    result.duration, result.offset = stream.duration, stream.offset
+    seen = {"samples": 0, "peak": 0.0}
+
+    def watched() -> Iterator[np.ndarray]:
+        for y in stream.chunks():
+            if not seen["samples"]:  # the first chunk is the whole window when that is short
+                _check_length(task.path, len(y) / stream.sr)
+            seen["samples"] += len(y)
+            seen["peak"] = max(seen["peak"], float(np.max(np.abs(y))))
+            yield y
+
+    out = analyse_chunks(watched(), stream.sr, features=task.kind == "features", slices=task.kind == "slices",
+                         max_slices=MAX_SLICES)
+    if not seen["samples"]:
+        raise FileError(task.path, "no audio frames could be decoded")
+    result.seconds = seen["samples"] / stream.sr
+    _check_loudness(task.path, seen["peak"])
+    return out
 
 
 def warm_up() -> None:

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from tagger import abstain
+from tagger.errors import BackendError, GenretagError
 from tagger.inputs import get_kind
-from tagger.errors import GenretagError
+from tagger.outputs import check_genres, checked_proba
 
 from .dataset import ClipSet, Part, Progress, partition
 from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS
@@ -32,11 +33,10 @@ BATCH = 512
 
 
 def predict_rows(backend: Any, X: np.ndarray) -> np.ndarray:
-    """Probabilities for every row of ``X``, in batches."""
+    """Probabilities for every row of ``X``, in batches, checked as scan checks them (BackendError)."""
     if len(X) == 0:
-        return np.empty((0, len(backend.genres_)))
-    return np.concatenate([np.asarray(backend.predict_proba(X[i : i + BATCH]), dtype=np.float64)
-                           for i in range(0, len(X), BATCH)])
+        return np.empty((0, len(check_genres(backend))))
+    return np.concatenate([checked_proba(backend, X[i : i + BATCH]) for i in range(0, len(X), BATCH)])
 
 
 def track_probs(part: Part, probs: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
@@ -171,7 +171,7 @@ def report(opts: ReportOptions, progress: Progress | None = None) -> dict[str, A
         get_backend(opts.backend)
         names = [opts.backend]
     loader = _Loader(opts, progress)
-    rows = [_row(name, opts, loader) for name in names]
+    rows = [_row_or_error(name, opts, loader) for name in names]
     plots = write_plots(rows, opts.plots) if opts.plots else []
     data = opts.features or ("; ".join(map(str, opts.data)) if isinstance(opts.data, (list, tuple)) else opts.data)
     return {"split": opts.split, "data": data, "rows": rows, "plots": plots}
@@ -247,6 +247,16 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         row["clean"] = {k: clean_metrics[k] for k in ("n_test", "track_accuracy", "slice_accuracy", "macro_f1")}
     row["notes"] = _notes(row) + [note for note in [upsampled_note(clips)] if note]
     return row
+
+
+def _row_or_error(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
+    """A backend's row; with ``--backend all``, a misbehaving one becomes an error row, not the end of the report."""
+    try:
+        return _row(name, opts, loader)
+    except BackendError as exc:
+        if opts.backend != "all":
+            raise
+        return {"backend": name, "error": str(exc)}
 
 
 def _split_params(card: dict[str, Any], opts: ReportOptions) -> tuple[int, int, int]:
@@ -388,7 +398,7 @@ def print_report(result: dict[str, Any]) -> None:
     ui.out().print(ui.table(
         f"Results ({result['data'] or 'model cards'})",
         ["model", "protocol", "clips", "track acc", "slice acc", "macro-F1", "figure"],
-        [(r["backend"], r["protocol"],
+        [(r["backend"], r.get("protocol") or "-",
           _clips(r), _fmt(r.get("track_accuracy"), r.get("track_accuracy_std")), _fmt(r.get("slice_accuracy")),
           _fmt(r.get("macro_f1"), r.get("macro_f1_std")), _verdict(r)) for r in rows],
         justify=["left", "left", "right", "right", "right", "right", "left"],
@@ -396,6 +406,9 @@ def print_report(result: dict[str, Any]) -> None:
     for r in result["rows"]:
         if r.get("skipped"):
             ui.err().print(f"{r['backend']}: skipped: {r['skipped']}", highlight=False)
+            continue
+        if r.get("error"):
+            ui.err().print(f"{r['backend']}: error: {r['error']}", markup=False, highlight=False)
             continue
         ui.err().print(f"{r['backend']}: model {r['model']}" + (f" (id {r['model_id']})" if r["model_id"] else ""),
                        highlight=False)
@@ -453,6 +466,8 @@ def _clips(row: dict[str, Any]) -> str:
 
 def _verdict(row: dict[str, Any]) -> str:
     """One word on how far the figure can be trusted."""
+    if row.get("error"):
+        return "error"
     if row.get("leaky"):
         return "leaky"
     status = (row.get("contamination") or {}).get("status")

@@ -28,12 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from tagger.errors import GenretagError
+from tagger.errors import BackendError, GenretagError
+from tagger.outputs import backend_name, check_genres, checked_proba
 
 from .dataset import Augment, ClipSet, Part, Progress, augmented, from_audio, from_table, partition, with_copies
 from .evaluate import evaluate
 from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS, Split, get_split
 
+#: Training rows a fitted backend predicts as a check of its output before it is scored or saved.
+PROBE_ROWS = 8
 #: Receives one dict of metrics per epoch (or tuning step) from the backend's ``fit``.
 OnEpoch = Callable[[dict[str, Any]], None]
 
@@ -98,11 +101,33 @@ def fit(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int, on_
         params: dict[str, Any] | None = None) -> Any:
     """A fresh backend with default parameters (or ``params``), fitted on train with valid for tuning/stopping."""
     train, valid = parts["train"], parts["valid"]
-    backend = cls(**(params or {}))
     has_valid = len(valid) > 0
-    backend.fit(train.X, train.y.tolist(), X_valid=valid.X if has_valid else None,
-                y_valid=valid.y.tolist() if has_valid else None, epochs=epochs, seed=seed, callback=on_epoch)
+    try:
+        backend = cls(**(params or {}))
+        backend.fit(train.X, train.y.tolist(), X_valid=valid.X if has_valid else None,
+                    y_valid=valid.y.tolist() if has_valid else None, epochs=epochs, seed=seed, callback=on_epoch)
+    except GenretagError:
+        raise
+    except Exception as exc:  # third-party code fails in any way; the user gets one line, not a traceback
+        raise BackendError(f"backend {cls.name!r}: fit failed: {type(exc).__name__}: {exc}") from None
+    check_fitted(backend, train)
     return backend
+
+
+def check_fitted(backend: Any, train: Part) -> None:
+    """Refuse a fitted backend whose genres_ or predictions are unusable, before anything is scored or saved.
+
+    genres_ must name at least one of the genres it was trained on (a
+    backend may know more, never none: its columns would mean nothing here);
+    a few training rows go through the same checks as every prediction
+    (tagger.outputs), so a model is checked even when the test part is empty.
+    """
+    genres = check_genres(backend)
+    labels = sorted(set(train.y.tolist()))
+    if not set(genres) & set(labels):
+        raise BackendError(f"backend {backend_name(backend)!r}: genres_ ({', '.join(map(repr, genres[:5]))}) names "
+                           f"none of the training labels ({', '.join(map(repr, labels[:5]))})")
+    checked_proba(backend, train.X[:PROBE_ROWS])
 
 
 def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int | None, seed: int) -> dict[str, Any]:

@@ -1,0 +1,95 @@
+"""Checks on what a backend hands back, shared by scan, train and report.
+
+A backend may be anyone's code, written from the README alone.  Its
+``predict_proba`` can return the wrong shape, NaN, scores that are not
+probabilities, or columns that do not match ``genres_``; scored as they
+come, NaN rows became the first genre and a broken model was saved and
+reported as "held-out".  Scan, train and report all go through these
+functions, so a misbehaving backend is refused with the same one-line
+reason everywhere, before any figure is computed or any model saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendError
+
+#: How far a row of probabilities may sum from 1 (float32 softmax is off by ~1e-7).
+SUM_TOLERANCE = 1e-3
+
+
+def backend_name(backend: Any) -> str:
+    """The name a user knows the backend by, for error messages."""
+    return str(getattr(backend, "name", None) or type(backend).__name__)
+
+
+def check_genres(backend: Any, genres: Any = None) -> list[str]:
+    """``genres_`` (or ``genres``) as a list: distinct, non-empty strings; BackendError otherwise."""
+    name = backend_name(backend)
+    if genres is None:
+        genres = getattr(backend, "genres_", None)
+    if genres is None:
+        raise BackendError(f"backend {name!r}: has no genres_ after fitting or loading")
+    if isinstance(genres, (str, bytes, Mapping)) or not hasattr(genres, "__iter__"):
+        raise BackendError(f"backend {name!r}: genres_ must be a list of genre names, got {type(genres).__name__}")
+    out = list(genres)
+    if not out:
+        raise BackendError(f"backend {name!r}: genres_ is empty")
+    seen: set[str] = set()
+    for genre in out:
+        if not isinstance(genre, str) or not genre:
+            raise BackendError(f"backend {name!r}: genres_ must hold non-empty strings, got {genre!r}")
+        if genre in seen:
+            raise BackendError(f"backend {name!r}: genres_ lists {genre!r} twice")
+        seen.add(genre)
+    return [str(g) for g in out]
+
+
+def check_probabilities(backend: Any, probs: Any, rows: int, genres: Any = None) -> np.ndarray:
+    """``probs`` as float64 (rows, genres) when it is a valid answer to ``rows`` inputs.
+
+    Valid: that exact shape (one column per ``genres_`` entry, in order),
+    finite, not negative, each row summing to 1 within SUM_TOLERANCE.
+    Anything else raises BackendError naming the backend and what is wrong.
+    """
+    name = backend_name(backend)
+    columns = len(check_genres(backend, genres))
+    try:
+        arr = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f"backend {name!r}: predict_proba returned {type(probs).__name__} that is not "
+                           f"an array of numbers ({exc})") from None
+    if arr.shape != (rows, columns):
+        raise BackendError(f"backend {name!r}: predict_proba returned shape {arr.shape} for {rows} inputs; "
+                           f"expected {(rows, columns)}, one column per entry of genres_")
+    if rows == 0:
+        return arr
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise BackendError(f"backend {name!r}: predict_proba returned NaN or infinite values "
+                           f"in {int(bad.sum())} of {rows} rows")
+    if (arr < -SUM_TOLERANCE).any():
+        raise BackendError(f"backend {name!r}: predict_proba returned negative values "
+                           f"(minimum {arr.min():.4g}); probabilities are in [0, 1]")
+    sums = arr.sum(axis=1)
+    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    if off.any():
+        raise BackendError(f"backend {name!r}: predict_proba rows must sum to 1; {int(off.sum())} of {rows} rows "
+                           f"sum to between {sums[off].min():.4g} and {sums[off].max():.4g}")
+    return arr
+
+
+def checked_proba(backend: Any, X: np.ndarray) -> np.ndarray:
+    """``backend.predict_proba(X)``, checked; an exception inside the backend becomes BackendError too."""
+    try:
+        probs = backend.predict_proba(X)
+    except BackendError:
+        raise
+    except Exception as exc:  # third-party code fails in any way; the user gets one line, not a traceback
+        raise BackendError(f"backend {backend_name(backend)!r}: predict_proba failed: "
+                           f"{type(exc).__name__}: {exc}") from None
+    return check_probabilities(backend, probs, len(X))
