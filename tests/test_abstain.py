@@ -342,10 +342,12 @@ def test_scan_uses_the_card_threshold_unless_overridden(scanned, tmp_path):
 
 def test_old_database_gains_the_abstained_column(tmp_path):
     db = tmp_path / "old.db"
-    con = sqlite3.connect(db)
-    con.execute("create table tracks (path text primary key, status text not null, genre text, "
-                "missing integer default 0)")
-    con.execute("insert into tracks values ('/x.wav', 'ok', 'rock', 0)")
+    with Cache(db) as cache:
+        cache.write_results([{"path": "/x.wav", "status": "ok", "genre": "rock"}])
+    con = sqlite3.connect(db)  # as a genretag made before abstaining (and before the application_id mark)
+    for column in ("abstained", "abstain_threshold"):
+        con.execute(f"alter table tracks drop column {column}")
+    con.execute("pragma application_id = 0")
     con.commit()
     con.close()
     with Cache(db) as cache:
