@@ -27,6 +27,7 @@ from tagger.cache import Cache
 from tagger.cli import cli
 from tagger.features import FEATURE_NAMES
 from tagger.tags import read_genres
+import training.train
 from training.splits import shipped_list
 
 GENRES = ("blues", "classical", "metal")
@@ -131,7 +132,8 @@ def part_arrays(truth: dict[str, tuple[float, bool]], part: str) -> tuple[np.nda
 # The threshold: chosen on valid, measured on test.
 
 
-def test_threshold_is_chosen_on_valid_never_test(dial, dial_table, tmp_path):
+def test_threshold_is_chosen_on_valid_never_test(dial, dial_table, tmp_path, monkeypatch):
+    monkeypatch.setattr("training.train.SMALL_VALID", 0)  # this valid part judges, however small
     table, truth = dial_table
     valid_conf, valid_ok = part_arrays(truth, "valid")
     test_conf, test_ok = part_arrays(truth, "test")
@@ -153,6 +155,20 @@ def test_threshold_is_chosen_on_valid_never_test(dial, dial_table, tmp_path):
     text = CliRunner().invoke(cli, ["report", "--backend", dial, "--model", str(tmp_path / "dial.npz"),
                                     "--no-progress"])
     assert "the model's threshold (chosen on valid)" in text.output
+
+
+def test_a_small_valid_part_gives_way_to_out_of_fold_predictions_of_train_and_valid(dial, dial_table, tmp_path):
+    """Under SMALL_VALID valid clips, every train+valid clip is judged by a model that never saw its artist."""
+    table, truth = dial_table
+    train_conf, train_ok = part_arrays(truth, "train")
+    valid_conf, valid_ok = part_arrays(truth, "valid")
+    assert len(valid_conf) < training.train.SMALL_VALID
+    pooled = rule(np.r_[train_conf, valid_conf], np.r_[train_ok, valid_ok])
+    assert pooled is not None and pooled != pytest.approx(rule(valid_conf, valid_ok), abs=0.01)
+    invoke("train", "--backend", dial, "--features", str(table), "--out", str(tmp_path / "dial.npz"))
+    section = card_of(tmp_path / "dial.npz")["abstain"]
+    assert "out-of-fold" in section["chosen_on"] and section["n_valid"] == len(train_conf) + len(valid_conf)
+    assert section["threshold"] == pytest.approx(pooled)
 
 
 class MemoDial(DialBackend):
@@ -178,7 +194,8 @@ class MemoDial(DialBackend):
         return out
 
 
-def test_a_model_refitted_on_valid_is_not_judged_on_it(dial_table, tmp_path):
+def test_a_model_refitted_on_valid_is_not_judged_on_it(dial_table, tmp_path, monkeypatch):
+    monkeypatch.setattr("training.train.SMALL_VALID", 0)
     register(MemoDial)
     try:
         table, truth = dial_table
@@ -223,7 +240,8 @@ def test_precision_coverage_table_is_sane():
     assert [p[1] for p in points] == sorted(p[1] for p in points)
 
 
-def test_report_table_plot_and_json(dial, dial_table, tmp_path):
+def test_report_table_plot_and_json(dial, dial_table, tmp_path, monkeypatch):
+    monkeypatch.setattr("training.train.SMALL_VALID", 0)  # the valid part's threshold (not 0) is marked
     pytest.importorskip("matplotlib", reason="--plots needs matplotlib (extra 'plots')")
     table, truth = dial_table
     model = tmp_path / "dial.npz"
@@ -393,7 +411,7 @@ def tagged_rows(tmp_path):
 
 def test_from_tags_writes_genre_like_tags(tagged_rows, tmp_path):
     lib, db, (a, b, c) = tagged_rows
-    out = invoke("tag", "--db", str(db), "--from-tags", "--top", "3")
+    out = invoke("tag", str(lib), "--db", str(db), "--from-tags", "--top", "3")
     actions = {Path(f["path"]).name: f for f in out["files"]}
     assert read_genres(a) == ["Rock", "Hip-Hop", "Electronic"]  # default 0.3: punk out; non-genre tags never
     assert read_genres(b) == ["Rock", "Hip-Hop", "Electronic"]  # its genre abstained; its tags stand on their own

@@ -295,7 +295,7 @@ def test_tags_in_show_and_export(registered: Any, library: Path, tmp_path: Path)
     assert [r["tags"] for r in exported] == [r["tags"] for r in shown]
     csv_out = runner.invoke(cli, ["export", "--db", str(db)]).stdout
     header, first = csv_out.splitlines()[:2]
-    assert header.split(",")[-1] == "tags" and '""low"": ' in first
+    assert "tags" in header.split(",") and '""low"": ' in first
     table = runner.invoke(cli, ["show", "--db", str(db)], terminal_width=250).stdout
     assert "top tags" in table and "low 0." in table and "high 0." in table
 
@@ -387,8 +387,10 @@ def test_features_prediction_failure_is_retried_by_svc_from_cached_features(libr
         assert run(library, db, broken).failed == 4
     finally:
         unregister("failingfeatures")
-    expected = "prediction failed: ValueError: predict_proba returned shape (1, 3), expected (1, 2)"
-    assert all(r["error"] == expected for r in rows(db).values())
+    errors = {r["error"] for r in rows(db).values()}
+    assert len(errors) == 1
+    error = errors.pop()
+    assert error.startswith("prediction failed") and "shape (1, 3)" in error
     no_decoding(monkeypatch)
     retried = run(library, db, load_model("svc"))
     assert (retried.repredicted, retried.analysed, retried.failed) == (4, 0, 0)

@@ -55,7 +55,7 @@ def linked(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
     (music / "linked-folder").symlink_to(private / "folder", target_is_directory=True)
     (music / "inside" / "alias.flac").symlink_to(own)  # a link that stays inside: always fine
     db = tmp_path / "db.sqlite"
-    code, data, err = run(db, "scan", str(music), "--jobs", "0", "--json")
+    code, data, err = run(db, "scan", str(music), "--jobs", "0", "--json", "--min-confidence", "0")
     assert code == 0 and data["analysed"] == 4, err
     return music, db, {"own": own, "victim": victim, "deep": deep}
 
@@ -64,7 +64,7 @@ def test_links_leading_outside_are_refused_by_default_and_followed_on_request(li
     music, db, files = linked
     outside = {p: p.read_bytes() for p in (files["victim"], files["deep"])}
 
-    for args in (["tag", str(music)], ["tag"], ["scan", str(music), "--jobs", "0", "--write"]):
+    for args in (["tag", str(music)], ["tag"], ["scan", str(music), "--jobs", "0", "--write", "--min-confidence", "0"]):
         code, data, err = run(db, *args, "--json")
         data = data.get("tagging", data)
         assert code == 0, err
@@ -135,7 +135,7 @@ def test_each_file_is_parsed_once_per_operation(tmp_path: Path, parses: Counter)
     for fmt, ext in (("flac", ".flac"), ("ogg", ".ogg"), ("m4a-aac", ".m4a")):
         add_test_tags(make_audio(music / f"small{ext}", fmt, seconds=4.0, seed=len(ext)))
     names = sorted(p.name for p in music.iterdir())
-    code, data, err = run(db, "scan", str(music), "--jobs", "0", "--json")
+    code, data, err = run(db, "scan", str(music), "--jobs", "0", "--json", "--min-confidence", "0")
     assert code == 0 and data["analysed"] == 4, err
 
     for args, action in ((["tag", "--dry-run"], "would write"), (["tag"], "written"), (["tag"], "unchanged"),

@@ -130,13 +130,35 @@ def check_fitted(backend: Any, train: Part) -> None:
     checked_proba(backend, train.X[:PROBE_ROWS])
 
 
+#: Below this many valid clips, a cheap backend's abstain threshold comes from out-of-fold predictions instead.
+SMALL_VALID = 100
+#: Artist-grouped folds of train+valid for those out-of-fold predictions.
+INNER_FOLDS = 5
+
+
 def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int | None, seed: int) -> dict[str, Any]:
-    """The card's ``abstain`` section, from the valid part only (the module docstring gives the rule)."""
+    """The card's ``abstain`` section, from validation data only, never test (tagger.abstain gives the rule).
+
+    One small valid part makes a poor judge: its few clips also chose the
+    backend's hyperparameters, and across the artist-kfold folds of the 171
+    shared clips musicnn's threshold swung from 0 to 0.96.  So when valid
+    holds fewer than SMALL_VALID tracks and the backend is cheap to refit
+    (one row per track), the threshold is chosen on out-of-fold predictions
+    of every train+valid track, from INNER_FOLDS artist-grouped folds fitted
+    by the same recipe (each with its own valid fold).  Otherwise the valid
+    part itself judges.
+    """
     from tagger.abstain import choose_threshold
+    from tagger.inputs import get_kind
 
     from .evaluate import confidences, predict_rows
 
     valid = parts["valid"]
+    pooled = len(parts["train"].tracks()) + len(valid.tracks())
+    if 0 < len(valid.tracks()) < SMALL_VALID and get_kind(cls.input_kind).one_row and pooled >= 4 * INNER_FOLDS:
+        conf, correct = _out_of_fold(cls, parts, epochs=epochs, seed=seed)
+        return choose_threshold(conf, correct, chosen_on=f"out-of-fold predictions of the {pooled} train+valid "
+                                f"tracks ({INNER_FOLDS} artist-grouped folds, same recipe)")
     if not len(valid):
         return choose_threshold([], [], chosen_on="valid part (empty: no threshold)")
     judge, chosen_on = backend, "valid part"
@@ -146,6 +168,28 @@ def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: i
         chosen_on = "valid part, predicted by the same recipe without its refit on train+valid"
     conf, correct = confidences(judge.genres_, valid, predict_rows(judge, valid.X))
     return choose_threshold(conf, correct, chosen_on=chosen_on)
+
+
+def _out_of_fold(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence and correctness of every train+valid track, each predicted by a model that never saw its artist."""
+    from .evaluate import confidences, predict_rows
+    from .splits import artist_group, group_folds
+
+    both = [parts["train"], parts["valid"]]
+    pool = Part(*(np.concatenate([getattr(p, f) for p in both]) for f in ("X", "y", "owners", "pos")))
+    groups = [artist_group(t, g) for t, g in zip(pool.owners.tolist(), pool.y.tolist())]
+    fold = group_folds(pool.y.tolist(), groups, INNER_FOLDS, np.random.default_rng(seed))
+    conf, correct = [], []
+    for f in range(INNER_FOLDS):
+        test, valid = fold == f, fold == (f + 1) % INNER_FOLDS
+        sub = {name: Part(pool.X[m], pool.y[m], pool.owners[m], pool.pos[m])
+               for name, m in (("train", ~(test | valid)), ("valid", valid), ("test", test))}
+        seed_everything(seed)
+        judge = fit(cls, sub, epochs=epochs, seed=seed)
+        c, ok = confidences(judge.genres_, sub["test"], predict_rows(judge, sub["test"].X))
+        conf.append(c)
+        correct.append(ok)
+    return np.concatenate(conf), np.concatenate(correct)
 
 
 def _check_parts(split: Split, clips: ClipSet) -> None:
