@@ -12,6 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/audiofiles.py, tests/tas
 
 from audiofiles import make_audio  # noqa: E402
 
+# Module-scoped fixtures scan before the autouse fixture below runs: they get svc too.
+os.environ["GENRETAG_BACKEND"] = "svc"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 GTZAN = SHARED / "gtzan"
@@ -23,8 +26,10 @@ def genretag_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """Every test gets its own data directory, so no user database or model leaks in."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("GENRETAG_HOME", str(home))
-    for var in ("GENRETAG_DB", "GENRETAG_BACKEND"):
-        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("GENRETAG_DB", raising=False)
+    # The suite's scans were written against svc (fast, no network weights); a test about the
+    # default backend, or about musicnn, unsets this or says --backend itself.
+    monkeypatch.setenv("GENRETAG_BACKEND", "svc")
     return home
 
 

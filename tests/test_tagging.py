@@ -61,8 +61,8 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     add_test_tags(v23, genres=["Ambient", "Rock"], id3v23=True)
     with pytest.MonkeyPatch.context() as mp:  # module scope: no autouse GENRETAG_HOME yet
         mp.setenv("GENRETAG_HOME", str(root / "home"))
-        for var in ("GENRETAG_DB", "GENRETAG_BACKEND"):
-            mp.delenv(var, raising=False)
+        mp.delenv("GENRETAG_DB", raising=False)
+        mp.setenv("GENRETAG_BACKEND", "svc")
         result = CliRunner().invoke(cli, ["scan", str(lib), "--db", str(db), "--jobs", "0", "--json",
                                           "--min-confidence", "0"])
     assert result.exit_code == 0, result.output
