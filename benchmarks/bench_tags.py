@@ -38,22 +38,11 @@ OUT = ROOT / "benchmarks" / "out" / "tags"
 def make_files(folder: Path, picture_mb: float, frames: int) -> dict[str, Path]:
     """huge.mp3 (big cover, many frames) and plain.mp3 (a small tag), the same audio."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from audiofiles import make_audio
-    from mutagen import id3
-    from mutagen.mp3 import MP3
+    from audiofiles import mp3_with_big_tags
 
     folder.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, mb, n in (("huge", picture_mb, frames), ("plain", 0.01, 5)):
-        path = make_audio(folder / f"{name}.mp3", "mp3", seconds=4.0, kind="noise", seed=7)
-        f = MP3(str(path))
-        f.add_tags()
-        f.tags.add(id3.APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(int(mb * 2**20))))
-        for i in range(n):
-            f.tags.add(id3.TXXX(encoding=3, desc=f"field {i}", text=[f"value {i}"]))
-        f.save()
-        files[name] = path
-    return files
+    return {name: mp3_with_big_tags(folder / f"{name}.mp3", mb, n, seed=7)
+            for name, mb, n in (("huge", picture_mb, frames), ("plain", 0.01, 5))}
 
 
 class ParseCounter:

@@ -235,3 +235,18 @@ def add_test_tags(
         else:
             tags["METADATA_BLOCK_PICTURE"] = [base64.b64encode(pic.write()).decode("ascii")]
     f.save()
+
+
+def mp3_with_big_tags(path: Path, picture_mb: float = 1.0, frames: int = 300, seed: int = 5) -> Path:
+    """A 4 s MP3 whose ID3 tag holds a ``picture_mb`` MB cover and ``frames`` TXXX frames (slow to parse)."""
+    from mutagen import id3
+    from mutagen.mp3 import MP3
+
+    make_audio(path, "mp3", seconds=4.0, kind="noise", seed=seed)
+    f = MP3(str(path))
+    f.add_tags()
+    f.tags.add(id3.APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(int(picture_mb * 2**20))))
+    for i in range(frames):
+        f.tags.add(id3.TXXX(encoding=3, desc=f"field {i}", text=[f"value {i}"]))
+    f.save()
+    return path

@@ -106,6 +106,8 @@ def lib_db(scanned_db: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     shutil.copyfile(src_db, db)
     with sqlite3.connect(db) as con:
         con.execute("update tracks set path = ? || substr(path, ?)", (str(lib), len(str(src)) + 1))
+        # tag without paths writes only under the scanned roots: the copy's root is the scanned one now
+        con.execute("update scans set roots = replace(roots, ?, ?)", (str(src), str(lib)))
     con.close()
     return lib, db
 

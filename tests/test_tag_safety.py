@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mutagen
 import pytest
-from audiofiles import add_test_tags, make_audio
+from audiofiles import add_test_tags, make_audio, mp3_with_big_tags
 from click.testing import CliRunner
 from mutagen import id3
 from mutagen.mp3 import MP3
@@ -102,15 +102,8 @@ def test_roots_are_the_paths_given(linked, tmp_path: Path) -> None:
 # Point 13: one parse per file per operation.
 
 
-def big_mp3(path: Path, picture_mb: float = 1.0, frames: int = 300) -> Path:
-    make_audio(path, "mp3", seconds=4.0, kind="noise", seed=5)
-    f = MP3(str(path))
-    f.add_tags()
-    f.tags.add(id3.APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(int(picture_mb * 2**20))))
-    for i in range(frames):
-        f.tags.add(id3.TXXX(encoding=3, desc=f"field {i}", text=[f"value {i}"]))
-    f.save()
-    return path
+def big_mp3(path: Path) -> Path:
+    return mp3_with_big_tags(path, picture_mb=1.0, frames=300)
 
 
 @pytest.fixture
