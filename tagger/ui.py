@@ -116,7 +116,7 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
     """The table after a scan: counts, genres, the first errors."""
     counts = [
         ("seen", summary["seen"]), ("analysed", summary["analysed"]), ("from cache", summary["from_cache"]),
-        ("re-predicted from cached features", summary["repredicted"]), ("failed", summary["failed"]),
+        ("re-predicted from cached inputs (no decoding)", summary["repredicted"]), ("failed", summary["failed"]),
         ("marked missing", summary["missing"]),
     ]  # fmt: skip
     if summary.get("abstained") or summary.get("abstain_threshold"):
