@@ -18,16 +18,12 @@ from .models import Model
 from .outputs import check_probabilities
 
 
-def _check(model: Model, probs: Any, rows: int) -> np.ndarray:
-    """The checks train and report apply too (tagger.outputs): shape, finite, rows summing to 1."""
-    return check_probabilities(model.backend, probs, rows)
-
-
 def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     X, counts = stack(model.input_kind, inputs)
     if min(counts) == 0:
         raise ValueError("a track has no 3 s slices")
-    probs = _check(model, model.backend.predict_proba(X), len(X))
+    # The checks train and report apply too (tagger.outputs): shape, finite, rows summing to 1.
+    probs = check_probabilities(model.backend, model.backend.predict_proba(X), len(X))
     if len(X) == len(inputs):  # one row per track: the rows are the tracks' probabilities
         return list(probs)
     bounds = np.cumsum([0, *counts])

@@ -69,7 +69,7 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
     try:
         st = os.stat(task.path)
         result.size, result.mtime = st.st_size, st.st_mtime
-        if task.kind != "embedding" and not (task.excerpt and task.excerpt <= CHUNK_SECONDS):
+        if task.kind != "embedding" and _long_window(task):
             fields = inputs.checked(task.path, _analyse_streamed(task, result))  # a long window: chunk by chunk
         else:  # the usual 30 s: one read, one analysis
             clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=_window(task))
@@ -92,6 +92,11 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
     return result
 
 
+def _long_window(task: AnalysisTask) -> bool:
+    """Whether the window asked for (None or 0: the whole file) may exceed CHUNK_SECONDS."""
+    return not (task.excerpt and task.excerpt <= CHUNK_SECONDS)
+
+
 def _window(task: AnalysisTask) -> float | None:
     """Seconds decoded at once: an embedding front end sees at most CHUNK_SECONDS from the middle.
 
@@ -99,9 +104,7 @@ def _window(task: AnalysisTask) -> float | None:
     so a longer window adds decoding memory and no information; features
     and slices of longer windows are streamed instead (:func:`_analyse_streamed`).
     """
-    if task.kind == "embedding" and not (task.excerpt and task.excerpt <= CHUNK_SECONDS):
-        return CHUNK_SECONDS
-    return task.excerpt
+    return CHUNK_SECONDS if task.kind == "embedding" and _long_window(task) else task.excerpt
 
 
 def _check_length(path: str, seconds: float) -> None:

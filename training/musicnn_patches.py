@@ -53,10 +53,10 @@ def cross_validated(X: np.ndarray, ids: list[str], labels: list[str], k: int, se
     """Mean and std of track accuracy over artist-kfold folds, valid = the next fold (C chosen there)."""
     from plugins.musicnn import MusicnnBackend
 
-    accs = []
+    accs, row_of = [], {t: i for i, t in enumerate(ids)}
     for fold in range(k):
         split = get_split("artist-kfold", ids, labels, k=k, fold=fold, seed=seed)
-        rows = {p: [ids.index(t) for t in getattr(split, p)] for p in ("train", "valid", "test")}
+        rows = {p: [row_of[t] for t in getattr(split, p)] for p in ("train", "valid", "test")}
         y = np.array(labels, dtype=object)
         model = MusicnnBackend().fit(X[rows["train"]], y[rows["train"]].tolist(),
                                      X_valid=X[rows["valid"]], y_valid=y[rows["valid"]].tolist(), seed=seed)
