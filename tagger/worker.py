@@ -146,7 +146,10 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
 
 
 def warm_up() -> None:
-    """Import and JIT-compile the analysis path once, before workers fork from this process.
+    """Import the analysis path and compile its kernels once, before workers fork from this process.
+
+    The kernels come from numba's cache after the first time; that first
+    time (about 3 s) is announced on stderr (:func:`tagger.dsp.prepare`).
 
     It also keeps BLAS to one thread: the pool already runs one worker per
     core, and OpenBLAS's own threads, spinning between the analysis's small
@@ -165,6 +168,9 @@ def warm_up() -> None:
     import soundfile  # noqa: F401
     import soxr  # noqa: F401
 
+    from . import dsp
+
+    dsp.prepare()
     rng = np.random.default_rng(0)
     y = (0.1 * rng.standard_normal(int(22050 * 3.5))).astype(np.float32)
     analyse(y, 22050, features=True, slices=True)
