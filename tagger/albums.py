@@ -67,8 +67,9 @@ def file_meta(row: Mapping[str, Any]) -> FileMeta | None:
     """
     if row.get("file_genres") is not None:
         flag = row.get("compilation")
-        return FileMeta(genres=tuple(json.loads(row["file_genres"])), artist=row.get("artist"), album=row.get("album"),
-                        album_artist=row.get("album_artist"), compilation=None if flag is None else bool(flag))  # fmt: skip
+        return FileMeta(genres=tuple(json.loads(row["file_genres"])), artist=row.get("artist"),
+                        album=row.get("album"), album_artist=row.get("album_artist"),
+                        compilation=None if flag is None else bool(flag))
     try:
         return tags.describe(fs_path(dict(row)))
     except (TagError, OSError):
@@ -164,7 +165,8 @@ def main_artist(artists: Iterable[str | None]) -> str | None:
     """
     named = [a.strip() for a in artists if a and a.strip()]
     counts = Counter(_norm(a) for a in named).most_common(2)
-    if not counts or counts[0][1] < MAIN_ARTIST_SHARE * len(named) or (len(counts) > 1 and counts[1][1] == counts[0][1]):
+    tied = len(counts) > 1 and counts[1][1] == counts[0][1]
+    if not counts or tied or counts[0][1] < MAIN_ARTIST_SHARE * len(named):
         return None
     return next(a for a in named if _norm(a) == counts[0][0])
 
@@ -262,8 +264,8 @@ def decide(album: Album, rank: Callable[[Mapping[str, Any]], Ranking], *, from_t
     rows = [r for r in album.rows if r["path"] in own]
     album.used, album.seconds = len(rows), sum(weight(r) for r in rows)
     if not rows:
-        left = len(album.rows)
-        album.abstained = f"no usable track (of {left}: failed, missing or without {'tags' if from_tags else 'a result'})"
+        lacking = "tags" if from_tags else "a result"
+        album.abstained = f"no usable track (of {len(album.rows)}: failed, missing or without {lacking})"
         return album
     album.ranking = weighted_mean((dict(own[r["path"]]), weight(r)) for r in rows)
     label, p = album.ranking[0]
@@ -283,7 +285,7 @@ def choice(album: Album, row: Mapping[str, Any], keep_outliers: bool = False) ->
     own = album.outliers.get(row["path"])
     if own is None:
         return Choice(album, album.ranking, album.abstained)
-    label, p = album.ranking[0]
+    label = album.ranking[0][0]
     note = (f"outlier: own genre {own[0][0]} {own[0][1]:.2f}, album's {label} {dict(own).get(label, 0.0):.2f}"
             + ("; kept its own (--keep-outliers)" if keep_outliers else "; --keep-outliers writes its own"))
     return Choice(album, None if keep_outliers else album.ranking, None if keep_outliers else album.abstained, note)

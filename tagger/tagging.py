@@ -324,7 +324,8 @@ class Outcome:
         return {"files": [r.as_dict() for r in self.results], "counts": self.counts, "failed": self.failed,
                 "dry_run": self.dry_run, "interrupted": self.interrupted,
                 "stale_temporaries": self.temporaries,
-                **({"by": self.by, "albums": [a.as_dict() for a in self.albums]} if self.by != albums.TRACK else {})}  # fmt: skip
+                **({"by": self.by, "albums": [a.as_dict() for a in self.albums]}
+                   if self.by != albums.TRACK else {})}  # fmt: skip
 
 
 def album_summary(groups: Sequence[albums.Album]) -> str:

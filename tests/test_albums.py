@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
 from click.testing import CliRunner
+from conftest import copy_scanned, scan_for_module
 
 from tagger import albums, tags
 from tagger.albums import ALBUM, COMPILATION, FOLDER, LOOSE, MIXED
 from tagger.cli import cli
-from tagger.tags import FileMeta, read_genres
 from tagger.tagging import TagOptions, display_name
+from tagger.tags import FileMeta, read_genres
 
 # ---------------------------------------------------------------------------
 # Library functions, on rows built here.
@@ -50,7 +51,8 @@ def rank(r: dict) -> list[tuple[str, float]]:
 
 def groups(rows: list[dict], by: str = ALBUM, roots: tuple[str, ...] = ("/m",)) -> dict[str, list[str]]:
     """name -> the paths of its tracks (prefixed "~" when they keep their own genres)."""
-    return {("~" if a.not_averaged else "") + a.name: [r["path"] for r in a.rows] for a in albums.group(rows, by, roots)}
+    return {("~" if a.not_averaged else "") + a.name: [r["path"] for r in a.rows]
+            for a in albums.group(rows, by, roots)}
 
 
 def test_weighted_mean_a_track_with_twice_the_audio_counts_twice() -> None:
@@ -78,8 +80,8 @@ def test_grouping_by_album_and_album_artist_across_folders() -> None:
         row("/m/Q/Magic/CD2/2.flac", album="Magic", album_artist=None, artist="Queen"),  # artist stands in
         row("/m/B/Magic/1.mp3", album="Magic", album_artist="Bowie"),  # same name, other album artist
     ]
-    assert groups(rows) == {"Queen – Magic": ["/m/Q/Magic/CD1/1.flac", "/m/Q/Magic/CD2/1.flac", "/m/Q/Magic/CD2/2.flac"],
-                            "Bowie – Magic": ["/m/B/Magic/1.mp3"]}  # fmt: skip
+    queen = ["/m/Q/Magic/CD1/1.flac", "/m/Q/Magic/CD2/1.flac", "/m/Q/Magic/CD2/2.flac"]
+    assert groups(rows) == {"Queen – Magic": queen, "Bowie – Magic": ["/m/B/Magic/1.mp3"]}
 
 
 def test_album_artist_falls_back_to_the_artist_most_tracks_share() -> None:
@@ -182,6 +184,27 @@ def test_options() -> None:
         TagOptions(keep_outliers=True)
     with pytest.raises(ValueError, match="--by must be"):
         TagOptions(by="disc")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["tag", "--keep-outliers"])
+    assert result.exit_code == 2 and "--keep-outliers goes with --by album" in result.stderr
+    result = runner.invoke(cli, ["report", "--backend", "svc", "--by", "album"])
+    assert result.exit_code == 1 and "Error: --by album compares out-of-fold predictions" in result.stderr
+
+
+def test_scan_write_by_album_writes_the_album_genre(tmp_path: Path) -> None:
+    album = tmp_path / "Music" / "X"
+    album.mkdir(parents=True)
+    for i, fmt in enumerate(("flac", "mp3", "ogg")):
+        add_test_tags(make_audio(album / f"{i}{EXTENSIONS[fmt]}", fmt, seconds=3.0, kind="noise", seed=i),
+                      artist="A", album="X")
+    db = tmp_path / "g.db"
+    result = CliRunner().invoke(cli, ["scan", str(tmp_path / "Music"), "--db", str(db), "-j", "0", "--write",
+                                      "--by", "album", "--min-confidence", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    tagging = json.loads(result.stdout)["tagging"]
+    (entry,) = tagging["albums"]
+    assert entry["used"] == 3 and {f["action"] for f in tagging["files"]} == {"written"}
+    assert {tuple(read_genres(p)) for p in album.iterdir()} == {(display_name(entry["genre"]),)}
 
 
 # ---------------------------------------------------------------------------
@@ -207,13 +230,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             if group == "Comp":
                 add_test_tags(path, artist=f"Artist {i}", album="Now", compilation=True)
     make_audio(lib / "loose.mp3", "mp3", seconds=3.0, seed=30)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENRETAG_HOME", str(root / "home"))
-        mp.delenv("GENRETAG_DB", raising=False)
-        mp.setenv("GENRETAG_BACKEND", "svc")
-        result = CliRunner().invoke(cli, ["scan", str(lib), "--db", str(db), "--jobs", "0", "--json",
-                                          "--min-confidence", "0"])
-    assert result.exit_code == 0, result.output
+    scan_for_module(lib, db, root / "home")
     return lib, db
 
 
@@ -261,14 +278,7 @@ class Lib:
 
 @pytest.fixture
 def lib(scanned: tuple[Path, Path], tmp_path: Path) -> Lib:
-    src, src_db = scanned
-    root, db = tmp_path / "Music", tmp_path / "cache.db"
-    shutil.copytree(src, root)
-    shutil.copyfile(src_db, db)
-    with sqlite3.connect(db) as con:
-        con.execute("update tracks set path = ? || substr(path, ?)", (str(root), len(str(src)) + 1))
-        con.execute("update scans set roots = replace(roots, ?, ?)", (json.dumps(str(src))[1:-1], json.dumps(str(root))[1:-1]))
-    return Lib(root, db)
+    return Lib(*copy_scanned(*scanned, tmp_path))
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -362,7 +372,8 @@ def test_failed_and_missing_tracks_are_left_out_of_the_mean(lib: Lib) -> None:
 
 
 def test_rows_without_cached_tags_read_the_files(lib: Lib) -> None:
-    lib.sql("update tracks set artist = null, album = null, album_artist = null, compilation = null, file_genres = null")
+    lib.sql("update tracks set artist = null, album = null, album_artist = null, compilation = null, "
+            "file_genres = null")
     data = lib.json("tag", "--by", "album", "--dry-run")
     assert "Queen – A Kind of Magic" in {a["album"] for a in data["albums"]}
     assert {a["album"]: a["not_averaged"] for a in data["albums"]}["Various Artists – Now"] == COMPILATION
@@ -372,10 +383,11 @@ def test_show_by_album_and_by_folder(lib: Lib) -> None:
     code, out, _ = lib.run("show", "--by", "album", "--json")
     rows = {a["album"]: a for a in json.loads(out)}
     assert display_name(rows["Queen – A Kind of Magic"]["genre"]) == lib.expected_album(lib.album)
-    assert rows["Various Artists – Now"]["not_averaged"] == COMPILATION and rows["Various Artists – Now"]["genre"] is None
+    now = rows["Various Artists – Now"]
+    assert now["not_averaged"] == COMPILATION and now["genre"] is None
     code, out, _ = lib.run("show", "--by", "folder", "--json")
     assert str(lib.root / ALBUM_DIR) in {a["album"] for a in json.loads(out)}
-    code, out, err = lib.run("show", "--by", "album")
+    code, out, _ = lib.run("show", "--by", "album")
     assert code == 0 and "Queen – A Kind of Magic" in out and "compilation: track mode" in out
     code, out, _ = lib.run("show", "--by", "album", "--status", "ok", "--json")
     assert all(a["genre"] for a in json.loads(out))
@@ -384,7 +396,8 @@ def test_show_by_album_and_by_folder(lib: Lib) -> None:
 def test_real_library_samples_group_by_their_tags(library_samples: Path, tmp_path: Path) -> None:
     music, db = tmp_path / "Music", tmp_path / "g.db"
     shutil.copytree(library_samples, music, ignore=shutil.ignore_patterns("*.md"))
-    result = CliRunner().invoke(cli, ["scan", str(music), "--db", str(db), "-j", "0", "--min-confidence", "0", "--json"])
+    scan = ["scan", str(music), "--db", str(db), "-j", "0", "--min-confidence", "0", "--json"]
+    result = CliRunner().invoke(cli, scan)
     assert result.exit_code in (0, 1), result.output  # a few samples are shorter than the 3 s the models need
     failed = {Path(e["path"]).name for e in json.loads(result.stdout)["errors"]}
     result = CliRunner().invoke(cli, ["show", "--by", "album", "--json", "--db", str(db)])

@@ -82,9 +82,10 @@ def compare(genres: Sequence[str], folds: Sequence[FoldPredictions]) -> dict[str
 def lines(backend: str, comparison: dict[str, Any]) -> list[str]:
     """The comparison in words, for ``report --by album`` on the terminal."""
     c = comparison
-    out = [f"{backend}: album mode on {c['clips']} clips, {c['clips_in_albums']} of them in {c['albums']} stand-in "
-           f"albums of 2 or more clips (one artist each; {c['albums_spanning_genres']} span several genres)"]
-    for mode, name in (("track", "track mode"), ("album", "album mode"), ("album_keep_outliers", "album, keep outliers")):
+    out = [(f"{backend}: album mode on {c['clips']} clips, {c['clips_in_albums']} of them in {c['albums']} "
+            f"stand-in albums of 2 or more clips (one artist each; {c['albums_spanning_genres']} span several genres)")]
+    names = {"track": "track mode", "album": "album mode", "album_keep_outliers": "album, keep outliers"}
+    for mode, name in names.items():
         m = c[mode]
         out.append(f"{backend}:   {name:<22} accuracy {m['accuracy']:.3f} (folds {m['mean']:.3f} ± {m['std']:.3f}); "
                    f"on the clips in albums {m['accuracy_in_albums']:.3f}")
