@@ -1,8 +1,9 @@
-"""Where genretag keeps its database and models: the user's data directory.
+"""Where genretag keeps its database and models (the user's data directory) and its config file.
 
-``GENRETAG_HOME`` overrides everything (tests and portable installs use it);
-otherwise the platform's convention is followed, so the database is where a
-user of that platform would look for application data.
+``GENRETAG_HOME`` overrides everything (tests and portable installs use it:
+the config file then sits beside the database); otherwise the platform's
+convention is followed, so each file is where a user of that platform
+would look for application data and settings.
 """
 
 from __future__ import annotations
@@ -27,6 +28,26 @@ def data_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
     return base / APP
+
+
+def config_dir() -> Path:
+    """The directory of ``config.toml``: XDG_CONFIG_HOME, ~/Library/Application Support or %APPDATA%."""
+    override = os.environ.get("GENRETAG_HOME")
+    if override:
+        return Path(override).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return base / APP
+
+
+def default_config_path() -> Path:
+    """The config file read when neither ``--config`` nor ``GENRETAG_CONFIG`` names one."""
+    return config_dir() / "config.toml"
 
 
 def default_db_path() -> Path:
