@@ -99,6 +99,7 @@ def same(a: str, b: str) -> bool:
     return identity(a) == identity(b)
 
 
+@functools.lru_cache(maxsize=8192)  # tagging asks about the same few names for every file
 def identity(name: str) -> str:
     """What :func:`same` compares: the tree key of a known genre, else the folded name.
 
