@@ -15,34 +15,26 @@ from pathlib import Path
 APP = "genretag"
 
 
-def data_dir() -> Path:
-    """Return the directory for the default database and trained models."""
+def _app_dir(windows: tuple[str, str], unix: tuple[str, str]) -> Path:
+    """GENRETAG_HOME, else the platform's folder: (env var, fallback under home) on Windows and Linux."""
     override = os.environ.get("GENRETAG_HOME")
     if override:
         return Path(override).expanduser()
     home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    return base / APP
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / APP
+    var, fallback = windows if sys.platform == "win32" else unix
+    return Path(os.environ.get(var) or home / fallback) / APP
+
+
+def data_dir() -> Path:
+    """Return the directory for the default database and trained models."""
+    return _app_dir(("LOCALAPPDATA", "AppData/Local"), ("XDG_DATA_HOME", ".local/share"))
 
 
 def config_dir() -> Path:
     """The directory of ``config.toml``: XDG_CONFIG_HOME, ~/Library/Application Support or %APPDATA%."""
-    override = os.environ.get("GENRETAG_HOME")
-    if override:
-        return Path(override).expanduser()
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    return base / APP
+    return _app_dir(("APPDATA", "AppData/Roaming"), ("XDG_CONFIG_HOME", ".config"))
 
 
 def default_config_path() -> Path:

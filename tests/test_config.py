@@ -132,6 +132,7 @@ def test_the_default_config_file_follows_the_platform(monkeypatch: pytest.Monkey
                                ("win32", tmp_path / "roaming")):
         monkeypatch.setattr(sys, "platform", platform)
         assert paths.default_config_path() == expected / "genretag" / "config.toml"
+        assert paths.data_dir().parent != expected or platform == "darwin"  # settings and data apart
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("XDG_CONFIG_HOME")
     assert paths.default_config_path() == tmp_path / ".config" / "genretag" / "config.toml"
