@@ -179,7 +179,7 @@ def test_file_meta_reads_the_file_only_for_rows_scanned_before_the_cache(tmp_pat
     assert albums.file_meta(row(str(tmp_path / "none.flac")) | {"file_genres": None}) is None  # unreadable
 
 
-def test_options() -> None:
+def test_options(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--keep-outliers goes with"):
         TagOptions(keep_outliers=True)
     with pytest.raises(ValueError, match="--by must be"):
@@ -189,6 +189,10 @@ def test_options() -> None:
     assert result.exit_code == 2 and "--keep-outliers goes with --by album" in result.stderr
     result = runner.invoke(cli, ["report", "--backend", "svc", "--by", "album"])
     assert result.exit_code == 1 and "Error: --by album compares out-of-fold predictions" in result.stderr
+    config = tmp_path / "config.toml"
+    config.write_text('by = "album"\n', encoding="utf-8")  # for tag and show: report goes on without it
+    result = runner.invoke(cli, ["--config", str(config), "report", "--backend", "svc", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["rows"][0]["backend"] == "svc"
 
 
 def test_scan_write_by_album_writes_the_album_genre(tmp_path: Path) -> None:
