@@ -25,7 +25,7 @@ import numpy as np
 from . import abstain
 from . import cache as cachemod
 from . import inputs
-from .cache import Cache, fs_path, path_key
+from .cache import Cache, fs_path, meta_columns, path_key
 from .features import preprocessing
 from .models import Model
 from .predict import predict_tracks, summarise
@@ -319,6 +319,7 @@ class _Scan:
             row.update(size=r.size, mtime=r.mtime, params=self.params)
             if r.duration is not None:
                 row.update(duration=r.duration, excerpt_offset=r.offset, excerpt_seconds=r.seconds)
+            row.update(meta_columns(r.meta))
         return row
 
     def _ok_row(self, item: _Pending, info: dict[str, Any], stamp: str) -> dict[str, Any]:
