@@ -9,15 +9,16 @@ filter takes about 0.6 s per 30 s clip for each of the two HPSS needs (its
 fast 1-D path, applied to padded columns laid end to end, 65 ms); a sorted
 window per column, updated without branches so that it vectorises across
 columns, takes about 10 ms compiled, and no NumPy formulation found comes
-under 0.19 s.  That kernel and four small per-frame passes (where NumPy's
-temporaries cost 2 to 4 times as much) are compiled by numba: eagerly, for
+under 0.19 s.  That kernel and five small passes (the HPSS mask, the power
+spectrum, centroid and bandwidth, roll-off and rms, where NumPy's
+temporaries cost 2 to 5 times as much) are compiled by numba: eagerly, for
 the one signature each is called with, and cached on disk.  They are
-written as plain loops, without array expressions, because those compile
-four times faster: all five take about 3 s of CPU once per install
-(:func:`prepare`, announced by :mod:`tagger.worker`) and 0.3 s to load
-from the cache afterwards.  The rest is NumPy.  (Before issue 12 every
-kernel was numba-compiled with array expressions, and librosa compiled its
-own kernels for the filter banks: 23 s of silent warm-up on the first scan
+written as plain loops, without array expressions, which compile about four
+times faster: all six take about 4 s of CPU once per install (announced
+on stderr, :func:`kernels`) and about 0.5 s to load from the cache
+afterwards.  The rest is NumPy.  (Before issue 12 every kernel was
+numba-compiled with array expressions, and librosa compiled its own
+kernels for the filter banks: 23 s of silent warm-up on the first scan
 after installing.)
 """
 
@@ -178,8 +179,8 @@ _KERNELS: dict[str, tuple[str, dict]] = {
     "_rolloff": ("float64[::1](float32[:, ::1], float64[::1], float64)", {}),
     "_frame_rms": ("float64[::1](float32[::1], int64, int64, int64)", {}),
 }
-#: What compiling them all takes on the reference machine (2 cores, docs/speed.md): ~3 s of CPU.
-COMPILE_SECONDS = 3
+#: What compiling them all takes on the reference machine (2 cores, docs/speed.md): 3.5 to 4 s of CPU.
+COMPILE_SECONDS = 4
 ANNOUNCEMENT = f"preparing the analysis (once, ~{COMPILE_SECONDS} s)"
 
 

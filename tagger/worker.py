@@ -164,7 +164,7 @@ def warm_up() -> None:
     """Import the analysis path and compile its kernels once, before workers fork from this process.
 
     The kernels come from numba's cache after the first time; that first
-    time (about 3 s) is announced on stderr (:func:`tagger.dsp.prepare`).
+    time (about 4 s) is announced on stderr (:func:`tagger.dsp.kernels`).
 
     It also keeps BLAS to one thread: the pool already runs one worker per
     core, and OpenBLAS's own threads, spinning between the analysis's small
