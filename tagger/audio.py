@@ -64,7 +64,7 @@ class Excerpt:
 
 def is_audio(path: str | os.PathLike[str]) -> bool:
     """True when the file's extension is one genretag analyses."""
-    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+    return os.path.splitext(path)[1].lower() in AUDIO_EXTENSIONS  # not Path(): a walk asks for every file
 
 
 def excerpt_window(duration: float, excerpt: float | None) -> tuple[float, float]:

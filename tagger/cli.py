@@ -210,7 +210,8 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     from .walk import WalkOptions
 
     options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, min_confidence=min_confidence,
-                          walk=WalkOptions(include=include, exclude=exclude, hidden=hidden))
+                          walk=WalkOptions(include=include, exclude=exclude, hidden=hidden),
+                          count_total=progress is not False)  # --no-progress: no total to count
     job = ScanJob(paths, backend, model_path, db_path, jobs, timeout, scheduler, cluster, options,
                   tagging if write else None)
     outcome = run_job(job, lambda label: ui.RichProgress(label, enabled=progress))
