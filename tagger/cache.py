@@ -6,7 +6,10 @@ Datasette.  Tables:
 ``tracks``
     one row per file keyed by absolute path: size, mtime, duration, the
     analysis parameters, backend and model id, genre, confidence, top 3,
-    all probabilities, error text, and timestamps.  A vanished file keeps
+    all probabilities, error text, and timestamps; and what the file's own
+    tags said when it was analysed (artist, album, album_artist,
+    compilation, file_genres: tagger.tags.FileMeta), for album mode and
+    ``learn`` without opening every file again.  A vanished file keeps
     its row with ``missing = 1``; nothing is ever silently dropped.
 ``features``
     the 57 GTZAN features per file, so a new feature model can re-predict
@@ -59,7 +62,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -72,6 +75,9 @@ except ImportError:  # Windows
 
 from .errors import DatabaseError
 from .features import FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from .tags import FileMeta
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
@@ -108,6 +114,12 @@ TRACK_COLUMNS: dict[str, type] = {
     "missing_since": str,
     "abstained": str,  # why the track got no genre (tagger/abstain.py), else NULL
     "abstain_threshold": float,  # the threshold that decision used; NULL: never abstain
+    # The file's own tags when it was analysed (tags.FileMeta); NULL when unreadable or analysed before 0.x.
+    "artist": str,
+    "album": str,
+    "album_artist": str,
+    "compilation": int,
+    "file_genres": str,  # JSON list of the genre field's values, split on ; and /; kept current by tag/undo
 }
 
 
@@ -168,6 +180,15 @@ def _listing(folder: str) -> frozenset[str] | None:
         return frozenset(os.listdir(folder))
     except OSError:
         return None
+
+
+def meta_columns(meta: FileMeta | None) -> dict[str, Any]:
+    """The ``tracks`` columns for a file's own tags (all NULL when they could not be read)."""
+    if meta is None:
+        return {"artist": None, "album": None, "album_artist": None, "compilation": None, "file_genres": None}
+    return {"artist": meta.artist, "album": meta.album, "album_artist": meta.album_artist,
+            "compilation": None if meta.compilation is None else int(meta.compilation),
+            "file_genres": json.dumps(list(meta.genres), ensure_ascii=False)}  # fmt: skip
 
 
 def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -591,11 +612,14 @@ class Cache:
             table = self.db["tag_history"].insert({**entry, "size": before.st_size, "mtime": before.st_mtime})
         return int(table.last_pk)
 
-    def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None) -> None:
+    def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None,
+                          file_genres: Sequence[str] | None = None) -> None:
         """Mark a write done with the file's new stat, and give ``track``'s row that stat too.
 
         Updating the ``tracks`` row keeps a rescan from taking genretag's own
-        write for a user's change (which would re-analyse the file).
+        write for a user's change (which would re-analyse the file).  With
+        ``file_genres`` (a write to the genre field itself) the row's cached
+        genre field follows the file.
         """
         stamp = now()
         with self._writing():
@@ -604,7 +628,7 @@ class Cache:
                 (stamp, after.st_size, after.st_mtime, history_id),
             )
             if track is not None:
-                self._set_track_stat(track, after, stamp)
+                self._set_track_stat(track, after, stamp, file_genres)
 
     def discard_tag_write(self, history_id: int) -> None:
         """Forget a write that did not happen (it failed, leaving the file as it was)."""
@@ -628,18 +652,25 @@ class Cache:
         """Retire writes that a later outside change made unsafe to undo."""
         self._stamp_history("superseded_at", ids, None, None)
 
-    def mark_undone(self, ids: Sequence[int], track: str | None = None, after: os.stat_result | None = None) -> None:
-        """Mark writes undone; with ``track``, give its row the file's stat ``after`` the restore."""
-        self._stamp_history("undone_at", ids, track, after)
+    def mark_undone(self, ids: Sequence[int], track: str | None = None, after: os.stat_result | None = None,
+                    file_genres: Sequence[str] | None = None) -> None:
+        """Mark writes undone; with ``track``, give its row the file's stat ``after`` the restore
+        (and, for the genre field, the ``file_genres`` it holds again)."""
+        self._stamp_history("undone_at", ids, track, after, file_genres)
 
-    def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None) -> None:
+    def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None,
+                       file_genres: Sequence[str] | None = None) -> None:
         stamp = now()
         with self._writing():
             self.db.conn.executemany(f"update tag_history set [{column}] = ? where id = ?", [(stamp, i) for i in ids])
             if track is not None and after is not None:
-                self._set_track_stat(track, after, stamp)
+                self._set_track_stat(track, after, stamp, file_genres)
 
-    def _set_track_stat(self, key: str, st: os.stat_result, stamp: str) -> None:
+    def _set_track_stat(self, key: str, st: os.stat_result, stamp: str,
+                        file_genres: Sequence[str] | None = None) -> None:
         self.db.conn.execute(
             "update tracks set size = ?, mtime = ?, updated_at = ? where path = ?", (st.st_size, st.st_mtime, stamp, key)
         )
+        if file_genres is not None:
+            self.db.conn.execute("update tracks set file_genres = ? where path = ? and file_genres is not null",
+                                 (json.dumps(list(file_genres), ensure_ascii=False), key))

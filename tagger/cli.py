@@ -85,13 +85,15 @@ TAG_OPTIONS = [
     click.option("--genre-map", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
                  help="Rename or drop labels: JSON, or lines like 'hiphop = Hip-Hop' and 'disco ='."),
     click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP),
+    click.option("--with-parents", is_flag=True, help="Also write each genre's broader genres from genretag's "
+                 "genre tree, first ('Rock; Alternative Rock')."),
 ]  # fmt: skip
 
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
     names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
-             "genre_map", "follow_links")
+             "genre_map", "follow_links", "with_parents")
     # scan takes --min-confidence without --write too: it is also its abstain threshold.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 
@@ -103,7 +105,10 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         from .tagging import TagOptions, load_genre_map
 
         ctx = click.get_current_context()
-        given = [n for n in names if ctx.get_parameter_source(n) != ParameterSource.DEFAULT and n not in own]
+        # Only the command line and the environment count as asking: a config file's [tag]-style defaults
+        # (flat keys apply to scan too) must not stop a scan without --write.
+        asked = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        given = [n for n in names if ctx.get_parameter_source(n) in asked and n not in own]
         if kwargs.get("write") is False and given:
             raise click.UsageError(f"--{given[0].replace('_', '-')} is about writing tags: add --write")
         values = {n: kwargs.pop(n) for n in names}
@@ -151,14 +156,25 @@ def _exit_for(outcome: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genretag")
-def cli() -> None:
+@click.option("--config", "config_file", metavar="FILE", envvar="GENRETAG_CONFIG",
+              help="Config file of option defaults [default: config.toml in the user config directory; "
+                   "see `genretag config`].")
+@click.pass_context
+@_handle_errors
+def cli(ctx: click.Context, config_file: str | None) -> None:
     """Tag a music library with genres by listening to it.
+
+    Options you always type can live in a config file (`genretag config --init`).
 
     \b
     Example:
         genretag scan ~/Music
         genretag show --genre jazz
     """
+    if ctx.invoked_subcommand != "config":  # `config` reads it itself: --init must work beside a broken file
+        from .config import load
+
+        ctx.default_map = load(cli, config_file).default_map()
 
 
 @cli.command()
@@ -463,6 +479,67 @@ def _fmt_accuracy(row: dict[str, Any]) -> str:
     return f"{row['accuracy']:.3f}{clips}"
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command_args", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND [OPTIONS]]")
+@click.option("--init", is_flag=True, help="Write a commented example config file (to --config's or "
+              "GENRETAG_CONFIG's file, else the default one).")
+@click.option("--force", is_flag=True, help="With --init: replace an existing config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@_handle_errors
+def config(ctx: click.Context, command_args: tuple[str, ...], init: bool, force: bool, as_json: bool) -> None:
+    """Show the settings in effect and where each comes from, or write an example config file.
+
+    A source is the default, the config file (with its line), the
+    environment or the command line.  With COMMAND and its options, shows
+    what that command line would use.  Keys are the long option names; see
+    README "Config file".
+
+    \b
+    Example:
+        genretag config
+        genretag config tag --top 3
+        genretag config --init
+    """
+    from click.core import ParameterSource
+
+    from . import ui
+    from .config import config_path, effective, load, write_example
+
+    config_file = ctx.parent.params["config_file"] if ctx.parent else None
+    if init:
+        if command_args:
+            raise click.UsageError("--init takes no COMMAND")
+        path = write_example(cli, config_path(config_file), force=force)
+        if as_json:
+            ui.print_json({"written": str(path)})
+        else:
+            ui.err().print(f"wrote an example config file to {path}", markup=False, highlight=False)
+        return
+    if force:
+        raise click.UsageError("--force goes with --init")
+    settings = load(cli, config_file)
+    given = ctx.parent.get_parameter_source("config_file") if ctx.parent else None
+    named = {ParameterSource.COMMANDLINE: "--config", ParameterSource.ENVIRONMENT: "GENRETAG_CONFIG"}.get(given)
+    header = {"path": str(settings.path), "found": settings.found, "named_by": named or "default location"}
+    rows = effective(ctx.parent or ctx, settings, command_args[0] if command_args else None, command_args[1:])
+    if as_json:
+        ui.print_json({"config_file": header, "settings": rows})
+        return
+    state = "" if settings.found else " (not found: built-in defaults)"
+    ui.err().print(f"config file: {settings.path}{state} [{header['named_by']}]", markup=False, highlight=False)
+    ui.out().print(ui.table(None, ["setting", "value", "source", "commands"],
+                            [(r["key"], _fmt_value(r["value"]), r["source"], ", ".join(r["commands"])) for r in rows]))
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def env(as_json: bool) -> None:
@@ -471,9 +548,12 @@ def env(as_json: bool) -> None:
 
     from . import __version__, ui
     from .models import library_versions
+    from .config import config_path
     from .paths import data_dir, default_db_path
 
+    parent = click.get_current_context().parent
     info = {"genretag": __version__, "platform": platform.platform(), "data_dir": str(data_dir()),
+            "config_file": str(config_path(parent.params.get("config_file") if parent else None)),
             "database": str(default_db_path()), "cpu_count": os.cpu_count(), **library_versions()}
     if as_json:
         ui.print_json(info)

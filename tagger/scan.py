@@ -25,7 +25,7 @@ import numpy as np
 from . import abstain
 from . import cache as cachemod
 from . import inputs
-from .cache import Cache, fs_path, path_key
+from .cache import Cache, fs_path, meta_columns, path_key
 from .models import Model
 from .params import DEFAULT_EXCERPT, AnalysisParams
 from .predict import predict_tracks, summarise
@@ -129,7 +129,8 @@ class _Scan:
         self.cache, self.model, self.runner = cache, model, runner
         self.opts, self.progress = options, progress
         self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())
-        self.analysis: AnalysisParams = inputs.analysis_params(model.input_kind, model.name, options.excerpt, model.front_end)
+        self.analysis: AnalysisParams = inputs.analysis_params(model.input_kind, model.name, options.excerpt,
+                                                               model.front_end)
         self.params = self.analysis.cache_key()  # recorded with every result: the same value the workers get
         self.pending: list[_Pending] = []
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
@@ -325,6 +326,7 @@ class _Scan:
             row.update(size=r.size, mtime=r.mtime, params=self.params)
             if r.duration is not None:
                 row.update(duration=r.duration, excerpt_offset=r.offset, excerpt_seconds=r.seconds)
+            row.update(meta_columns(r.meta))
         return row
 
     def _ok_row(self, item: _Pending, info: dict[str, Any], stamp: str) -> dict[str, Any]:

@@ -33,18 +33,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import tags
+from . import tags, vocabulary
 from .cache import Cache, fs_path, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
 from .tags import TagError
-
-#: Display names for the GTZAN labels the shipped models predict.
-DEFAULT_NAMES: dict[str, str] = {
-    "blues": "Blues", "classical": "Classical", "country": "Country", "disco": "Disco", "hiphop": "Hip-Hop",
-    "jazz": "Jazz", "metal": "Metal", "pop": "Pop", "reggae": "Reggae", "rock": "Rock",
-    "hip hop": "Hip-Hop", "rnb": "R&B", "r&b": "R&B", "edm": "EDM",
-}  # fmt: skip
 
 #: --min-confidence of --from-tags when none is given.  Tag probabilities are
 #: independent sigmoids (a track can be 0.6 rock and 0.5 indie), not shares of
@@ -82,6 +75,7 @@ class TagOptions:
     separator: str = "; "  # only ID3v2.3 has no multi-value form
     genre_map: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # see load_genre_map
     follow_links: bool = False  # write through links leading outside the roots (see Boundary)
+    with_parents: bool = False  # write each genre's broader genres from the tree first ("Rock; Alternative Rock")
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
@@ -132,16 +126,34 @@ def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
 
 
 def display_name(label: str, genre_map: Mapping[str, str | None] | None = None) -> str | None:
-    """The name written for a model label: the map's (by label or default name), else the default.
+    """The name written for a model label: the user's map wins, then the genre tree, else the label capitalised.
 
-    Labels outside DEFAULT_NAMES get their words capitalised.  None means
-    the map drops the label.
+    The map is looked up by the label, by the tree's name, then by any other
+    spelling of the same genre ("hip hop = Rap" renames ``hiphop`` too).
+    None means the map drops the label.
     """
-    default = DEFAULT_NAMES.get(label.casefold()) or " ".join(w[:1].upper() + w[1:] for w in label.split(" "))
-    for key in (label.casefold(), default.casefold()):
-        if genre_map and key in genre_map:
-            return genre_map[key]
+    genre = vocabulary.canonical(label)
+    default = genre.name if genre else " ".join(w[:1].upper() + w[1:] for w in label.split(" "))
+    if genre_map:
+        for key in (label.casefold(), default.casefold()):
+            if key in genre_map:
+                return genre_map[key]
+        for key, name in genre_map.items():
+            if vocabulary.same(key, label):
+                return name
     return default
+
+
+def with_parents(name: str, label: str, genre_map: Mapping[str, str | None] | None = None) -> list[str]:
+    """``name`` preceded by its broader genres from the tree, broadest first, as the map names them.
+
+    The tree genre is the written name's, else the model label's (a map may
+    rename a label to a name the tree does not know).  Parents the map drops
+    are left out.
+    """
+    genre = vocabulary.canonical(name) or vocabulary.canonical(label)
+    above = [display_name(g.name, genre_map) for g in vocabulary.parents(genre)] if genre else []
+    return [n for n in above if n] + [name]
 
 
 def ranked(row: Mapping[str, Any], from_tags: bool = False) -> list[tuple[str, float]]:
@@ -174,8 +186,11 @@ def propose(row: Mapping[str, Any], opts: TagOptions) -> tuple[list[str], str | 
     names: list[str] = []
     for label, p in best:
         name = display_name(label, opts.genre_map)
-        if p >= opts.min_confidence and name and name.casefold() not in _folded(names):
-            names.append(name)
+        if p < opts.min_confidence or not name:
+            continue
+        for written in with_parents(name, label, opts.genre_map) if opts.with_parents else [name]:
+            if not _known(written, names):
+                names.append(written)
     if not names:
         return [], SKIPPED, "dropped by the genre map"
     return names, None, ""
@@ -208,13 +223,18 @@ def decide(current: list[str], proposed: list[str], opts: TagOptions) -> tuple[l
         return proposed, UNCHANGED if same else None, ""
     have = tags.split_genres(current)
     if opts.merge:
-        new = have + [g for g in proposed if g.casefold() not in _folded(have)]
+        new = have + [g for g in proposed if not _known(g, have)]
         return new, UNCHANGED if len(new) == len(have) else None, ""
-    if _folded(have) == _folded(proposed):
+    if [vocabulary.identity(g) for g in have] == [vocabulary.identity(g) for g in proposed]:
         return current, UNCHANGED, ""
     if current:
         return current, KEPT, f"has genre '{'; '.join(current)}' (use --overwrite or --merge)"
     return proposed, None, ""
+
+
+def _known(name: str, names: Iterable[str]) -> bool:
+    """True when ``names`` already hold this genre in any spelling ("Hip Hop" holds "Hip-Hop")."""
+    return any(vocabulary.same(name, n) for n in names)
 
 
 def _folded(values: Iterable[str]) -> list[str]:
@@ -467,7 +487,8 @@ def _write(cache: Cache, row: dict[str, Any], tf: tags.TagFile, current: list[st
     except TagError:
         cache.discard_tag_write(history_id)  # tags.py left the file as it was
         raise
-    cache.confirm_tag_write(history_id, after, row["path"])
+    genre_field = tags.split_genres(new) if snap["field"] is None else None
+    cache.confirm_tag_write(history_id, after, row["path"], genre_field)
 
 
 def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None:
@@ -612,7 +633,8 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
                     raise
-                cache.mark_undone(ids, key if follow else None, after)
+                restored = tags.split_genres(json.loads(first["previous"] or "[]")) if first["field"] is None else None
+                cache.mark_undone(ids, key if follow else None, after, restored)
         except TagError as exc:
             result.action, result.reason = ERROR, exc.reason
             break

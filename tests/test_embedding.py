@@ -279,7 +279,8 @@ def test_a_worker_that_cannot_load_the_front_end_fails_that_file_with_the_reason
 
     missing = tmp_path / "gone.json"
     monkeypatch.setenv("GENRETAG_BANDS_WEIGHTS", str(missing))
-    result = analyse_file(AnalysisTask(str(library / "tone0.wav"), AnalysisParams(kind="embedding", backend="bands", sample_rate=8000)))
+    params = AnalysisParams(kind="embedding", backend="bands", sample_rate=8000)  # the rate of bands' weights
+    result = analyse_file(AnalysisTask(str(library / "tone0.wav"), params))
     assert result.embedding is None
     assert result.error == (f"cannot load the front end of backend 'bands' on {socket.gethostname()} "
                             f"(pid {os.getpid()}): {missing}: weights file not found")
