@@ -66,6 +66,7 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Classifier backend (see `genretag backends`); svc is the fastest.")(fn)
 
 
+BY = ("track", "album", "folder")  # tagger.albums.MODES, import-free
 FOLLOW_LINKS_HELP = ("Also write files reached through symlinks that lead outside PATHS "
                      "(without PATHS: outside the scanned folders) [default: refuse them].")
 TAG_OPTIONS = [
@@ -87,13 +88,19 @@ TAG_OPTIONS = [
     click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP),
     click.option("--with-parents", is_flag=True, help="Also write each genre's broader genres from genretag's "
                  "genre tree, first ('Rock; Alternative Rock')."),
+    click.option("--by", type=click.Choice(BY), default="track", show_default=True,
+                 help="album: one genre per album (album and album-artist tags, else folder), from its tracks' "
+                      "weighted mean; folder: per folder whatever the tags. Compilations and loose files keep "
+                      "their own."),
+    click.option("--keep-outliers", is_flag=True, help="With --by album/folder: a track that disagrees strongly "
+                 "with its album gets its own genre."),
 ]  # fmt: skip
 
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
     names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
-             "genre_map", "follow_links", "with_parents")
+             "genre_map", "follow_links", "with_parents", "by", "keep_outliers")
     # scan takes --min-confidence without --write too: it is also its abstain threshold.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 
@@ -332,18 +339,24 @@ def _query(cache: Any, paths: tuple[str, ...], status: str | None, genre: str | 
 @click.option("--status", type=click.Choice(STATUSES), help="Only files with this status (abstained: ok but "
               "too uncertain for a genre).")
 @click.option("--genre", help="Only files predicted as this genre.")
+@click.option("--by", type=click.Choice(BY), default="track", show_default=True,
+              help="album/folder: one row per album, grouped as `tag --by` groups (--genre, --status: the album's).")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @_handle_errors
-def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, as_json: bool) -> None:
+def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
+         as_json: bool) -> None:
     """Show cached results, for PATHS (files or folders) or everything.
 
     \b
     Example:
         genretag show ~/Music/Jazz --status error
+        genretag show ~/Music --by album
     """
     from . import ui
     from .records import public_row
 
+    if by != "track":
+        return _show_albums(paths, db_path, status, genre, by, as_json)
     with _open_cache(db_path, "read") as cache:
         rows = [public_row(r) for r in _query(cache, paths, status, genre)]
     if as_json:
@@ -357,6 +370,37 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
         justify=["left", "left", "right", "left", *(["left"] if with_tags else []), "left"],
     ))  # fmt: skip
     ui.err().print(f"{len(rows)} file(s)")
+
+
+def _show_albums(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
+                 as_json: bool) -> None:
+    """``show --by album``: one row per album (or group kept in track mode), as ``tag --by`` decides them."""
+    from . import ui
+    from .albums import matches
+    from .tagging import album_plan
+
+    with _open_cache(db_path, "read") as cache:
+        rows = [a.as_dict() for a in album_plan(cache, paths, by) if matches(a, status, genre)]
+    if as_json:
+        ui.print_json(rows)
+        return
+    ui.out().print(ui.table(
+        None, ["album", "tracks", "genre", "conf.", "top 3", "status"],
+        [(a["album"], a["tracks"], a["genre"], _fmt_conf(a["confidence"] if a["genre"] else None), _fmt_top(a["top3"]),
+          _fmt_album_status(a)) for a in rows],
+        justify=["left", "right", "left", "right", "left", "left"],
+    ))  # fmt: skip
+    ui.err().print(f"{len(rows)} album(s) and group(s), {sum(a['tracks'] for a in rows)} file(s)")
+
+
+def _fmt_album_status(album: dict[str, Any]) -> str:
+    if album["not_averaged"]:
+        return f"{album['not_averaged']}: track mode"
+    if album["abstained"]:
+        return f"abstained: {album['abstained']}"
+    used = f"{album['used']} of {album['tracks']} tracks" if album["used"] < album["tracks"] else "ok"
+    outliers = ", ".join(os.path.basename(p) for p in album["outliers"])
+    return used + (f"; outliers: {outliers}" if outliers else "")
 
 
 def _fmt_status(row: dict[str, Any]) -> str:
@@ -632,14 +676,17 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 @click.option("--seed", type=int, help="Split seed [default: the model card's, else 0].")
 @click.option("--all-folds", is_flag=True, help="kfold, artist-kfold: train a fresh model per fold and report "
               "mean ± std (every clip tested once).")
+@click.option("--by", type=click.Choice(["track", "album"]), default="track", show_default=True,
+              help="album: with --all-folds, also compare album mode (clips grouped by artist, probabilities "
+                   "averaged) with track mode.")
 @click.option("--plots", type=click.Path(file_okay=False), metavar="DIR",
               help="Write confusion matrices and training curves as PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
 def report(backend: str, model_path: str | None, data: tuple[str, ...], features: str | None, split: str,
-           fold: int | None, k: int | None, jobs: int | None, seed: int | None, all_folds: bool, plots: str | None,
-           as_json: bool, progress: bool | None) -> None:
+           fold: int | None, k: int | None, jobs: int | None, seed: int | None, all_folds: bool, by: str,
+           plots: str | None, as_json: bool, progress: bool | None) -> None:
     """Measure models on a split's test part: accuracy, macro-F1, per genre, confusion.
 
     Without --data or --features, shows the figures recorded in each
@@ -649,13 +696,18 @@ def report(backend: str, model_path: str | None, data: tuple[str, ...], features
     Example:
         genretag report --features features_30_sec.csv --backend svc
         genretag report --data ~/datasets/gtzan --split stratified --plots plots/
+        genretag report --backend svc --data GTZAN --split artist-kfold --all-folds --by album
     """
     from training.evaluate import ReportOptions, print_report
     from training.evaluate import report as run_report
 
     from . import ui
 
-    opts = ReportOptions(backend, model_path, data or None, features, split, seed, fold, k, all_folds, plots, jobs)
+    from click.core import ParameterSource
+
+    if not all_folds and click.get_current_context().get_parameter_source("by") == ParameterSource.DEFAULT_MAP:
+        by = "track"  # a config file's `by = "album"` is for tag and show; report compares only with --all-folds
+    opts = ReportOptions(backend, model_path, data or None, features, split, seed, fold, k, all_folds, plots, jobs, by)
     result = _with_progress("Analysing", progress, run_report, opts)
     if as_json:
         ui.print_json(result)
