@@ -498,6 +498,10 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
         genretag learn ~/Music --precision 0.9
         genretag tag ~/Music --dry-run
     """
+    # One OpenBLAS thread, set before NumPy loads: its threads spinning beside other busy processes made
+    # learning 2.4x slower (63 s against 27 s, 20,000 files, load average 6 on 2 cores; threadpoolctl's
+    # limit after loading did not help).  benchmarks/bench_learn.py measures the command.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from . import ui
     from .learn import LearnOptions, plot
     from .learn import learn as run_learn

@@ -55,7 +55,7 @@ def fill(db: Path, root: Path, *, signal: Sequence[str], random: Sequence[str] =
     mix = None
     if mixing:
         q, _ = np.linalg.qr(rng.normal(size=(DIM, DIM)))
-        mix = q * np.geomspace(3.0, 0.05, DIM)
+        mix = np.geomspace(3.0, 0.05, DIM)[:, None] * q  # scale, then rotate: correlated dimensions
     lib = Library(root)
     rows, embeddings = [], []
     stamp = now()
