@@ -10,8 +10,10 @@ musicnn embeddings, so learning decodes no audio.  The rules:
   is not a label of that file, even if the user later typed the same name
   there or kept it: the tags cannot tell a value the user chose from one
   they left alone.  ``genretag undo`` gives such a file back its own genres.
-* **One spelling per genre.**  Names are compared by :func:`genre_key`; a
-  genre is shown as the spelling most files use.
+* **One spelling per genre.**  Names are compared through the canonical
+  vocabulary (:func:`genre_key`: tagger.vocabulary's genre tree, aliases
+  included, else a case, accent and punctuation fold); a genre is shown
+  as the spelling most of its files use.
 * **Grouped by artist.**  A file's group is its artist tag (case folded),
   or its folder when it has none; folds keep every group on one side, so
   the figures are for artists the model has not heard.
@@ -41,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from . import abstain, tags
+from . import abstain, tags, vocabulary
 from .cache import Cache, fs_path
 from .errors import GenretagError
 
@@ -64,16 +66,14 @@ RULE = (f"measured: at least {MIN_FILES} files by at least {MIN_ARTISTS} artists
 def genre_key(name: str) -> str:
     """The one comparison of genre spellings: "Hip Hop", "hip-hop" and "HIPHOP" are one genre.
 
-    A case, accent and punctuation fold ("&" read as "and", everything but
-    letters and digits dropped), as tagger.vocabulary.fold will do.
+    The canonical vocabulary's (tagger.vocabulary.identity): the tree's
+    genre for any spelling or alias it knows, else a case, accent and
+    punctuation fold.  "" for a value with no letter or digit (no genre).
     """
-    import unicodedata
-
-    decomposed = unicodedata.normalize("NFKD", name.replace("&", " and "))
-    return "".join(c for c in decomposed.casefold() if c.isalnum() and not unicodedata.combining(c))
+    return vocabulary.identity(name) if vocabulary.fold(name) else ""
 
 
-SPELLING = "case and punctuation fold (tagger.learn.genre_key)"
+SPELLING = "tagger.vocabulary.identity: the genre tree's genre, else a case, accent and punctuation fold"
 
 
 # ---------------------------------------------------------------------------
