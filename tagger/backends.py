@@ -99,6 +99,18 @@ class Backend(ABC):
         """Read a model written by ``save``; raise on a corrupt or foreign file."""
 
     @classmethod
+    def check_file(cls, path: Path) -> None:
+        """Check cheaply, without loading a framework, that ``path`` is an intact model of this backend.
+
+        Raise (any exception) when it is not.  A scan asks this when the
+        model's card does not vouch for the file by its hash, and loads the
+        model itself only when a file needs a prediction.  The default cannot
+        tell without loading: it raises NotImplementedError, and the model
+        is then loaded before the scan starts.
+        """
+        raise NotImplementedError
+
+    @classmethod
     def front_end(cls) -> FrontEnd:
         """``"embedding"`` backends: load the front end (in each worker process, once).
 

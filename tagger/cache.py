@@ -83,6 +83,7 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
 BUSY_SECONDS = 10.0  # how long a command waits for another one's write transaction
 LOOKUP_CHUNK = 500
+LISTINGS_KEPT = 64  # folders whose names mark_missing keeps at once (rows come by path, not by folder)
 READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
 CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
 INSERT_ONLY = frozenset({"path", "first_seen"})  # never changed by an upsert
@@ -157,6 +158,28 @@ def fs_path(row: dict[str, Any]) -> str:
     """The real file-system path of a ``tracks`` row (inverse of :func:`path_key`)."""
     raw = row.get("path_bytes")
     return os.fsdecode(raw) if raw else row["path"]
+
+
+def _under(paths: Iterable[str]) -> tuple[str, list[str]]:
+    """A where clause (and its arguments) for keys that are one of ``paths`` or under it; empty for none.
+
+    By key range, so the path index serves.
+    """
+    clauses, args = [], []
+    for p in paths:
+        key, _ = path_key(os.path.abspath(p))
+        clauses.append("(path = ? or (path >= ? and path < ?))")
+        base = key.rstrip(os.sep) + os.sep
+        args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
+    return ("(" + " or ".join(clauses) + ")" if clauses else ""), args
+
+
+def _listing(folder: str) -> frozenset[str] | None:
+    """The names in ``folder``, or None when it cannot be listed (each file is then checked alone)."""
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:
+        return None
 
 
 def meta_columns(meta: FileMeta | None) -> dict[str, Any]:
@@ -474,17 +497,11 @@ class Cache:
         a caller may write between rows without a read cursor left open,
         which would hold an old snapshot and make those writes fail busy.
         """
-        clauses, args = [], list(params)
-        if where:
-            clauses.append(f"({where})")
-        prefixes = []
-        for p in paths:
-            key, _ = path_key(os.path.abspath(p))
-            prefixes.append("(path = ? or (path >= ? and path < ?))")
-            base = key.rstrip(os.sep) + os.sep
-            args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
-        if prefixes:
-            clauses.append("(" + " or ".join(prefixes) + ")")
+        clauses, args = [f"({where})"] if where else [], list(params)
+        under, under_args = _under(paths)
+        if under:
+            clauses.append(under)
+            args += under_args
         key, after = ", ".join(order), None
         while True:
             page = clauses + ([f"({key}) > ({', '.join('?' * len(order))})"] if after else [])
@@ -538,11 +555,28 @@ class Cache:
                 )
 
     def mark_missing(self, roots: Iterable[str]) -> int:
-        """Flag rows under ``roots`` whose file no longer exists; return how many."""
+        """Flag rows under ``roots`` whose file no longer exists; return how many.
+
+        A rescan of a large library reads every row here, so only the path
+        columns are read, and each folder is listed once instead of one
+        lstat per file; a name not listed is confirmed with lstat, so what
+        counts as gone is what ``os.path.lexists`` says.
+        """
+        under, args = _under(roots)
+        sql = "select path, path_bytes from tracks where missing = 0" + (f" and {under}" if under else "")
         gone: list[str] = []
-        for row in self.tracks(roots, where="missing = 0"):
-            if not os.path.lexists(fs_path(row)):
-                gone.append(row["path"])
+        listed: dict[str, frozenset[str] | None] = {}
+        # One pass, unsorted: nothing is written until the cursor is done (unlike _select's callers).
+        for key, raw in self.db.conn.execute(sql, args):
+            path = os.fsdecode(raw) if raw else key
+            folder, name = os.path.split(path)
+            if folder not in listed:
+                if len(listed) >= LISTINGS_KEPT:
+                    listed.clear()
+                listed[folder] = _listing(folder)
+            names = listed[folder]
+            if (names is None or name not in names) and not os.path.lexists(path):
+                gone.append(key)
         if gone:
             stamp = now()
             with self._writing():

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from .params import DEFAULT_EXCERPT
+
 #: What `scan` uses without --backend. musicnn, because on the same 171 GTZAN clips under artist-kfold it
 #: scored 0.739 against svc's 0.474 and scans at 8.7 files/s steady on 2 cores (README "Results", "Speed").
 DEFAULT_BACKEND = "musicnn"
@@ -189,7 +191,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 @db_option
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
               help="Worker processes [default: all cores]; 0 analyses in this process.")
-@click.option("--excerpt", type=click.FloatRange(min=0), default=30.0, show_default=True,
+@click.option("--excerpt", type=click.FloatRange(min=0), default=DEFAULT_EXCERPT, show_default=True,
               help="Seconds analysed from the middle of each file; 0 for the whole file.")
 @click.option("--force", is_flag=True, help="Re-analyse every file, cached or not.")
 @click.option("--retry-failed", is_flag=True, help="Try again files that failed before and have not changed.")
@@ -227,36 +229,25 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
         genretag scan ~/Music --write --dry-run
     """
     from . import ui
-    from .models import load_model
-    from .runners import make_runner
+    from .job import ScanJob, run_job
     from .scan import ScanOptions
-    from .scan import scan as run_scan
     from .walk import WalkOptions
 
-    model = load_model(backend, model_path)
-    runner = make_runner(jobs, timeout=timeout, scheduler=scheduler, cluster=cluster)
-    options = ScanOptions(excerpt=excerpt or None, force=force, retry_failed=retry_failed,
-                          min_confidence=min_confidence,
-                          walk=WalkOptions(include=include, exclude=exclude, hidden=hidden))
-    from .tagging import CoveredFiles, apply
-
-    outcome = None
-    with _open_cache(db_path, "create") as cache:
-        with ui.RichProgress("Scanning", enabled=progress) as bar:
-            seen = CoveredFiles(bar)
-            summary = run_scan(paths, cache, model, runner, options, seen)
-        if write and not summary.interrupted:  # results are committed: tag what this scan covered
-            outcome = _with_progress("Tagging", progress, apply, cache, tagging, paths, only=seen.keys)
-    data = summary.as_dict()
+    options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, min_confidence=min_confidence,
+                          walk=WalkOptions(include=include, exclude=exclude, hidden=hidden),
+                          count_total=progress is not False)  # --no-progress: no total to count
+    job = ScanJob(paths, backend, model_path, db_path, jobs, timeout, scheduler, cluster, options,
+                  tagging if write else None)
+    outcome = run_job(job, lambda label: ui.RichProgress(label, enabled=progress))
     if as_json:
-        ui.print_json(data | ({"tagging": outcome.as_dict()} if outcome else {}))
+        ui.print_json(outcome.as_dict())
     else:
-        ui.print_scan_summary(data)
-    if outcome is not None:
-        _print_outcome(outcome, as_json, own_json=False)
-    if summary.interrupted:
+        ui.print_scan_summary(outcome.summary.as_dict())
+    if outcome.tagging is not None:
+        _print_outcome(outcome.tagging, as_json, own_json=False)
+    if outcome.interrupted:
         sys.exit(EXIT_INTERRUPTED)
-    if data["failed"] or (outcome is not None and outcome.failed):
+    if outcome.failed:
         sys.exit(EXIT_FAILED)
 
 

@@ -26,8 +26,8 @@ from . import abstain, multilabel
 from . import cache as cachemod
 from . import inputs
 from .cache import Cache, fs_path, meta_columns, path_key
-from .features import preprocessing
 from .models import Model
+from .params import DEFAULT_EXCERPT, AnalysisParams
 from .predict import predict_tracks, summarise
 from .runners import Runner
 from .walk import WalkOptions, walk
@@ -41,7 +41,7 @@ MAX_ERRORS_KEPT = 200
 class ScanOptions:
     """How a scan decides what to analyse and how often it commits."""
 
-    excerpt: float | None = 30.0
+    excerpt: float | None = DEFAULT_EXCERPT  # 0 or None: the whole file (AnalysisParams normalises)
     force: bool = False
     retry_failed: bool = False
     walk: WalkOptions = field(default_factory=WalkOptions)
@@ -110,12 +110,6 @@ class _NullProgress:
         pass
 
 
-def analysis_params(excerpt: float | None) -> str:
-    """The cache's record of how a file was analysed; a change forces re-analysis."""
-    params = dict(preprocessing(), excerpt=excerpt or None)
-    return json.dumps(params, sort_keys=True)
-
-
 @dataclass
 class _Pending:
     key: str
@@ -135,7 +129,9 @@ class _Scan:
         self.cache, self.model, self.runner = cache, model, runner
         self.opts, self.progress = options, progress
         self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())
-        self.params = analysis_params(options.excerpt)
+        self.analysis: AnalysisParams = inputs.analysis_params(model.input_kind, model.name, options.excerpt,
+                                                               model.front_end)
+        self.params = self.analysis.cache_key()  # recorded with every result: the same value the workers get
         self.pending: list[_Pending] = []
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
@@ -148,7 +144,17 @@ class _Scan:
         self.summary.walk_errors.append((path, reason))
 
     def tasks(self) -> Iterator[AnalysisTask]:
-        """Walk, consult the cache in chunks, and yield only files that need analysis."""
+        """Walk, consult the cache in chunks, and yield only files that need analysis.
+
+        A file to analyse will need a prediction, so the model starts loading
+        once the runner holds the first task: its pool (or cluster) is then
+        already starting, and loading overlaps the first analyses.
+        """
+        for task in self._planned():
+            yield task
+            self.model.start_loading()
+
+    def _planned(self) -> Iterator[AnalysisTask]:
         chunk: list[str] = []
         for path in walk(self.paths, self.opts.walk, self._walk_error):
             chunk.append(path)
@@ -188,6 +194,7 @@ class _Scan:
         if redecide:
             yield from self._redecide(redecide)
         if repredict:
+            self.model.start_loading()
             kept = inputs.kept(self.cache, self.model, [k for _, k, _ in repredict])
             for path, key, raw in repredict:
                 if key in kept:
@@ -197,7 +204,7 @@ class _Scan:
                     yield self._task(path)
 
     def _task(self, path: str) -> AnalysisTask:
-        return AnalysisTask(path, self.opts.excerpt, kind=self.model.input_kind, backend=self.model.name)
+        return AnalysisTask(path, self.analysis)
 
     def _decide(self, path: str, row: dict[str, Any] | None) -> str:
         if row is None or self.opts.force:
@@ -376,6 +383,7 @@ class _Scan:
         finally:
             if counter is not None:
                 counter.join(timeout=0.1)
+            self.model.wait()  # a load nothing ended up needing must not outlive the scan
             self.summary.elapsed = time.monotonic() - started
             self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
         return self.summary
