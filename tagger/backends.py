@@ -67,6 +67,9 @@ class Backend(ABC):
     model_suffix: ClassVar[str] = ".model"
 
     genres_: list[str]
+    #: True when ``predict_proba`` gives each genre an independent probability (a multi-label model,
+    #: e.g. ``genretag learn``'s): rows then need not sum to 1, and several genres may apply.
+    multilabel_: bool = False
 
     @abstractmethod
     def fit(

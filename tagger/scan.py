@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import abstain
+from . import abstain, multilabel
 from . import cache as cachemod
 from . import inputs
 from .cache import Cache, fs_path, meta_columns, path_key
@@ -136,6 +136,7 @@ class _Scan:
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
         self.threshold, self.source = abstain_threshold(model, options.min_confidence)
+        self.multilabel = multilabel.card_thresholds(model.card)  # per-genre thresholds of a `learn` model
         self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
 
     # -- planning --------------------------------------------------------
@@ -244,6 +245,10 @@ class _Scan:
 
     def _decision(self, probs: Sequence[float] | np.ndarray) -> tuple[str | None, str | None]:
         """(genre, None), or (None, reason) when the best probability is below the threshold."""
+        if self.multilabel is not None:  # the most probable of the genres reaching their thresholds
+            chosen, why = multilabel.decide(dict(zip(self.model.genres, map(float, probs))), self.multilabel,
+                                            override=self.threshold)
+            return (chosen[0][0], None) if chosen else (None, why)
         genre, conf, uncertain = abstain.decide(self.model.genres, probs, self.threshold)
         if uncertain:
             return None, abstain.reason(genre, conf, self.threshold or 0.0, self.source)
@@ -397,6 +402,8 @@ class _Scan:
 
 def abstain_threshold(model: Model, min_confidence: float | None) -> tuple[float | None, str]:
     """The threshold a scan abstains below (None: never) and where it came from, for the reasons."""
+    if multilabel.card_thresholds(model.card) is not None:  # None: each genre's own; 0 stays 0 (never abstain)
+        return (None, multilabel.SOURCE) if min_confidence is None else (float(min_confidence), "--min-confidence")
     if min_confidence is not None:
         return (float(min_confidence) or None), "--min-confidence"
     threshold = abstain.card_threshold(model.card)
