@@ -313,10 +313,10 @@ def frame_zcr(padded: np.ndarray, frame_length: int, hop: int, frames: int, thre
     each frame never counts (``pad=False``); the rate divides by the frame length.
     """
     negative = padded < -np.float32(threshold)
-    crossings = np.zeros(len(padded) + 1, dtype=np.int64)  # crossings[i]: sign changes at positions < i
-    np.cumsum(negative[1:] != negative[:-1], out=crossings[2:])
+    changes = np.flatnonzero(negative[1:] != negative[:-1]) + 1  # positions whose sign differs from the last
     starts = np.arange(frames) * hop
-    return (crossings[starts + frame_length] - crossings[starts + 1]) / frame_length
+    counted = np.searchsorted(changes, starts + frame_length) - np.searchsorted(changes, starts + 1)
+    return counted / frame_length
 
 
 def windowed_frames(y: np.ndarray, window: np.ndarray, hop: int, count: int) -> np.ndarray:
@@ -331,16 +331,21 @@ def windowed_frames(y: np.ndarray, window: np.ndarray, hop: int, count: int) -> 
 
 
 def overlap_add(frames: np.ndarray, window: np.ndarray, hop: int, scale: np.ndarray,
-                offset: int, length: int) -> np.ndarray:
+                offset: int, length: int, *, overwrite: bool = False) -> np.ndarray:
     """Windowed overlap-add of inverse-FFT frames, scaled, samples [offset, offset + length).
 
     With ``scale`` the reciprocal window sum-square this is the inverse STFT
     of librosa.istft; ``offset`` drops the centring padding.  Frames are
     added in time order at every sample, as a frame-by-frame loop would.
+    With ``overwrite`` a float32 C-contiguous ``frames`` is windowed in place,
+    which spares a second 10 MB array per 30 s (about 2 ms).
     """
     count, n_fft = frames.shape
     total = np.zeros(hop * (count - 1) + n_fft, dtype=np.float32)
-    windowed = np.multiply(frames, window, dtype=np.float32)
+    if overwrite and frames.dtype == np.float32 and frames.flags.writeable and frames.flags.c_contiguous:
+        windowed = np.multiply(frames, window, out=frames)
+    else:
+        windowed = np.multiply(frames, window, dtype=np.float32)
     if n_fft % hop == 0:
         parts = n_fft // hop
         blocks = total.reshape(-1, hop)  # (count - 1 + parts, hop)
@@ -374,15 +379,3 @@ def onset_median(mel_db: np.ndarray) -> np.ndarray:
     """
     flux = np.maximum(np.float32(0.0), np.diff(mel_db, axis=0)).astype(np.float32, copy=False)
     return np.median(flux, axis=1).astype(np.float32, copy=False)
-
-
-def normalised_mean(rows: np.ndarray, width: int) -> np.ndarray:
-    """Mean over rows of ``rows[:, :width]``, each divided by its largest absolute value.
-
-    librosa.util.normalize(norm=inf) leaves a row whose peak is below ``tiny``
-    as it is; the mean accumulates in float64.
-    """
-    part = rows[:, :width]
-    peak = np.abs(part).max(axis=1).astype(np.float64) if width else np.zeros(len(rows))
-    scale = np.where(peak >= np.finfo(rows.dtype).tiny, 1.0 / np.where(peak > 0, peak, 1.0), 1.0)
-    return (scale @ part.astype(np.float64)) / max(len(rows), 1)

@@ -268,7 +268,8 @@ def _istft(stft: np.ndarray, length: int) -> np.ndarray:
 
     frames = scipy.fft.irfft(stft, n=N_FFT, axis=1)
     scale = _inverse_window_sumsquare(stft.shape[0])
-    out = dsp.overlap_add(frames, _window(), HOP, scale, N_FFT // 2, min(length, len(scale) - N_FFT // 2))
+    out = dsp.overlap_add(frames, _window(), HOP, scale, N_FFT // 2, min(length, len(scale) - N_FFT // 2),
+                           overwrite=True)
     if len(out) < length:
         out = np.concatenate([out, np.zeros(length - len(out), dtype=np.float32)])
     return out
@@ -360,7 +361,15 @@ def _onset_envelope(mel_db: np.ndarray) -> np.ndarray:
 
 
 def _mean_tempogram(onset: np.ndarray, sr: int) -> np.ndarray:
-    """The frame average of librosa.feature.tempogram(onset_envelope=onset) (8 s window)."""
+    """The frame average of librosa.feature.tempogram(onset_envelope=onset) (8 s window).
+
+    librosa divides each frame's autocorrelation by its largest value, which
+    is the lag-0 one (the frame's energy: no lag correlates more).  The
+    inverse FFT is linear, so the mean of the normalised autocorrelations is
+    one inverse FFT of the energy-weighted mean power spectrum: one
+    transform instead of one per frame (a frame whose energy is below
+    ``tiny`` keeps its unnormalised autocorrelation, as librosa leaves it).
+    """
     import scipy.fft
 
     from . import dsp
@@ -371,9 +380,21 @@ def _mean_tempogram(onset: np.ndarray, sr: int) -> np.ndarray:
     windowed = np.zeros((len(onset), n_fft), dtype=np.float32)  # zero tail: linear, not circular
     windowed[:, :win] = np.lib.stride_tricks.sliding_window_view(padded, win)[: len(onset)]
     windowed[:, :win] *= _hann(win)
-    spectrum = scipy.fft.rfft(windowed, axis=1, overwrite_x=True)
-    autocorr = scipy.fft.irfft(dsp.power_spectrum(spectrum), n=n_fft, axis=1)
-    return dsp.normalised_mean(autocorr, win)
+    power = dsp.power_spectrum(scipy.fft.rfft(windowed, axis=1, overwrite_x=True))
+    energy = (power @ _parseval(n_fft)).astype(np.float64)  # the lag-0 autocorrelation, from the spectrum
+    tiny = np.finfo(np.float32).tiny
+    weights = np.where(energy >= tiny, 1.0 / np.where(energy > 0, energy, 1.0), 1.0) / max(len(onset), 1)
+    return scipy.fft.irfft(weights @ power, n=n_fft)[:win]
+
+
+@functools.lru_cache(maxsize=4)
+def _parseval(n_fft: int) -> np.ndarray:
+    """``c`` such that ``power @ c`` is the sum of squares of the real signal of ``n_fft`` samples."""
+    c = np.full(n_fft // 2 + 1, 2.0 / n_fft, dtype=np.float32)
+    c[0] = 1.0 / n_fft
+    if n_fft % 2 == 0:
+        c[-1] = 1.0 / n_fft
+    return c
 
 
 def _chroma(power: np.ndarray, sr: int) -> np.ndarray:
