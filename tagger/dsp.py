@@ -173,7 +173,10 @@ def _frame_rms(padded, frame_length, hop, frames):  # type: ignore[no-untyped-de
 _KERNELS: dict[str, tuple[str, dict]] = {
     "_power_spectrum": ("float32[:, ::1](complex64[:, ::1])", {}),
     "_median_columns_into": ("void(float32[:, ::1], int64, float32[:, ::1])", {}),
-    "_harmonic_part": ("complex64[:, ::1](complex64[:, ::1], float32[:, ::1], float32[:, ::1])", {}),
+    # numpy's error model: no zero-division check per element, so the loop vectorises (4.1 -> 2.3 ms a clip,
+    # same values; the mask's division never has a zero denominator where its result is used)
+    "_harmonic_part": ("complex64[:, ::1](complex64[:, ::1], float32[:, ::1], float32[:, ::1])",
+                       {"error_model": "numpy"}),
     "_centroid_bandwidth": ("void(float32[:, ::1], float64[::1], float64[::1], float64[::1])",
                             {"fastmath": {"reassoc", "contract"}}),
     "_rolloff": ("float64[::1](float32[:, ::1], float64[::1], float64)", {}),
