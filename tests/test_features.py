@@ -210,6 +210,17 @@ def test_mel_mfcc_and_tempo_equal_librosa(clip: np.ndarray) -> None:
     assert features._tempo(mel_db, 22050) == pytest.approx(120.0, rel=0.03)  # the clip's beat is 0.5 s
 
 
+def test_mean_tempogram_equals_librosa(clip: np.ndarray) -> None:
+    """One inverse FFT of the energy-weighted spectra gives librosa's mean of per-frame normalised ones."""
+    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=clip, sr=22050))
+    onset = features._onset_envelope(mel_db)
+    silent = np.concatenate([np.zeros(400, dtype=np.float32), onset])  # frames whose window holds nothing
+    for envelope in (onset, silent):
+        theirs = librosa.feature.tempogram(onset_envelope=envelope, sr=22050, hop_length=512,
+                                          win_length=344).mean(axis=1)  # tempo's 8 s window
+        np.testing.assert_allclose(features._mean_tempogram(envelope, 22050), theirs, rtol=1e-4, atol=1e-6)
+
+
 # -- librosa's definitions re-written in NumPy (issue 12: the analysis does not import librosa) ------
 
 
