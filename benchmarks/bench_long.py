@@ -11,7 +11,9 @@ times as hard links.  Two measurements, each ``--repeat`` times:
 
 - **decode**: in this process, ``tagger.audio.decode`` of every distinct
   track's 30 s excerpt (what a worker does before analysing), CPU time per
-  file, and per format the median and its ratio to MP3's; beside it the
+  file, and per format the median and its ratio to MP3's; the analysis of
+  that excerpt (``tagger.features.analyse``, the 57 features svc uses), as
+  a worker runs it after ``warm_up``; beside it the
   whole file decoded from the start (``excerpt=None``), which is what an
   excerpt would cost if it were not reached by seeking.
 - **scan**: ``genretag scan LIBRARY --backend svc --jobs 2`` on a fresh
@@ -37,26 +39,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def decode_times(root: Path, infos: list[library.TrackInfo], repeat: int) -> dict[str, dict[str, float]]:
-    """Per format: median CPU ms of the 30 s excerpt and of the whole file, over tracks and repeats."""
+    """Per format: median CPU ms of the 30 s excerpt, of its svc analysis and of the whole file's decoding."""
     from tagger.audio import decode
-    from tagger.worker import keep_heap
+    from tagger.features import analyse
+    from tagger.worker import warm_up
 
-    keep_heap()  # as in a worker
+    warm_up()  # as in a worker: kernels ready, one BLAS thread, heap kept
     for info in infos[:2]:
-        decode(root / info.path)  # imports and first-call costs out of the way
+        analyse(decode(root / info.path).samples, 22050, slices=False)  # first-call costs out of the way
     excerpt: dict[str, list[float]] = {}
+    analysis: dict[str, list[float]] = {}
     whole: dict[str, list[float]] = {}
     for _ in range(repeat):
         for info in infos:
             for bucket, window in ((excerpt, 30.0), (whole, None)):
                 started = time.process_time()
-                decode(root / info.path, excerpt=window)
+                clip = decode(root / info.path, excerpt=window)
                 bucket.setdefault(info.format, []).append(1000 * (time.process_time() - started))
+                if window:
+                    started = time.process_time()
+                    analyse(clip.samples, clip.sr, slices=False)  # the 57 features, what svc needs
+                    analysis.setdefault(info.format, []).append(1000 * (time.process_time() - started))
     mp3 = statistics.median(excerpt["mp3"]) if "mp3" in excerpt else None
     out = {}
     for fmt in sorted(excerpt):
         ms = statistics.median(excerpt[fmt])
-        out[fmt] = {"excerpt_ms": round(ms, 1), "whole_file_ms": round(statistics.median(whole[fmt]), 1),
+        out[fmt] = {"excerpt_ms": round(ms, 1), "analysis_ms": round(statistics.median(analysis[fmt]), 1),
+                    "whole_file_ms": round(statistics.median(whole[fmt]), 1),
                     "x_mp3": round(ms / mp3, 2) if mp3 else None, "files": len(excerpt[fmt]) // repeat}
     return out
 
@@ -83,7 +92,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"decode, CPU ms per file, median of {args.repeat} rounds (load {load:.2f} -> {os.getloadavg()[0]:.2f}):")
         for fmt, row in result["decode"].items():
             print(f"  {fmt:>5}: 30 s excerpt {row['excerpt_ms']:6.1f} ms ({row['x_mp3']:.2f} x MP3's), "
+                  f"its analysis {row['analysis_ms']:5.1f} ms, "
                   f"whole file from the start {row['whole_file_ms']:7.1f} ms  [{row['files']} files]")
+        rows = result["decode"].values()
+        n = sum(r["files"] for r in rows)
+        result["worker_ms_per_file"] = round(sum(r["files"] * (r["excerpt_ms"] + r["analysis_ms"]) for r in rows) / n, 1)
+        print(f"  per file of this mix: {result['worker_ms_per_file']} ms of decoding and analysis "
+              f"(by the medians: {2000 / result['worker_ms_per_file']:.1f} files/s on 2 free cores, before the rest)")
     if "scan" not in args.skip:
         links = library.view(root, infos, f"long-{args.tracks}x{args.copies}", args.copies)
         lib = args.out / f"long-{args.tracks}x{args.copies}"
