@@ -22,7 +22,6 @@ testing a kind's name, so a new kind is added here.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Sequence
@@ -210,9 +209,9 @@ def kept(cache: Cache, model: Model, keys: Sequence[str]) -> dict[str, tuple[np.
     return {}
 
 
-def tags_json(model: Model, tags: np.ndarray | None) -> str | None:
-    """A track's tag probabilities as stored in ``tracks.tags``: most likely first, or None."""
+def tag_probabilities(model: Model, tags: np.ndarray | None) -> dict[str, float] | None:
+    """A track's tag probabilities as kept in its record (``Track.tags``): most likely first, or None."""
     if tags is None or model.front_end is None or not model.front_end.tag_names:
         return None
     pairs = sorted(zip(model.front_end.tag_names, tags.tolist()), key=lambda p: -p[1])
-    return json.dumps({name: round(float(p), TAG_DIGITS) for name, p in pairs})
+    return {name: round(float(p), TAG_DIGITS) for name, p in pairs}
