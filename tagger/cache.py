@@ -1,12 +1,19 @@
 """The SQLite cache: one row per file, the only module that imports sqlite_utils.
 
 The database is a first-class artifact: open it with ``sqlite3`` or
-Datasette.  Tables:
+Datasette.  Each ``tracks`` and ``tag_history`` column is declared once, as
+a field of :class:`tagger.track.Track` or :class:`tagger.track.TagWrite`,
+which also encode and decode it; this module holds all the SQL, and its
+queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
+:meth:`Cache.open_writes`) return those records.  Tables:
 
 ``tracks``
     one row per file keyed by absolute path: size, mtime, duration, the
     analysis parameters, backend and model id, genre, confidence, top 3,
-    all probabilities, error text, and timestamps.  A vanished file keeps
+    all probabilities, error text, and timestamps; and what the file's own
+    tags said when it was analysed (artist, album, album_artist,
+    compilation, file_genres: tagger.tags.FileMeta), for album mode and
+    ``learn`` without opening every file again.  A vanished file keeps
     its row with ``missing = 1``; nothing is ever silently dropped.
 ``features``
     the 57 GTZAN features per file, so a new feature model can re-predict
@@ -578,11 +585,14 @@ class Cache:
             table = self.db["tag_history"].insert(row)
         return int(table.last_pk)
 
-    def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None) -> None:
+    def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None,
+                          file_genres: Sequence[str] | None = None) -> None:
         """Mark a write done with the file's new stat, and give ``track``'s row that stat too.
 
         Updating the ``tracks`` row keeps a rescan from taking genretag's own
-        write for a user's change (which would re-analyse the file).
+        write for a user's change (which would re-analyse the file).  With
+        ``file_genres`` (a write to the genre field itself) the row's cached
+        genre field follows the file.
         """
         stamp = now()
         with self._writing():
@@ -591,7 +601,7 @@ class Cache:
                 (stamp, after.st_size, after.st_mtime, history_id),
             )
             if track is not None:
-                self._set_track_stat(track, after, stamp)
+                self._set_track_stat(track, after, stamp, file_genres)
 
     def discard_tag_write(self, history_id: int) -> None:
         """Forget a write that did not happen (it failed, leaving the file as it was)."""
@@ -615,18 +625,25 @@ class Cache:
         """Retire writes that a later outside change made unsafe to undo."""
         self._stamp_history("superseded_at", ids, None, None)
 
-    def mark_undone(self, ids: Sequence[int], track: str | None = None, after: os.stat_result | None = None) -> None:
-        """Mark writes undone; with ``track``, give its row the file's stat ``after`` the restore."""
-        self._stamp_history("undone_at", ids, track, after)
+    def mark_undone(self, ids: Sequence[int], track: str | None = None, after: os.stat_result | None = None,
+                    file_genres: Sequence[str] | None = None) -> None:
+        """Mark writes undone; with ``track``, give its row the file's stat ``after`` the restore
+        (and, for the genre field, the ``file_genres`` it holds again)."""
+        self._stamp_history("undone_at", ids, track, after, file_genres)
 
-    def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None) -> None:
+    def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None,
+                       file_genres: Sequence[str] | None = None) -> None:
         stamp = now()
         with self._writing():
             self.db.conn.executemany(f"update tag_history set [{column}] = ? where id = ?", [(stamp, i) for i in ids])
             if track is not None and after is not None:
-                self._set_track_stat(track, after, stamp)
+                self._set_track_stat(track, after, stamp, file_genres)
 
-    def _set_track_stat(self, key: str, st: os.stat_result, stamp: str) -> None:
+    def _set_track_stat(self, key: str, st: os.stat_result, stamp: str,
+                        file_genres: Sequence[str] | None = None) -> None:
         self.db.conn.execute(
             "update tracks set size = ?, mtime = ?, updated_at = ? where path = ?", (st.st_size, st.st_mtime, stamp, key)
         )
+        if file_genres is not None:
+            self.db.conn.execute("update tracks set file_genres = ? where path = ? and file_genres is not null",
+                                 (Track.row(file_genres=list(file_genres))["file_genres"], key))

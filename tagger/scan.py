@@ -31,7 +31,7 @@ from .models import Model
 from .predict import predict_tracks, summarise
 from .progress import NullProgress, Progress
 from .runners import Runner
-from .track import Track
+from .track import Track, meta_fields
 from .walk import WalkOptions, walk
 from .worker import AnalysisResult, AnalysisTask
 
@@ -305,6 +305,7 @@ class _Scan:
             base.update(size=r.size, mtime=r.mtime, params=self.params)
             if r.duration is not None:
                 base.update(duration=r.duration, excerpt_offset=r.offset, excerpt_seconds=r.seconds)
+            base.update(meta_fields(r.meta))
         return base
 
     def _ok_row(self, item: _Pending, info: dict[str, Any], stamp: str) -> dict[str, Any]:

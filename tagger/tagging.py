@@ -460,7 +460,8 @@ def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: 
     except TagError:
         cache.discard_tag_write(history_id)  # tags.py left the file as it was
         raise
-    cache.confirm_tag_write(history_id, after, row.path)
+    genre_field = tags.split_genres(new) if snap["field"] is None else None
+    cache.confirm_tag_write(history_id, after, row.path, genre_field)
 
 
 def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None:
@@ -605,7 +606,8 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
                     raise
-                cache.mark_undone(ids, key if follow else None, after)
+                restored = tags.split_genres(first.previous or []) if first.field is None else None
+                cache.mark_undone(ids, key if follow else None, after, restored)
         except TagError as exc:
             result.action, result.reason = ERROR, exc.reason
             break

@@ -46,7 +46,9 @@ __all__ = [
     "TEMP_SUFFIX",
     "Format",
     "TagError",
+    "FileMeta",
     "TagFile",
+    "describe",
     "read_genres",
     "remove_stale_temporaries",
     "restore",
@@ -89,9 +91,20 @@ class TagError(FileError):
 class _Style:
     """mediafile's StorageStyle for a single field: read, snapshot, write, restore."""
 
+    #: The format's keys for the descriptive fields :class:`FileMeta` holds (read only).
+    META_KEYS: dict[str, tuple[str, ...]] = {}
+
     def key(self, field: str | None) -> str:
         """The format's name for the genre field, or for a custom field."""
         raise NotImplementedError
+
+    def text(self, f: mutagen.FileType, name: str) -> str | None:
+        """The first non-empty value of a descriptive field (``META_KEYS``), as text."""
+        for key in self.META_KEYS[name]:
+            for value in self.read(f, key):
+                if str(value).strip():
+                    return str(value).strip()
+        return None
 
     def load_options(self, raw: bool) -> dict[str, Any]:
         """Keyword arguments for the mutagen class; ``raw`` means 'as stored, for editing'."""
@@ -124,8 +137,21 @@ class _ID3Style(_Style):
     otherwise regenerate it from the v2 frames, changing more than the genre.
     """
 
+    # The ID3v2.2 names come second: tags are read as stored (see ``read``).
+    META_KEYS = {"artist": ("TPE1", "TP1"), "album": ("TALB", "TAL"), "album_artist": ("TPE2", "TP2"),
+                 "compilation": ("TCMP", "TCP")}  # fmt: skip
+
     def __init__(self, v1: bool) -> None:
         self.v1 = v1
+
+    def text(self, f: mutagen.FileType, name: str) -> str | None:
+        found = super().text(f, name)
+        if found is None and self.v1 and name != "compilation":  # an MP3 with only an ID3v1 tag
+            with open(f.filename, "rb") as fh:
+                v1_frames, _ = find_id3v1(fh)
+            frame = (v1_frames or {}).get(self.META_KEYS[name][0])
+            found = str(frame.text[0]).strip() or None if frame is not None and frame.text else None
+        return found
 
     def key(self, field: str | None) -> str:
         return "TCON" if field is None else f"TXXX:{field}"
@@ -244,6 +270,9 @@ class _VorbisStyle(_Style):
     back at their original position with their original key spelling.
     """
 
+    META_KEYS = {"artist": ("ARTIST",), "album": ("ALBUM",), "album_artist": ("ALBUMARTIST", "ALBUM ARTIST"),
+                 "compilation": ("COMPILATION",)}  # fmt: skip
+
     def key(self, field: str | None) -> str:
         return "GENRE" if field is None else field.upper()
 
@@ -292,12 +321,15 @@ class _MP4Style(_Style):
     """MP4/M4A ``©gen`` as a list of values; custom fields as iTunes freeform atoms."""
 
     _FREEFORM = "----:com.apple.iTunes:"
+    META_KEYS = {"artist": ("\xa9ART",), "album": ("\xa9alb",), "album_artist": ("aART",), "compilation": ("cpil",)}
 
     def key(self, field: str | None) -> str:
         return "\xa9gen" if field is None else self._FREEFORM + field
 
     def read(self, f: mutagen.FileType, key: str) -> list[str]:
         values = (f.tags or {}).get(key, [])
+        if not isinstance(values, list):  # a scalar atom such as cpil (bool)
+            values = [values]
         return [bytes(v).decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
 
     def snapshot(self, f: mutagen.FileType, key: str) -> dict[str, Any]:
@@ -434,6 +466,11 @@ def read_genres(path: str | os.PathLike[str], field: str | None = None) -> list[
     return TagFile(path).read(field)
 
 
+def describe(path: str | os.PathLike[str]) -> FileMeta:
+    """The file's descriptive tags (see :class:`FileMeta`); raises TagError when they cannot be read."""
+    return TagFile(path).describe()
+
+
 def split_genres(values: Iterable[str], separators: str = ";/") -> list[str]:
     """Split single-value genre lists such as "Rock;Blues" or "Rock / Pop", for merging.
 
@@ -519,6 +556,25 @@ def _check_snapshot(path: str, fmt: Format, snap: Any) -> None:
         raise TagError(path, f"snapshot is for a {snap.get('format')} file, not {fmt.name}")
 
 
+@dataclass(frozen=True)
+class FileMeta:
+    """What a file's own tags say about it, as a scan caches it (``tracks`` columns of the same names).
+
+    Album mode groups by ``album`` and ``album_artist``; ``genretag learn``
+    learns from ``genres`` (the genre field's values, split on ``;`` and ``/``)
+    grouped by ``artist``.  ``compilation`` is None when the tag is absent.
+    """
+
+    genres: tuple[str, ...] = ()
+    artist: str | None = None
+    album: str | None = None
+    album_artist: str | None = None
+    compilation: bool | None = None
+
+
+_TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
+
+
 class TagFile:
     """One file's tags, parsed once: read and snapshot them, then write or restore them once.
 
@@ -550,6 +606,17 @@ class TagFile:
         with _errors(self.path):
             key = self.fmt.style.key(_field(field))
             return [v for v in self.fmt.style.read(self._parsed(), key) if v.strip()]
+
+    def describe(self) -> FileMeta:
+        """Genres, artist, album, album artist and compilation flag, from this one parse."""
+        with _errors(self.path):
+            f, style = self._parsed(), self.fmt.style
+            flag = (style.text(f, "compilation") or "").casefold()
+            return FileMeta(
+                genres=tuple(split_genres(self.read())), artist=style.text(f, "artist"),
+                album=style.text(f, "album"), album_artist=style.text(f, "album_artist"),
+                compilation=True if flag in _TRUE else False if flag in _FALSE else None,
+            )  # fmt: skip
 
     def snapshot(self, field: str | None = None) -> dict[str, Any]:
         """The field's exact stored state (see :func:`snapshot`)."""

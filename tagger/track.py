@@ -20,9 +20,12 @@ import functools
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .jsontext import b64
+
+if TYPE_CHECKING:
+    from .tags import FileMeta
 
 #: What ``show --status`` and ``export --status`` filter on (see Cache.records).
 STATUSES = ("ok", "error", "missing", "abstained")
@@ -159,6 +162,14 @@ class Track(Stored):
         out["missing"] = bool(self.missing)
         out["path_bytes_b64"] = b64(self.path_bytes) if self.path_bytes else None
         return out
+
+
+def meta_fields(meta: FileMeta | None) -> dict[str, Any]:
+    """The Track fields of a file's own tags (tagger.tags.describe); all None when they could not be read."""
+    if meta is None:
+        return {"artist": None, "album": None, "album_artist": None, "compilation": None, "file_genres": None}
+    return {"artist": meta.artist, "album": meta.album, "album_artist": meta.album_artist,
+            "compilation": meta.compilation, "file_genres": list(meta.genres)}
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import inputs
+from . import inputs, tags
 from .audio import CHUNK_SECONDS, decode, open_stream
 from .errors import FileError
 from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
@@ -57,6 +57,7 @@ class AnalysisResult:
     embedding: np.ndarray | None = None
     tags: np.ndarray | None = None  # the front end's tag probabilities, if it has tags
     front_end: str | None = None  # id of the front end that made ``embedding``
+    meta: tags.FileMeta | None = None  # the file's own tags; None when they cannot be read
     error: str | None = None
     elapsed: float = 0.0
     worker: str = field(default_factory=lambda: str(os.getpid()))
@@ -69,6 +70,7 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
     try:
         st = os.stat(task.path)
         result.size, result.mtime = st.st_size, st.st_mtime
+        result.meta = describe(task.path)
         if task.kind != "embedding" and _long_window(task):
             fields = inputs.checked(task.path, _analyse_streamed(task, result))  # a long window: chunk by chunk
         else:  # the usual 30 s: one read, one analysis
@@ -90,6 +92,19 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
         result.error = f"unexpected {type(exc).__name__} while analysing: {exc}"
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def describe(path: str) -> tags.FileMeta | None:
+    """The file's own tags (album, artist, genres) for album mode and ``learn``, or None.
+
+    Unreadable tags never fail the analysis: the audio is what a scan is for.
+    """
+    if not tags.supported(path):
+        return None
+    try:
+        return tags.describe(path)
+    except Exception:  # noqa: BLE001 - damaged tags: the audio may still decode
+        return None
 
 
 def _long_window(task: AnalysisTask) -> bool:

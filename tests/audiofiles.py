@@ -182,8 +182,12 @@ def add_test_tags(
     cover: bytes | None = COVER,
     genres: list[str] | None = None,
     id3v23: bool = False,
+    album: str | None = None,
+    album_artist: str | None = None,
+    compilation: bool | None = None,
 ) -> None:
-    """Give a file artist, title, front cover (and genres if given) in its native tag format.
+    """Give a file artist, title, front cover (and genres, album, album artist, compilation flag
+    if given) in its native tag format.
 
     ID3 (MP3, WAV, AIFF) is written as v2.4, or v2.3 with ``id3v23`` (genres
     then joined with ``"; "``).  Used to check that genre writes leave every
@@ -207,6 +211,12 @@ def add_test_tags(
             tags.add(id3.APIC(encoding=3, mime="image/png", type=3, desc="Cover", data=cover))
         if genres:
             tags.add(id3.TCON(encoding=3, text=["; ".join(genres)] if id3v23 else genres))
+        if album is not None:
+            tags.add(id3.TALB(encoding=3, text=[album]))
+        if album_artist is not None:
+            tags.add(id3.TPE2(encoding=3, text=[album_artist]))
+        if compilation is not None:
+            tags.add(id3.TCMP(encoding=3, text=["1" if compilation else "0"]))
         if id3v23:
             tags.update_to_v23()
         f.save(v2_version=3 if id3v23 else 4, v23_sep=None)
@@ -218,6 +228,12 @@ def add_test_tags(
             tags["covr"] = [MP4Cover(cover, imageformat=MP4Cover.FORMAT_PNG)]
         if genres:
             tags["\xa9gen"] = genres
+        if album is not None:
+            tags["\xa9alb"] = [album]
+        if album_artist is not None:
+            tags["aART"] = [album_artist]
+        if compilation is not None:
+            tags["cpil"] = compilation
         f.save()
         return
     # Vorbis comments: FLAC, Ogg Vorbis, Opus.
@@ -225,6 +241,10 @@ def add_test_tags(
     tags["TITLE"] = [title]
     if genres:
         tags["GENRE"] = genres
+    for key, value in (("ALBUM", album), ("ALBUMARTIST", album_artist),
+                       ("COMPILATION", None if compilation is None else str(int(compilation)))):
+        if value is not None:
+            tags[key] = [value]
     if cover is not None:
         pic = Picture()
         pic.type, pic.mime, pic.desc, pic.data = 3, "image/png", "Cover", cover
