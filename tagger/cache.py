@@ -79,7 +79,7 @@ except ImportError:  # Windows
 
 from .errors import DatabaseError
 from .features import FEATURE_NAMES
-from .track import STATUSES, TagWrite, Track
+from .track import STATUSES, TagWrite, Track, TrackStamp
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
@@ -88,10 +88,6 @@ LOOKUP_CHUNK = 500
 READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
 CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
 INSERT_ONLY = frozenset({"path", "first_seen"})  # never changed by an upsert
-#: The columns a scan decides on (Cache.lookup): whether a file changed, and what its cached result is.
-LOOKUP = ("path", "size", "mtime", "status", "params", "backend", "model_id", "genre", "missing",
-          "abstain_threshold", "failed_model")
-
 # The filters of Cache.records and Cache.open_writes.
 _STATUS_WHERE: dict[str | None, list[str]] = {
     None: [], "missing": ["missing = 1"], "abstained": ["status = 'ok'", "abstained is not null", "missing = 0"],
@@ -398,14 +394,10 @@ class Cache:
             chunk = keys[i : i + LOOKUP_CHUNK]
             yield from self.db.conn.execute(f"{select} where path in ({','.join('?' * len(chunk))})", chunk).fetchall()
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, Track]:
-        """What a scan decides on, for the given path keys (the ones present).
-
-        Only the LOOKUP columns are read (the others are left None): this
-        runs for every file of a rescan, and decodes no JSON.
-        """
-        rows = self._by_keys(f"select {', '.join(LOOKUP)} from tracks", keys)
-        return {row[0]: Track(**dict(zip(LOOKUP, row))) for row in rows}
+    def lookup(self, keys: Sequence[str]) -> dict[str, TrackStamp]:
+        """What a rescan decides on, for the given path keys (the ones present)."""
+        rows = self._by_keys(f"select {', '.join(TrackStamp._fields)} from tracks", keys)
+        return {row[0]: TrackStamp._make(row) for row in rows}
 
     def fetch(self, keys: Sequence[str]) -> dict[str, Track]:
         """The whole records of the given path keys (the ones present)."""

@@ -31,7 +31,7 @@ from .models import Model
 from .predict import predict_tracks, summarise
 from .progress import NullProgress, Progress
 from .runners import Runner
-from .track import Track, meta_fields
+from .track import Track, TrackStamp, meta_fields
 from .walk import WalkOptions, walk
 from .worker import AnalysisResult, AnalysisTask
 
@@ -185,7 +185,7 @@ class _Scan:
     def _task(self, path: str) -> AnalysisTask:
         return AnalysisTask(path, self.opts.excerpt, kind=self.model.input_kind, backend=self.model.name)
 
-    def _decide(self, path: str, row: Track | None) -> str:
+    def _decide(self, path: str, row: TrackStamp | None) -> str:
         if row is None or self.opts.force:
             return "analyse"
         try:

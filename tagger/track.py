@@ -20,7 +20,7 @@ import functools
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .jsontext import b64
 
@@ -162,6 +162,26 @@ class Track(Stored):
         out["missing"] = bool(self.missing)
         out["path_bytes_b64"] = b64(self.path_bytes) if self.path_bytes else None
         return out
+
+
+class TrackStamp(NamedTuple):
+    """The few Track fields a rescan decides on (``Cache.lookup``): has the file changed, what is cached.
+
+    A tuple straight from SQLite, read for every file of a rescan: nothing
+    to decode (``missing`` is 0 or 1 as stored), so it costs next to nothing.
+    """
+
+    path: str
+    size: int | None
+    mtime: float | None
+    status: str | None
+    params: str | None
+    backend: str | None
+    model_id: str | None
+    genre: str | None
+    missing: int | None
+    abstain_threshold: float | None
+    failed_model: str | None
 
 
 def meta_fields(meta: FileMeta | None) -> dict[str, Any]:
