@@ -66,6 +66,7 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Classifier backend (see `genretag backends`); svc is the fastest.")(fn)
 
 
+BY = ("track", "album", "folder")  # tagger.albums.MODES, import-free
 FOLLOW_LINKS_HELP = ("Also write files reached through symlinks that lead outside PATHS "
                      "(without PATHS: outside the scanned folders) [default: refuse them].")
 TAG_OPTIONS = [
@@ -85,13 +86,21 @@ TAG_OPTIONS = [
     click.option("--genre-map", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
                  help="Rename or drop labels: JSON, or lines like 'hiphop = Hip-Hop' and 'disco ='."),
     click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP),
+    click.option("--with-parents", is_flag=True, help="Also write each genre's broader genres from genretag's "
+                 "genre tree, first ('Rock; Alternative Rock')."),
+    click.option("--by", type=click.Choice(BY), default="track", show_default=True,
+                 help="album: one genre per album (album and album-artist tags, else folder), from its tracks' "
+                      "weighted mean; folder: per folder whatever the tags. Compilations and loose files keep "
+                      "their own."),
+    click.option("--keep-outliers", is_flag=True, help="With --by album/folder: a track that disagrees strongly "
+                 "with its album gets its own genre."),
 ]  # fmt: skip
 
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
     names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
-             "genre_map", "follow_links")
+             "genre_map", "follow_links", "with_parents", "by", "keep_outliers")
     # scan takes --min-confidence without --write too: it is also its abstain threshold.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 
@@ -103,7 +112,10 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         from .tagging import TagOptions, load_genre_map
 
         ctx = click.get_current_context()
-        given = [n for n in names if ctx.get_parameter_source(n) != ParameterSource.DEFAULT and n not in own]
+        # Only the command line and the environment count as asking: a config file's [tag]-style defaults
+        # (flat keys apply to scan too) must not stop a scan without --write.
+        asked = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        given = [n for n in names if ctx.get_parameter_source(n) in asked and n not in own]
         if kwargs.get("write") is False and given:
             raise click.UsageError(f"--{given[0].replace('_', '-')} is about writing tags: add --write")
         values = {n: kwargs.pop(n) for n in names}
@@ -151,14 +163,25 @@ def _exit_for(outcome: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genretag")
-def cli() -> None:
+@click.option("--config", "config_file", metavar="FILE", envvar="GENRETAG_CONFIG",
+              help="Config file of option defaults [default: config.toml in the user config directory; "
+                   "see `genretag config`].")
+@click.pass_context
+@_handle_errors
+def cli(ctx: click.Context, config_file: str | None) -> None:
     """Tag a music library with genres by listening to it.
+
+    Options you always type can live in a config file (`genretag config --init`).
 
     \b
     Example:
         genretag scan ~/Music
         genretag show --genre jazz
     """
+    if ctx.invoked_subcommand != "config":  # `config` reads it itself: --init must work beside a broken file
+        from .config import load
+
+        ctx.default_map = load(cli, config_file).default_map()
 
 
 @cli.command()
@@ -309,17 +332,23 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
 @click.option("--status", type=click.Choice(STATUSES), help="Only files with this status (abstained: ok but "
               "too uncertain for a genre).")
 @click.option("--genre", help="Only files predicted as this genre.")
+@click.option("--by", type=click.Choice(BY), default="track", show_default=True,
+              help="album/folder: one row per album, grouped as `tag --by` groups (--genre, --status: the album's).")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @_handle_errors
-def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, as_json: bool) -> None:
+def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
+         as_json: bool) -> None:
     """Show cached results, for PATHS (files or folders) or everything.
 
     \b
     Example:
         genretag show ~/Music/Jazz --status error
+        genretag show ~/Music --by album
     """
     from . import ui
 
+    if by != "track":
+        return _show_albums(paths, db_path, status, genre, by, as_json)
     with _open_cache(db_path, "read") as cache:
         rows = [t.public() for t in cache.records(paths, status=status, genre=genre)]
     if as_json:
@@ -333,6 +362,37 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
         justify=["left", "left", "right", "left", *(["left"] if with_tags else []), "left"],
     ))  # fmt: skip
     ui.err().print(f"{len(rows)} file(s)")
+
+
+def _show_albums(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
+                 as_json: bool) -> None:
+    """``show --by album``: one row per album (or group kept in track mode), as ``tag --by`` decides them."""
+    from . import ui
+    from .albums import matches
+    from .tagging import album_plan
+
+    with _open_cache(db_path, "read") as cache:
+        rows = [a.as_dict() for a in album_plan(cache, paths, by) if matches(a, status, genre)]
+    if as_json:
+        ui.print_json(rows)
+        return
+    ui.out().print(ui.table(
+        None, ["album", "tracks", "genre", "conf.", "top 3", "status"],
+        [(a["album"], a["tracks"], a["genre"], _fmt_conf(a["confidence"] if a["genre"] else None), _fmt_top(a["top3"]),
+          _fmt_album_status(a)) for a in rows],
+        justify=["left", "right", "left", "right", "left", "left"],
+    ))  # fmt: skip
+    ui.err().print(f"{len(rows)} album(s) and group(s), {sum(a['tracks'] for a in rows)} file(s)")
+
+
+def _fmt_album_status(album: dict[str, Any]) -> str:
+    if album["not_averaged"]:
+        return f"{album['not_averaged']}: track mode"
+    if album["abstained"]:
+        return f"abstained: {album['abstained']}"
+    used = f"{album['used']} of {album['tracks']} tracks" if album["used"] < album["tracks"] else "ok"
+    outliers = ", ".join(os.path.basename(p) for p in album["outliers"])
+    return used + (f"; outliers: {outliers}" if outliers else "")
 
 
 def _fmt_status(row: dict[str, Any]) -> str:
@@ -455,6 +515,67 @@ def _fmt_accuracy(row: dict[str, Any]) -> str:
     return f"{row['accuracy']:.3f}{clips}"
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command_args", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND [OPTIONS]]")
+@click.option("--init", is_flag=True, help="Write a commented example config file (to --config's or "
+              "GENRETAG_CONFIG's file, else the default one).")
+@click.option("--force", is_flag=True, help="With --init: replace an existing config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@_handle_errors
+def config(ctx: click.Context, command_args: tuple[str, ...], init: bool, force: bool, as_json: bool) -> None:
+    """Show the settings in effect and where each comes from, or write an example config file.
+
+    A source is the default, the config file (with its line), the
+    environment or the command line.  With COMMAND and its options, shows
+    what that command line would use.  Keys are the long option names; see
+    README "Config file".
+
+    \b
+    Example:
+        genretag config
+        genretag config tag --top 3
+        genretag config --init
+    """
+    from click.core import ParameterSource
+
+    from . import ui
+    from .config import config_path, effective, load, write_example
+
+    config_file = ctx.parent.params["config_file"] if ctx.parent else None
+    if init:
+        if command_args:
+            raise click.UsageError("--init takes no COMMAND")
+        path = write_example(cli, config_path(config_file), force=force)
+        if as_json:
+            ui.print_json({"written": str(path)})
+        else:
+            ui.err().print(f"wrote an example config file to {path}", markup=False, highlight=False)
+        return
+    if force:
+        raise click.UsageError("--force goes with --init")
+    settings = load(cli, config_file)
+    given = ctx.parent.get_parameter_source("config_file") if ctx.parent else None
+    named = {ParameterSource.COMMANDLINE: "--config", ParameterSource.ENVIRONMENT: "GENRETAG_CONFIG"}.get(given)
+    header = {"path": str(settings.path), "found": settings.found, "named_by": named or "default location"}
+    rows = effective(ctx.parent or ctx, settings, command_args[0] if command_args else None, command_args[1:])
+    if as_json:
+        ui.print_json({"config_file": header, "settings": rows})
+        return
+    state = "" if settings.found else " (not found: built-in defaults)"
+    ui.err().print(f"config file: {settings.path}{state} [{header['named_by']}]", markup=False, highlight=False)
+    ui.out().print(ui.table(None, ["setting", "value", "source", "commands"],
+                            [(r["key"], _fmt_value(r["value"]), r["source"], ", ".join(r["commands"])) for r in rows]))
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def env(as_json: bool) -> None:
@@ -463,9 +584,12 @@ def env(as_json: bool) -> None:
 
     from . import __version__, ui
     from .models import library_versions
+    from .config import config_path
     from .paths import data_dir, default_db_path
 
+    parent = click.get_current_context().parent
     info = {"genretag": __version__, "platform": platform.platform(), "data_dir": str(data_dir()),
+            "config_file": str(config_path(parent.params.get("config_file") if parent else None)),
             "database": str(default_db_path()), "cpu_count": os.cpu_count(), **library_versions()}
     if as_json:
         ui.print_json(info)
@@ -544,14 +668,17 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 @click.option("--seed", type=int, help="Split seed [default: the model card's, else 0].")
 @click.option("--all-folds", is_flag=True, help="kfold, artist-kfold: train a fresh model per fold and report "
               "mean ± std (every clip tested once).")
+@click.option("--by", type=click.Choice(["track", "album"]), default="track", show_default=True,
+              help="album: with --all-folds, also compare album mode (clips grouped by artist, probabilities "
+                   "averaged) with track mode.")
 @click.option("--plots", type=click.Path(file_okay=False), metavar="DIR",
               help="Write confusion matrices and training curves as PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
 def report(backend: str, model_path: str | None, data: tuple[str, ...], features: str | None, split: str,
-           fold: int | None, k: int | None, jobs: int | None, seed: int | None, all_folds: bool, plots: str | None,
-           as_json: bool, progress: bool | None) -> None:
+           fold: int | None, k: int | None, jobs: int | None, seed: int | None, all_folds: bool, by: str,
+           plots: str | None, as_json: bool, progress: bool | None) -> None:
     """Measure models on a split's test part: accuracy, macro-F1, per genre, confusion.
 
     Without --data or --features, shows the figures recorded in each
@@ -561,13 +688,18 @@ def report(backend: str, model_path: str | None, data: tuple[str, ...], features
     Example:
         genretag report --features features_30_sec.csv --backend svc
         genretag report --data ~/datasets/gtzan --split stratified --plots plots/
+        genretag report --backend svc --data GTZAN --split artist-kfold --all-folds --by album
     """
     from training.evaluate import ReportOptions, print_report
     from training.evaluate import report as run_report
 
     from . import ui
 
-    opts = ReportOptions(backend, model_path, data or None, features, split, seed, fold, k, all_folds, plots, jobs)
+    from click.core import ParameterSource
+
+    if not all_folds and click.get_current_context().get_parameter_source("by") == ParameterSource.DEFAULT_MAP:
+        by = "track"  # a config file's `by = "album"` is for tag and show; report compares only with --all-folds
+    opts = ReportOptions(backend, model_path, data or None, features, split, seed, fold, k, all_folds, plots, jobs, by)
     result = _with_progress("Analysing", progress, run_report, opts)
     if as_json:
         ui.print_json(result)

@@ -33,20 +33,13 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from . import tags
+from . import albums, tags, vocabulary
 from .cache import Cache, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
 from .progress import Progress
 from .tags import TagError
 from .track import TagWrite, Track
-
-#: Display names for the GTZAN labels the shipped models predict.
-DEFAULT_NAMES: dict[str, str] = {
-    "blues": "Blues", "classical": "Classical", "country": "Country", "disco": "Disco", "hiphop": "Hip-Hop",
-    "jazz": "Jazz", "metal": "Metal", "pop": "Pop", "reggae": "Reggae", "rock": "Rock",
-    "hip hop": "Hip-Hop", "rnb": "R&B", "r&b": "R&B", "edm": "EDM",
-}  # fmt: skip
 
 #: --min-confidence of --from-tags when none is given.  Tag probabilities are
 #: independent sigmoids (a track can be 0.6 rock and 0.5 indie), not shares of
@@ -78,6 +71,9 @@ class TagOptions:
     separator: str = "; "  # only ID3v2.3 has no multi-value form
     genre_map: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # see load_genre_map
     follow_links: bool = False  # write through links leading outside the roots (see Boundary)
+    with_parents: bool = False  # write each genre's broader genres from the tree first ("Rock; Alternative Rock")
+    by: str = "track"  # "album" or "folder": one genre per album (tagger/albums.py)
+    keep_outliers: bool = False  # album mode: a track that disagrees strongly keeps its own genre
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
@@ -90,6 +86,10 @@ class TagOptions:
             raise ValueError("--min-confidence must be between 0 and 1")
         if not self.separator or "\0" in self.separator:
             raise ValueError("--separator must be a non-empty string without NUL")
+        if self.by not in albums.MODES:
+            raise ValueError(f"--by must be one of {', '.join(albums.MODES)}")
+        if self.keep_outliers and self.by == albums.TRACK:
+            raise ValueError("--keep-outliers goes with --by album or --by folder")
 
 
 # ---------------------------------------------------------------------------
@@ -128,16 +128,34 @@ def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
 
 
 def display_name(label: str, genre_map: Mapping[str, str | None] | None = None) -> str | None:
-    """The name written for a model label: the map's (by label or default name), else the default.
+    """The name written for a model label: the user's map wins, then the genre tree, else the label capitalised.
 
-    Labels outside DEFAULT_NAMES get their words capitalised.  None means
-    the map drops the label.
+    The map is looked up by the label, by the tree's name, then by any other
+    spelling of the same genre ("hip hop = Rap" renames ``hiphop`` too).
+    None means the map drops the label.
     """
-    default = DEFAULT_NAMES.get(label.casefold()) or " ".join(w[:1].upper() + w[1:] for w in label.split(" "))
-    for key in (label.casefold(), default.casefold()):
-        if genre_map and key in genre_map:
-            return genre_map[key]
+    genre = vocabulary.canonical(label)
+    default = genre.name if genre else " ".join(w[:1].upper() + w[1:] for w in label.split(" "))
+    if genre_map:
+        for key in (label.casefold(), default.casefold()):
+            if key in genre_map:
+                return genre_map[key]
+        for key, name in genre_map.items():
+            if vocabulary.same(key, label):
+                return name
     return default
+
+
+def with_parents(name: str, label: str, genre_map: Mapping[str, str | None] | None = None) -> list[str]:
+    """``name`` preceded by its broader genres from the tree, broadest first, as the map names them.
+
+    The tree genre is the written name's, else the model label's (a map may
+    rename a label to a name the tree does not know).  Parents the map drops
+    are left out.
+    """
+    genre = vocabulary.canonical(name) or vocabulary.canonical(label)
+    above = [display_name(g.name, genre_map) for g in vocabulary.parents(genre)] if genre else []
+    return [n for n in above if n] + [name]
 
 
 def ranked(row: Track, from_tags: bool = False) -> list[tuple[str, float]]:
@@ -156,22 +174,27 @@ def ranked(row: Track, from_tags: bool = False) -> list[tuple[str, float]]:
     return [(row.genre, row.confidence or 0.0)] if row.genre else []
 
 
-def propose(row: Track, opts: TagOptions) -> tuple[list[str], str | None, str]:
+def propose(row: Track, opts: TagOptions,
+            ranking: list[tuple[str, float]] | None = None) -> tuple[list[str], str | None, str]:
     """The names to write for a row: (names, None, "") or ([], action, reason) when there are none.
 
     The top ``opts.top`` labels are taken first and only then mapped, so a
     dropped label is not replaced by a less likely one; each label must
-    reach ``min_confidence`` on its own.
+    reach ``min_confidence`` on its own.  ``ranking`` (album mode: the
+    album's) replaces the row's own.
     """
-    best = ranked(row, opts.from_tags)[: opts.top]
+    best = (ranked(row, opts.from_tags) if ranking is None else ranking)[: opts.top]
     if not best or best[0][1] < opts.min_confidence:
         conf = best[0][1] if best else 0.0
         return [], BELOW, f"confidence {conf:.2f} < {opts.min_confidence:.2f}"
     names: list[str] = []
     for label, p in best:
         name = display_name(label, opts.genre_map)
-        if p >= opts.min_confidence and name and name.casefold() not in _folded(names):
-            names.append(name)
+        if p < opts.min_confidence or not name:
+            continue
+        for written in with_parents(name, label, opts.genre_map) if opts.with_parents else [name]:
+            if not _known(written, names):
+                names.append(written)
     if not names:
         return [], SKIPPED, "dropped by the genre map"
     return names, None, ""
@@ -204,13 +227,18 @@ def decide(current: list[str], proposed: list[str], opts: TagOptions) -> tuple[l
         return proposed, UNCHANGED if same else None, ""
     have = tags.split_genres(current)
     if opts.merge:
-        new = have + [g for g in proposed if g.casefold() not in _folded(have)]
+        new = have + [g for g in proposed if not _known(g, have)]
         return new, UNCHANGED if len(new) == len(have) else None, ""
-    if _folded(have) == _folded(proposed):
+    if [vocabulary.identity(g) for g in have] == [vocabulary.identity(g) for g in proposed]:
         return current, UNCHANGED, ""
     if current:
         return current, KEPT, f"has genre '{'; '.join(current)}' (use --overwrite or --merge)"
     return proposed, None, ""
+
+
+def _known(name: str, names: Iterable[str]) -> bool:
+    """True when ``names`` already hold this genre in any spelling ("Hip Hop" holds "Hip-Hop")."""
+    return any(vocabulary.same(name, n) for n in names)
 
 
 def _folded(values: Iterable[str]) -> list[str]:
@@ -240,15 +268,19 @@ class FileResult:
     field: str | None = None
     warn: bool = False  # worth a warning line as well as the table row
     path_bytes: bytes | None = None  # the exact name when it is not UTF-8 (``path`` shows it escaped)
+    album: str | None = None  # album mode: the album's name (tagger/albums.py)
+    note: str = ""  # album mode: outlier, or why the track keeps its own genre
 
     @property
     def status(self) -> str:
-        return f"{self.action}: {self.reason}" if self.reason else self.action
+        status = f"{self.action}: {self.reason}" if self.reason else self.action
+        return f"{status} ({self.note})" if self.note else status
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "field": self.field, "current": self.current, "proposed": self.proposed,
                 "action": self.action, "reason": self.reason,
-                "path_bytes_b64": b64(self.path_bytes) if self.path_bytes else None}  # fmt: skip
+                "path_bytes_b64": b64(self.path_bytes) if self.path_bytes else None,
+                **({"album": self.album, "note": self.note} if self.album is not None else {})}  # fmt: skip
 
 
 @dataclass
@@ -260,6 +292,8 @@ class Outcome:
     results: list[FileResult] = dataclasses.field(default_factory=list)
     interrupted: bool = False
     temporaries: list[str] = dataclasses.field(default_factory=list)  # stale ones removed (dry run: found)
+    by: str = "track"  # album mode: "album" or "folder"
+    albums: list[albums.Album] = dataclasses.field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -272,10 +306,13 @@ class Outcome:
 
     @property
     def headers(self) -> list[str]:
-        return ["file", "current", "proposed" if self.kind == "tag" else "restored", "action"]
+        album = ["album"] if self.by != albums.TRACK else []
+        return ["file", *album, "current", "proposed" if self.kind == "tag" else "restored", "action"]
 
-    def rows(self) -> list[tuple[str, str, str, str]]:
-        return [(r.path, "; ".join(r.current), "; ".join(r.proposed), r.status) for r in self.results]
+    def rows(self) -> list[tuple[str, ...]]:
+        album = self.by != albums.TRACK
+        return [(r.path, *([r.album or ""] if album else []), "; ".join(r.current), "; ".join(r.proposed), r.status)
+                for r in self.results]  # fmt: skip
 
     def warnings(self) -> list[str]:
         done = "found (dry run: not removed)" if self.dry_run else "removed"
@@ -291,6 +328,8 @@ class Outcome:
         if self.counts.get(ABSTAINED):
             line += (f"; {self.counts[ABSTAINED]} skipped as abstained (the model was too uncertain; "
                      "`genretag show --status abstained`)")
+        if self.by != albums.TRACK:
+            line += "; " + album_summary(self.albums)
         if self.dry_run:
             line += " (dry run: no file was changed)"
         if self.interrupted:
@@ -300,7 +339,23 @@ class Outcome:
     def as_dict(self) -> dict[str, Any]:
         return {"files": [r.as_dict() for r in self.results], "counts": self.counts, "failed": self.failed,
                 "dry_run": self.dry_run, "interrupted": self.interrupted,
-                "stale_temporaries": self.temporaries}  # fmt: skip
+                "stale_temporaries": self.temporaries,
+                **({"by": self.by, "albums": [a.as_dict() for a in self.albums]}
+                   if self.by != albums.TRACK else {})}  # fmt: skip
+
+
+def album_summary(groups: Sequence[albums.Album]) -> str:
+    """"3 album(s), 1 abstained, 2 outlier(s); 4 file(s) in track mode (compilation 3, ...)", for summaries."""
+    averaged = [a for a in groups if not a.not_averaged]
+    line = f"{len(averaged)} album(s)"
+    abstained = sum(1 for a in averaged if a.abstained)
+    outliers = sum(len(a.outliers) for a in averaged)
+    line += f", {abstained} abstained" if abstained else ""
+    line += f", {outliers} outlier track(s)" if outliers else ""
+    why = Counter(a.not_averaged for a in groups if a.not_averaged for _ in a.rows)
+    if why:
+        line += f"; {sum(why.values())} file(s) in track mode (" + ", ".join(f"{w}: {n}" for w, n in why.items()) + ")"
+    return line
 
 
 class CoveredFiles:
@@ -375,18 +430,41 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     cache.lock_tag_writes()
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
-    out = Outcome("tag", opts.dry_run)
+    out = Outcome("tag", opts.dry_run, by=opts.by)
     boundary, temps = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run)
     try:
-        for track in cache.records(paths):
+        for track, choice in _planned(cache, opts, paths, out):
             if only is None or track.path in only:
-                out.results.append(_tag_file(cache, track, opts, boundary, temps))
+                out.results.append(_tag_file(cache, track, opts, boundary, temps, choice))
                 if progress is not None:
                     progress.advance(track.path, out.results[-1].action)
     except KeyboardInterrupt:
         out.interrupted = True
     out.temporaries = temps.found
     return out
+
+
+def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False) -> list[albums.Album]:
+    """The albums of the files under ``paths``, decided (for ``tag`` and ``show --by album``)."""
+    return albums.plan(cache.records(paths), by, lambda track: ranked(track, from_tags), roots=cache.scan_roots(),
+                       from_tags=from_tags)
+
+
+def _planned(cache: Cache, opts: TagOptions, paths: Sequence[str],
+             out: Outcome) -> Iterable[tuple[Track, albums.Choice | None]]:
+    """Each track with what it is tagged from: by path in track mode, album by album otherwise.
+
+    An album's mean covers its tracks under ``paths``, whichever of them a
+    ``scan --write`` then writes.
+    """
+    if opts.by == albums.TRACK:
+        for track in cache.records(paths):
+            yield track, None
+        return
+    out.albums = album_plan(cache, paths, opts.by, opts.from_tags)
+    for album in out.albums:
+        for track in album.rows:
+            yield track, albums.choice(album, track, opts.keep_outliers)
 
 
 def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFile | None, str]:
@@ -401,27 +479,32 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
     return (None, refusal) if refusal else (tf, "")
 
 
-def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries) -> FileResult:
+def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries,
+              choice: albums.Choice | None = None) -> FileResult:
+    """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
     key, path = row.path, row.fs_path
+    album = choice is not None and choice.ranking is not None  # tagged from its album, not its own row
 
     def result(current: list[str], proposed: list[str], action: str, reason: str = "", warn: bool = False) -> FileResult:
-        return FileResult(key, current, proposed, action, reason, opts.field, warn, row.path_bytes)
+        return FileResult(key, current, proposed, action, reason, opts.field, warn, row.path_bytes,
+                          choice.album.name if choice else None, choice.note if choice else "")
 
     if row.missing:
         return result([], [], SKIPPED, "missing since the last scan")
     if row.status != "ok":
         return result([], [], SKIPPED, "no genre (its analysis failed)")
+    abstained = choice.abstained if album else row.abstained
     if opts.from_tags:  # tags have their own threshold: abstaining on the genre does not apply
         why = _why_no_tags(row)
         if why:
             return result([], [], NO_TAGS, why)
-    elif row.abstained:
-        return result([], [], ABSTAINED, f"{row.abstained}; rescan with a lower --min-confidence to tag it")
-    elif not row.genre:
+    elif abstained:
+        return result([], [], ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it")
+    elif not row.genre and not album:
         return result([], [], SKIPPED, "no genre (its analysis failed)")
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
-    proposed, action, reason = propose(row, opts)
+    proposed, action, reason = propose(row, opts, choice.ranking if album else None)
     try:
         tf, refusal = _open(path, boundary, temps)
         if tf is None:

@@ -72,3 +72,41 @@ def library(tmp_path: Path) -> Path:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "cache.db"
+
+
+def scan_for_module(lib: Path, db: Path, home: Path, *args: str) -> dict:
+    """Scan ``lib`` into ``db`` with svc in-process, never abstaining, from a module-scoped fixture.
+
+    Module fixtures run before the autouse ``genretag_home``: the environment is set here.
+    Returns the scan's JSON summary.
+    """
+    import json
+
+    from click.testing import CliRunner
+
+    from tagger.cli import cli
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENRETAG_HOME", str(home))
+        mp.delenv("GENRETAG_DB", raising=False)
+        mp.setenv("GENRETAG_BACKEND", "svc")
+        result = CliRunner().invoke(cli, ["scan", str(lib), "--db", str(db), "--jobs", "0", "--json",
+                                          "--min-confidence", "0", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def copy_scanned(src: Path, src_db: Path, dest: Path) -> tuple[Path, Path]:
+    """A private copy of a scanned library (mtimes kept) and its database, rows and scan roots re-pointed at it."""
+    import json
+    import shutil
+    import sqlite3
+
+    root, db = dest / src.name, dest / src_db.name
+    shutil.copytree(src, root)
+    shutil.copyfile(src_db, db)
+    with sqlite3.connect(db) as con:
+        con.execute("update tracks set path = ? || substr(path, ?)", (str(root), len(str(src)) + 1))
+        con.execute("update scans set roots = replace(roots, ?, ?)", (json.dumps(str(src))[1:-1], json.dumps(str(root))[1:-1]))
+    con.close()
+    return root, db

@@ -647,3 +647,55 @@ def test_display_names_and_genre_map_files(tmp_path: Path) -> None:
         load_genre_map(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="exclude each other"):
         TagOptions(merge=True, overwrite=True)
+
+
+# ---------------------------------------------------------------------------
+# The genre tree (tagger/vocabulary.py) on files of every format.
+
+
+def _predict(lib: Lib, paths: list[Path], probs: dict[str, float]) -> None:
+    """Make the cache say ``probs`` for these files, and take their current stat (as a rescan would)."""
+    best = max(probs, key=probs.__getitem__)
+    with sqlite3.connect(lib.db) as con:
+        for path in paths:
+            st = path.stat()
+            con.execute("update tracks set probabilities = ?, genre = ?, confidence = ?, size = ?, mtime = ? "
+                        "where path = ?", (json.dumps(probs), best, probs[best], st.st_size, st.st_mtime, str(path)))
+
+
+def test_merge_and_keep_recognise_another_spelling_in_every_format(lib: Lib) -> None:
+    files = lib.files("plain")
+    for path in files.values():
+        tags.write_genres(path, ["Hip Hop"])  # the user's spelling
+    _predict(lib, list(files.values()), {"hiphop": 0.7, "jazz": 0.3})
+    before = state(files)
+
+    for mode in ([], ["--merge"]):
+        code, data = run_json(lib, "tag", str(lib.root / "plain"), *mode)
+        assert code == 0 and data["counts"] == {"unchanged": len(files)}, mode  # no "Hip-Hop" beside "Hip Hop"
+    assert state(files) == before
+    code, data = run_json(lib, "tag", str(lib.root / "plain"), "--merge", "--top", "2")
+    assert code == 0 and data["counts"] == {"written": len(files)}
+    assert {fmt: read_genres(p) for fmt, p in files.items()} == dict.fromkeys(files, ["Hip Hop", "Jazz"])
+
+
+def test_with_parents_writes_two_real_values_in_every_format_and_undoes(lib: Lib, tmp_path: Path) -> None:
+    files = lib.files("plain")
+    _predict(lib, list(files.values()), {"alternative rock": 0.6, "indie rock": 0.3, "rock": 0.1})
+    before = {fmt: tags.snapshot(p) for fmt, p in files.items()}
+
+    code, data = run_json(lib, "tag", str(lib.root / "plain"), "--with-parents", "--top", "2")
+    assert code == 0 and data["counts"] == {"written": len(files)}
+    for fmt, path in files.items():
+        assert read_genres(path) == ["Rock", "Alternative Rock", "Indie Rock"], fmt
+        if fmt in ("mp3", "wav", "aiff"):
+            assert stored(path, GENRE_KEY[fmt]) == ["Rock", "Alternative Rock", "Indie Rock"]  # one frame, 3 values
+    assert run(lib, "undo", str(lib.root / "plain"))[0] == 0
+    assert {fmt: tags.snapshot(p) for fmt, p in files.items()} == before  # "no genre tag" again
+
+    # The user's map wins over the tree, for parents too; ID3v2.3 joins them with the separator.
+    (tmp_path / "map.txt").write_text("rock = Rock Music\n", encoding="utf-8")
+    mp3 = files["mp3"]
+    code, _, _ = run(lib, "tag", str(mp3), "--with-parents", "--genre-map", str(tmp_path / "map.txt"), "--id3v23")
+    assert code == 0
+    assert stored(mp3, "TCON") == ["Rock Music; Alternative Rock"] and raw_id3(mp3).version == (2, 3, 0)

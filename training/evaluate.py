@@ -63,6 +63,7 @@ class ReportOptions:
     all_folds: bool = False
     plots: str | None = None
     jobs: int | None = None
+    by: str = "track"  # "album": also compare album mode on artist-grouped clips (training/album_eval.py)
 
 
 def report(opts: ReportOptions, progress: Progress | None = None) -> dict[str, Any]:
@@ -116,6 +117,8 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
 
     kind = get_backend(name).input_kind
     why = loader.available(kind)
+    if opts.by == "album" and not opts.all_folds:
+        raise GenretagError("--by album compares out-of-fold predictions: add --all-folds (with --split artist-kfold)")
     if opts.all_folds:
         if why:
             raise GenretagError(f"--all-folds trains a model per fold: give --data or --features ({why})")
@@ -234,7 +237,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
         raise GenretagError(f"--all-folds goes with --split {' or '.join(FOLD_PROTOCOLS)}")
     cls = get_backend(name)
     seed, k = opts.seed or 0, opts.k or FOLD_PROTOCOLS[opts.split]
-    per_fold, confusion, labels, pooled, selective_folds = [], None, None, [], []
+    per_fold, confusion, labels, pooled, selective_folds, out_of_fold = [], None, None, [], [], []
     for fold in range(k):
         seed_everything(seed)
         split, _ = pool_valid(make_split(opts.split, clips, seed=seed, k=k, fold=fold), clips)
@@ -242,6 +245,8 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
         backend = fit(cls, parts, epochs=None, seed=seed)
         chosen = choose_abstain(cls, backend, parts, epochs=None, seed=seed)
         m, conf, correct = measure(backend, parts["test"], cls.input_kind, threshold=chosen["threshold"])
+        if opts.by == "album":
+            out_of_fold.append(track_probs(parts["test"], predict_rows(backend, parts["test"].X)))
         per_fold.append(m)
         pooled.append((conf, correct))
         selective_folds.append({"fold": fold, "valid": chosen, "test": m.get("abstain"),
@@ -262,6 +267,10 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
         "pooled": f"every fold's test part ({k} models)", "folds": selective_folds,
         "at_valid_thresholds": _fold_thresholds(selective_folds)}
     row["notes"] = [f"mean ± std over {k} folds; the confusion matrix adds up every fold's test part"]
+    if opts.by == "album":
+        from .album_eval import compare
+
+        row["by_album"] = compare(list(backend.genres_), out_of_fold)
     row["notes"] += [note for note in [upsampled_note(clips)] if note]
     return row
 
@@ -335,6 +344,11 @@ def print_report(result: dict[str, Any]) -> None:
             _print_precision_coverage(ui, r)
         for note in r.get("notes", []):
             ui.err().print(f"[yellow]{r['backend']}:[/] {note}", highlight=False)
+        if r.get("by_album"):
+            from .album_eval import lines
+
+            for line in lines(r["backend"], r["by_album"]):
+                ui.out().print(line, markup=False, highlight=False)
     for path in result.get("plots", []):
         ui.err().print(f"wrote {path}", highlight=False)
 
