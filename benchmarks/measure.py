@@ -75,8 +75,9 @@ def _mb(value: int) -> float:
     return round(value / 2**20, 1)
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def _env(code: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a measured command: genretag imported from ``code`` (default: this checkout)."""
+    env = dict(os.environ, PYTHONPATH=str(code or ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.update(extra)
     return env
 
@@ -95,15 +96,21 @@ def _finish(name: str, files: int, watched: procwatch.Watched, events: list[floa
     return run
 
 
-def genretag_scan(name: str, root: Path, db: Path, backend: str, jobs: int, expect: str, files: int) -> Run:
-    """``genretag scan ROOT`` with a given cache; ``expect`` is "analysed" or "from_cache" for all files."""
+def genretag_scan(name: str, root: Path, db: Path, backend: str, jobs: int, expect: str, files: int,
+                  code: Path | None = None) -> Run:
+    """``genretag scan ROOT`` with a given cache; ``expect`` is "analysed" or "from_cache" for all files.
+
+    ``code``: a checkout of another version of genretag to run instead (a baseline).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         events_file = Path(tmp) / "events.json"
         cmd = [PYTHON, "-m", "benchmarks.scan_probe", "scan", str(root), "--db", str(db), "--backend", backend,
                "--jobs", str(jobs), "--json", "--no-progress"]
         load = os.getloadavg()[0]
-        watched = procwatch.run(cmd, env=_env(GENRETAG_BENCH_EVENTS=str(events_file)))
-        events = json.loads(events_file.read_text())["events"] if events_file.exists() else []
+        # In the checkout's folder: ``python -m`` puts the working folder first on sys.path.
+        watched = procwatch.run(cmd, env=_env(code, GENRETAG_BENCH_EVENTS=str(events_file)), cwd=str(code or ROOT))
+        probe = json.loads(events_file.read_text()) if events_file.exists() else {}
+        events = probe.get("events", [])
     try:
         summary = json.loads(watched.stdout)
     except ValueError:
@@ -111,7 +118,8 @@ def genretag_scan(name: str, root: Path, db: Path, backend: str, jobs: int, expe
         raise RuntimeError(f"{name}: genretag scan failed (exit {watched.returncode}):\n{why}") from None
     if summary.get(expect) != files or summary.get("failed"):
         raise RuntimeError(f"{name}: expected {files} files {expect}, got {json.dumps(summary)[:1500]}")
-    return _finish(name, files, watched, events, load, genres=summary.get("genres"))
+    return _finish(name, files, watched, events, load, genres=summary.get("genres"),
+                   tensorflow_imported=probe.get("tensorflow_imported"))
 
 
 def baseline(files: list[Path], jobs: int) -> Run:

@@ -103,10 +103,10 @@ def _role(proc: psutil.Process, main_pid: int, forkservers: set[int]) -> str:
 
 
 def run(cmd: list[str], *, env: dict[str, str] | None = None, interval: float = 0.05,
-        timeout: float | None = None) -> Watched:
-    """Run ``cmd`` to completion while sampling its process tree."""
+        timeout: float | None = None, cwd: str | None = None) -> Watched:
+    """Run ``cmd`` (in ``cwd``) to completion while sampling its process tree."""
     started = time.monotonic()
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, cwd=cwd)
     main = psutil.Process(child.pid)
     procs: dict[int, ProcStat] = {child.pid: ProcStat(child.pid, "main")}
     handles: dict[int, psutil.Process] = {child.pid: main}

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slices", action="store_true", help="analyse for the slice backends (cnn, resnet)")
     args = parser.parse_args(argv)
 
+    from tagger.params import AnalysisParams
     from tagger.worker import AnalysisTask, analyse_file, warm_up
 
     warm_up()
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         by_format[info.format].append(OUT / "library" / info.path)
     totals = {}
     for fmt, paths in sorted(by_format.items()):
-        tasks = [AnalysisTask(str(p), kind="slices" if args.slices else "features") for p in paths]
+        params = AnalysisParams(kind="slices" if args.slices else "features")
+        tasks = [AnalysisTask(str(p), params) for p in paths]
         analyse_file(tasks[0])  # first-call costs belong to warm-up, not to the format
         profile = cProfile.Profile(time.process_time)
         started = time.process_time()

@@ -3,8 +3,9 @@
 The command line is genretag's own (tagger.cli.main, unchanged); the only
 addition is that every call to the progress display's ``advance`` (made once
 per file, analysed or cached) also appends ``time.monotonic()`` to a list,
-written as JSON to $GENRETAG_BENCH_EVENTS when the process exits.  Those
-stamps give the steady-state rate, free of start-up costs.
+written as JSON to $GENRETAG_BENCH_EVENTS when the process exits, with
+whether TensorFlow was imported.  Those stamps give the steady-state rate,
+free of start-up costs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def main() -> None:
             original(self, path, status)
 
         ui.RichProgress.advance = advance  # type: ignore[method-assign]
-        atexit.register(lambda: Path(target).write_text(json.dumps({"started": started, "events": events})))
+        atexit.register(lambda: Path(target).write_text(json.dumps({
+            "started": started, "events": events, "tensorflow_imported": "tensorflow" in sys.modules})))
     from tagger.cli import main as cli_main
 
     sys.argv = ["genretag", *sys.argv[1:]]

@@ -286,15 +286,31 @@ class KerasBackend(Backend):
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> KerasBackend:
-        """Read a model written by ``save``, in Keras safe mode (no code runs from the file)."""
-        path = Path(path)
+    def check_file(cls, path: Path) -> None:
+        """A whole zip (every entry's CRC) with our metadata: checked without importing TensorFlow."""
+        meta = cls._meta(Path(path))
+        with zipfile.ZipFile(path) as zf:
+            damaged = zf.testzip()
+        if damaged is not None:
+            raise ValueError(f"damaged entry {damaged} in the zip")
+        if not isinstance(meta.get("genres"), list):
+            raise ValueError(f"{META_ENTRY} lists no genres")
+
+    @classmethod
+    def _meta(cls, path: Path) -> dict[str, Any]:
         if path.suffix != ".keras":
             raise ValueError("Keras model files must end in .keras")
         meta = read_meta(path)
         if meta.get("format") != FORMAT or meta.get("backend") != cls.name:
             raise ValueError(f"not a genretag {cls.name} model (format {meta.get('format')!r}, "
                              f"backend {meta.get('backend')!r})")
+        return meta
+
+    @classmethod
+    def load(cls, path: Path) -> KerasBackend:
+        """Read a model written by ``save``, in Keras safe mode (no code runs from the file)."""
+        path = Path(path)
+        meta = cls._meta(path)
         keras = import_keras()
         self = cls(**meta.get("params", {}))
         self.model_ = keras.models.load_model(path, safe_mode=True, compile=False)

@@ -69,11 +69,12 @@ class MusicnnBackend(SklearnBackend):
     FORMAT = FORMAT
 
     def __init__(self, C: float = 1.0, C_grid: Sequence[float] = C_GRID, refit_on_valid: bool = True,
-                 max_iter: int = 2000) -> None:
+                 max_iter: int = 2000, warm_start: bool = False) -> None:
         self.C = C
         self.C_grid = tuple(C_grid)
         self.refit_on_valid = refit_on_valid
         self.max_iter = max_iter
+        self.warm_start = warm_start  # multi-label: start from the last fit (genretag learn's folds)
 
     @classmethod
     def front_end(cls) -> FrontEnd:
@@ -92,6 +93,8 @@ class MusicnnBackend(SklearnBackend):
     def fit(self, X: np.ndarray, y: Sequence[str], *, X_valid: np.ndarray | None = None,
             y_valid: Sequence[str] | None = None, epochs: int | None = None, seed: int = 0,
             callback: Any = None) -> MusicnnBackend:
+        if len(y) and not isinstance(y[0], str):  # label sets: a personal multi-label head (genretag learn)
+            return self._fit_multilabel(np.asarray(X, dtype=np.float64), [[str(g) for g in labels] for labels in y])
         X, y = np.asarray(X, dtype=np.float64), np.asarray([str(g) for g in y])
         self.validation_: dict[str, float] = {}
         if X_valid is not None and y_valid is not None and len(X_valid):
@@ -108,11 +111,27 @@ class MusicnnBackend(SklearnBackend):
         self.genres_ = [str(g) for g in self.pipeline_.classes_]
         return self
 
+    def _fit_multilabel(self, X: np.ndarray, y: list[list[str]]) -> MusicnnBackend:
+        """One logistic regression per label on the standardised embedding (plugins/ovr_logistic.py), at ``C``."""
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from .ovr_logistic import OvRLogistic
+
+        old = getattr(self, "pipeline_", None)
+        if not (self.warm_start and old is not None and isinstance(old[-1], OvRLogistic)):
+            old = make_pipeline(StandardScaler(), OvRLogistic(C=self.C, warm_start=self.warm_start))
+        self.pipeline_ = old.fit(X, y)
+        self.genres_ = [str(g) for g in self.pipeline_.classes_]
+        self.validation_ = {}
+        return self
+
     @classmethod
     def default_model(cls) -> Path | None:
         return MODELS / "musicnn.joblib"
 
     def describe(self) -> dict[str, Any]:
+        head = "one-vs-rest logistic regressions (multi-label)" if self.multilabel_ else "logistic regression"
         return {"architecture": "MSD_musicnn embedding (mean of the 200-d penultimate layer over 3 s patches) "
-                                "+ StandardScaler + logistic regression",
+                                f"+ StandardScaler + {head}",
                 "validation": getattr(self, "validation_", {})}

@@ -23,6 +23,12 @@ class SklearnBackend(Backend):
 
     pipeline_: Any
 
+    @property
+    def multilabel_(self) -> bool:
+        """True when the fitted classifier gives each genre an independent probability (genretag learn's heads)."""
+        steps = getattr(getattr(self, "pipeline_", None), "steps", None)
+        return bool(getattr(steps[-1][1] if steps else getattr(self, "pipeline_", None), "multilabel_", False))
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.pipeline_.predict_proba(np.asarray(X, dtype=np.float64))
 

@@ -23,9 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DecodeError
-
-SAMPLE_RATE = 22050
-DEFAULT_EXCERPT = 30.0
+from .params import DEFAULT_EXCERPT, SAMPLE_RATE, whole_or_seconds
 
 #: Extensions genretag analyses, mapped to the decoder that reads them first.
 AUDIO_EXTENSIONS: dict[str, str] = {
@@ -66,12 +64,13 @@ class Excerpt:
 
 def is_audio(path: str | os.PathLike[str]) -> bool:
     """True when the file's extension is one genretag analyses."""
-    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+    return os.path.splitext(path)[1].lower() in AUDIO_EXTENSIONS  # not Path(): a walk asks for every file
 
 
 def excerpt_window(duration: float, excerpt: float | None) -> tuple[float, float]:
     """Start and length of the excerpt: centred, or the whole file when not longer by EXCERPT_SLACK."""
-    if not excerpt or excerpt <= 0 or duration <= excerpt + EXCERPT_SLACK:
+    excerpt = whole_or_seconds(excerpt)
+    if excerpt is None or duration <= excerpt + EXCERPT_SLACK:
         return 0.0, duration
     return (duration - excerpt) / 2.0, excerpt
 

@@ -67,6 +67,9 @@ class Backend(ABC):
     model_suffix: ClassVar[str] = ".model"
 
     genres_: list[str]
+    #: True when ``predict_proba`` gives each genre an independent probability (a multi-label model,
+    #: e.g. ``genretag learn``'s): rows then need not sum to 1, and several genres may apply.
+    multilabel_: bool = False
 
     @abstractmethod
     def fit(
@@ -94,6 +97,18 @@ class Backend(ABC):
     @abstractmethod
     def load(cls, path: Path) -> Backend:
         """Read a model written by ``save``; raise on a corrupt or foreign file."""
+
+    @classmethod
+    def check_file(cls, path: Path) -> None:
+        """Check cheaply, without loading a framework, that ``path`` is an intact model of this backend.
+
+        Raise (any exception) when it is not.  A scan asks this when the
+        model's card does not vouch for the file by its hash, and loads the
+        model itself only when a file needs a prediction.  The default cannot
+        tell without loading: it raises NotImplementedError, and the model
+        is then loaded before the scan starts.
+        """
+        raise NotImplementedError
 
     @classmethod
     def front_end(cls) -> FrontEnd:

@@ -85,6 +85,7 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
 BUSY_SECONDS = 10.0  # how long a command waits for another one's write transaction
 LOOKUP_CHUNK = 500
+LISTINGS_KEPT = 64  # folders whose names mark_missing keeps at once (rows come by path, not by folder)
 READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
 CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
 INSERT_ONLY = frozenset({"path", "first_seen"})  # never changed by an upsert
@@ -126,6 +127,28 @@ def path_key(path: str) -> tuple[str, bytes | None]:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError:
         return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def _under(paths: Iterable[str]) -> tuple[str, list[str]]:
+    """A where clause (and its arguments) for keys that are one of ``paths`` or under it; empty for none.
+
+    By key range, so the path index serves.
+    """
+    clauses, args = [], []
+    for p in paths:
+        key, _ = path_key(os.path.abspath(p))
+        clauses.append("(path = ? or (path >= ? and path < ?))")
+        base = key.rstrip(os.sep) + os.sep
+        args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
+    return ("(" + " or ".join(clauses) + ")" if clauses else ""), args
+
+
+def _listing(folder: str) -> frozenset[str] | None:
+    """The names in ``folder``, or None when it cannot be listed (each file is then checked alone)."""
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:
+        return None
 
 
 def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -461,6 +484,15 @@ class Cache:
         for row in self._select("tag_history", paths, " and ".join(where), params, ("path", "id")):
             yield TagWrite.from_row(row)
 
+    def genre_writes(self, paths: Iterable[str] = ()) -> Iterator[TagWrite]:
+        """Stream genretag's writes to the genre field itself that were not undone, by path, oldest first.
+
+        Superseded ones count: they happened (``genretag learn`` leaves what
+        genretag wrote out of the user's own genres).
+        """
+        for row in self._select("tag_history", paths, "undone_at is null and field is null", (), ("path", "id")):
+            yield TagWrite.from_row(row)
+
     def _select(self, table: str, paths: Iterable[str], where: str | None, params: Sequence[Any],
                 order: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         """Rows of ``table`` matching ``where`` and under ``paths``, by key range so the path index serves.
@@ -469,17 +501,11 @@ class Cache:
         a caller may write between rows without a read cursor left open,
         which would hold an old snapshot and make those writes fail busy.
         """
-        clauses, args = [], list(params)
-        if where:
-            clauses.append(f"({where})")
-        prefixes = []
-        for p in paths:
-            key, _ = path_key(os.path.abspath(p))
-            prefixes.append("(path = ? or (path >= ? and path < ?))")
-            base = key.rstrip(os.sep) + os.sep
-            args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
-        if prefixes:
-            clauses.append("(" + " or ".join(prefixes) + ")")
+        clauses, args = [f"({where})"] if where else [], list(params)
+        under, under_args = _under(paths)
+        if under:
+            clauses.append(under)
+            args += under_args
         key, after = ", ".join(order), None
         while True:
             page = clauses + ([f"({key}) > ({', '.join('?' * len(order))})"] if after else [])
@@ -533,12 +559,28 @@ class Cache:
                 )
 
     def mark_missing(self, roots: Iterable[str]) -> int:
-        """Flag rows under ``roots`` whose file no longer exists; return how many."""
+        """Flag rows under ``roots`` whose file no longer exists; return how many.
+
+        A rescan of a large library reads every row here, so only the path
+        columns are read, and each folder is listed once instead of one
+        lstat per file; a name not listed is confirmed with lstat, so what
+        counts as gone is what ``os.path.lexists`` says.
+        """
+        under, args = _under(roots)
+        sql = "select path, path_bytes from tracks where missing = 0" + (f" and {under}" if under else "")
         gone: list[str] = []
-        for row in self._select("tracks", roots, "missing = 0", (), ("path",)):
-            track = Track.from_row(row)
-            if not os.path.lexists(track.fs_path):
-                gone.append(track.path)
+        listed: dict[str, frozenset[str] | None] = {}
+        # One pass, unsorted: nothing is written until the cursor is done (unlike _select's callers).
+        for key, raw in self.db.conn.execute(sql, args):
+            path = os.fsdecode(raw) if raw else key
+            folder, name = os.path.split(path)
+            if folder not in listed:
+                if len(listed) >= LISTINGS_KEPT:
+                    listed.clear()
+                listed[folder] = _listing(folder)
+            names = listed[folder]
+            if (names is None or name not in names) and not os.path.lexists(path):
+                gone.append(key)
         if gone:
             stamp = now()
             with self._writing():

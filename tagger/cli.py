@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from .params import DEFAULT_EXCERPT
 from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices of --status
 
 #: What `scan` uses without --backend. musicnn, because on the same 171 GTZAN clips under artist-kfold it
@@ -73,8 +74,9 @@ TAG_OPTIONS = [
     click.option("--dry-run", is_flag=True, help="Only show a table of current and proposed genres."),
     click.option("--overwrite", is_flag=True, help="Replace genres already in the files [default: keep them]."),
     click.option("--merge", is_flag=True, help="Add the new genres after the ones already in the files."),
-    click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-                 help="Write up to N genres, most likely first."),
+    click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Write up to N genres, most likely first [default: 1; a model from `genretag learn`: "
+                      "every genre reaching its own threshold]."),
     click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P",
                  help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
                       "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
@@ -190,7 +192,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 @db_option
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
               help="Worker processes [default: all cores]; 0 analyses in this process.")
-@click.option("--excerpt", type=click.FloatRange(min=0), default=30.0, show_default=True,
+@click.option("--excerpt", type=click.FloatRange(min=0), default=DEFAULT_EXCERPT, show_default=True,
               help="Seconds analysed from the middle of each file; 0 for the whole file.")
 @click.option("--force", is_flag=True, help="Re-analyse every file, cached or not.")
 @click.option("--retry-failed", is_flag=True, help="Try again files that failed before and have not changed.")
@@ -228,36 +230,25 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
         genretag scan ~/Music --write --dry-run
     """
     from . import ui
-    from .models import load_model
-    from .runners import make_runner
+    from .job import ScanJob, run_job
     from .scan import ScanOptions
-    from .scan import scan as run_scan
     from .walk import WalkOptions
 
-    model = load_model(backend, model_path)
-    runner = make_runner(jobs, timeout=timeout, scheduler=scheduler, cluster=cluster)
-    options = ScanOptions(excerpt=excerpt or None, force=force, retry_failed=retry_failed,
-                          min_confidence=min_confidence,
-                          walk=WalkOptions(include=include, exclude=exclude, hidden=hidden))
-    from .tagging import CoveredFiles, apply
-
-    outcome = None
-    with _open_cache(db_path, "create") as cache:
-        with ui.RichProgress("Scanning", enabled=progress) as bar:
-            seen = CoveredFiles(bar)
-            summary = run_scan(paths, cache, model, runner, options, seen)
-        if write and not summary.interrupted:  # results are committed: tag what this scan covered
-            outcome = _with_progress("Tagging", progress, apply, cache, tagging, paths, only=seen.keys)
-    data = summary.as_dict()
+    options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, min_confidence=min_confidence,
+                          walk=WalkOptions(include=include, exclude=exclude, hidden=hidden),
+                          count_total=progress is not False)  # --no-progress: no total to count
+    job = ScanJob(paths, backend, model_path, db_path, jobs, timeout, scheduler, cluster, options,
+                  tagging if write else None)
+    outcome = run_job(job, lambda label: ui.RichProgress(label, enabled=progress))
     if as_json:
-        ui.print_json(data | ({"tagging": outcome.as_dict()} if outcome else {}))
+        ui.print_json(outcome.as_dict())
     else:
-        ui.print_scan_summary(data)
-    if outcome is not None:
-        _print_outcome(outcome, as_json, own_json=False)
-    if summary.interrupted:
+        ui.print_scan_summary(outcome.summary.as_dict())
+    if outcome.tagging is not None:
+        _print_outcome(outcome.tagging, as_json, own_json=False)
+    if outcome.interrupted:
         sys.exit(EXIT_INTERRUPTED)
-    if data["failed"] or (outcome is not None and outcome.failed):
+    if outcome.failed:
         sys.exit(EXIT_FAILED)
 
 
@@ -574,6 +565,96 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@db_option
+@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+              metavar="P", help="Precision each genre's threshold must reach in cross-validation.")
+@click.option("--dry-run", is_flag=True, help="Measure and report only; save no model.")
+@click.option("--plots", type=click.Path(dir_okay=False), metavar="FILE", help="Write a per-genre chart (PNG).")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurement as JSON.")
+@_handle_errors
+def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run: bool, plots: str | None,
+          as_json: bool) -> None:
+    """Learn your own genres from the files you tagged, and tag the rest with them.
+
+    Reads the genre tags of the scanned files under PATHS (genres genretag
+    wrote do not count), measures each genre in cross-validation that keeps
+    artists apart, prints which ones it can recognise, and saves those as
+    the musicnn backend's current model.  Needs musicnn embeddings: scan
+    with `--backend musicnn` first.
+
+    \b
+    Example:
+        genretag scan ~/Music --backend musicnn
+        genretag learn ~/Music --precision 0.9
+        genretag tag ~/Music --dry-run
+    """
+    # One OpenBLAS thread, set before NumPy loads: its threads spinning beside other busy processes made
+    # learning 2.4x slower (63 s against 27 s, 20,000 files, load average 6 on 2 cores; threadpoolctl's
+    # limit after loading did not help).  benchmarks/bench_learn.py measures the command.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from . import ui
+    from .learn import LearnOptions, plot
+    from .learn import learn as run_learn
+
+    cache = _open_cache(db_path, "read")
+    try:
+        def step(what: str) -> None:
+            if not as_json:
+                ui.err().print(f"cross-validation: {what}", markup=False, highlight=False)
+
+        result = run_learn(cache, paths, LearnOptions(precision=precision, save=not dry_run), step)
+    finally:
+        cache.close()
+    if plots and result.genres:
+        ui.err().print(f"chart: {plot(result, plots)}", markup=False, highlight=False)
+    if as_json:
+        ui.print_json(result.as_dict())
+    else:
+        _print_learn(result)
+    if result.error:
+        raise click.ClickException(result.error)
+
+
+def _print_learn(result: Any) -> None:
+    import shlex
+
+    from . import ui
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    rows = [(r["genre"], r["files"], r["artists"], pct(r["precision"]), pct(r["recall"]),
+             pct(r["threshold"]) if r["learnable"] else "-",
+             "learnable" if r["learnable"] else f"not learnable (best precision {pct(r['precision'])})")
+            for r in result.genres]  # fmt: skip
+    ui.out().print(ui.table(
+        f"{result.examples} tagged files, {result.artists} artists; artist-grouped {result.folds}-fold "
+        f"cross-validation, target precision {result.precision:.2f}",
+        ["genre", "files", "artists", "precision", "recall", "threshold", ""], rows,
+        justify=["left", "right", "right", "right", "right", "right", "left"]))  # fmt: skip
+    say = ui.err().print
+    if result.too_few:
+        few = ", ".join(f"{g['genre']} ({g['files']} files, {g['artists']} artists)" for g in result.too_few)
+        say(f"left out, too few to measure (fewer than 5 files or 3 artists): {few}", markup=False, highlight=False)
+    if result.own_writes:
+        say(f"{result.own_writes} genre values genretag wrote were not used as labels", markup=False, highlight=False)
+    for path, why in result.unreadable[:20]:
+        say(f"warning: {path}: tags unreadable, left out: {why}", style="yellow", markup=False, highlight=False)
+    if result.need_embeddings:
+        say(f"{len(result.need_embeddings)} tagged files have no musicnn embedding yet and were left out; "
+            f"to include them: {result.scan_command}", style="yellow", markup=False, highlight=False)
+    if result.model:
+        prev = result.model["previous"]
+        back = (f"; to switch back: genretag models use {prev['id']}" if prev else "")
+        say(f"musicnn: personal model {result.model['id']} ({result.model['file']}) is now current "
+            f"({len(result.learnable)} genres){back}", markup=False, highlight=False)
+        roots = " ".join(shlex.quote(r) for r in result.roots)
+        say(f"next: `genretag scan {roots}` predicts with it from the cached embeddings (no decoding), "
+            f"then `genretag tag {roots} --dry-run`", markup=False, highlight=False)
 
 
 @cli.command()

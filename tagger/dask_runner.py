@@ -173,7 +173,7 @@ class DaskRunner:
         inflight: dict[Any, _Slot] = {}  # insertion order is submission order
         try:
             self._check_workers(self._roots or [os.path.dirname(first.path)],
-                                first.backend if first.kind == "embedding" else None)
+                                first.params.backend if first.params.kind == "embedding" else None)
             done = as_completed(loop=client.loop, with_results=True, raise_errors=False)  # fetches in the background
             queue = itertools.chain([first], pending)
             exhausted, refresh_at = False, time.monotonic() + REFRESH_SECONDS

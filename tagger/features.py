@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .params import SAMPLE_RATE
+
 N_FFT = 2048
 HOP = 512
 N_MELS = 128
@@ -48,7 +50,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def preprocessing(sr: int = 22050) -> dict:
+def preprocessing(sr: int = SAMPLE_RATE) -> dict:
     """The analysis parameters a model must have been trained with."""
     return {
         "sr": sr,

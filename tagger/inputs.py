@@ -22,6 +22,7 @@ testing a kind's name, so a new kind is added here.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Sequence
@@ -32,15 +33,14 @@ import numpy as np
 
 from .backends import FrontEnd, get_backend
 from .errors import BackendError, FileError, GenretagError
-from .features import FEATURE_NAMES, Analysis, analyse
+from .features import FEATURE_NAMES, Analysis, analyse, preprocessing
+from .params import SAMPLE_RATE, AnalysisParams
 
 if TYPE_CHECKING:
     from .cache import Cache
     from .models import Model
     from .worker import AnalysisResult, AnalysisTask
 
-#: Sample rate of the GTZAN pipeline (features and slices); see tagger.features.preprocessing.
-PIPELINE_RATE = 22050
 TAG_DIGITS = 4
 
 
@@ -114,22 +114,54 @@ def _front_end_problem(fe: Any) -> str | None:
     return None
 
 
+def analysis_params(kind: str, backend: str | None = None, excerpt: float | None = None,
+                    fe: FrontEnd | None = None) -> AnalysisParams:
+    """The one AnalysisParams for analysing files as ``kind`` (scans, training and benchmarks alike).
+
+    An ``"embedding"`` kind takes its sample rate and id from the backend's
+    front end: ``fe`` when the caller has it loaded, else loaded here.
+    """
+    if kind != "embedding":
+        return AnalysisParams(excerpt, kind, backend)
+    fe = fe or front_end(backend or "")
+    return AnalysisParams(excerpt, kind, backend, fe.id, fe.sample_rate)
+
+
+def cache_key(params: AnalysisParams) -> str:
+    """The cache's record of how a file was analysed with ``params``; a change forces re-analysis.
+
+    The pipeline's preprocessing and the excerpt.  The input kind and the
+    front end are not in it: another backend re-predicts from the inputs
+    the cache kept (features, or embeddings under their front end's id)
+    instead of decoding again.  Here, not in tagger/params.py, which
+    tagger/features.py imports.
+    """
+    return json.dumps(dict(preprocessing(), excerpt=params.excerpt), sort_keys=True)
+
+
 def _where() -> str:
     return f"{socket.gethostname()} (pid {os.getpid()})"
 
 
 def _worker_front_end(task: AnalysisTask) -> FrontEnd:
+    backend = task.params.backend
     try:
-        return front_end(task.backend or "")
+        fe = front_end(backend or "")
     except GenretagError as exc:
-        reason = f"cannot load the front end of backend {task.backend!r} on {_where()}: {exc}"
+        reason = f"cannot load the front end of backend {backend!r} on {_where()}: {exc}"
         raise FileError(task.path, reason) from None
+    if fe.sample_rate != task.params.sample_rate:  # a Dask worker with another version of the backend
+        raise FileError(task.path, f"the front end of backend {backend!r} on {_where()} takes {fe.sample_rate} Hz, "
+                                   f"the scan asked for {task.params.sample_rate} Hz")
+    return fe
 
 
 # -- in the worker ---------------------------------------------------------------
 def sample_rate(task: AnalysisTask) -> int:
-    """The rate the file is decoded at for ``task``: the front end's for embeddings."""
-    return _worker_front_end(task).sample_rate if task.kind == "embedding" else PIPELINE_RATE
+    """The rate the file is decoded at: the params' (an embedding's front end is loaded and checked first)."""
+    if task.params.kind == "embedding":
+        _worker_front_end(task)
+    return task.params.sample_rate
 
 
 def checked(path: str, out: Analysis) -> dict[str, Any]:
@@ -140,12 +172,13 @@ def checked(path: str, out: Analysis) -> dict[str, Any]:
 
 
 def compute(task: AnalysisTask, y: np.ndarray, sr: int) -> dict[str, Any]:
-    """``task.kind``'s inputs from a decoded, checked excerpt, as AnalysisResult fields.
+    """The inputs of the task's kind from a decoded, checked excerpt, as AnalysisResult fields.
 
     Raises FileError naming what went wrong; the worker turns it into the file's error.
     """
-    if task.kind != "embedding":
-        out = analyse(y, sr, features=task.kind == "features", slices=task.kind == "slices")
+    kind, backend = task.params.kind, task.params.backend
+    if kind != "embedding":
+        out = analyse(y, sr, features=kind == "features", slices=kind == "slices")
         return checked(task.path, out)
     fe = _worker_front_end(task)
     try:
@@ -153,16 +186,16 @@ def compute(task: AnalysisTask, y: np.ndarray, sr: int) -> dict[str, Any]:
     except MemoryError:
         raise
     except Exception as exc:  # a plugin's network can fail in any way; the file's error says so
-        reason = f"front end of backend {task.backend!r} failed: {type(exc).__name__}: {exc}"
+        reason = f"front end of backend {backend!r} failed: {type(exc).__name__}: {exc}"
         raise FileError(task.path, reason) from None
     embedding = np.asarray(embedding, dtype=np.float32)
     if embedding.ndim != 1 or not embedding.size or not np.all(np.isfinite(embedding)):
-        raise FileError(task.path, f"front end of backend {task.backend!r} returned an embedding of shape "
+        raise FileError(task.path, f"front end of backend {backend!r} returned an embedding of shape "
                                    f"{embedding.shape} (expected (d,), finite)")
     if tags is not None:
         tags = np.asarray(tags, dtype=np.float32)
         if tags.shape != (len(fe.tag_names),) or not np.all(np.isfinite(tags)):
-            raise FileError(task.path, f"front end of backend {task.backend!r} returned tags of shape {tags.shape} "
+            raise FileError(task.path, f"front end of backend {backend!r} returned tags of shape {tags.shape} "
                                        f"(expected ({len(fe.tag_names)},), finite)")
     return {"embedding": embedding, "tags": tags, "front_end": fe.id}
 

@@ -13,12 +13,14 @@ from the data directory, the backend's own package, or an explicit path.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
 import sys
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -47,9 +49,14 @@ def file_id(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-@dataclass
 class Model:
-    """A loaded, checked model ready to predict.
+    """A checked model whose network or estimator loads when first needed.
+
+    :func:`open_model` checks the card and the model file up front, without
+    loading it; ``backend`` (the fitted Backend) loads on first use, and
+    :meth:`start_loading` begins that in a thread so a scan's worker pool
+    starts meanwhile.  An unchanged rescan never loads it: svc skips
+    scikit-learn's unpickling, Keras backends never import TensorFlow.
 
     ``id`` is the model file's hash plus the backend's package and version
     (``3f2a9c1b0d4e genretag-knn==0.2.0``): upgrading a plugin that predicts
@@ -57,28 +64,69 @@ class Model:
     embedding backends (its id finds their cached embeddings).
     """
 
-    backend: Backend
-    path: Path
-    card: dict[str, Any]
-    id: str
-    front_end: FrontEnd | None = None
+    def __init__(self, cls: type[Backend], path: Path, card: dict[str, Any], id: str,
+                 front_end: FrontEnd | None = None, backend: Backend | None = None) -> None:
+        self.cls, self.path, self.card, self.id, self.front_end = cls, path, card, id, front_end
+        self._backend = backend
+        self._error: ModelError | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     @property
     def name(self) -> str:
-        return self.backend.name
+        return self.cls.name
 
     @property
     def input_kind(self) -> str:
-        return self.backend.input_kind
+        return self.cls.input_kind
 
     @property
     def genres(self) -> list[str]:
-        return list(self.backend.genres_)
+        """The model's genres: its card's until it is loaded (loading checks that they agree)."""
+        return list(self._backend.genres_ if self._backend is not None else self.card["genres"])
 
     @property
     def ident(self) -> str:
         """Backend and model id in one string (what a failed prediction records)."""
         return f"{self.name} {self.id}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    @property
+    def backend(self) -> Backend:
+        """The fitted backend, loaded now if it is not yet (waiting for a load already started)."""
+        return self.load()
+
+    def load(self) -> Backend:
+        """Load the model file once; ModelError naming it when it cannot be."""
+        with self._lock:
+            if self._backend is None:
+                if self._error is not None:
+                    raise self._error
+                try:
+                    self._backend = _load_backend(self.cls, self.path, self.card)
+                except ModelError as exc:
+                    self._error = exc
+                    raise
+            return self._backend
+
+    def start_loading(self) -> None:
+        """Begin loading in a background thread (once); :meth:`load` then waits for it."""
+        if self._backend is not None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._load_quietly, name="genretag-model-load", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Let a background load finish (it may hold the process's stderr); its error waits for :meth:`load`."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def _load_quietly(self) -> None:
+        with contextlib.suppress(ModelError):  # kept in _error for whoever needs the model
+            self.load()
 
 
 def resolve_model_path(backend: str, explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -165,14 +213,57 @@ def check_card(card: dict[str, Any], backend: str, input_kind: str, model_path: 
                                      f"but backend {backend!r} now has front end {front_end.id}")
 
 
-def load_model(backend: str, path: str | os.PathLike[str] | None = None) -> Model:
-    """Resolve, check and load the model for ``backend``, naming the file on any failure."""
+def open_model(backend: str, path: str | os.PathLike[str] | None = None) -> Model:
+    """Resolve and check the model for ``backend`` up front, cheaply; load it only if that cannot be avoided.
+
+    The card must match the backend and the pipeline, and the file must be
+    intact: the very file whose hash its card records (save_model writes it),
+    or one the backend's :meth:`~tagger.backends.Backend.check_file` accepts.
+    A backend without such a check, or a card without genres, gets its model
+    loaded here, so a corrupt model always fails before any work.
+    """
     info = backend_info(backend)
     cls: type[Backend] = info.cls  # type: ignore[assignment]  # backend_info raises when there is none
     model_path = resolve_model_path(backend, path)
     card = read_card(model_path)
     fe = inputs.front_end(backend) if cls.input_kind == "embedding" else None
     check_card(card, backend, cls.input_kind, model_path, fe)
+    try:
+        digest = file_id(model_path)
+    except OSError as exc:
+        raise ModelError(model_path, f"cannot read model file: {exc.strerror or exc}") from None
+    ident = digest + (f" {info.distribution}=={info.version}" if info.distribution else "")
+    model = Model(cls, model_path, card, ident, fe)
+    if not _intact(cls, model_path, card, digest):
+        model.load()
+    return model
+
+
+def load_model(backend: str, path: str | os.PathLike[str] | None = None) -> Model:
+    """Resolve, check and load the model for ``backend``, naming the file on any failure."""
+    model = open_model(backend, path)
+    model.load()
+    return model
+
+
+def _intact(cls: type[Backend], path: Path, card: dict[str, Any], digest: str) -> bool:
+    """Whether the model file is known good without loading it (False: only loading can tell)."""
+    if not card.get("genres"):
+        return False  # the genres then come from the model itself
+    if card.get("id") == digest:
+        return True  # byte for byte the file save_model wrote and hashed into its card
+    try:
+        cls.check_file(path)
+    except NotImplementedError:
+        return False
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(path, f"corrupt or unreadable model file ({type(exc).__name__}: {exc})") from None
+    return True
+
+
+def _load_backend(cls: type[Backend], model_path: Path, card: dict[str, Any]) -> Backend:
     try:
         instance = cls.load(model_path)
     except ModelError:
@@ -184,8 +275,7 @@ def load_model(backend: str, path: str | os.PathLike[str] | None = None) -> Mode
         raise ModelError(model_path, "genres in the model file differ from its card")
     if not genres:
         raise ModelError(model_path, "model has no genres; was it fitted?")
-    ident = file_id(model_path) + (f" {info.distribution}=={info.version}" if info.distribution else "")
-    return Model(instance, model_path, card, ident, fe)
+    return instance
 
 
 def library_versions() -> dict[str, str]:

@@ -53,7 +53,8 @@ def check_probabilities(backend: Any, probs: Any, rows: int, genres: Any = None)
     """``probs`` as float64 (rows, genres) when it is a valid answer to ``rows`` inputs.
 
     Valid: that exact shape (one column per ``genres_`` entry, in order),
-    finite, not negative, each row summing to 1 within SUM_TOLERANCE.
+    finite, not negative, each row summing to 1 within SUM_TOLERANCE (a
+    multi-label backend's values each at most 1 instead).
     Anything else raises BackendError naming the backend and what is wrong.
     """
     name = backend_name(backend)
@@ -75,6 +76,11 @@ def check_probabilities(backend: Any, probs: Any, rows: int, genres: Any = None)
     if (arr < -SUM_TOLERANCE).any():
         raise BackendError(f"backend {name!r}: predict_proba returned negative values "
                            f"(minimum {arr.min():.4g}); probabilities are in [0, 1]")
+    if getattr(backend, "multilabel_", False):  # independent per-genre probabilities: each in [0, 1]
+        if (arr > 1 + SUM_TOLERANCE).any():
+            raise BackendError(f"backend {name!r}: predict_proba returned values above 1 "
+                               f"(maximum {arr.max():.4g}); probabilities are in [0, 1]")
+        return arr
     sums = arr.sum(axis=1)
     off = np.abs(sums - 1.0) > SUM_TOLERANCE
     if off.any():

@@ -47,6 +47,7 @@ def predict_tracks(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
     """Per-track probability vectors, or an error text for a track that failed."""
     if not inputs:
         return []
+    model.load()  # a model that cannot load is no track's fault: its ModelError ends the scan
     try:
         return list(_predict_group(model, inputs))
     except Exception as exc:

@@ -11,7 +11,6 @@ interrupted scan keeps everything committed and the next run resumes.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -22,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from . import abstain
+from . import abstain, multilabel
 from . import cache as cachemod
 from . import inputs
 from .cache import Cache, path_key
-from .features import preprocessing
 from .models import Model
+from .params import DEFAULT_EXCERPT, AnalysisParams
 from .predict import predict_tracks, summarise
 from .progress import NullProgress, Progress
 from .runners import Runner
@@ -43,7 +42,7 @@ MAX_ERRORS_KEPT = 200
 class ScanOptions:
     """How a scan decides what to analyse and how often it commits."""
 
-    excerpt: float | None = 30.0
+    excerpt: float | None = DEFAULT_EXCERPT  # 0 or None: the whole file (AnalysisParams normalises)
     force: bool = False
     retry_failed: bool = False
     walk: WalkOptions = field(default_factory=WalkOptions)
@@ -97,10 +96,6 @@ class ScanSummary:
             self.errors.append((path, error))
 
 
-def analysis_params(excerpt: float | None) -> str:
-    """The cache's record of how a file was analysed; a change forces re-analysis."""
-    params = dict(preprocessing(), excerpt=excerpt or None)
-    return json.dumps(params, sort_keys=True)
 
 
 @dataclass
@@ -122,11 +117,14 @@ class _Scan:
         self.cache, self.model, self.runner = cache, model, runner
         self.opts, self.progress = options, progress
         self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())
-        self.params = analysis_params(options.excerpt)
+        self.analysis: AnalysisParams = inputs.analysis_params(model.input_kind, model.name, options.excerpt,
+                                                               model.front_end)
+        self.params = inputs.cache_key(self.analysis)  # recorded with every result: the same value the workers get
         self.pending: list[_Pending] = []
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
         self.threshold, self.source = abstain_threshold(model, options.min_confidence)
+        self.multilabel = multilabel.card_thresholds(model.card)  # per-genre thresholds of a `learn` model
         self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
 
     # -- planning --------------------------------------------------------
@@ -134,7 +132,17 @@ class _Scan:
         self.summary.walk_errors.append((path, reason))
 
     def tasks(self) -> Iterator[AnalysisTask]:
-        """Walk, consult the cache in chunks, and yield only files that need analysis."""
+        """Walk, consult the cache in chunks, and yield only files that need analysis.
+
+        A file to analyse will need a prediction, so the model starts loading
+        once the runner holds the first task: its pool (or cluster) is then
+        already starting, and loading overlaps the first analyses.
+        """
+        for task in self._planned():
+            yield task
+            self.model.start_loading()
+
+    def _planned(self) -> Iterator[AnalysisTask]:
         chunk: list[str] = []
         for path in walk(self.paths, self.opts.walk, self._walk_error):
             chunk.append(path)
@@ -174,6 +182,7 @@ class _Scan:
         if redecide:
             yield from self._redecide(redecide)
         if repredict:
+            self.model.start_loading()
             kept = inputs.kept(self.cache, self.model, [k for _, k, _ in repredict])
             for path, key, raw in repredict:
                 if key in kept:
@@ -183,7 +192,7 @@ class _Scan:
                     yield self._task(path)
 
     def _task(self, path: str) -> AnalysisTask:
-        return AnalysisTask(path, self.opts.excerpt, kind=self.model.input_kind, backend=self.model.name)
+        return AnalysisTask(path, self.analysis)
 
     def _decide(self, path: str, row: TrackStamp | None) -> str:
         if row is None or self.opts.force:
@@ -223,6 +232,10 @@ class _Scan:
 
     def _decision(self, probs: Sequence[float] | np.ndarray) -> tuple[str | None, str | None]:
         """(genre, None), or (None, reason) when the best probability is below the threshold."""
+        if self.multilabel is not None:  # the most probable of the genres reaching their thresholds
+            chosen, why = multilabel.decide(dict(zip(self.model.genres, map(float, probs))), self.multilabel,
+                                            override=self.threshold)
+            return (chosen[0][0], None) if chosen else (None, why)
         genre, conf, uncertain = abstain.decide(self.model.genres, probs, self.threshold)
         if uncertain:
             return None, abstain.reason(genre, conf, self.threshold or 0.0, self.source)
@@ -354,6 +367,7 @@ class _Scan:
         finally:
             if counter is not None:
                 counter.join(timeout=0.1)
+            self.model.wait()  # a load nothing ended up needing must not outlive the scan
             self.summary.elapsed = time.monotonic() - started
             self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
         return self.summary
@@ -372,6 +386,8 @@ class _Scan:
 
 def abstain_threshold(model: Model, min_confidence: float | None) -> tuple[float | None, str]:
     """The threshold a scan abstains below (None: never) and where it came from, for the reasons."""
+    if multilabel.card_thresholds(model.card) is not None:  # None: each genre's own; 0 stays 0 (never abstain)
+        return (None, multilabel.SOURCE) if min_confidence is None else (float(min_confidence), "--min-confidence")
     if min_confidence is not None:
         return (float(min_confidence) or None), "--min-confidence"
     threshold = abstain.card_threshold(model.card)

@@ -33,7 +33,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from . import albums, tags, vocabulary
+from . import albums, multilabel, tags, vocabulary
 from .cache import Cache, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
@@ -63,7 +63,7 @@ class TagOptions:
     dry_run: bool = False
     overwrite: bool = False
     merge: bool = False
-    top: int = 1
+    top: int | None = None  # None: 1, or every genre reaching its threshold with a multi-label model
     min_confidence: float | None = None  # None: 0, or TAGS_MIN_CONFIDENCE with from_tags
     from_tags: bool = False  # write the backend's genre-like tags instead of its genre
     field: str | None = None  # None: each format's genre field
@@ -80,7 +80,7 @@ class TagOptions:
             raise ValueError("--overwrite and --merge exclude each other")
         if self.min_confidence is None:
             object.__setattr__(self, "min_confidence", TAGS_MIN_CONFIDENCE if self.from_tags else 0.0)
-        if self.top < 1:
+        if self.top is not None and self.top < 1:
             raise ValueError("--top must be at least 1")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError("--min-confidence must be between 0 and 1")
@@ -181,9 +181,18 @@ def propose(row: Track, opts: TagOptions,
     The top ``opts.top`` labels are taken first and only then mapped, so a
     dropped label is not replaced by a less likely one; each label must
     reach ``min_confidence`` on its own.  ``ranking`` (album mode: the
-    album's) replaces the row's own.
+    album's) replaces the row's own.  A multi-label model's row (or album)
+    gets every genre reaching its own threshold (tagger.multilabel), up to ``top``.
     """
-    best = (ranked(row, opts.from_tags) if ranking is None else ranking)[: opts.top]
+    own = ranked(row, opts.from_tags) if ranking is None else ranking
+    thresholds = None if opts.from_tags else multilabel.model_thresholds(row.backend, row.model_id)
+    if thresholds is not None:  # a personal multi-label model (genretag learn)
+        chosen, why = multilabel.decide(dict(own), thresholds, override=row.abstain_threshold)
+        if not chosen:
+            return [], ABSTAINED, why or ""
+        best = chosen[: opts.top]
+    else:
+        best = own[: opts.top or 1]
     if not best or best[0][1] < opts.min_confidence:
         conf = best[0][1] if best else 0.0
         return [], BELOW, f"confidence {conf:.2f} < {opts.min_confidence:.2f}"
@@ -430,6 +439,7 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     cache.lock_tag_writes()
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
+    multilabel.model_thresholds.cache_clear()  # and models trained
     out = Outcome("tag", opts.dry_run, by=opts.by)
     boundary, temps = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run)
     try:

@@ -47,7 +47,11 @@ def _encode_flag(value: Any) -> int | None:
 
 
 def _decode_json(text: str | None) -> Any:
-    return json.loads(text) if text else None
+    """The value of a JSON cell; a damaged one reads as None (no value), so one bad row never stops a run."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _decode_flag(value: int | None) -> bool | None:

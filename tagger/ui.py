@@ -120,8 +120,10 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
         ("marked missing", summary["missing"]),
     ]  # fmt: skip
     if summary.get("abstained") or summary.get("abstain_threshold"):
-        counts.append((f"abstained: best genre below {summary['abstain_threshold'] or 0:.2f} "
-                       f"({summary['threshold_source']}; `genretag show --status abstained`)", summary["abstained"]))
+        below = (f"best genre below {summary['abstain_threshold'] or 0:.2f}" if summary["abstain_threshold"] is not None
+                 else "no genre reached its threshold")  # a multi-label model: one threshold per genre
+        counts.append((f"abstained: {below} ({summary['threshold_source']}; `genretag show --status abstained`)",
+                       summary["abstained"]))
     out().print(table(f"Scan with {summary['backend']} (model {summary['model_id']}, "
                             f"{summary['runner']}) in {summary['elapsed_seconds']:.1f} s",
                             ["", "files"], counts, justify=["left", "right"]))

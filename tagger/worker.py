@@ -21,6 +21,7 @@ from . import inputs, tags
 from .audio import CHUNK_SECONDS, decode, open_stream
 from .errors import FileError
 from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
+from .params import SAMPLE_RATE, AnalysisParams
 
 #: Peak level under which a file counts as silent (-80 dBFS).
 SILENCE_PEAK = 1e-4
@@ -32,14 +33,12 @@ MAX_SLICES = 200
 class AnalysisTask:
     """What to analyse and how; small, so it is cheap to send to any worker.
 
-    ``kind`` is the model's input kind (tagger.inputs); for ``"embedding"``,
-    ``backend`` names the backend whose front end the worker loads.
+    ``params`` is the scan's one :class:`~tagger.params.AnalysisParams`,
+    the same value whose key the cache records with the result.
     """
 
     path: str
-    excerpt: float | None = 30.0
-    kind: str = "features"
-    backend: str | None = None
+    params: AnalysisParams = AnalysisParams()
 
 
 @dataclass
@@ -71,10 +70,10 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
         st = os.stat(task.path)
         result.size, result.mtime = st.st_size, st.st_mtime
         result.meta = describe(task.path)
-        if task.kind != "embedding" and _long_window(task):
+        if task.params.kind != "embedding" and task.params.longer_than(CHUNK_SECONDS):
             fields = inputs.checked(task.path, _analyse_streamed(task, result))  # a long window: chunk by chunk
         else:  # the usual 30 s: one read, one analysis
-            clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=_window(task))
+            clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=_window(task.params))
             result.duration, result.offset = clip.duration, clip.offset
             result.seconds = len(clip.samples) / clip.sr
             _check_length(task.path, result.seconds)
@@ -107,19 +106,14 @@ def describe(path: str) -> tags.FileMeta | None:
         return None
 
 
-def _long_window(task: AnalysisTask) -> bool:
-    """Whether the window asked for (None or 0: the whole file) may exceed CHUNK_SECONDS."""
-    return not (task.excerpt and task.excerpt <= CHUNK_SECONDS)
-
-
-def _window(task: AnalysisTask) -> float | None:
+def _window(params: AnalysisParams) -> float | None:
     """Seconds decoded at once: an embedding front end sees at most CHUNK_SECONDS from the middle.
 
     A front end summarises a track from a few patches (musicnn: 3 of 3 s),
     so a longer window adds decoding memory and no information; features
     and slices of longer windows are streamed instead (:func:`_analyse_streamed`).
     """
-    return CHUNK_SECONDS if task.kind == "embedding" and _long_window(task) else task.excerpt
+    return CHUNK_SECONDS if params.kind == "embedding" and params.longer_than(CHUNK_SECONDS) else params.excerpt
 
 
 def _check_length(path: str, seconds: float) -> None:
@@ -139,7 +133,7 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
     MAX_SLICES 3 s slices, evenly spread over the window, are kept for
     slices models; ``result.seconds`` is the length actually analysed.
     """
-    stream = open_stream(task.path, excerpt=task.excerpt)
+    stream = open_stream(task.path, sr=task.params.sample_rate, excerpt=task.params.excerpt)
     result.duration, result.offset = stream.duration, stream.offset
     seen = {"samples": 0, "peak": 0.0}
 
@@ -151,7 +145,8 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
             seen["peak"] = max(seen["peak"], float(np.max(np.abs(y))))
             yield y
 
-    out = analyse_chunks(watched(), stream.sr, features=task.kind == "features", slices=task.kind == "slices",
+    kind = task.params.kind
+    out = analyse_chunks(watched(), stream.sr, features=kind == "features", slices=kind == "slices",
                          max_slices=MAX_SLICES)
     if not seen["samples"]:
         raise FileError(task.path, "no audio frames could be decoded")
@@ -181,8 +176,8 @@ def warm_up() -> None:
     import soxr  # noqa: F401
 
     rng = np.random.default_rng(0)
-    y = (0.1 * rng.standard_normal(int(22050 * 3.5))).astype(np.float32)
-    analyse(y, 22050, features=True, slices=True)
+    y = (0.1 * rng.standard_normal(int(SAMPLE_RATE * 3.5))).astype(np.float32)
+    analyse(y, SAMPLE_RATE, features=True, slices=True)
 
 
 def keep_heap() -> None:

@@ -31,6 +31,7 @@ from tagger.errors import GenretagError
 from tagger.models import load_model
 from tagger.runners import LocalRunner, Runner
 from tagger.scan import ScanOptions, ScanSummary, scan
+from tagger.params import AnalysisParams
 from tagger.worker import AnalysisTask
 
 distributed = pytest.importorskip("distributed")
@@ -227,7 +228,8 @@ def test_file_past_the_timeout_is_failed_and_its_stuck_worker_restarted(cluster,
     runner.prepare([str(tmp_path)])
     # Straight to the runner: the walk itself refuses pipes, but a hung network mount blocks the same way.
     files = [stuck, *sorted(p for p in root.rglob("*") if p.is_file())]
-    results = {Path(r.path).name: r for r in runner.run(AnalysisTask(str(p), excerpt=None) for p in files)}
+    whole = AnalysisParams(excerpt=None)
+    results = {Path(r.path).name: r for r in runner.run(AnalysisTask(str(p), whole) for p in files)}
     assert results["stuck.wav"].error == "timed out after 3 s"
     assert [results[f"track{i:02d}.{('wav', 'flac')[i % 2]}"].error for i in range(3)] == [None] * 3
     after = ready(client)  # a thread cannot be interrupted: the worker blocked in open() was restarted

@@ -274,11 +274,13 @@ def test_missing_or_corrupt_weights_is_one_error_line(registered: Any, library: 
 
 def test_a_worker_that_cannot_load_the_front_end_fails_that_file_with_the_reason(
         registered: Any, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tagger.params import AnalysisParams
     from tagger.worker import AnalysisTask, analyse_file
 
     missing = tmp_path / "gone.json"
     monkeypatch.setenv("GENRETAG_BANDS_WEIGHTS", str(missing))
-    result = analyse_file(AnalysisTask(str(library / "tone0.wav"), kind="embedding", backend="bands"))
+    params = AnalysisParams(kind="embedding", backend="bands", sample_rate=8000)  # the rate of bands' weights
+    result = analyse_file(AnalysisTask(str(library / "tone0.wav"), params))
     assert result.embedding is None
     assert result.error == (f"cannot load the front end of backend 'bands' on {socket.gethostname()} "
                             f"(pid {os.getpid()}): {missing}: weights file not found")

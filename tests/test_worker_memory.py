@@ -23,6 +23,7 @@ import soundfile as sf
 from audiofiles import EXTENSIONS, make_audio
 from tagger import audio, features, worker
 from tagger.features import FEATURE_NAMES, analyse, analyse_chunks
+from tagger.params import AnalysisParams
 from tagger.worker import AnalysisTask, analyse_file
 
 SR = 22050
@@ -57,8 +58,9 @@ def test_whole_ten_minute_file_is_analysed_within_a_memory_bound(ten_minutes):
         "    line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
         "    return int(line.split()[1]) / 1024\n"
         "import numpy as np\n"
+        "from tagger.params import AnalysisParams\n"
         "from tagger.worker import AnalysisTask, analyse_file\n"
-        "r, s = (analyse_file(AnalysisTask(sys.argv[1], excerpt=None, kind=k)) for k in ('features', 'slices'))\n"
+        "r, s = (analyse_file(AnalysisTask(sys.argv[1], AnalysisParams(None, k))) for k in ('features', 'slices'))\n"
         "print(json.dumps({'error': r.error or s.error, 'seconds': r.seconds, 'duration': r.duration,\n"
         "                  'finite': bool(r.features is not None and np.isfinite(r.features).all()),\n"
         "                  'slices': None if s.slices is None else len(s.slices),\n"
@@ -80,7 +82,7 @@ def test_long_window_keeps_at_most_max_slices_spread_over_it(tmp_path, monkeypat
     path = tmp_path / "sweep.wav"
     sf.write(str(path), y.astype(np.float32), SR, subtype="PCM_16")
     monkeypatch.setattr(worker, "MAX_SLICES", 20)
-    result = analyse_file(AnalysisTask(str(path), excerpt=0, kind="slices"))
+    result = analyse_file(AnalysisTask(str(path), AnalysisParams(excerpt=0, kind="slices")))
     assert result.error is None and result.features is None and result.seconds == pytest.approx(600.0)
     assert len(result.slices) == 20  # of 200
     band = result.slices.mean(axis=2).argmax(axis=1)  # loudest mel band of each kept slice
@@ -117,12 +119,14 @@ def test_unreadable_and_short_files_keep_their_reasons(tmp_path):
     garbage = tmp_path / "garbage.mp3"
     garbage.write_bytes(b"\x00not audio" * 100)
     short = make_audio(tmp_path / "short.wav", "wav", seconds=1.0)
-    errors = {p.name: analyse_file(AnalysisTask(str(p), excerpt=None)).error for p in (empty, garbage, short)}
+    whole = AnalysisParams(excerpt=None)
+    errors = {p.name: analyse_file(AnalysisTask(str(p), whole)).error for p in (empty, garbage, short)}
     assert errors["empty.flac"] == "empty file (0 bytes)"
     assert errors["garbage.mp3"].startswith("cannot decode")
     assert errors["short.wav"].startswith("too short: 1.00 s")
     silent = make_audio(tmp_path / "silent.wav", "wav", seconds=200.0, kind="silence")
-    assert analyse_file(AnalysisTask(str(silent), excerpt=0)).error == "audio is silent (peak below -80 dBFS)"
+    silent_result = analyse_file(AnalysisTask(str(silent), AnalysisParams(excerpt=0)))
+    assert silent_result.error == "audio is silent (peak below -80 dBFS)"
 
 
 def test_pooled_statistics_are_exact():

@@ -250,6 +250,7 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
     hits = len(results)
     if not todo:
         return results, hits
+    analysis = kinds.analysis_params(kind, backend, excerpt=None)  # clips are analysed whole
     with tempfile.TemporaryDirectory(prefix="genretag-augment-") as tmp:
         key_of: dict[str, str] = {}
 
@@ -257,7 +258,7 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
             for path, key, params in todo:
                 source = _render(path, params, Path(tmp) / f"{key}.wav") if params else path
                 key_of[str(source)] = key
-                yield AnalysisTask(str(source), excerpt=None, kind=kind, backend=backend)
+                yield AnalysisTask(str(source), analysis)
 
         for result in make_runner(jobs).run(tasks()):
             key = key_of[result.path]

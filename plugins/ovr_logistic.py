@@ -1,0 +1,128 @@
+"""One-vs-rest logistic regression for many labels at once: the head of a personal model.
+
+``genretag learn`` fits one binary logistic regression per genre of the
+user's library (a file tagged "Rock; Blues" is a positive of both).  Fitted
+one by one with scikit-learn that is a few hundred separate solver runs per
+fold (200 genres x 6 fits took minutes); here all of them are one L-BFGS run
+over the weight matrix.  The objective is the sum of the per-label
+objectives, which share no parameter, so the minimum is the same as fitting
+each label alone with the same ``C`` (scikit-learn's convention: the
+log-loss summed over samples plus ``||w||^2 / (2 C)``, intercepts not
+penalised).  Probabilities are independent per label: they need not sum to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+#: Relative change of the objective at which L-BFGS stops (thresholds rank scores; 1e-9 changed none of them).
+FTOL = 1e-6
+#: Preconditioning: inputs are whitened with eigenvalues floored by this share of their mean (see fit).
+SHRINK = 0.05
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|, and one pass (np.where took 4x longer)
+
+
+def _softplus_sum(z: np.ndarray) -> float:
+    """sum(log(1 + exp(z))), without overflow, accumulated in float64."""
+    return float(np.maximum(z, 0).sum(dtype=np.float64) + np.log1p(np.exp(-np.abs(z))).sum(dtype=np.float64))
+
+
+class OvRLogistic(ClassifierMixin, BaseEstimator):
+    """Independent logistic regressions, one per label, fitted jointly; ``y`` is one label set per sample."""
+
+    #: predict_proba gives one independent probability per label (tagger.outputs skips its sum check).
+    multilabel_ = True
+
+    def __init__(self, C: float = 1.0, max_iter: int = 300, tol: float = 1e-5, warm_start: bool = False) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
+
+    def fit(self, X: np.ndarray, y: Sequence[Iterable[str]]) -> OvRLogistic:
+        from scipy.optimize import minimize
+
+        X = np.asarray(X, dtype=np.float64)
+        last = (self.coef_, self.intercept_, list(self.classes_)) if hasattr(self, "coef_") else None
+        sets = [{str(label) for label in labels} for labels in y]
+        if len(sets) != len(X):
+            raise ValueError(f"{len(X)} samples but {len(sets)} label sets")
+        self.classes_ = np.array(sorted(set().union(*sets)), dtype=object)
+        if not len(self.classes_):
+            raise ValueError("no labels to learn")
+        index = {label: j for j, label in enumerate(self.classes_)}
+        Y = np.zeros((len(X), len(self.classes_)))
+        for i, labels in enumerate(sets):
+            Y[i, [index[label] for label in labels]] = 1.0
+        n, d = X.shape
+        L = Y.shape[1]
+        # Solved for U with W = P U, P the inverse square root of the inputs' (shrunk) covariance: the same
+        # objective and minimum, but correlated inputs (a network's embedding) no longer slow L-BFGS down
+        # (78 iterations -> 26 on correlated synthetic embeddings).
+        centred = X - X.mean(axis=0)
+        lam, V = np.linalg.eigh(centred.T @ centred / n)
+        lam = np.maximum(lam, 0) + SHRINK * max(float(lam.mean()), 1e-12)
+        P = (V / np.sqrt(lam)) @ V.T
+        P2 = P @ P
+        # float32 for the big (samples x labels) products: half the time of float64; sums stay float64.
+        Xb = np.hstack([X @ P, np.ones((n, 1))]).astype(np.float32)  # the last weight row is the intercept
+        positives = np.nonzero(Y)
+        C = float(self.C)
+
+        def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+            U = flat.reshape(d + 1, L)
+            Z = Xb @ U.astype(np.float32)
+            W = P @ U[:-1]
+            loss = _softplus_sum(Z) - float(Z[positives].sum(dtype=np.float64)) + 0.5 * float(np.sum(W * W)) / C
+            S = _sigmoid(Z)
+            S[positives] -= 1.0  # sigmoid(z) - y; each (sample, label) pair once
+            grad = (Xb.T @ S).astype(np.float64)
+            grad[:-1] += P2 @ U[:-1] / C
+            return loss / n, grad.ravel() / n  # scaled by 1/n: the same minimum, better conditioned
+
+        start = self._start(Y, d, last)
+        start[:-1] = np.linalg.solve(P, start[:-1])  # the start in U's coordinates
+        result = minimize(objective, start.ravel(), jac=True, method="L-BFGS-B",
+                          options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": FTOL})
+        U = result.x.reshape(d + 1, L)
+        W = np.vstack([P @ U[:-1], U[-1:]])
+        self.coef_, self.intercept_ = W[:-1].T.copy(), W[-1].copy()
+        self.n_iter_ = int(result.nit)
+        self.n_features_in_ = d
+        return self
+
+    def _start(self, Y: np.ndarray, d: int, last: tuple[np.ndarray, np.ndarray, list[str]] | None) -> np.ndarray:
+        """Initial weights: the last fit's for labels it knew (warm_start), else zero with base-rate intercepts."""
+        rate = Y.mean(axis=0)
+        W = np.zeros((d + 1, Y.shape[1]))
+        W[-1] = np.log((rate + 1e-6) / (1 - rate + 1e-6))
+        if self.warm_start and last is not None and last[0].shape[1] == d:
+            coef, intercept, labels = last
+            where = {label: j for j, label in enumerate(labels)}
+            for j, label in enumerate(self.classes_):
+                if label in where:
+                    W[:-1, j], W[-1, j] = coef[where[label]], intercept[where[label]]
+        return W
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, labels): each label's probability on its own, in ``classes_`` order."""
+        return _sigmoid(self.decision_function(X))
+
+    def predict(self, X: np.ndarray) -> list[list[str]]:
+        """The labels above 0.5 per sample (learn chooses its own thresholds; this is for completeness)."""
+        return [[str(c) for c in self.classes_[row >= 0.5]] for row in self.predict_proba(X)]
+
+    def __sklearn_tags__(self) -> Any:  # multi-label, not the usual one-label classifier
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

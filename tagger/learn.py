@@ -1,0 +1,439 @@
+"""``genretag learn``: a personal multi-label model from the genres the user already tagged.
+
+The examples are the scanned files under the given paths whose own genre
+field holds genres (tracks.file_genres, cached by the scan; the file is
+read when the row predates that cache).  The inputs are their cached
+musicnn embeddings, so learning decodes no audio.  The rules:
+
+* **The user's genres only.**  A value genretag added to a file (in a
+  ``tag_history`` write not undone: in ``written`` and not in ``previous``)
+  is not a label of that file, even if the user later typed the same name
+  there or kept it: the tags cannot tell a value the user chose from one
+  they left alone.  ``genretag undo`` gives such a file back its own genres.
+* **One spelling per genre.**  Names are compared through the canonical
+  vocabulary (:func:`genre_key`: tagger.vocabulary's genre tree, aliases
+  included, else a case, accent and punctuation fold); a genre is shown
+  as the spelling most of its files use.
+* **Grouped by artist.**  A file's group is its artist tag (case folded),
+  or its folder when it has none; folds keep every group on one side, so
+  the figures are for artists the model has not heard.
+* **Measured, then saved.**  A genre with at least MIN_FILES files by at
+  least MIN_ARTISTS artists is measured: one-vs-rest logistic regression
+  on the standardised embedding, out-of-fold scores over FOLDS grouped
+  folds, and its threshold is the lowest one whose out-of-fold precision
+  reaches the target while keeping at least MIN_SUPPORT files.  A genre
+  with no such threshold is not learnable (its best precision is shown).
+  Files of unmeasured genres stay in as examples of what the others are
+  not.  The model, fitted on every example, keeps the learnable genres only.
+
+The precision at a chosen threshold is measured on the same out-of-fold
+scores that chose it, so it is slightly optimistic; MIN_SUPPORT bounds how
+few files it may rest on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import abstain, tags, vocabulary
+from .cache import Cache
+from .errors import GenretagError
+from .track import Track
+
+BACKEND = "musicnn"
+#: A genre is measured when it has at least this many files ...
+MIN_FILES = 5
+#: ... by at least this many artists (folders when untagged).
+MIN_ARTISTS = 3
+#: A threshold must keep at least this many files, so its precision is never one of 1 or 2 predictions.
+MIN_SUPPORT = 5
+#: Grouped cross-validation folds (fewer when there are fewer artists).
+FOLDS = 5
+DEFAULT_PRECISION = 0.9
+#: Inverse L2 strength of every genre's logistic regression (scikit-learn's C) on standardised embeddings.
+C = 0.1
+RULE = (f"measured: at least {MIN_FILES} files by at least {MIN_ARTISTS} artists; threshold: the lowest whose "
+        f"out-of-fold precision reaches the target keeping at least {MIN_SUPPORT} files")
+
+
+def genre_key(name: str) -> str:
+    """The one comparison of genre spellings: "Hip Hop", "hip-hop" and "HIPHOP" are one genre.
+
+    The canonical vocabulary's (tagger.vocabulary.identity): the tree's
+    genre for any spelling or alias it knows, else a case, accent and
+    punctuation fold.  "" for a value with no letter or digit (no genre).
+    """
+    return vocabulary.identity(name) if vocabulary.fold(name) else ""
+
+
+SPELLING = "tagger.vocabulary.identity: the genre tree's genre, else a case, accent and punctuation fold"
+
+
+# ---------------------------------------------------------------------------
+# Collecting examples from the cache.
+
+
+@dataclass
+class Examples:
+    """Tagged files with embeddings: what learning starts from, and what was left out and why."""
+
+    keys: list[str] = field(default_factory=list)
+    labels: list[list[str]] = field(default_factory=list)  # genre keys per file
+    groups: list[str] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
+    names: dict[str, str] = field(default_factory=dict)  # genre key -> the spelling most files use
+    scanned: int = 0  # status ok rows under the paths
+    untagged: int = 0  # of those, files with no genre of the user's own
+    own_writes: int = 0  # genre values left out because genretag wrote them
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, why its tags could not be read)
+    need_embeddings: list[str] = field(default_factory=list)  # tagged files without a cached embedding
+    front_end: str = ""
+
+
+def _genretag_added(cache: Cache, paths: Sequence[str]) -> dict[str, set[str]]:
+    """Per path key, the genre keys genretag added in writes that were not undone (see the module rules)."""
+    added: dict[str, set[str]] = defaultdict(set)
+    for write in cache.genre_writes(paths):
+        try:
+            before = {genre_key(v) for v in tags.split_genres(write.previous or [])}
+            after = {genre_key(v) for v in tags.split_genres(write.written or [])}
+        except (TypeError, ValueError, AttributeError):
+            continue  # a damaged record: nothing to learn about it
+        added[write.path] |= after - before
+    return added
+
+
+def _file_tags(track: Track) -> tuple[list[str], str | None]:
+    """(genre values, artist) of a track: from the scan's cache, else read from the file (TagError if unreadable)."""
+    values = track.file_genres
+    if isinstance(values, list) and all(isinstance(v, str) for v in values):
+        return values, track.artist
+    meta = tags.describe(track.fs_path)  # scanned before the cache kept them, or a damaged cell: the file says
+    return list(meta.genres), meta.artist
+
+
+def collect(cache: Cache, paths: Sequence[str], front_end: str) -> Examples:
+    """The tagged, scanned files under ``paths`` with their labels, groups and ``front_end`` embeddings."""
+    out = Examples(front_end=front_end)
+    added = _genretag_added(cache, paths)
+    spellings: dict[str, Counter[str]] = defaultdict(Counter)
+    tagged: list[tuple[str, list[str], str]] = []
+    for track in cache.records(paths, status="ok"):
+        out.scanned += 1
+        try:
+            values, artist = _file_tags(track)
+        except (tags.TagError, OSError) as exc:
+            out.unreadable.append((track.path, getattr(exc, "reason", None) or str(exc)))
+            continue
+        own: list[str] = []
+        for value in tags.split_genres(values):
+            key = genre_key(value)
+            if not key:
+                continue  # nothing but punctuation: no genre
+            if key in added.get(track.path, ()):
+                out.own_writes += 1
+                continue
+            if key not in own:
+                own.append(key)
+                spellings[key][value.strip()] += 1
+        if not own:
+            out.untagged += 1
+            continue
+        group = f"artist:{artist.strip().casefold()}" if artist and artist.strip() else f"folder:{os.path.dirname(track.path)}"
+        tagged.append((track.path, own, group))
+    found = cache.embeddings_for([k for k, _, _ in tagged], front_end)
+    vectors = []
+    for key, labels, group in tagged:
+        if key not in found:
+            out.need_embeddings.append(key)
+            continue
+        out.keys.append(key)
+        out.labels.append(labels)
+        out.groups.append(group)
+        vectors.append(found[key][0])
+    out.vectors = np.vstack(vectors) if vectors else np.empty((0, 0), dtype=np.float32)
+    out.names = {k: c.most_common(1)[0][0] for k, c in spellings.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Grouped cross-validation and thresholds.
+
+
+def assign_folds(groups: Sequence[str], k: int = FOLDS, seed: int = 0) -> np.ndarray:
+    """Fold number per example; every group (artist) wholly in one fold, fold sizes as even as possible.
+
+    Groups go largest first (ties in a seeded random order) to the fold
+    with the fewest examples so far.
+    """
+    sizes = Counter(groups)
+    k = max(1, min(k, len(sizes)))
+    rng = np.random.default_rng(seed)
+    names = sorted(sizes)
+    order = sorted(zip(names, rng.permutation(len(names))), key=lambda gt: (-sizes[gt[0]], gt[1]))
+    load, fold_of = [0] * k, {}
+    for name, _ in order:
+        f = int(np.argmin(load))
+        fold_of[name] = f
+        load[f] += sizes[name]
+    return np.array([fold_of[g] for g in groups], dtype=int)
+
+
+def _indicator(labels: Sequence[Sequence[str]], genres: Sequence[str]) -> np.ndarray:
+    col = {g: j for j, g in enumerate(genres)}
+    Y = np.zeros((len(labels), len(genres)), dtype=bool)
+    for i, ls in enumerate(labels):
+        for g in ls:
+            if g in col:
+                Y[i, col[g]] = True
+    return Y
+
+
+def out_of_fold(make: Callable[[], Any], X: np.ndarray, labels: Sequence[Sequence[str]], genres: Sequence[str],
+                folds: np.ndarray, progress: Callable[[str], None] | None = None) -> np.ndarray:
+    """(files, genres) scores, each file's from a model fitted on the other folds (labels outside ``genres`` dropped)."""
+    scores = np.zeros((len(X), len(genres)))
+    wanted = set(genres)
+    model = make()  # one instance: a warm-start backend starts each fold from the previous fold's fit
+    for f in range(int(folds.max()) + 1):
+        test, train = folds == f, folds != f
+        y = [[g for g in labels[i] if g in wanted] for i in np.flatnonzero(train)]
+        model.fit(X[train], y)
+        probs = np.asarray(model.predict_proba(X[test]), dtype=np.float64)
+        col = {g: j for j, g in enumerate(model.genres_)}
+        for j, g in enumerate(genres):
+            if g in col:  # a genre with no training file in this fold scores 0 there
+                scores[test, j] = probs[:, col[g]]
+        if progress:
+            progress(f"fold {f + 1}/{int(folds.max()) + 1}")
+    return scores
+
+
+def threshold_for(scores: np.ndarray, truth: np.ndarray, precision: float,
+                  min_support: int = MIN_SUPPORT) -> dict[str, Any]:
+    """The lowest threshold reaching ``precision`` keeping ``min_support`` files, with its figures; or the best.
+
+    Scores are rounded to 4 places first (as a user would type a
+    threshold), so a threshold keeps exactly the files counted for it.
+    """
+    scores, truth = np.round(np.asarray(scores, dtype=np.float64), 4), np.asarray(truth, dtype=bool)
+    n, positives = len(scores), int(truth.sum())
+    best: dict[str, Any] | None = None
+    chosen: dict[str, Any] | None = None
+    for t, coverage, prec in abstain.curve(scores, truth):  # highest threshold first
+        kept = round(coverage * n)
+        if kept < min_support:
+            continue
+        point = {"threshold": t, "precision": prec, "recall": prec * kept / positives if positives else 0.0,
+                 "kept": kept}
+        if best is None or prec > best["precision"]:
+            best = point
+        if prec >= precision:
+            chosen = point  # keeps going: a lower threshold reaching it too keeps more files
+    if chosen is not None:
+        return {"learnable": True, **chosen}
+    return {"learnable": False, **(best or {"threshold": None, "precision": None, "recall": None, "kept": 0})}
+
+
+# ---------------------------------------------------------------------------
+# The whole run.
+
+
+@dataclass
+class LearnOptions:
+    """What ``genretag learn`` was asked for."""
+
+    precision: float = DEFAULT_PRECISION
+    folds: int = FOLDS
+    seed: int = 0
+    save: bool = True  # False: measure and report only (--dry-run)
+
+
+@dataclass
+class LearnResult:
+    """The measurement, per genre, and the model saved (if any)."""
+
+    roots: list[str]
+    precision: float
+    examples: int
+    artists: int
+    folds: int
+    genres: list[dict[str, Any]]  # measured: name, files, artists, learnable, threshold, precision, recall
+    too_few: list[dict[str, Any]]  # name, files, artists
+    untagged: int
+    own_writes: int
+    unreadable: list[tuple[str, str]]
+    need_embeddings: list[str]
+    scan_command: str
+    model: dict[str, Any] | None = None  # id, file, previous (the model that was current before)
+    error: str | None = None  # why no model was saved, when the measurement found none to save
+
+    @property
+    def learnable(self) -> list[dict[str, Any]]:
+        return [g for g in self.genres if g["learnable"]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"roots": self.roots, "target_precision": self.precision, "files": self.examples,
+                "artists": self.artists, "folds": self.folds, "rule": RULE, "spelling": SPELLING,
+                "genres": self.genres, "too_few": self.too_few, "untagged_files": self.untagged,
+                "own_writes_excluded": self.own_writes,
+                "unreadable": [{"path": p, "error": e} for p, e in self.unreadable],
+                "need_embeddings": {"count": len(self.need_embeddings), "command": self.scan_command,
+                                    "files": self.need_embeddings},
+                "model": self.model, "error": self.error}  # fmt: skip
+
+
+def scan_command(paths: Sequence[str]) -> str:
+    """The command that gives these paths' files musicnn embeddings."""
+    import shlex
+
+    return f"genretag scan {' '.join(shlex.quote(p) for p in paths)} --backend {BACKEND}"
+
+
+def _check(ex: Examples, paths: Sequence[str]) -> None:
+    """Refuse input no model can come from, with what to do about it."""
+    where = ", ".join(paths)
+    if not ex.scanned:
+        raise GenretagError(f"no scanned files under {where}: run `{scan_command(paths)}` first")
+    if not ex.keys and not ex.need_embeddings:
+        unreadable = f"; {len(ex.unreadable)} had unreadable tags" if ex.unreadable else ""
+        raise GenretagError(f"none of the {ex.scanned} scanned files under {where} has a genre of its own "
+                            f"(genres genretag wrote do not count{unreadable}): tag some files by hand first")
+    if not ex.keys:
+        raise GenretagError(f"none of the {len(ex.need_embeddings)} tagged files has a {BACKEND} embedding yet "
+                            f"(scanned with another backend): run `{scan_command(paths)}`")
+    genres = {g for labels in ex.labels for g in labels}
+    if len(genres) < 2:
+        raise GenretagError(f"all {len(ex.keys)} tagged files have the one genre {ex.names[genres.pop()]!r}: "
+                            "learn needs at least two genres to tell apart")
+    groups = set(ex.groups)
+    if len(groups) < 2:
+        who = next(iter(groups)).split(":", 1)
+        raise GenretagError(f"all {len(ex.keys)} tagged files are by one {who[0]} ({who[1]}): cross-validation "
+                            f"keeps artists apart and needs at least {MIN_ARTISTS} of them per genre")
+
+
+def learn(cache: Cache, paths: Sequence[str], options: LearnOptions | None = None,
+          progress: Callable[[str], None] | None = None) -> LearnResult:
+    """Measure every genre the user tagged under ``paths``, and save the learnable ones as the current model.
+
+    Raises GenretagError for input no measurement can come from; a
+    measurement that finds no learnable genre returns with ``error`` set
+    and saves nothing.
+    """
+    from . import inputs
+    from .backends import get_backend
+
+    opts = options or LearnOptions()
+    if not 0 < opts.precision <= 1:
+        raise GenretagError("--precision must be above 0 and at most 1")
+    roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
+    cls = get_backend(BACKEND)
+    front_end = inputs.front_end(BACKEND).id
+    ex = collect(cache, roots, front_end)
+    _check(ex, roots)
+    files, artists = Counter(), defaultdict(set)
+    for labels, group in zip(ex.labels, ex.groups):
+        for g in labels:
+            files[g] += 1
+            artists[g].add(group)
+    measured = sorted(g for g in files if files[g] >= MIN_FILES and len(artists[g]) >= MIN_ARTISTS)
+    too_few = [{"genre": ex.names[g], "files": files[g], "artists": len(artists[g])}
+               for g in sorted(files, key=lambda g: (-files[g], g)) if g not in measured]
+    folds = assign_folds(ex.groups, opts.folds, opts.seed)
+    result = LearnResult(roots, opts.precision, len(ex.keys), len(set(ex.groups)), int(folds.max()) + 1, [],
+                         too_few, ex.untagged, ex.own_writes, ex.unreadable, ex.need_embeddings,
+                         scan_command(paths))  # fmt: skip
+    if not measured:
+        result.error = (f"no genre has at least {MIN_FILES} files by {MIN_ARTISTS} artists, so none can be "
+                        "measured; tag more files by more artists")
+        return result
+
+    def make() -> Any:
+        return cls(C=C, warm_start=True)
+
+    X = ex.vectors.astype(np.float64)
+    scores = out_of_fold(make, X, ex.labels, measured, folds, progress)
+    Y = _indicator(ex.labels, measured)
+    for j, g in enumerate(measured):
+        row = {"genre": ex.names[g], "key": g, "files": files[g], "artists": len(artists[g]),
+               **threshold_for(scores[:, j], Y[:, j], opts.precision)}
+        result.genres.append(row)
+    result.genres.sort(key=lambda r: (not r["learnable"], -(r["precision"] or 0), -r["files"]))
+    if not result.learnable:
+        best = max(result.genres, key=lambda r: r["precision"] or 0)
+        result.error = (f"no genre reached precision {opts.precision:.2f} in grouped cross-validation (best: "
+                        f"{best['genre']} {best['precision'] or 0:.2f}); no model saved. Try a lower --precision, "
+                        "or tag more files")
+        return result
+    if opts.save:
+        result.model = _save(make, X, ex, result, roots, opts)
+    return result
+
+
+def _save(make: Callable[[], Any], X: np.ndarray, ex: Examples, result: LearnResult, roots: list[str],
+          opts: LearnOptions) -> dict[str, Any]:
+    """Fit the learnable genres on every example, save with its card, make it musicnn's current model."""
+    from .models import list_models, make_card, read_card, save_model
+
+    keep = {r["key"]: r for r in result.learnable}
+    backend = make()
+    backend.fit(X, [[ex.names[g] for g in labels if g in keep] for labels in ex.labels])
+    names = {r["genre"]: r for r in result.learnable}
+    before = [r for r in list_models(BACKEND).rows if r["current"]]
+    card = make_card(
+        backend,
+        labels=list(backend.genres_),
+        training={"data": f"your library: {', '.join(roots)}", "roots": roots, "files": result.examples,
+                  "artists": result.artists, "label_counts": {r["genre"]: r["files"] for r in result.genres},
+                  "too_few": result.too_few, "own_writes_excluded": result.own_writes, "spelling": SPELLING,
+                  "command": "genretag learn"},
+        metrics={"protocol": f"artist-grouped {result.folds}-fold CV", "target_precision": opts.precision,
+                 "rule": RULE, "genres": result.genres},
+        multilabel={"thresholds": {g: names[g]["threshold"] for g in backend.genres_},
+                    "precision": opts.precision, "min_support": MIN_SUPPORT},
+    )  # fmt: skip
+    path = save_model(backend, card)
+    saved = read_card(path)
+    previous = before[0] if before else None
+    return {"id": saved["id"], "file": str(path), "backend": BACKEND,
+            "previous": None if previous is None else {"id": previous["id"], "file": previous["file"],
+                                                        "shipped": previous["shipped"]}}  # fmt: skip
+
+
+def plot(result: LearnResult, out: str | os.PathLike[str]) -> Path:
+    """A per-genre chart of precision and recall at the chosen thresholds, with the target line, as PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GenretagError("--plots needs matplotlib: pip install 'genretag[plots]'") from None
+    rows = result.genres
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * max(len(rows), 1)))
+    ys = np.arange(len(rows))
+    ax.barh(ys - 0.2, [r["precision"] or 0 for r in rows], height=0.4, label="precision", color="#4c72b0")
+    ax.barh(ys + 0.2, [r["recall"] or 0 for r in rows], height=0.4, label="recall", color="#dd8452")
+    ax.axvline(result.precision, color="k", linestyle="--", linewidth=1, label=f"target {result.precision:.2f}")
+    ax.set_yticks(ys, [f"{r['genre']}{'' if r['learnable'] else ' (not learnable)'}" for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"out-of-fold, artist-grouped {result.folds}-fold CV")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    path = Path(out)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise GenretagError(f"{path}: cannot write the chart: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return path

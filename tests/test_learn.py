@@ -1,0 +1,275 @@
+"""`genretag learn`: a personal multi-label model from the user's own genre tags (issue 14).
+
+Most tests fill a cache with synthetic embeddings whose genres follow known
+rules (tests/learnlib.py): each artist's files carry its genre's direction
+(learnable across artists) and "random" genres are put on files whatever
+their embedding (not learnable).  One test runs the whole command line on
+real generated audio scanned with musicnn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import learnlib
+from audiofiles import add_test_tags, make_audio
+from tagger import multilabel
+from tagger.cache import READ, Cache
+from tagger.cli import cli
+from tagger.errors import GenretagError
+from tagger.learn import MIN_ARTISTS, LearnOptions, assign_folds, collect, genre_key, learn
+from tagger.models import load_model, read_card
+from tagger.outputs import check_probabilities
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not (REPO / "plugins" / "models" / "musicnn_msd.npz").is_file(),
+                                reason="musicnn weights not installed")
+
+
+def run_learn(db: Path, root: Path, **opts: object):
+    cache = Cache(db, READ)
+    try:
+        return learn(cache, [str(root)], LearnOptions(**opts))  # type: ignore[arg-type]
+    finally:
+        cache.close()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def by_genre(result) -> dict[str, dict]:
+    return {r["genre"]: r for r in result.genres}
+
+
+# -- what can be learnt ------------------------------------------------------------------------
+
+
+def test_a_learnable_genre_is_found_learnable_and_a_random_one_is_not(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    lib = learnlib.fill(db, root, signal=["Alpha", "Gamma", "Omega"], random=["Beta"], strength=6.0)
+    result = run_learn(db, root, save=False)
+    rows = by_genre(result)
+    assert {g for g, r in rows.items() if r["learnable"]} == {"Alpha", "Gamma", "Omega"}
+    assert not rows["Beta"]["learnable"]
+    assert rows["Beta"]["precision"] < 0.9  # its best precision is shown
+    for name in ("Alpha", "Gamma", "Omega"):
+        assert rows[name]["precision"] >= 0.9 and rows[name]["recall"] > 0.5 and 0 < rows[name]["threshold"] <= 1
+    # Multi-value tags count: Beta is only ever a second value, each of its files counts for it.
+    assert rows["Beta"]["files"] == sum("Beta" in g for g in lib.genres.values())
+    assert rows["Alpha"]["files"] == sum("Alpha" in g for g in lib.genres.values()) == 48
+    assert rows["Alpha"]["artists"] == 6 and result.model is None
+
+
+def test_genres_too_small_to_measure_are_listed_not_measured(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], strength=6.0)
+    learnlib.fill(db, root / "more", signal=["Rare"], artists_per_genre=MIN_ARTISTS - 1, files_per_artist=8, seed=3)
+    result = run_learn(db, root, save=False)
+    assert "Rare" not in by_genre(result)
+    assert result.too_few == [{"genre": "Rare", "files": 16, "artists": MIN_ARTISTS - 1}]
+
+
+def test_folds_never_split_an_artist_and_untagged_artists_group_by_folder(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], artists_per_genre=7, files_per_artist=3)
+    learnlib.fill(db, root / "more", signal=["Omega"], artists_per_genre=4, files_per_artist=5, artist_tags=False, seed=2)
+    cache = Cache(db, READ)
+    try:
+        ex = collect(cache, [str(root)], learnlib.musicnn_front_end())
+    finally:
+        cache.close()
+    folds = assign_folds(ex.groups, 5, seed=0)
+    sides: dict[str, set[int]] = {}
+    for group, fold in zip(ex.groups, folds):
+        sides.setdefault(group, set()).add(int(fold))
+    assert len(sides) == 7 * 2 + 4 and all(len(f) == 1 for f in sides.values())
+    assert set(folds) == set(range(5))
+    assert sum(g.startswith("folder:") for g in sides) == 4  # no artist tag: the folder is the artist
+    counts = np.bincount(folds)
+    assert counts.max() - counts.min() <= 5  # as even as whole artists allow
+
+
+def test_genretags_own_writes_are_not_labels(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    lib = learnlib.fill(db, root, signal=["Alpha", "Gamma"], random=["Delta"], random_share=0.5, strength=6.0)
+    delta = sorted(k for k, g in lib.genres.items() if "Delta" in g)
+    for i, key in enumerate(delta):
+        own = [g for g in lib.genres[key] if g != "Delta"]
+        # genretag merged "Delta" in (one record spells it differently: still the same genre); one write was undone.
+        learnlib.record_write(db, key, own, own + ["delta" if i == 1 else "Delta"], undone=(i == 0))
+    # A merge records the user's own genre in `written` too: it stays the user's.
+    result = run_learn(db, root, save=False)
+    assert result.own_writes == len(delta) - 1
+    assert by_genre(result)["Alpha"]["files"] == 48
+    assert result.too_few == [{"genre": "Delta", "files": 1, "artists": 1}]  # only the undone write's file
+
+
+def test_spellings_are_one_genre() -> None:
+    assert genre_key("Hip Hop") == genre_key("hip-hop") == genre_key("HIPHOP") != ""
+    assert genre_key("Shoegaze") == genre_key("shoe-gaze")  # not in the genre tree: folded
+    assert genre_key("??") == ""  # no letter or digit: no genre
+    assert genre_key("Drum & Bass") == genre_key("drum and bass")
+    assert genre_key("Électro") == genre_key("electro")
+    assert genre_key("Rock") != genre_key("Pop")
+
+
+# -- bad input: one clear message, no model ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ({"signal": [], "untagged": 12}, "has a genre of its own"),
+    ({"signal": ["Alpha"]}, "the one genre 'Alpha'"),
+    ({"signal": ["Alpha"], "random": ["Beta"], "artists_per_genre": 1, "random_share": 0.5}, "by one artist"),
+])  # fmt: skip
+def test_input_no_model_can_come_from_is_one_error_line(tmp_path: Path, setup: dict, message: str) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, **setup)
+    code, out, err = invoke("learn", str(root), "--db", str(db))
+    assert code == 1 and err.startswith("Error: ") and message in err and "Traceback" not in err, err
+    assert not (Path(os.environ["GENRETAG_HOME"]) / "models").exists()
+
+
+def test_no_learnable_genre_saves_nothing_and_says_so(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], strength=0.0)  # embeddings say nothing about genres
+    code, out, err = invoke("learn", str(root), "--db", str(db))
+    assert code == 1 and "Error: no genre reached precision 0.90" in err, err
+    assert "not learnable" in out  # the measurement is still shown
+    assert not (Path(os.environ["GENRETAG_HOME"]) / "models").exists()
+
+
+def test_a_corrupt_tag_is_named_and_the_rest_learnt(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], strength=6.0)
+    broken = root / "broken.mp3"
+    root.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f" + b"\xff" * 64)  # a header promising 256 MB of tag
+    cache = Cache(db)
+    cache.write_results([{"path": str(broken), "size": 1, "mtime": 1.0, "status": "ok", "missing": 0,
+                          "file_genres": None}])  # scanned before file_genres existed: the file is read
+    cache.close()
+    code, out, err = invoke("learn", str(root), "--db", str(db), "--dry-run")
+    assert code == 0, err
+    assert f"warning: {broken}: tags unreadable" in err
+
+
+def test_files_scanned_with_another_backend_need_embeddings_and_the_command_says_how(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], front_end="another-network")
+    code, out, err = invoke("learn", str(root), "--db", str(db))
+    assert code == 1 and f"none of the 96 tagged files has a musicnn embedding yet" in err
+    assert f"genretag scan {root} --backend musicnn" in err
+
+
+# -- the personal model -------------------------------------------------------------------------
+
+
+def test_the_model_is_saved_current_listed_and_can_be_switched_back(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma", "Omega"], random=["Beta"], strength=6.0)
+    code, out, err = invoke("learn", str(root), "--db", str(db), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    model = report["model"]
+    assert model["previous"]["shipped"]
+    card = read_card(Path(model["file"]))
+    assert card["labels"] == card["genres"] == ["Alpha", "Gamma", "Omega"]
+    assert set(card["multilabel"]["thresholds"]) == {"Alpha", "Gamma", "Omega"}
+    assert card["training"]["roots"] == [str(root)] and card["training"]["label_counts"]["Beta"] > 0
+    assert card["front_end"] == learnlib.musicnn_front_end()
+    assert {g["genre"] for g in card["metrics"]["genres"]} == {"Alpha", "Gamma", "Omega", "Beta"}
+    listed = json.loads(invoke("models", "musicnn", "--json")[1])["models"]
+    assert [r["id"] for r in listed if r["current"]] == [model["id"]]
+    loaded = load_model("musicnn")
+    assert loaded.backend.multilabel_ and loaded.genres == ["Alpha", "Gamma", "Omega"]
+    code, _, err = invoke("models", "use", model["previous"]["id"])
+    assert code == 0, err
+    assert [r["shipped"] for r in json.loads(invoke("models", "musicnn", "--json")[1])["models"] if r["current"]] == [True]
+
+
+def test_the_head_predicts_independent_probabilities_that_pass_the_output_checks(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    lib = learnlib.fill(db, root, signal=["Alpha", "Gamma", "Omega"], strength=6.0)
+    run_learn(db, root)
+    model = load_model("musicnn")
+    cache = Cache(db, READ)
+    vectors = cache.embeddings_for(sorted(lib.genres), learnlib.musicnn_front_end())
+    cache.close()
+    X = np.vstack([v for v, _ in vectors.values()])
+    probs = check_probabilities(model.backend, model.backend.predict_proba(X), len(X))
+    assert model.genres == ["Alpha", "Gamma", "Omega"]
+    assert np.abs(probs.sum(axis=1) - 1).max() > 0.01  # not shares of one softmax
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_multilabel_decisions() -> None:
+    probs = {"Rock": 0.8, "Blues": 0.6, "Jazz": 0.5, "Dub": 0.9}
+    thresholds = {"Rock": 0.7, "Blues": 0.55, "Jazz": 0.6}  # Dub: measured not learnable, no threshold
+    assert multilabel.decide(probs, thresholds) == ([("Rock", 0.8), ("Blues", 0.6)], None)
+    chosen, why = multilabel.decide({"Rock": 0.3, "Blues": 0.2}, thresholds)
+    assert chosen == [] and why.startswith("uncertain: no genre reaches its threshold (best Rock 0.300 below 0.7")
+    assert multilabel.decide(probs, thresholds, override=0.55)[0] == [("Dub", 0.9), ("Rock", 0.8), ("Blues", 0.6)]
+    assert multilabel.decide({"Rock": 0.3, "Blues": 0.2}, thresholds, override=0.0) == ([("Rock", 0.3)], None)
+    assert multilabel.card_thresholds({"multilabel": {"thresholds": {"Rock": 0.7}}}) == {"Rock": 0.7}
+    assert multilabel.card_thresholds({"abstain": {"threshold": 0.5}}) is None
+
+
+def test_plots_need_matplotlib_or_say_so(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], strength=6.0)
+    chart = tmp_path / "chart.png"
+    code, out, err = invoke("learn", str(root), "--db", str(db), "--dry-run", "--plots", str(chart))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 1 and "--plots needs matplotlib" in err
+    else:
+        assert code == 0 and chart.read_bytes()[:4] == b"\x89PNG", err
+
+
+# -- end to end on real audio -------------------------------------------------------------------
+
+
+def test_the_whole_flow_on_real_audio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """svc scan -> learn asks for embeddings -> musicnn scan -> learn -> scan with it -> tag --dry-run."""
+    root, db = tmp_path / "music", tmp_path / "g.db"
+    for kind, genre in (("tone", "Tone"), ("noise", "Noise")):
+        for a in range(4):
+            (root / f"{kind}-{a}").mkdir(parents=True)
+            for t in range(2):
+                path = make_audio(root / f"{kind}-{a}" / f"{t}.flac", "flac", seconds=4.0, kind=kind, seed=10 * a + t)
+                add_test_tags(path, artist=f"{genre} Player {a}", cover=None,
+                              genres=[genre] if (a, t) != (0, 0) else [genre, "Test"])
+    (root / "untagged").mkdir()
+    for kind in ("tone", "noise"):
+        make_audio(root / "untagged" / f"{kind}.flac", "flac", seconds=4.0, kind=kind, seed=99)
+    code, _, err = invoke("scan", str(root), "--db", str(db), "--backend", "svc", "-j", "0", "--no-progress")
+    assert code == 0, err
+    code, _, err = invoke("learn", str(root), "--db", str(db))
+    assert code == 1 and "none of the 16 tagged files has a musicnn embedding yet" in err
+    assert f"genretag scan {root} --backend musicnn" in err
+    code, _, err = invoke("scan", str(root), "--db", str(db), "--backend", "musicnn", "-j", "0", "--no-progress")
+    assert code == 0, err
+    cache = Cache(db, READ)
+    keys = [r["path"] for r in cache.tracks([str(root)])]
+    assert len(cache.embeddings_for(keys, learnlib.musicnn_front_end())) == 18  # rows from svc got embeddings
+    cache.close()
+    code, out, err = invoke("learn", str(root), "--db", str(db), "--precision", "0.9")
+    assert code == 0, err
+    assert "Tone" in out and "Noise" in out and "is now current" in err
+    assert "Test (2 files, 2 artists)" in err, err  # too few to measure (one Tone and one Noise file)
+    code, _, err = invoke("scan", str(root), "--db", str(db), "--backend", "musicnn", "-j", "0", "--no-progress")
+    assert code == 0, err
+    code, out, err = invoke("tag", str(root / "untagged"), "--db", str(db), "--dry-run", "--json")
+    assert code == 0, err
+    proposed = {Path(f["path"]).name: f["proposed"] for f in json.loads(out)["files"]}
+    assert proposed == {"tone.flac": ["Tone"], "noise.flac": ["Noise"]}
