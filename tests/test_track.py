@@ -158,3 +158,8 @@ def test_sql_and_column_decoding_live_in_the_cache_layer_only() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in sources
                  if p.name != "track.py" and decoding.search(p.read_text(encoding="utf-8"))]  # fmt: skip
     assert offenders == []
+
+
+def test_a_damaged_json_cell_reads_as_no_value() -> None:
+    track = Track.from_row({"path": "/m/a.flac", "probabilities": '{"jazz": 0.7', "file_genres": '["Dub"]'})
+    assert track.probabilities is None and track.file_genres == ["Dub"]  # the run goes on; the file is read instead
