@@ -21,6 +21,8 @@ from .synth import track
 
 #: One cycle of the format mix: 4 MP3, 2 FLAC, 2 AAC, 1 Vorbis, 1 Opus per 10 tracks.
 FORMAT_CYCLE = ("mp3", "flac", "m4a", "mp3", "ogg", "mp3", "flac", "m4a", "mp3", "opus")
+#: The album collection of long tracks (issue 12): 4 Opus, 3 Vorbis, 2 MP3, 1 FLAC per 10, 5 to 10 minutes.
+LONG_FORMAT_CYCLE = ("opus", "ogg", "mp3", "opus", "ogg", "flac", "opus", "ogg", "mp3", "opus")
 #: format -> (soundfile major format, subtype, compression level, nominal bitrate label)
 SOUNDFILE_CODECS = {
     "mp3": ("MP3", "MPEG_LAYER_III", 0.4, "192 kbps CBR"),
@@ -54,6 +56,16 @@ def spec(index: int) -> tuple[str, float, int]:
     return fmt, round(seconds, 2), 48000 if fmt == "opus" else 44100
 
 
+def long_spec(index: int) -> tuple[str, float, int]:
+    """Like :func:`spec`, for the library of long tracks (benchmarks/bench_long.py)."""
+    fmt = LONG_FORMAT_CYCLE[index % len(LONG_FORMAT_CYCLE)]
+    seconds = float(np.random.default_rng(20_000 + index).uniform(300.0, 600.0))
+    return fmt, round(seconds, 2), 48000 if fmt == "opus" else 44100
+
+
+SPECS = {"mixed": spec, "long": long_spec}
+
+
 def _write(path: Path, data: np.ndarray, sr: int, fmt: str) -> None:
     if fmt in SOUNDFILE_CODECS:
         import soundfile as sf
@@ -82,8 +94,8 @@ def _write(path: Path, data: np.ndarray, sr: int, fmt: str) -> None:
             container.mux(packet)
 
 
-def _make(folder: str, index: int) -> TrackInfo:
-    fmt, seconds, sr = spec(index)
+def _make(folder: str, index: int, kind: str = "mixed") -> TrackInfo:
+    fmt, seconds, sr = SPECS[kind](index)
     rel = f"{fmt}/track-{index:05d}.{fmt}"
     path = Path(folder) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +115,8 @@ def _load_manifest(folder: Path) -> dict[int, TrackInfo]:
     return {r["index"]: TrackInfo(**r) for r in rows if r.get("version") == VERSION}
 
 
-def build(folder: str | os.PathLike[str], tracks: int, jobs: int = 2, log=print) -> list[TrackInfo]:
-    """Make sure ``folder`` holds tracks 0..tracks-1; generate only the missing ones."""
+def build(folder: str | os.PathLike[str], tracks: int, jobs: int = 2, log=print, kind: str = "mixed") -> list[TrackInfo]:
+    """Make sure ``folder`` holds tracks 0..tracks-1 of ``kind`` (see SPECS); generate only the missing ones."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     known = _load_manifest(folder)
@@ -112,7 +124,7 @@ def build(folder: str | os.PathLike[str], tracks: int, jobs: int = 2, log=print)
     if missing:
         log(f"generating {len(missing)} track(s) in {folder} with {jobs} process(es)...")
         with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for info in pool.map(_make, [str(folder)] * len(missing), missing):
+            for info in pool.map(_make, [str(folder)] * len(missing), missing, [kind] * len(missing)):
                 known[info.index] = info
                 (folder / MANIFEST).write_text(json.dumps([asdict(t) for t in known.values()], indent=1))
     return [known[i] for i in range(tracks)]

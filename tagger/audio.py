@@ -256,15 +256,16 @@ def _open_pyav(path: str) -> tuple[Any, Any, Any, int, float]:
 
 
 def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, float, float]:
-    fh, container, stream, native_sr, duration = _open_pyav(path)
+    opened = _open_pyav(path)
+    _, _, _, native_sr, duration = opened
     import av
 
-    with fh, container:
-        start, length = excerpt_window(duration, excerpt)
-        want = int(round(length * native_sr)) if duration else None
+    start, length = excerpt_window(duration, excerpt)
+    want = int(round(length * native_sr)) if duration else None
+    with opened[0], opened[1]:
         fifo = av.AudioFifo()  # frames are joined in C: per-frame numpy work cost more than decoding
         skip = None
-        for head, frame in _frames_from(container, stream, start, native_sr):
+        for head, frame in _excerpt_frames(path, opened, start):
             skip = head if skip is None else skip
             fifo.write(frame)
             if want is not None and fifo.samples >= skip + want:
@@ -293,19 +294,77 @@ def _planes(frame: object) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def _frames_from(container: Any, stream: Any, start: float, native_sr: int) -> Iterator[tuple[int, Any]]:
-    """Frames from ``start`` seconds on, each with the samples before ``start`` it holds (only the first has any)."""
-    if start > 0:
-        container.seek(int(start / stream.time_base), stream=stream, any_frame=False, backward=True)
-    first = True
-    for frame in _frames(container, stream):
-        skip = 0
-        if first:  # the first frame after a seek may start before the excerpt
-            first = False
-            if start > 0 and frame.pts is not None:
-                skip = max(0, int(round((start - float(frame.pts * frame.time_base)) * native_sr)))
+#: Seconds decoded before the excerpt's start after a seek, and dropped: an Opus decoder needs
+#: 80 ms of audio to converge after a jump (its seek pre-roll), and a Vorbis or AAC decoder
+#: one packet to overlap with.
+SEEK_PREROLL = 0.2
+
+
+class _SeekFailed(Exception):
+    """The container could not seek to the excerpt, or landed where the excerpt cannot be placed."""
+
+
+def _excerpt_frames(path: str, opened: tuple[Any, Any, Any, int, float], start: float) -> Iterator[tuple[int, Any]]:
+    """(head, frame) from ``start`` seconds on, ``head`` the first frame's samples before ``start``.
+
+    ``opened`` is :func:`_open_pyav`'s result for ``path``; the caller closes
+    it.  The excerpt is reached by seeking (Ogg: a bisection on page
+    granules, a few reads), never by decoding from the beginning.  Only when
+    the seek fails, or lands after the start or on frames without
+    timestamps, is the file opened again and decoded from its beginning to
+    ``start``: slower, same samples.
+    """
+    fh, container, stream, native_sr, _ = opened
+    if start <= 0:
+        yield from _frames_from(container, stream, start, native_sr, seek=False)
+        return
+    try:
+        yield from _frames_from(container, stream, start, native_sr, seek=True)
+        return
+    except _SeekFailed:
+        pass
+    fh, container, stream, native_sr, _ = _open_pyav(path)
+    with fh, container:
+        yield from _frames_from(container, stream, start, native_sr, seek=False)
+
+
+def _frames_from(container: Any, stream: Any, start: float, native_sr: int, *, seek: bool) -> Iterator[tuple[int, Any]]:
+    """Frames that end after ``start`` seconds, each with its samples before ``start`` (only the first has any).
+
+    With ``seek``, jumps to SEEK_PREROLL before ``start`` first and raises
+    _SeekFailed, before yielding anything, when that cannot place the excerpt.
+    Without, decodes from where the container is (its beginning).
+    """
+    import av
+
+    if seek:
+        try:
+            container.seek(int(max(0.0, start - SEEK_PREROLL) / stream.time_base), stream=stream, any_frame=False,
+                           backward=True)  # fmt: skip
+        except (av.FFmpegError, OSError, ValueError, OverflowError) as exc:
+            raise _SeekFailed(str(exc)) from None
+    frames = _frames(container, stream)
+    tick = float(stream.time_base) if stream.time_base else 0.0
+    position: float | None = None  # seconds, at the current frame's first sample
+    for frame in frames:  # until the frame that holds ``start``
+        if frame.pts is not None and tick:
+            position = frame.pts * tick
+        elif position is None:
+            if seek:
+                raise _SeekFailed("no timestamps after the seek")
+            position = 0.0
+        if seek and position > start + 0.5 / native_sr:
+            raise _SeekFailed(f"the seek landed at {position:.3f} s, after {start:.3f} s")
+        seek = False  # only the first frame after a seek tells where it landed
+        end = position + frame.samples / native_sr
         frame.pts = None  # the fifo checks timestamps; they are not needed any more
-        yield skip, frame
+        if end > start:
+            yield max(0, int(round((start - position) * native_sr))), frame
+            break
+        position = end
+    for frame in frames:  # the rest of the excerpt: no bookkeeping per frame
+        frame.pts = None
+        yield 0, frame
 
 
 def _frames(container: object, stream: object) -> Iterator[object]:
@@ -465,13 +524,14 @@ def _pyav_blocks(path: str, excerpt: float | None) -> tuple[int, float, float, f
     def blocks() -> Iterator[np.ndarray]:
         import av
 
-        fh, container, stream, _, _ = _open_pyav(path)
+        opened = _open_pyav(path)
+        fh, container = opened[0], opened[1]
         with fh, container:
             left = int(round(length * native_sr)) if duration else None
             per = max(1, int(_BLOCK_SECONDS * native_sr))
             fifo = av.AudioFifo()
             skip = None
-            for head, frame in _frames_from(container, stream, start, native_sr):
+            for head, frame in _excerpt_frames(path, opened, start):
                 skip = head if skip is None else skip
                 fifo.write(frame)
                 while fifo.samples >= skip + per:

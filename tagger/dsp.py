@@ -1,147 +1,119 @@
-"""Compiled kernels behind :mod:`tagger.features`: one pass where librosa makes several.
+"""The array kernels behind :mod:`tagger.features`: one pass where librosa makes several.
 
-Each function reproduces a librosa computation exactly (same boundary
-handling, same float32 accumulation where the result depends on it) but
-works on the frames-major spectrogram ``S[t, f]`` that one real FFT yields,
-without temporaries.  The running medians are what make HPSS affordable:
-scipy's generic 2-D rank filter takes about 0.5 s per 30 s clip for each of
-the two median filters HPSS needs; a sorted window per column, updated
-without branches so that it vectorises across columns, takes about 16 ms.
+Each function reproduces a librosa computation (same boundary handling,
+same float32 accumulation where the result depends on it) but works on the
+frames-major spectrogram ``S[t, f]`` that one real FFT yields.
 
-Kernels are compiled by numba on first use and cached on disk
-(``cache=True``); :func:`tagger.worker.warm_up` compiles them before
-workers fork.
+The running medians are what make HPSS affordable: scipy's generic rank
+filter takes about 0.6 s per 30 s clip for each of the two HPSS needs (its
+fast 1-D path, applied to padded columns laid end to end, 65 ms); a sorted
+window per column, updated without branches so that it vectorises across
+columns, takes about 10 ms compiled, and no NumPy formulation found comes
+under 0.19 s.  That kernel and five small passes (the HPSS mask, the power
+spectrum, centroid and bandwidth, roll-off and rms, where NumPy's
+temporaries cost 2 to 5 times as much) are compiled by numba: eagerly, for
+the one signature each is called with, and cached on disk.  They are
+written as plain loops, without array expressions, which compile about four
+times faster: all six take about 4 s of CPU once per install (announced
+on stderr, :func:`kernels`) and about 0.5 s to load from the cache
+afterwards.  The rest is NumPy.  (Before issue 12 every kernel was
+numba-compiled with array expressions, and librosa compiled its own
+kernels for the filter banks: 23 s of silent warm-up on the first scan
+after installing.)
 """
 
 from __future__ import annotations
 
+import functools
+from types import SimpleNamespace
+
 import numpy as np
-from numba import njit
 
-_F32_TINY = np.float32(np.finfo(np.float32).tiny)
-
-
-@njit(cache=True, inline="always")
-def _reflect(i: int, n: int) -> int:
-    """scipy.ndimage ``mode="reflect"`` index: d c b a | a b c d | d c b a."""
-    period = 2 * n
-    i %= period
-    if i < 0:
-        i += period
-    return i if i < n else period - 1 - i
+_TINY = float(np.finfo(np.float32).tiny)  # a compile-time constant in the kernels
 
 
-@njit(cache=True, nogil=True)
-def _median_columns_into(x: np.ndarray, size: int, out: np.ndarray) -> None:
+# -- compiled kernels: plain loops, one signature each ---------------------------------------
+
+
+def _median_columns_into(x, size, out):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """Median filter along axis 0 of C-contiguous ``x`` into ``out``, reflect boundary.
 
     Every column keeps a sorted window ``wins[:, c]``.  A step removes the
     value leaving the window and inserts the one entering it without
     branches, position by position (w' = max(prev, min(w_del, new))), so the
-    loop over columns vectorises: about 16 ms for a 1293 x 1025 spectrogram.
+    loop over columns vectorises.  Rows are indexed as scipy.ndimage's
+    ``mode="reflect"`` extends them: d c b a | a b c d | d c b a.
     """
     n, cols = x.shape
     half = size // 2
-    wins = np.empty((size, cols), dtype=x.dtype)
-    prev = np.empty(cols, dtype=x.dtype)
-    lowest = x.dtype.type(-np.inf)
+    period = 2 * n
+    wins = np.empty((size, cols), dtype=np.float32)
+    prev = np.empty(cols, dtype=np.float32)
     for c in range(cols):  # first windows: insertion sort
         for j in range(size):
-            v = x[_reflect(j - half, n), c]
+            r = (j - half) % period
+            if r >= n:
+                r = period - 1 - r
+            v = x[r, c]
             k = j - 1
             while k >= 0 and wins[k, c] > v:
                 wins[k + 1, c] = wins[k, c]
                 k -= 1
             wins[k + 1, c] = v
-    out[0, :] = wins[half]
+    for c in range(cols):
+        out[0, c] = wins[half, c]
     for i in range(1, n):
-        leaving = x[_reflect(i - 1 - half, n)]
-        entering = x[_reflect(i + half, n)]
-        prev[:] = lowest
+        a = (i - 1 - half) % period  # the row leaving the window
+        if a >= n:
+            a = period - 1 - a
+        b = (i + half) % period  # the row entering it
+        if b >= n:
+            b = period - 1 - b
+        for c in range(cols):
+            prev[c] = -np.inf
         for j in range(size - 1):
-            wj = wins[j]
-            wnext = wins[j + 1]
             for c in range(cols):
-                # the window without ``leaving`` at position j, then ``entering`` merged in
-                d = wj[c] if wj[c] < leaving[c] else wnext[c]
-                m = d if d < entering[c] else entering[c]
+                # the window without the leaving value at position j, then the entering one merged in
+                w = wins[j, c]
+                d = w if w < x[a, c] else wins[j + 1, c]
+                e = x[b, c]
+                m = d if d < e else e
                 p = prev[c]
-                wj[c] = p if p > m else m
+                wins[j, c] = p if p > m else m
                 prev[c] = d
-        wlast = wins[size - 1]
         for c in range(cols):
             p = prev[c]
-            wlast[c] = p if p > entering[c] else entering[c]
-        out[i, :] = wins[half]
+            e = x[b, c]
+            wins[size - 1, c] = p if p > e else e
+        for c in range(cols):
+            out[i, c] = wins[half, c]
 
 
-@njit(cache=True, nogil=True)
-def median_along_columns(x: np.ndarray, size: int) -> np.ndarray:
-    """Median filter of odd ``size`` along axis 0 of a C-contiguous 2-D array.
-
-    Equals ``scipy.ndimage.median_filter(x, size=(size, 1), mode="reflect")``.
-    """
-    out = np.empty_like(x)
-    _median_columns_into(x, size, out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def median_along_rows(x: np.ndarray, size: int, block: int = 64) -> np.ndarray:
-    """Median filter of odd ``size`` along axis 1, reflect boundary.
-
-    Equals ``scipy.ndimage.median_filter(x, size=(1, size), mode="reflect")``.
-    Rows are filtered ``block`` at a time through a transposed tile that
-    stays in cache, so the column kernel's vectorised loop does the work.
-    """
-    rows, n = x.shape
-    out = np.empty_like(x)
-    for r0 in range(0, rows, block):
-        b = min(block, rows - r0)
-        tile = np.empty((n, b), dtype=x.dtype)
-        for r in range(b):
-            for c in range(n):
-                tile[c, r] = x[r0 + r, c]
-        res = np.empty((n, b), dtype=x.dtype)
-        _median_columns_into(tile, size, res)
-        for r in range(b):
-            for c in range(n):
-                out[r0 + r, c] = res[c, r]
-    return out
-
-
-@njit(cache=True, nogil=True)
-def harmonic_part(stft: np.ndarray, harm: np.ndarray, perc: np.ndarray) -> np.ndarray:
-    """``stft`` times the harmonic soft mask of librosa.decompose.hpss (power 2, margin 1).
-
-    The mask is harm^2 / (harm^2 + perc^2), in float64 so squares of tiny
-    magnitudes cannot underflow; where both medians are below float32
-    ``tiny`` it is 0.5, as librosa's ``softmask(split_zeros=True)`` makes it.
-    The percussive part is ``stft`` minus this: the two masks sum to one.
-    """
-    out = np.empty_like(stft)
+def _harmonic_part(stft, harm, perc):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     rows, cols = stft.shape
+    out = np.empty((rows, cols), dtype=np.complex64)
     for i in range(rows):
         for j in range(cols):
             h = np.float64(harm[i, j])
             p = np.float64(perc[i, j])
             a = h * h
-            total = a + p * p
-            m = a / total if max(h, p) >= _F32_TINY else 0.5
+            m = a / (a + p * p) if max(h, p) >= _TINY else 0.5
             out[i, j] = stft[i, j] * np.float32(m)
     return out
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def centroid_bandwidth(mag: np.ndarray, freqs: np.ndarray) -> tuple:
-    """Per-frame spectral centroid and bandwidth (p=2) of ``mag[t, f]``, as librosa's.
+def _power_spectrum(stft):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    rows, cols = stft.shape
+    out = np.empty((rows, cols), dtype=np.float32)
+    for i in range(rows):
+        for j in range(cols):
+            v = stft[i, j]
+            out[i, j] = v.real * v.real + v.imag * v.imag
+    return out
 
-    bandwidth^2 = E[f^2] - centroid^2 under the frame's normalised magnitude;
-    an all-zero frame gives 0 Hz for both, as librosa leaves it unnormalised.
-    """
+
+def _centroid_bandwidth(mag, freqs, centroid, bandwidth):  # type: ignore[no-untyped-def]  # pragma: no cover
     frames, bins = mag.shape
-    centroid = np.empty(frames)
-    bandwidth = np.empty(frames)
     for t in range(frames):
         total = 0.0
         m1 = 0.0
@@ -151,23 +123,16 @@ def centroid_bandwidth(mag: np.ndarray, freqs: np.ndarray) -> tuple:
             total += v
             m1 += v * freqs[f]
             m2 += v * (freqs[f] * freqs[f])
-        if total < _F32_TINY:
+        if total < _TINY:
             centroid[t] = 0.0
             bandwidth[t] = 0.0
         else:
             c = m1 / total
             centroid[t] = c
             bandwidth[t] = np.sqrt(max(0.0, m2 / total - c * c))
-    return centroid, bandwidth
 
 
-@njit(cache=True, nogil=True)
-def rolloff(mag: np.ndarray, freqs: np.ndarray, roll_percent: float) -> np.ndarray:
-    """Per-frame spectral roll-off, as librosa.feature.spectral_rolloff.
-
-    The cumulative sum is sequential float32, as numpy's in librosa, so the
-    chosen bin is the same.
-    """
+def _rolloff(mag, freqs, roll_percent):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     frames, bins = mag.shape
     out = np.empty(frames)
     roll = np.float32(roll_percent)
@@ -187,13 +152,7 @@ def rolloff(mag: np.ndarray, freqs: np.ndarray, roll_percent: float) -> np.ndarr
     return out
 
 
-@njit(cache=True, nogil=True)
-def frame_rms(padded: np.ndarray, frame_length: int, hop: int, frames: int) -> np.ndarray:
-    """Root mean square of each frame of an already centre-padded signal.
-
-    From a float64 running sum of squares: one pass over the samples instead
-    of four (frames overlap by 75%); an all-zero frame still gives exactly 0.
-    """
+def _frame_rms(padded, frame_length, hop, frames):  # type: ignore[no-untyped-def]  # pragma: no cover
     n = padded.shape[0]
     sums = np.empty(n + 1)
     sums[0] = 0.0
@@ -209,142 +168,221 @@ def frame_rms(padded: np.ndarray, frame_length: int, hop: int, frames: int) -> n
     return out
 
 
-@njit(cache=True, nogil=True)
+#: kernel -> (its one signature, extra numba options); the quickest to compile first, so a cold
+#: cache is known (and announced) about 0.8 s in.
+_KERNELS: dict[str, tuple[str, dict]] = {
+    "_power_spectrum": ("float32[:, ::1](complex64[:, ::1])", {}),
+    "_median_columns_into": ("void(float32[:, ::1], int64, float32[:, ::1])", {}),
+    "_harmonic_part": ("complex64[:, ::1](complex64[:, ::1], float32[:, ::1], float32[:, ::1])", {}),
+    "_centroid_bandwidth": ("void(float32[:, ::1], float64[::1], float64[::1], float64[::1])",
+                            {"fastmath": {"reassoc", "contract"}}),
+    "_rolloff": ("float64[::1](float32[:, ::1], float64[::1], float64)", {}),
+    "_frame_rms": ("float64[::1](float32[::1], int64, int64, int64)", {}),
+}
+#: What compiling them all takes on the reference machine (2 cores, docs/speed.md): 3.5 to 4 s of CPU.
+COMPILE_SECONDS = 4
+ANNOUNCEMENT = f"preparing the analysis (once, ~{COMPILE_SECONDS} s)"
+
+
+@functools.cache
+def kernels() -> SimpleNamespace:
+    """The compiled kernels, by name without the underscore: compiled, or loaded from numba's cache.
+
+    Importing numba waits until here, so importing this module costs
+    nothing.  The fork server calls this once (:func:`tagger.worker.warm_up`)
+    and every worker forked from it has the machine code.  When the first
+    kernel was not in the cache, the rest are not either: the wait is
+    announced on stderr (:func:`announce`).
+    """
+    from numba import njit
+
+    compiled = {}
+    for name, (signature, options) in _KERNELS.items():
+        dispatcher = njit(signature, cache=True, nogil=True, **options)(globals()[name])
+        if not compiled and dispatcher.stats.cache_misses:
+            announce()
+        compiled[name.lstrip("_")] = dispatcher
+    return SimpleNamespace(**compiled)
+
+
+def announce() -> None:
+    """Tell the user why the first scan pauses, on a line of its own even under a progress bar."""
+    import sys
+
+    clear = "\r\x1b[2K" if sys.stderr.isatty() else ""  # the bar, if any, redraws on the next line
+    print(f"{clear}{ANNOUNCEMENT}", file=sys.stderr, flush=True)
+
+
+def prepare() -> None:
+    """Compile the kernels now (or load them from the cache): what the first analysis would otherwise do."""
+    kernels()
+
+
+# -- the kernels' entry points -------------------------------------------------------------
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def median_along_columns(x: np.ndarray, size: int) -> np.ndarray:
+    """Median filter of odd ``size`` along axis 0 of a 2-D array (float32 result).
+
+    Equals ``scipy.ndimage.median_filter(x, size=(size, 1), mode="reflect")``:
+    about 10 ms for a 1293 x 1025 spectrogram.
+    """
+    x = _f32(x)
+    out = np.empty_like(x)
+    if x.size:
+        kernels().median_columns_into(x, size, out)
+    return out
+
+
+def median_along_rows(x: np.ndarray, size: int, block: int = 64) -> np.ndarray:
+    """Median filter of odd ``size`` along axis 1, reflect boundary (float32 result).
+
+    Equals ``scipy.ndimage.median_filter(x, size=(1, size), mode="reflect")``.
+    Rows are filtered ``block`` at a time through a transposed tile that
+    stays in cache, so the column kernel's vectorised loop does the work.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    if not x.size:
+        return out
+    kernel = kernels().median_columns_into
+    for r0 in range(0, x.shape[0], block):
+        tile = np.ascontiguousarray(x[r0 : r0 + block].T)
+        res = np.empty_like(tile)
+        kernel(tile, size, res)
+        out[r0 : r0 + block] = res.T
+    return out
+
+
+def harmonic_part(stft: np.ndarray, harm: np.ndarray, perc: np.ndarray) -> np.ndarray:
+    """``stft`` times the harmonic soft mask of librosa.decompose.hpss (power 2, margin 1).
+
+    The mask is harm^2 / (harm^2 + perc^2), in float64 so squares of tiny
+    magnitudes cannot underflow; where both medians are below float32
+    ``tiny`` it is 0.5, as librosa's ``softmask(split_zeros=True)`` makes it.
+    The percussive part is ``stft`` minus this: the two masks sum to one.
+    """
+    return kernels().harmonic_part(np.ascontiguousarray(stft, dtype=np.complex64), _f32(harm), _f32(perc))
+
+
+def power_spectrum(stft: np.ndarray) -> np.ndarray:
+    """``abs(stft) ** 2`` in float32 without the square root."""
+    return kernels().power_spectrum(np.ascontiguousarray(stft, dtype=np.complex64))
+
+
+def centroid_bandwidth(mag: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame spectral centroid and bandwidth (p=2) of ``mag[t, f]``, as librosa's.
+
+    bandwidth^2 = E[f^2] - centroid^2 under the frame's normalised magnitude;
+    an all-zero frame gives 0 Hz for both, as librosa leaves it unnormalised.
+    """
+    centroid, bandwidth = np.empty(len(mag)), np.empty(len(mag))
+    kernels().centroid_bandwidth(_f32(mag), np.ascontiguousarray(freqs, dtype=np.float64), centroid, bandwidth)
+    return centroid, bandwidth
+
+
+def rolloff(mag: np.ndarray, freqs: np.ndarray, roll_percent: float) -> np.ndarray:
+    """Per-frame spectral roll-off, as librosa.feature.spectral_rolloff.
+
+    The cumulative sum is sequential float32, as numpy's in librosa, so the
+    chosen bin is the same.
+    """
+    return kernels().rolloff(_f32(mag), np.ascontiguousarray(freqs, dtype=np.float64), float(roll_percent))
+
+
+def frame_rms(padded: np.ndarray, frame_length: int, hop: int, frames: int) -> np.ndarray:
+    """Root mean square of each frame of an already centre-padded float32 signal.
+
+    From a float64 running sum of squares: one pass over the samples instead
+    of four (frames overlap by 75%); an all-zero frame still gives exactly 0.
+    """
+    return kernels().frame_rms(_f32(padded), frame_length, hop, frames)
+
+
+# -- NumPy: as fast as compiled loops, or within 2 ms a clip: not worth compiling -------------
+
+
 def frame_zcr(padded: np.ndarray, frame_length: int, hop: int, frames: int, threshold: float) -> np.ndarray:
     """Zero-crossing rate per frame, as librosa.feature.zero_crossing_rate counts it.
 
     Values within +-``threshold`` count as positive zero; the first sample of
     each frame never counts (``pad=False``); the rate divides by the frame length.
     """
-    n = padded.shape[0]
-    thr = -np.float32(threshold)
-    crossings = np.zeros(n + 1, dtype=np.int64)  # crossings[i]: sign changes at positions < i
-    for i in range(1, n):
-        change = (padded[i] < thr) != (padded[i - 1] < thr)
-        crossings[i + 1] = crossings[i] + change
-    out = np.empty(frames)
-    for t in range(frames):
-        start = t * hop
-        out[t] = (crossings[start + frame_length] - crossings[start + 1]) / frame_length
-    return out
+    negative = padded < -np.float32(threshold)
+    crossings = np.zeros(len(padded) + 1, dtype=np.int64)  # crossings[i]: sign changes at positions < i
+    np.cumsum(negative[1:] != negative[:-1], out=crossings[2:])
+    starts = np.arange(frames) * hop
+    return (crossings[starts + frame_length] - crossings[starts + 1]) / frame_length
 
 
-@njit(cache=True, nogil=True)
 def windowed_frames(y: np.ndarray, window: np.ndarray, hop: int, count: int) -> np.ndarray:
     """Frames of ``y`` centred with reflect padding, times ``window``: (count, len(window)).
 
-    What librosa.stft(center=True, pad_mode="reflect") feeds its FFT, built
-    without materialising the padded signal.
+    What librosa.stft(center=True, pad_mode="reflect") feeds its FFT.
     """
     n_fft = window.shape[0]
-    half = n_fft // 2
-    n = y.shape[0]
-    out = np.empty((count, n_fft), dtype=np.float32)
-    for t in range(count):
-        start = t * hop - half
-        if start >= 0 and start + n_fft <= n:
-            for i in range(n_fft):
-                out[t, i] = y[start + i] * window[i]
-        else:
-            for i in range(n_fft):
-                out[t, i] = y[_mirror(start + i, n)] * window[i]
-    return out
+    padded = np.pad(y, n_fft // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:count]
+    return np.multiply(frames, window, dtype=np.float32)
 
 
-@njit(cache=True, inline="always")
-def _mirror(i: int, n: int) -> int:
-    """numpy ``mode="reflect"`` index (edge not repeated): c b | a b c d | c b."""
-    period = 2 * n - 2
-    i %= period
-    if i < 0:
-        i += period
-    return i if i < n else period - i
-
-
-@njit(cache=True, nogil=True)
 def overlap_add(frames: np.ndarray, window: np.ndarray, hop: int, scale: np.ndarray,
                 offset: int, length: int) -> np.ndarray:
     """Windowed overlap-add of inverse-FFT frames, scaled, samples [offset, offset + length).
 
     With ``scale`` the reciprocal window sum-square this is the inverse STFT
-    of librosa.istft; ``offset`` drops the centring padding.
+    of librosa.istft; ``offset`` drops the centring padding.  Frames are
+    added in time order at every sample, as a frame-by-frame loop would.
     """
     count, n_fft = frames.shape
     total = np.zeros(hop * (count - 1) + n_fft, dtype=np.float32)
-    for t in range(count):
-        base = t * hop
-        row = frames[t]
-        for i in range(n_fft):
-            total[base + i] += row[i] * window[i]
-    out = np.empty(length, dtype=np.float32)
-    for i in range(length):
-        out[i] = total[offset + i] * scale[offset + i]
-    return out
+    windowed = np.multiply(frames, window, dtype=np.float32)
+    if n_fft % hop == 0:
+        parts = n_fft // hop
+        blocks = total.reshape(-1, hop)  # (count - 1 + parts, hop)
+        pieces = windowed.reshape(count, parts, hop)
+        for j in reversed(range(parts)):  # block b gets frame b - j: earliest frame first
+            blocks[j : j + count] += pieces[:, j]
+    else:  # pragma: no cover - only for hops that do not divide the FFT size
+        for t in range(count):
+            total[t * hop : t * hop + n_fft] += windowed[t]
+    return total[offset : offset + length] * scale[offset : offset + length]
 
 
-@njit(cache=True, nogil=True)
-def power_spectrum(stft: np.ndarray) -> np.ndarray:
-    """``abs(stft) ** 2`` in float32 without the square root."""
-    out = np.empty(stft.shape, dtype=np.float32)
-    rows, cols = stft.shape
-    for i in range(rows):
-        for j in range(cols):
-            v = stft[i, j]
-            out[i, j] = v.real * v.real + v.imag * v.imag
-    return out
-
-
-@njit(cache=True, nogil=True)
 def banded_product(power: np.ndarray, weights: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """``power @ weights.T`` for a filter bank whose rows are zero outside [start, stop).
 
-    A mel bank has about two non-zero weights per FFT bin, so this does a
-    65th of the multiply-adds of the dense product (frames x filters out).
+    A mel bank has about two non-zero weights per FFT bin, so one product per
+    filter over its own bins does a 65th of the dense product's multiply-adds
+    (frames x filters out).
     """
-    frames = power.shape[0]
-    filters = weights.shape[0]
-    out = np.empty((frames, filters), dtype=np.float32)
-    for t in range(frames):
-        for m in range(filters):
-            acc = np.float32(0.0)
-            for f in range(starts[m], stops[m]):
-                acc += weights[m, f] * power[t, f]
-            out[t, m] = acc
+    out = np.empty((power.shape[0], weights.shape[0]), dtype=np.float32)
+    for m, (start, stop) in enumerate(zip(starts.tolist(), stops.tolist())):
+        out[:, m] = power[:, start:stop] @ weights[m, start:stop]
     return out
 
 
-@njit(cache=True, nogil=True)
 def onset_median(mel_db: np.ndarray) -> np.ndarray:
     """Median over bands of the positive first difference in time of ``mel_db[t, band]``.
 
     librosa.onset.onset_strength with ``aggregate=np.median`` (lag 1, no
     reference max filter), before its centring shift.
     """
-    frames, bands = mel_db.shape
-    out = np.empty(max(frames - 1, 0), dtype=np.float32)
-    buf = np.empty(bands, dtype=np.float32)
-    for t in range(1, frames):
-        for b in range(bands):
-            buf[b] = max(np.float32(0.0), mel_db[t, b] - mel_db[t - 1, b])
-        out[t - 1] = np.median(buf)
-    return out
+    flux = np.maximum(np.float32(0.0), np.diff(mel_db, axis=0)).astype(np.float32, copy=False)
+    return np.median(flux, axis=1).astype(np.float32, copy=False)
 
 
-@njit(cache=True, nogil=True)
 def normalised_mean(rows: np.ndarray, width: int) -> np.ndarray:
     """Mean over rows of ``rows[:, :width]``, each divided by its largest absolute value.
 
     librosa.util.normalize(norm=inf) leaves a row whose peak is below ``tiny``
     as it is; the mean accumulates in float64.
     """
-    count = rows.shape[0]
-    out = np.zeros(width)
-    tiny = np.finfo(rows.dtype).tiny
-    for t in range(count):
-        peak = 0.0
-        for k in range(width):
-            peak = max(peak, abs(rows[t, k]))
-        scale = 1.0 / peak if peak >= tiny else 1.0
-        for k in range(width):
-            out[k] += rows[t, k] * scale
-    return out / max(count, 1)
+    part = rows[:, :width]
+    peak = np.abs(part).max(axis=1).astype(np.float64) if width else np.zeros(len(rows))
+    scale = np.where(peak >= np.finfo(rows.dtype).tiny, 1.0 / np.where(peak > 0, peak, 1.0), 1.0)
+    return (scale @ part.astype(np.float64)) / max(len(rows), 1)

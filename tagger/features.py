@@ -169,12 +169,10 @@ class FeatureStats:
 
     def vector(self) -> np.ndarray:
         """The 57 features of features_30_sec.csv, in its column order."""
-        import librosa
-
         values: list[float] = []
         for mean, var in zip(self.means.tolist(), self.variances.tolist()):
             values.extend((mean, var))
-        values.append(float(librosa.feature.tempo(tg=self.tempogram[:, None], sr=self.sr, hop_length=HOP)[0]))
+        values.append(_tempo_from(self.tempogram, self.sr))
         values.extend(np.column_stack([self.mfcc_means, self.mfcc_vars]).ravel())
         return np.asarray(values, dtype=np.float64)
 
@@ -224,9 +222,9 @@ def _window() -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _mel_bank(sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """librosa's mel filters and each filter's non-zero bin range."""
-    import librosa
+    from . import filterbanks
 
-    weights = librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS)
+    weights = filterbanks.mel(sr, N_FFT, N_MELS)
     nonzero = weights != 0
     starts = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
     stops = np.where(nonzero.any(axis=1), weights.shape[1] - nonzero[:, ::-1].argmax(axis=1), 0)
@@ -240,9 +238,9 @@ def _freqs(sr: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)  # tuning lies on a 0.01 grid: few distinct banks
 def _chroma_bank(sr: int, tuning: float) -> np.ndarray:
-    import librosa
+    from . import filterbanks
 
-    return np.ascontiguousarray(librosa.filters.chroma(sr=sr, n_fft=N_FFT, tuning=tuning).T)
+    return np.ascontiguousarray(filterbanks.chroma(sr, N_FFT, tuning).T)
 
 
 @functools.lru_cache(maxsize=1)
@@ -293,8 +291,6 @@ def _mean_var(x: np.ndarray) -> tuple[float, float]:
 
 def _gtzan_stats(y: np.ndarray, sr: int, stft: np.ndarray, power: np.ndarray, mel: np.ndarray) -> FeatureStats:
     """The statistics behind the 57 features of features_30_sec.csv (:meth:`FeatureStats.vector`)."""
-    import librosa
-
     from . import dsp
 
     count = stft.shape[0]
@@ -306,7 +302,7 @@ def _gtzan_stats(y: np.ndarray, sr: int, stft: np.ndarray, power: np.ndarray, me
     centroid, bandwidth = dsp.centroid_bandwidth(magnitude, freqs)
     rolloff = dsp.rolloff(magnitude, freqs, ROLL_PERCENT)
     harmonic = _harmonic(y, stft, magnitude)
-    mel_db = librosa.power_to_db(mel, top_db=TOP_DB)
+    mel_db = _power_to_db(mel)
     tempogram = _mean_tempogram(_onset_envelope(mel_db), sr)
     mfcc = _dct_matrix() @ mel_db
     series = (chroma, rms, centroid, bandwidth, rolloff, zcr, harmonic, y - harmonic)
@@ -331,10 +327,27 @@ def _tempo(mel_db: np.ndarray, sr: int) -> float:
     per frame) is computed frames-major and averaged here; librosa applies its
     prior to the average (:meth:`FeatureStats.vector` does the same).
     """
-    import librosa
+    return _tempo_from(_mean_tempogram(_onset_envelope(mel_db), sr), sr)
 
-    onset = _onset_envelope(mel_db)
-    return float(librosa.feature.tempo(tg=_mean_tempogram(onset, sr)[:, None], sr=sr, hop_length=HOP)[0])
+
+def _tempo_from(tempogram: np.ndarray, sr: int) -> float:
+    """librosa.feature.tempo(tg=...): the lag whose autocorrelation, under a log-normal prior, is largest.
+
+    The prior is centred on 120 BPM with a standard deviation of one octave,
+    and tempi from 320 BPM up are ruled out (librosa's defaults).
+    """
+    lags = np.arange(1.0, len(tempogram))
+    bpms = np.concatenate([[np.inf], 60.0 * sr / (HOP * lags)])
+    with np.errstate(divide="ignore"):
+        logprior = -0.5 * (np.log2(bpms) - np.log2(120.0)) ** 2
+    logprior[: int(np.argmax(bpms < 320.0))] = -np.inf
+    return float(bpms[np.argmax(np.log1p(1e6 * tempogram) + logprior)])
+
+
+def _power_to_db(power: np.ndarray) -> np.ndarray:
+    """librosa.power_to_db(power, top_db=TOP_DB): dB re 1, floored at the peak minus TOP_DB."""
+    db = 10.0 * np.log10(np.maximum(1e-10, power))
+    return np.maximum(db, db.max() - TOP_DB)
 
 
 def _onset_envelope(mel_db: np.ndarray) -> np.ndarray:
@@ -348,12 +361,11 @@ def _onset_envelope(mel_db: np.ndarray) -> np.ndarray:
 
 def _mean_tempogram(onset: np.ndarray, sr: int) -> np.ndarray:
     """The frame average of librosa.feature.tempogram(onset_envelope=onset) (8 s window)."""
-    import librosa
     import scipy.fft
 
     from . import dsp
 
-    win = int(librosa.time_to_frames(TEMPO_WINDOW, sr=sr, hop_length=HOP))
+    win = int(TEMPO_WINDOW * sr) // HOP  # librosa.time_to_frames
     padded = np.pad(onset.astype(np.float32), win // 2, mode="linear_ramp", end_values=0)
     n_fft = scipy.fft.next_fast_len(2 * win - 1, real=True)
     windowed = np.zeros((len(onset), n_fft), dtype=np.float32)  # zero tail: linear, not circular

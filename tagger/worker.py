@@ -156,7 +156,10 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
 
 
 def warm_up() -> None:
-    """Import and JIT-compile the analysis path once, before workers fork from this process.
+    """Import the analysis path and compile its kernels once, before workers fork from this process.
+
+    The kernels come from numba's cache after the first time; that first
+    time (about 4 s) is announced on stderr (:func:`tagger.dsp.kernels`).
 
     It also keeps BLAS to one thread: the pool already runs one worker per
     core, and OpenBLAS's own threads, spinning between the analysis's small
@@ -175,6 +178,9 @@ def warm_up() -> None:
     import soundfile  # noqa: F401
     import soxr  # noqa: F401
 
+    from . import dsp
+
+    dsp.prepare()
     rng = np.random.default_rng(0)
     y = (0.1 * rng.standard_normal(int(SAMPLE_RATE * 3.5))).astype(np.float32)
     analyse(y, SAMPLE_RATE, features=True, slices=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiofiles import FORMATS, make_audio
+from audiofiles import FORMATS, make_audio, signal
 from tagger.audio import decode, excerpt_window
 from tagger.errors import DecodeError
 
@@ -105,3 +105,90 @@ def test_real_library_samples_decode(library_samples: Path) -> None:
     for path in files:
         clip = decode(path)
         assert clip.duration > 1.0 and np.isfinite(clip.samples).all(), path
+
+
+# -- seeking to the excerpt of a long file (issue 12, point 6) ----------------------------------
+
+from tagger import audio  # noqa: E402
+
+#: format -> native rate of the test file
+LONG_FORMATS = {"opus": 48000, "ogg": 44100, "mp3": 44100, "flac": 44100}
+
+
+@pytest.fixture(scope="module")
+def long_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """100 s of stereo music-like noise per format: the excerpt starts 35 s in."""
+    folder = tmp_path_factory.mktemp("long")
+    files = {}
+    for fmt, sr in LONG_FORMATS.items():
+        data = signal(100.0, sr, 2, "noise", 5)
+        major, subtype = {"opus": ("OGG", "OPUS"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III"),
+                          "flac": ("FLAC", "PCM_16")}[fmt]  # fmt: skip
+        files[fmt] = folder / f"long.{fmt}"
+        with sf.SoundFile(str(files[fmt]), "w", sr, 2, subtype, format=major) as f:
+            for i in range(0, len(data), 1 << 15):  # one big write overflows libsndfile's stack (MP3)
+                f.write(data[i : i + (1 << 15)])
+    return files
+
+
+def _native(path: Path, excerpt: float | None) -> tuple[np.ndarray, int, float, float]:
+    """What the file's first-choice decoder returns, at its native rate (no resampling)."""
+    return audio._decoder_order(str(path), audio._decode_soundfile, audio._decode_pyav)[0](str(path), excerpt)
+
+
+@pytest.mark.parametrize("fmt", list(LONG_FORMATS))
+def test_excerpt_equals_decoding_from_the_start_and_cutting(long_files: dict[str, Path], fmt: str) -> None:
+    data, sr, duration, start = _native(long_files[fmt], 30.0)
+    whole, _, _, _ = _native(long_files[fmt], None)
+    assert start == pytest.approx((duration - 30.0) / 2) and start == pytest.approx(35.0, abs=0.01)
+    assert data.shape == (int(round(30.0 * sr)), 2)
+    first = int(round(start * sr))
+    np.testing.assert_allclose(data, whole[first : first + len(data)], rtol=0, atol=1e-4)
+    clip = decode(long_files[fmt])
+    assert clip.offset == start and len(clip.samples) == 30 * 22050
+
+
+class _NoSeek:
+    """A PyAV container whose seek fails (``error``) or lands ``late`` seconds after the target."""
+
+    def __init__(self, container: object, late: float | None) -> None:
+        self._container, self._late = container, late
+
+    def seek(self, offset: int, *, stream: object, **kwargs: object) -> None:
+        if self._late is None:
+            raise OSError("Operation not permitted")
+        self._container.seek(offset + int(self._late / stream.time_base), stream=stream, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._container, name)
+
+    def __enter__(self) -> _NoSeek:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._container.close()
+
+
+@pytest.mark.parametrize("late", [None, 5.0])
+@pytest.mark.parametrize("fmt", ["opus", "ogg"])
+def test_a_failed_seek_falls_back_to_decoding_from_the_start(long_files: dict[str, Path], fmt: str,
+                                                             late: float | None,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = long_files[fmt]
+    expected = decode(path)
+    streamed = np.concatenate(list(audio.open_stream(path, excerpt=30.0).chunks()))
+    opened = []
+    real_open = audio._open_pyav
+
+    def open_unseekable(p: str) -> tuple:
+        fh, container, stream, sr, duration = real_open(p)
+        opened.append(p)
+        return fh, _NoSeek(container, late), stream, sr, duration
+
+    monkeypatch.setattr(audio, "_open_pyav", open_unseekable)
+    clip = decode(path)
+    assert len(opened) == 2  # opened again after the seek failed: no other decoder stepped in
+    assert clip.offset == expected.offset
+    np.testing.assert_array_equal(clip.samples, expected.samples)
+    again = np.concatenate(list(audio.open_stream(path, excerpt=30.0).chunks()))
+    np.testing.assert_array_equal(again, streamed)

@@ -208,3 +208,36 @@ def test_mel_mfcc_and_tempo_equal_librosa(clip: np.ndarray) -> None:
     expected = librosa.feature.tempo(onset_envelope=onset, sr=22050)[0]
     assert features._tempo(mel_db, 22050) == pytest.approx(expected)
     assert features._tempo(mel_db, 22050) == pytest.approx(120.0, rel=0.03)  # the clip's beat is 0.5 s
+
+
+# -- librosa's definitions re-written in NumPy (issue 12: the analysis does not import librosa) ------
+
+
+@pytest.mark.parametrize("sr", [22050, 16000, 44100])
+def test_mel_bank_equals_librosa(sr: int) -> None:
+    from tagger import filterbanks
+
+    ours = filterbanks.mel(sr, 2048, 128)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, librosa.filters.mel(sr=sr, n_fft=2048, n_mels=128), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("tuning", [0.0, -0.31, 0.17, 0.5])
+def test_chroma_bank_equals_librosa(tuning: float) -> None:
+    from tagger import filterbanks
+
+    ours = filterbanks.chroma(22050, 2048, tuning)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, librosa.filters.chroma(sr=22050, n_fft=2048, tuning=tuning),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_tempo_choice_and_db_equal_librosa() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        tempogram = rng.random(344) ** 4
+        tempogram[0] = 1.0
+        expected = librosa.feature.tempo(tg=tempogram[:, None], sr=22050, hop_length=512)[0]
+        assert features._tempo_from(tempogram, 22050) == expected
+    power = (rng.random((128, 300)) ** 6).astype(np.float32)
+    np.testing.assert_array_equal(features._power_to_db(power), librosa.power_to_db(power, top_db=80.0))
