@@ -1,6 +1,6 @@
 """Album mode: group cached tracks into albums, average their probabilities, find the tracks that disagree.
 
-Plain functions over ``tracks`` rows (no click, no writes); tagger/tagging.py
+Plain functions over track records (tagger.track.Track; no click, no writes); tagger/tagging.py
 tags each track from what :func:`plan` decides, and ``show --by album`` prints
 the same plan.  docs/tagging.md "Album mode" states the rules for users:
 
@@ -29,7 +29,6 @@ the same plan.  docs/tagging.md "Album mode" states the rules for users:
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import abstain, tags
-from .cache import fs_path
 from .tags import FileMeta, TagError
+from .track import Track
 
 TRACK, ALBUM, FOLDER = "track", "album", "folder"
 MODES = (TRACK, ALBUM, FOLDER)
@@ -58,28 +57,25 @@ MIXED = "mixed folder (several artists, none on half its tracks)"
 Ranking = list[tuple[str, float]]
 
 
-def file_meta(row: Mapping[str, Any]) -> FileMeta | None:
-    """A track's own tags: from its row, or read once from the file when the row predates that cache.
+def file_meta(row: Track) -> FileMeta | None:
+    """A track's own tags: from its record, or read once from the file when the record predates that cache.
 
-    The scan caches them (``file_genres`` is never NULL for a file whose tags
-    it could read); for older rows the file is parsed here.  None when they
-    cannot be read: the track then counts as having no tags.
+    The scan caches them (``file_genres`` is never None for a file whose tags
+    it could read); for older records the file is parsed here.  None when
+    they cannot be read: the track then counts as having no tags.
     """
-    if row.get("file_genres") is not None:
-        flag = row.get("compilation")
-        return FileMeta(genres=tuple(json.loads(row["file_genres"])), artist=row.get("artist"),
-                        album=row.get("album"), album_artist=row.get("album_artist"),
-                        compilation=None if flag is None else bool(flag))
+    if row.file_genres is not None:
+        return FileMeta(genres=tuple(row.file_genres), artist=row.artist, album=row.album,
+                        album_artist=row.album_artist, compilation=row.compilation)
     try:
-        return tags.describe(fs_path(dict(row)))
+        return tags.describe(row.fs_path)
     except (TagError, OSError):
         return None
 
 
-def weight(row: Mapping[str, Any]) -> float:
+def weight(row: Track) -> float:
     """How much audio a track contributed: the seconds analysed, else its duration, else 1."""
-    for key in ("excerpt_seconds", "duration"):
-        value = row.get(key)
+    for value in (row.excerpt_seconds, row.duration):
         if isinstance(value, (int, float)) and value > 0:
             return float(value)
     return 1.0
@@ -116,7 +112,7 @@ class Album:
 
     key: str  # "tags:<album>\0<album artist>" or "folder:<folder>": stable, for JSON
     name: str  # what the table shows: "Album Artist – Album", or the folder
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Track] = field(default_factory=list)
     not_averaged: str | None = None  # why its tracks keep their own genres (COMPILATION, LOOSE, MIXED)
     ranking: Ranking = field(default_factory=list)  # the weighted mean, most probable first
     used: int = 0  # tracks in the mean
@@ -138,7 +134,7 @@ class Album:
 
 @dataclass(frozen=True)
 class Choice:
-    """What one track is tagged from: the album's ranking, or (``ranking`` None) its own row as in track mode."""
+    """What one track is tagged from: the album's ranking, or (``ranking`` None) its own record as in track mode."""
 
     album: Album
     ranking: Ranking | None
@@ -175,8 +171,8 @@ def _is_compilation(metas: Sequence[FileMeta | None]) -> bool:
     return any(m is not None and (m.compilation or _norm(m.album_artist) in VARIOUS) for m in metas)
 
 
-def group(rows: Iterable[dict[str, Any]], by: str, roots: Iterable[str] = (),
-          meta: Callable[[Mapping[str, Any]], FileMeta | None] = file_meta) -> list[Album]:
+def group(rows: Iterable[Track], by: str, roots: Iterable[str] = (),
+          meta: Callable[[Track], FileMeta | None] = file_meta) -> list[Album]:
     """The albums (and track-mode groups) of ``rows``, in the order of their first track's path.
 
     ``roots`` are the scanned folders: files without album tags directly in
@@ -185,12 +181,12 @@ def group(rows: Iterable[dict[str, Any]], by: str, roots: Iterable[str] = (),
     if by not in (ALBUM, FOLDER):
         raise ValueError(f"album grouping is by album or folder, not {by!r}")
     top = {os.path.abspath(r).rstrip(os.sep) or os.sep for r in roots}
-    folders: dict[str, list[tuple[dict[str, Any], FileMeta | None]]] = {}
+    folders: dict[str, list[tuple[Track, FileMeta | None]]] = {}
     for row in rows:
-        folders.setdefault(os.path.dirname(row["path"]), []).append((row, meta(row)))
+        folders.setdefault(os.path.dirname(row.path), []).append((row, meta(row)))
     albums: dict[str, Album] = {}
 
-    def add(key: str, name: str, members: list[tuple[dict[str, Any], FileMeta | None]], why: str | None) -> None:
+    def add(key: str, name: str, members: list[tuple[Track, FileMeta | None]], why: str | None) -> None:
         album = albums.setdefault(key, Album(key, name))
         album.rows += [r for r, _ in members]
         if why and not album.not_averaged:
@@ -198,7 +194,7 @@ def group(rows: Iterable[dict[str, Any]], by: str, roots: Iterable[str] = (),
 
     for folder, members in folders.items():
         loose = folder in top
-        by_name: dict[str, list[tuple[dict[str, Any], FileMeta | None]]] = {}
+        by_name: dict[str, list[tuple[Track, FileMeta | None]]] = {}
         untagged = []
         for row, m in members:
             if by == ALBUM and m is not None and _norm(m.album):
@@ -215,20 +211,20 @@ def group(rows: Iterable[dict[str, Any]], by: str, roots: Iterable[str] = (),
                    else None)  # fmt: skip
             if why == LOOSE:  # each loose file is its own group
                 for row, m in untagged:
-                    add(f"file:{row['path']}", row["path"], [(row, m)], LOOSE)
+                    add(f"file:{row.path}", row.path, [(row, m)], LOOSE)
             else:
                 add(f"folder:{folder}", folder, untagged, why)
-    ordered = sorted(albums.values(), key=lambda a: min(r["path"] for r in a.rows))
+    ordered = sorted(albums.values(), key=lambda a: min(r.path for r in a.rows))
     for album in ordered:
-        album.rows.sort(key=lambda r: r["path"])
+        album.rows.sort(key=lambda r: r.path)
     return ordered
 
 
-def _add_tagged(add: Callable[..., None], members: list[tuple[dict[str, Any], FileMeta]]) -> None:
+def _add_tagged(add: Callable[..., None], members: list[tuple[Track, FileMeta]]) -> None:
     """One folder's tracks that share an album name: keyed by album and (resolved) album artist."""
     without = [m.artist for _, m in members if not _norm(m.album_artist)]
     fallback = main_artist(without) if without else None
-    by_artist: dict[str, list[tuple[dict[str, Any], FileMeta]]] = {}
+    by_artist: dict[str, list[tuple[Track, FileMeta]]] = {}
     for row, m in members:
         artist = m.album_artist if _norm(m.album_artist) else fallback
         by_artist.setdefault(_norm(artist) if artist else "various artists", []).append((row, m))
@@ -244,12 +240,12 @@ def _add_tagged(add: Callable[..., None], members: list[tuple[dict[str, Any], Fi
 # Deciding.
 
 
-def usable(row: Mapping[str, Any]) -> bool:
+def usable(row: Track) -> bool:
     """A track whose probabilities count in its album's mean: analysed, present, with a result."""
-    return not row.get("missing") and row.get("status") == "ok"
+    return not row.missing and row.status == "ok"
 
 
-def decide(album: Album, rank: Callable[[Mapping[str, Any]], Ranking], *, from_tags: bool = False) -> Album:
+def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = False) -> Album:
     """Fill in the album's weighted mean, abstention and outliers; ``rank`` gives a row's own ranking.
 
     Failed and missing tracks (and, with ``from_tags``, tracks with no tags)
@@ -259,17 +255,17 @@ def decide(album: Album, rank: Callable[[Mapping[str, Any]], Ranking], *, from_t
     """
     if album.not_averaged:
         return album
-    own = {r["path"]: rank(r) for r in album.rows if usable(r)}
+    own = {r.path: rank(r) for r in album.rows if usable(r)}
     own = {path: ranking for path, ranking in own.items() if ranking}
-    rows = [r for r in album.rows if r["path"] in own]
+    rows = [r for r in album.rows if r.path in own]
     album.used, album.seconds = len(rows), sum(weight(r) for r in rows)
     if not rows:
         lacking = "tags" if from_tags else "a result"
         album.abstained = f"no usable track (of {len(album.rows)}: failed, missing or without {lacking})"
         return album
-    album.ranking = weighted_mean((dict(own[r["path"]]), weight(r)) for r in rows)
+    album.ranking = weighted_mean((dict(own[r.path]), weight(r)) for r in rows)
     label, p = album.ranking[0]
-    thresholds = [r["abstain_threshold"] for r in rows if r.get("abstain_threshold")]
+    thresholds = [r.abstain_threshold for r in rows if r.abstain_threshold]
     if not from_tags and thresholds and p < max(thresholds):
         album.abstained = abstain.reason(label, p, max(thresholds),
                                          f"mean of {len(rows)} tracks; the threshold their scan used")
@@ -278,11 +274,11 @@ def decide(album: Album, rank: Callable[[Mapping[str, Any]], Ranking], *, from_t
     return album
 
 
-def choice(album: Album, row: Mapping[str, Any], keep_outliers: bool = False) -> Choice:
+def choice(album: Album, row: Track, keep_outliers: bool = False) -> Choice:
     """What one of the album's tracks is tagged from (see :class:`Choice`)."""
     if album.not_averaged:
         return Choice(album, None, note=f"{album.not_averaged}: track mode")
-    own = album.outliers.get(row["path"])
+    own = album.outliers.get(row.path)
     if own is None:
         return Choice(album, album.ranking, album.abstained)
     label = album.ranking[0][0]
@@ -291,9 +287,9 @@ def choice(album: Album, row: Mapping[str, Any], keep_outliers: bool = False) ->
     return Choice(album, None if keep_outliers else album.ranking, None if keep_outliers else album.abstained, note)
 
 
-def plan(rows: Iterable[dict[str, Any]], by: str, rank: Callable[[Mapping[str, Any]], Ranking], *,
+def plan(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
          roots: Iterable[str] = (), from_tags: bool = False,
-         meta: Callable[[Mapping[str, Any]], FileMeta | None] = file_meta) -> list[Album]:
+         meta: Callable[[Track], FileMeta | None] = file_meta) -> list[Album]:
     """Group ``rows`` and decide every album: what ``tag --by album`` and ``show --by album`` act on."""
     return [decide(a, rank, from_tags=from_tags) for a in group(rows, by, roots, meta)]
 
@@ -307,7 +303,7 @@ def matches(album: Album, status: str | None, genre: str | None) -> bool:
     if status == "abstained":
         return bool(album.abstained) and not album.not_averaged
     if status == "missing":
-        return any(r.get("missing") for r in album.rows)
+        return any(r.missing for r in album.rows)
     if status == "error":
-        return any(r.get("status") == "error" and not r.get("missing") for r in album.rows)
+        return any(r.status == "error" and not r.missing for r in album.rows)
     return True

@@ -1,7 +1,11 @@
 """The SQLite cache: one row per file, the only module that imports sqlite_utils.
 
 The database is a first-class artifact: open it with ``sqlite3`` or
-Datasette.  Tables:
+Datasette.  Each ``tracks`` and ``tag_history`` column is declared once, as
+a field of :class:`tagger.track.Track` or :class:`tagger.track.TagWrite`,
+which also encode and decode it; this module holds all the SQL, and its
+queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
+:meth:`Cache.open_writes`) return those records.  Tables:
 
 ``tracks``
     one row per file keyed by absolute path: size, mtime, duration, the
@@ -62,7 +66,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -75,9 +79,7 @@ except ImportError:  # Windows
 
 from .errors import DatabaseError
 from .features import FEATURE_NAMES
-
-if TYPE_CHECKING:
-    from .tags import FileMeta
+from .track import STATUSES, TagWrite, Track, TrackStamp
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
@@ -87,49 +89,22 @@ LISTINGS_KEPT = 64  # folders whose names mark_missing keeps at once (rows come 
 READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
 CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
 INSERT_ONLY = frozenset({"path", "first_seen"})  # never changed by an upsert
-
-TRACK_COLUMNS: dict[str, type] = {
-    "path": str,
-    "path_bytes": bytes,
-    "size": int,
-    "mtime": float,
-    "duration": float,
-    "excerpt_offset": float,
-    "excerpt_seconds": float,
-    "status": str,
-    "error": str,
-    "params": str,
-    "backend": str,
-    "model_id": str,
-    "genre": str,
-    "confidence": float,
-    "top3": str,
-    "probabilities": str,
-    "tags": str,  # JSON {tag: probability} from an embedding backend's front end, most likely first
-    "failed_model": str,  # "<backend> <model id>" whose predict_proba failed on this file (status error)
-    "missing": int,
-    "first_seen": str,
-    "analysed_at": str,
-    "updated_at": str,
-    "missing_since": str,
-    "abstained": str,  # why the track got no genre (tagger/abstain.py), else NULL
-    "abstain_threshold": float,  # the threshold that decision used; NULL: never abstain
-    # The file's own tags when it was analysed (tags.FileMeta); NULL when unreadable or analysed before 0.x.
-    "artist": str,
-    "album": str,
-    "album_artist": str,
-    "compilation": int,
-    "file_genres": str,  # JSON list of the genre field's values, split on ; and /; kept current by tag/undo
+# The filters of Cache.records and Cache.open_writes.
+_STATUS_WHERE: dict[str | None, list[str]] = {
+    None: [], "missing": ["missing = 1"], "abstained": ["status = 'ok'", "abstained is not null", "missing = 0"],
+    "ok": ["status = ?", "missing = 0"], "error": ["status = ?", "missing = 0"],
+}
+_OPEN = "undone_at is null and superseded_at is null"  # writes undo may still act on
+_STAGE_WHERE: dict[str | None, list[str]] = {
+    None: [], "done": ["written_at is not null"], "in_flight": ["written_at is null"],
+    "undoing": ["undo_started_at is not null"],
 }
 
-
+#: The tables' columns, declared once as the fields of the records (tagger/track.py).
+TRACK_COLUMNS: dict[str, type] = Track.columns()
+TAG_HISTORY_COLUMNS: dict[str, type] = TagWrite.columns()
 EMBEDDING_COLUMNS: dict[str, type] = {"path": str, "front_end": str, "vector": bytes, "tags": bytes}
 
-TAG_HISTORY_COLUMNS: dict[str, type] = {
-    "id": int, "path": str, "path_bytes": bytes, "field": str, "format": str,
-    "snapshot": str, "previous": str, "written": str, "size": int, "mtime": float,
-    "written_at": str, "undone_at": str, "superseded_at": str, "undo_started_at": str,
-}  # fmt: skip
 #: Columns every genretag database has had since the first release: how one made before the mark is recognised.
 LEGACY_TRACK_COLUMNS = frozenset({"path", "size", "mtime", "status", "error", "params", "backend", "model_id",
                                   "genre", "confidence", "top3", "probabilities", "missing"})
@@ -154,12 +129,6 @@ def path_key(path: str) -> tuple[str, bytes | None]:
         return raw.decode("utf-8", "backslashreplace"), raw
 
 
-def fs_path(row: dict[str, Any]) -> str:
-    """The real file-system path of a ``tracks`` row (inverse of :func:`path_key`)."""
-    raw = row.get("path_bytes")
-    return os.fsdecode(raw) if raw else row["path"]
-
-
 def _under(paths: Iterable[str]) -> tuple[str, list[str]]:
     """A where clause (and its arguments) for keys that are one of ``paths`` or under it; empty for none.
 
@@ -180,15 +149,6 @@ def _listing(folder: str) -> frozenset[str] | None:
         return frozenset(os.listdir(folder))
     except OSError:
         return None
-
-
-def meta_columns(meta: FileMeta | None) -> dict[str, Any]:
-    """The ``tracks`` columns for a file's own tags (all NULL when they could not be read)."""
-    if meta is None:
-        return {"artist": None, "album": None, "album_artist": None, "compilation": None, "file_genres": None}
-    return {"artist": meta.artist, "album": meta.album, "album_artist": meta.album_artist,
-            "compilation": None if meta.compilation is None else int(meta.compilation),
-            "file_genres": json.dumps(list(meta.genres), ensure_ascii=False)}  # fmt: skip
 
 
 def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -457,12 +417,16 @@ class Cache:
             chunk = keys[i : i + LOOKUP_CHUNK]
             yield from self.db.conn.execute(f"{select} where path in ({','.join('?' * len(chunk))})", chunk).fetchall()
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Rows for the given path keys (the ones present)."""
-        cols = ("path", "size", "mtime", "status", "params", "backend", "model_id", "genre", "missing",
-                "abstain_threshold", "failed_model")
-        rows = self._by_keys(f"select {', '.join(cols)} from tracks", keys)
-        return {row[0]: dict(zip(cols, row)) for row in rows}
+    def lookup(self, keys: Sequence[str]) -> dict[str, TrackStamp]:
+        """What a rescan decides on, for the given path keys (the ones present)."""
+        rows = self._by_keys(f"select {', '.join(TrackStamp._fields)} from tracks", keys)
+        return {row[0]: TrackStamp._make(row) for row in rows}
+
+    def fetch(self, keys: Sequence[str]) -> dict[str, Track]:
+        """The whole records of the given path keys (the ones present)."""
+        rows = self._by_keys("select * from tracks", keys)
+        names = list(self.db["tracks"].columns_dict)  # in table order, as select * gives them
+        return {row[0]: Track.from_row(dict(zip(names, row))) for row in rows}
 
     def features_for(self, keys: Sequence[str]) -> dict[str, list[float]]:
         """Cached feature vectors for these path keys, in FEATURE_NAMES order."""
@@ -479,15 +443,55 @@ class Cache:
             if made_by == front_end and vector
         }
 
-    def tracks(self, paths: Iterable[str] = (), *, where: str | None = None,
-               params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
-        """Stream rows, optionally limited to files under ``paths`` (files or folders)."""
-        yield from self._select("tracks", paths, where, params, ("path",))
+    def tracks(self, paths: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+        """Stream rows as stored (JSON as text), optionally under ``paths``: for tests and tools.
 
-    def tag_history(self, paths: Iterable[str] = (), *, where: str | None = None,
-                    params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
-        """Stream genre-write records, by path then oldest first, optionally under ``paths``."""
-        yield from self._select("tag_history", paths, where, params, ("path", "id"))
+        Readers that use the values want :meth:`records`.
+        """
+        yield from self._select("tracks", paths, None, (), ("path",))
+
+    def records(self, paths: Iterable[str] = (), *, status: str | None = None,
+                genre: str | None = None) -> Iterator[Track]:
+        """Stream track records by path, optionally under ``paths`` (files or folders), with this status or genre.
+
+        ``status`` is one of STATUSES: "missing" is every vanished file;
+        the others are files still there, "abstained" being "ok" without a
+        genre because the model was too uncertain.
+        """
+        if status not in _STATUS_WHERE:
+            raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        where, params = list(_STATUS_WHERE[status]), []
+        if status in ("ok", "error"):
+            params.append(status)
+        if genre:
+            where.append("genre = ?")
+            params.append(genre)
+        for row in self._select("tracks", paths, " and ".join(where) or None, params, ("path",)):
+            yield Track.from_row(row)
+
+    def open_writes(self, paths: Iterable[str] = (), *, key: str | None = None,
+                    stage: str | None = None) -> Iterator[TagWrite]:
+        """Stream the genre writes undo may still act on (neither undone nor superseded), by path, oldest first.
+
+        Optionally under ``paths``, or of the one path ``key``; ``stage``
+        narrows them: "done" (confirmed), "in_flight" (never confirmed: a
+        run was cut short) or "undoing" (an undo was started).
+        """
+        where, params = [_OPEN, *_STAGE_WHERE[stage]], []
+        if key is not None:
+            where.append("path = ?")
+            params.append(key)
+        for row in self._select("tag_history", paths, " and ".join(where), params, ("path", "id")):
+            yield TagWrite.from_row(row)
+
+    def genre_writes(self, paths: Iterable[str] = ()) -> Iterator[TagWrite]:
+        """Stream genretag's writes to the genre field itself that were not undone, by path, oldest first.
+
+        Superseded ones count: they happened (``genretag learn`` leaves what
+        genretag wrote out of the user's own genres).
+        """
+        for row in self._select("tag_history", paths, "undone_at is null and field is null", (), ("path", "id")):
+            yield TagWrite.from_row(row)
 
     def _select(self, table: str, paths: Iterable[str], where: str | None, params: Sequence[Any],
                 order: tuple[str, ...]) -> Iterator[dict[str, Any]]:
@@ -601,15 +605,18 @@ class Cache:
             )
 
     # -- genre writes (tagger/tagging.py) --------------------------------
-    def record_tag_write(self, entry: dict[str, Any], before: os.stat_result) -> int:
-        """Store a write's snapshot *before* the file is touched; returns the record's id.
+    def record_tag_write(self, track: Track, snapshot: dict[str, Any], previous: list[str], written: list[str],
+                         before: os.stat_result) -> int:
+        """Store a write's ``snapshot`` of the field (tagger.tags) *before* the file is touched; returns its id.
 
-        ``entry`` holds path, path_bytes, field, format, snapshot, previous
-        and written.  Until :meth:`confirm_tag_write`, size and mtime are the
-        file's stat before the write and ``written_at`` is empty.
+        Until :meth:`confirm_tag_write`, size and mtime are the file's stat
+        before the write and ``written_at`` is empty.
         """
+        row = TagWrite.row(path=track.path, path_bytes=track.path_bytes, field=snapshot["field"],
+                           format=snapshot["format"], snapshot=snapshot, previous=previous, written=written,
+                           size=before.st_size, mtime=before.st_mtime)  # fmt: skip
         with self._writing():
-            table = self.db["tag_history"].insert({**entry, "size": before.st_size, "mtime": before.st_mtime})
+            table = self.db["tag_history"].insert(row)
         return int(table.last_pk)
 
     def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None,
@@ -673,4 +680,4 @@ class Cache:
         )
         if file_genres is not None:
             self.db.conn.execute("update tracks set file_genres = ? where path = ? and file_genres is not null",
-                                 (json.dumps(list(file_genres), ensure_ascii=False), key))
+                                 (Track.row(file_genres=list(file_genres))["file_genres"], key))

@@ -1,7 +1,7 @@
 """The ``genretag`` command line: thin click commands over library functions.
 
-Only click is imported at start-up; each command imports what it needs
-when it runs, so ``genretag --help`` and the commands that need no Keras
+Only click and the plain-Python tagger.track are imported at start-up;
+each command imports what it needs when it runs, so ``genretag --help`` and the commands that need no Keras
 model never import TensorFlow (tests check this).  Expected failures are
 GenretagError, printed as one ``Error:`` line.
 
@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from .params import DEFAULT_EXCERPT
+from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices of --status
 
 #: What `scan` uses without --backend. musicnn, because on the same 171 GTZAN clips under artist-kfold it
 #: scored 0.739 against svc's 0.474 and scans at 8.7 files/s steady on 2 cores (README "Results", "Speed").
@@ -316,24 +317,6 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
     _exit_for(outcome)
 
 
-STATUSES = ("ok", "error", "missing", "abstained")
-
-
-def _query(cache: Any, paths: tuple[str, ...], status: str | None, genre: str | None) -> Any:
-    where, params = [], []
-    if status == "missing":
-        where.append("missing = 1")
-    elif status == "abstained":
-        where += ["status = 'ok'", "abstained is not null", "missing = 0"]
-    elif status:
-        where += ["status = ?", "missing = 0"]
-        params.append(status)
-    if genre:
-        where.append("genre = ?")
-        params.append(genre)
-    return cache.tracks(paths, where=" and ".join(where) or None, params=params)
-
-
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @db_option
@@ -354,12 +337,11 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
         genretag show ~/Music --by album
     """
     from . import ui
-    from .records import public_row
 
     if by != "track":
         return _show_albums(paths, db_path, status, genre, by, as_json)
     with _open_cache(db_path, "read") as cache:
-        rows = [public_row(r) for r in _query(cache, paths, status, genre)]
+        rows = [t.public() for t in cache.records(paths, status=status, genre=genre)]
     if as_json:
         ui.print_json(rows)
         return
@@ -444,7 +426,7 @@ def export(paths: tuple[str, ...], db_path: str | None, fmt: str, output: Any, s
     from .records import export_rows
 
     with _open_cache(db_path, "read") as cache:
-        export_rows(cache, _query(cache, paths, status, None), output, fmt, with_features=with_features)
+        export_rows(cache, cache.records(paths, status=status), output, fmt, with_features=with_features)
 
 
 @cli.command()

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import __version__
 from .errors import GenretagError
-from .runners import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
+from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
 from .worker import AnalysisResult, AnalysisTask, analyse_file, warm_up
 
 INSTALL_HINT = "Dask support needs the extra: pip install 'genretag[dask]'"

@@ -33,7 +33,7 @@ import numpy as np
 
 from .backends import FrontEnd, get_backend
 from .errors import BackendError, FileError, GenretagError
-from .features import FEATURE_NAMES, Analysis, analyse
+from .features import FEATURE_NAMES, Analysis, analyse, preprocessing
 from .params import SAMPLE_RATE, AnalysisParams
 
 if TYPE_CHECKING:
@@ -125,6 +125,18 @@ def analysis_params(kind: str, backend: str | None = None, excerpt: float | None
         return AnalysisParams(excerpt, kind, backend)
     fe = fe or front_end(backend or "")
     return AnalysisParams(excerpt, kind, backend, fe.id, fe.sample_rate)
+
+
+def cache_key(params: AnalysisParams) -> str:
+    """The cache's record of how a file was analysed with ``params``; a change forces re-analysis.
+
+    The pipeline's preprocessing and the excerpt.  The input kind and the
+    front end are not in it: another backend re-predicts from the inputs
+    the cache kept (features, or embeddings under their front end's id)
+    instead of decoding again.  Here, not in tagger/params.py, which
+    tagger/features.py imports.
+    """
+    return json.dumps(dict(preprocessing(), excerpt=params.excerpt), sort_keys=True)
 
 
 def _where() -> str:
@@ -230,9 +242,9 @@ def kept(cache: Cache, model: Model, keys: Sequence[str]) -> dict[str, tuple[np.
     return {}
 
 
-def tags_json(model: Model, tags: np.ndarray | None) -> str | None:
-    """A track's tag probabilities as stored in ``tracks.tags``: most likely first, or None."""
+def tag_probabilities(model: Model, tags: np.ndarray | None) -> dict[str, float] | None:
+    """A track's tag probabilities as kept in its record (``Track.tags``): most likely first, or None."""
     if tags is None or model.front_end is None or not model.front_end.tag_names:
         return None
     pairs = sorted(zip(model.front_end.tag_names, tags.tolist()), key=lambda p: -p[1])
-    return json.dumps({name: round(float(p), TAG_DIGITS) for name, p in pairs})
+    return {name: round(float(p), TAG_DIGITS) for name, p in pairs}

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
 from .cache import Cache
+from .children import DEFAULT_TIMEOUT
 from .models import open_model
 from .paths import default_db_path
-from .runners import DEFAULT_TIMEOUT, make_runner
-from .scan import Progress, ScanOptions, ScanSummary, _NullProgress, scan
+from .progress import NullProgress, Progress
+from .runners import make_runner
+from .scan import ScanOptions, ScanSummary, scan
 from .tagging import CoveredFiles, Outcome, TagOptions, apply
 
 #: A progress display for one named stage of the job ("Scanning", "Tagging").
@@ -64,7 +66,7 @@ class JobOutcome:
 
 
 def _no_display(label: str) -> ContextManager[Progress]:
-    return contextlib.nullcontext(_NullProgress())
+    return contextlib.nullcontext(NullProgress())
 
 
 def run_job(job: ScanJob, stage: Stage | None = None) -> JobOutcome:

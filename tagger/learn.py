@@ -33,7 +33,6 @@ few files it may rest on.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -44,8 +43,9 @@ from typing import Any
 import numpy as np
 
 from . import abstain, tags, vocabulary
-from .cache import Cache, fs_path
+from .cache import Cache
 from .errors import GenretagError
+from .track import Track
 
 BACKEND = "musicnn"
 #: A genre is measured when it has at least this many files ...
@@ -100,27 +100,22 @@ class Examples:
 def _genretag_added(cache: Cache, paths: Sequence[str]) -> dict[str, set[str]]:
     """Per path key, the genre keys genretag added in writes that were not undone (see the module rules)."""
     added: dict[str, set[str]] = defaultdict(set)
-    for row in cache.tag_history(paths, where="undone_at is null and field is null"):
+    for write in cache.genre_writes(paths):
         try:
-            before = {genre_key(v) for v in tags.split_genres(json.loads(row["previous"] or "[]"))}
-            after = {genre_key(v) for v in tags.split_genres(json.loads(row["written"] or "[]"))}
-        except (TypeError, ValueError):
+            before = {genre_key(v) for v in tags.split_genres(write.previous or [])}
+            after = {genre_key(v) for v in tags.split_genres(write.written or [])}
+        except (TypeError, ValueError, AttributeError):
             continue  # a damaged record: nothing to learn about it
-        added[row["path"]] |= after - before
+        added[write.path] |= after - before
     return added
 
 
-def _file_tags(row: dict[str, Any]) -> tuple[list[str], str | None]:
-    """(genre values, artist) of a row: from the scan's cache, else read from the file (TagError if unreadable)."""
-    cached = row.get("file_genres")
-    if cached is not None:
-        try:
-            values = json.loads(cached)
-            if isinstance(values, list) and all(isinstance(v, str) for v in values):
-                return values, row.get("artist")
-        except ValueError:
-            pass  # a damaged cell: the file says
-    meta = tags.describe(fs_path(row))
+def _file_tags(track: Track) -> tuple[list[str], str | None]:
+    """(genre values, artist) of a track: from the scan's cache, else read from the file (TagError if unreadable)."""
+    values = track.file_genres
+    if isinstance(values, list) and all(isinstance(v, str) for v in values):
+        return values, track.artist
+    meta = tags.describe(track.fs_path)  # scanned before the cache kept them, or a damaged cell: the file says
     return list(meta.genres), meta.artist
 
 
@@ -130,19 +125,19 @@ def collect(cache: Cache, paths: Sequence[str], front_end: str) -> Examples:
     added = _genretag_added(cache, paths)
     spellings: dict[str, Counter[str]] = defaultdict(Counter)
     tagged: list[tuple[str, list[str], str]] = []
-    for row in cache.tracks(paths, where="status = 'ok' and missing = 0"):
+    for track in cache.records(paths, status="ok"):
         out.scanned += 1
         try:
-            values, artist = _file_tags(row)
+            values, artist = _file_tags(track)
         except (tags.TagError, OSError) as exc:
-            out.unreadable.append((row["path"], getattr(exc, "reason", None) or str(exc)))
+            out.unreadable.append((track.path, getattr(exc, "reason", None) or str(exc)))
             continue
         own: list[str] = []
         for value in tags.split_genres(values):
             key = genre_key(value)
             if not key:
                 continue  # nothing but punctuation: no genre
-            if key in added.get(row["path"], ()):
+            if key in added.get(track.path, ()):
                 out.own_writes += 1
                 continue
             if key not in own:
@@ -151,8 +146,8 @@ def collect(cache: Cache, paths: Sequence[str], front_end: str) -> Examples:
         if not own:
             out.untagged += 1
             continue
-        group = f"artist:{artist.strip().casefold()}" if artist and artist.strip() else f"folder:{os.path.dirname(row['path'])}"
-        tagged.append((row["path"], own, group))
+        group = f"artist:{artist.strip().casefold()}" if artist and artist.strip() else f"folder:{os.path.dirname(track.path)}"
+        tagged.append((track.path, own, group))
     found = cache.embeddings_for([k for k, _, _ in tagged], front_end)
     vectors = []
     for key, labels, group in tagged:

@@ -3,8 +3,8 @@
 A scan builds one :class:`AnalysisParams` from its options and its model
 (:func:`tagger.inputs.analysis_params`), puts it in every
 :class:`~tagger.worker.AnalysisTask` (local pool, Dask, in-process alike)
-and records :meth:`AnalysisParams.cache_key` with every result, so what a
-worker was told and what the cache says it did cannot drift apart.
+and records :func:`tagger.inputs.cache_key` of it with every result, so
+what a worker was told and what the cache says it did cannot drift apart.
 
 This module imports nothing heavy: the command line reads its defaults at
 start-up.
@@ -48,17 +48,3 @@ class AnalysisParams:
     def longer_than(self, seconds: float) -> bool:
         """Whether the window asked for may exceed ``seconds`` (the whole file always may)."""
         return self.excerpt is None or self.excerpt > seconds
-
-    def cache_key(self) -> str:
-        """The cache's record of how a file was analysed; a change forces re-analysis.
-
-        The pipeline's preprocessing and the excerpt.  The input kind and the
-        front end are not in it: another backend re-predicts from the inputs
-        the cache kept (features, or embeddings under their front end's id)
-        instead of decoding again.
-        """
-        import json
-
-        from .features import preprocessing
-
-        return json.dumps(dict(preprocessing(), excerpt=self.excerpt), sort_keys=True)

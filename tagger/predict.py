@@ -26,8 +26,21 @@ def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
     probs = check_probabilities(model.backend, model.backend.predict_proba(X), len(X))
     if len(X) == len(inputs):  # one row per track: the rows are the tracks' probabilities
         return list(probs)
-    bounds = np.cumsum([0, *counts])
-    return [probs[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
+    return list(track_probabilities(probs, np.repeat(np.arange(len(counts)), counts), len(counts)))
+
+
+def track_probabilities(probs: np.ndarray, owners: Sequence[int] | np.ndarray, tracks: int) -> np.ndarray:
+    """Each track's probabilities from its rows' (its 3 s slices or chunks): their mean, (tracks, genres).
+
+    ``owners[i]`` is the track of row ``i``, in any order.  Scan stores this
+    and ``genretag report`` scores it (training/scoring.py), so both judge
+    the same track.
+    """
+    owners = np.asarray(owners, dtype=int)
+    sums = np.zeros((tracks, probs.shape[1] if probs.ndim == 2 else 0))
+    np.add.at(sums, owners, probs)
+    counts = np.bincount(owners, minlength=tracks).reshape(-1, 1)
+    return sums / np.maximum(counts, 1)
 
 
 def predict_tracks(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray | str]:

@@ -10,7 +10,7 @@ the folder a ``-c`` command runs in first on ``sys.path``, and the fork
 server and spawned workers are such commands, so ``cd album && genretag
 scan .`` would run ``album/numpy/__init__.py`` (or ``socket.py``, shadowing
 the standard library) in them.  They are started with ``PYTHONSAFEPATH``
-(:func:`safe_children`) and so import what the parent imported.
+(:func:`tagger.children.safe_children`) and so import what the parent imported.
 
 The local runner gives each worker process one file at a time over its own
 pipe, so it always knows which file a worker holds: a worker that crashes
@@ -26,15 +26,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Protocol
 
+from .children import DEFAULT_TIMEOUT, safe_children
 from .worker import AnalysisResult, AnalysisTask, analyse_file
-
-DEFAULT_TIMEOUT = 300.0
-
 
 class Runner(Protocol):
     """Runs analysis tasks somewhere and streams their results back."""
@@ -92,32 +89,6 @@ class _Worker:
     conn: Connection
     task: AnalysisTask | None = None
     started: float = 0.0
-
-
-#: Python's -P: no working folder (nor script folder) first on a child interpreter's sys.path.
-SAFE_PATH = ("PYTHONSAFEPATH", "1")
-
-
-@contextmanager
-def safe_children() -> Iterator[None]:
-    """While starting worker interpreters: keep the working folder off their ``sys.path``.
-
-    multiprocessing starts the fork server and spawned workers as
-    ``python -c ...``, which puts the working folder first on ``sys.path``
-    before anything is imported (and Python 3.11's fork server never
-    replaces it with the parent's path).  The variable is set only while a
-    process starts, so commands genretag runs later are not affected.
-    """
-    name, value = SAFE_PATH
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
 
 
 def _context() -> mp.context.BaseContext:

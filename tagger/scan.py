@@ -11,25 +11,26 @@ interrupted scan keeps everything committed and the next run resumes.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from . import abstain, multilabel
 from . import cache as cachemod
 from . import inputs
-from .cache import Cache, fs_path, meta_columns, path_key
+from .cache import Cache, path_key
 from .models import Model
 from .params import DEFAULT_EXCERPT, AnalysisParams
 from .predict import predict_tracks, summarise
+from .progress import NullProgress, Progress
 from .runners import Runner
+from .track import Track, TrackStamp, meta_fields
 from .walk import WalkOptions, walk
 from .worker import AnalysisResult, AnalysisTask
 
@@ -95,19 +96,6 @@ class ScanSummary:
             self.errors.append((path, error))
 
 
-class Progress(Protocol):
-    """What a scan reports while it runs; the CLI renders it."""
-
-    def set_total(self, total: int) -> None: ...
-    def advance(self, path: str, status: str) -> None: ...
-
-
-class _NullProgress:
-    def set_total(self, total: int) -> None:
-        pass
-
-    def advance(self, path: str, status: str) -> None:
-        pass
 
 
 @dataclass
@@ -117,7 +105,7 @@ class _Pending:
     result: AnalysisResult | None  # None: re-prediction from cached inputs
     inputs: np.ndarray | None
     tags: np.ndarray | None = None
-    row: dict[str, Any] | None = None
+    row: dict[str, Any] | None = None  # what is stored: Track.row(...)
 
 
 class _Scan:
@@ -131,7 +119,7 @@ class _Scan:
         self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())
         self.analysis: AnalysisParams = inputs.analysis_params(model.input_kind, model.name, options.excerpt,
                                                                model.front_end)
-        self.params = self.analysis.cache_key()  # recorded with every result: the same value the workers get
+        self.params = inputs.cache_key(self.analysis)  # recorded with every result: the same value the workers get
         self.pending: list[_Pending] = []
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
@@ -176,11 +164,11 @@ class _Scan:
             if decision == "analyse":
                 yield self._task(path)
                 continue
-            if row and row["missing"]:
+            if row and row.missing:
                 reappeared.append(key)
             if decision == "cached":
                 self.summary.cached += 1
-                self._count(row["genre"])
+                self._count(row.genre)
                 self.progress.advance(path, "cached")
             elif decision == "redecide":
                 redecide.append(key)
@@ -206,38 +194,37 @@ class _Scan:
     def _task(self, path: str) -> AnalysisTask:
         return AnalysisTask(path, self.analysis)
 
-    def _decide(self, path: str, row: dict[str, Any] | None) -> str:
+    def _decide(self, path: str, row: TrackStamp | None) -> str:
         if row is None or self.opts.force:
             return "analyse"
         try:
             st = os.stat(path)
         except OSError:
             return "analyse"  # the worker reports why it cannot be read
-        unchanged = row["size"] == st.st_size and row["mtime"] == st.st_mtime and row["params"] == self.params
+        unchanged = row.size == st.st_size and row.mtime == st.st_mtime and row.params == self.params
         if not unchanged:
-            self.changed.add(row["path"])  # its cached features and embeddings are of the old file
+            self.changed.add(row.path)  # its cached features and embeddings are of the old file
             return "analyse"
-        if row["status"] == "error":
+        if row.status == "error":
             if self.opts.retry_failed:
                 return "analyse"
             # Another model's predict_proba failed on it: the file itself may be fine.
-            return "repredict" if row["failed_model"] not in (None, self.model.ident) else "failed"
-        if row["backend"] == self.model.name and row["model_id"] == self.model.id:
-            return "cached" if row["abstain_threshold"] == self.threshold else "redecide"
+            return "repredict" if row.failed_model not in (None, self.model.ident) else "failed"
+        if row.backend == self.model.name and row.model_id == self.model.id:
+            return "cached" if row.abstain_threshold == self.threshold else "redecide"
         return "repredict"
 
     def _redecide(self, keys: list[str]) -> Iterator[AnalysisTask]:
         """Apply a changed abstain threshold to cached results, from their stored probabilities."""
-        marks = ",".join("?" * len(keys))
         rows, stamp = [], cachemod.now()
-        for row in list(self.cache.tracks(where=f"path in ({marks})", params=keys)):
-            probs = json.loads(row["probabilities"] or "{}")
+        for track in self.cache.fetch(keys).values():
+            probs = track.probabilities or {}
             if list(probs) != self.model.genres:  # nothing to decide from: analyse again
-                yield self._task(fs_path(row))
+                yield self._task(track.fs_path)
                 continue
             genre, why = self._decision(list(probs.values()))
-            rows.append({"path": row["path"], "status": "ok", "genre": genre, "abstained": why,
-                         "abstain_threshold": self.threshold, "updated_at": stamp})
+            rows.append(Track.row(path=track.path, status="ok", genre=genre, abstained=why,
+                                  abstain_threshold=self.threshold, updated_at=stamp))
             self.summary.cached += 1
             self.summary.redecided += 1
             self._count(genre)
@@ -302,8 +289,7 @@ class _Scan:
                 kept[keep[0]].append(keep[1])
         for item, out in zip(to_predict, outputs):
             if isinstance(out, str):
-                item.row = self._error_row(item, out, stamp)
-                item.row["failed_model"] = self.model.ident
+                item.row = self._error_row(item, out, stamp, failed_model=self.model.ident)
                 self.summary.failed += 1
                 self.summary.note_error(item.result.path if item.result else item.key, out)
                 continue
@@ -323,39 +309,37 @@ class _Scan:
         self.changed.difference_update(stale)
         self.cache.write_results(rows, kept["features"], kept["embeddings"], stale)
 
-    def _base_row(self, item: _Pending, stamp: str) -> dict[str, Any]:
-        row: dict[str, Any] = {"path": item.key, "path_bytes": item.raw, "missing": 0, "updated_at": stamp,
-                               "missing_since": None, "first_seen": stamp}  # kept as it was for known files
+    def _base(self, item: _Pending, stamp: str) -> dict[str, Any]:
+        """The Track fields every written row has: where the file is, and what analysing it found."""
+        base: dict[str, Any] = {"path": item.key, "path_bytes": item.raw, "missing": False, "updated_at": stamp,
+                                "missing_since": None, "first_seen": stamp}  # kept as it was for known files
         r = item.result
         if r is not None and r.size is not None:
-            row.update(size=r.size, mtime=r.mtime, params=self.params)
+            base.update(size=r.size, mtime=r.mtime, params=self.params)
             if r.duration is not None:
-                row.update(duration=r.duration, excerpt_offset=r.offset, excerpt_seconds=r.seconds)
-            row.update(meta_columns(r.meta))
-        return row
+                base.update(duration=r.duration, excerpt_offset=r.offset, excerpt_seconds=r.seconds)
+            base.update(meta_fields(r.meta))
+        return base
 
     def _ok_row(self, item: _Pending, info: dict[str, Any], stamp: str) -> dict[str, Any]:
-        row = self._base_row(item, stamp)
-        row.update(
+        return Track.row(
+            **self._base(item, stamp),
             status="ok", error=None, backend=self.model.name, model_id=self.model.id,
-            genre=info["genre"], confidence=info["confidence"], top3=json.dumps(info["top3"]),
-            probabilities=json.dumps(info["probabilities"]), analysed_at=stamp,
+            genre=info["genre"], confidence=info["confidence"], top3=info["top3"],
+            probabilities=info["probabilities"], analysed_at=stamp,
             abstained=info["abstained"], abstain_threshold=self.threshold,
-            tags=inputs.tags_json(self.model, item.tags), failed_model=None,
+            tags=inputs.tag_probabilities(self.model, item.tags), failed_model=None,
         )  # fmt: skip
-        return row
 
-    def _error_row(self, item: _Pending, error: str, stamp: str) -> dict[str, Any]:
+    def _error_row(self, item: _Pending, error: str, stamp: str, failed_model: str | None = None) -> dict[str, Any]:
         # Genre columns are left as they were: an earlier result is never dropped.
-        row = self._base_row(item, stamp)
-        row.update(status="error", error=error, failed_model=None)
-        if "size" not in row:  # unreadable: record what stat can still tell
-            try:
+        base = self._base(item, stamp)
+        if "size" not in base:  # unreadable: record what stat can still tell
+            base["params"] = self.params
+            with contextlib.suppress(OSError):
                 st = os.stat(item.result.path if item.result else item.key)
-                row.update(size=st.st_size, mtime=st.st_mtime, params=self.params)
-            except OSError:
-                row.update(params=self.params)
-        return row
+                base.update(size=st.st_size, mtime=st.st_mtime)
+        return Track.row(**base, status="error", error=error, failed_model=failed_model)
 
     # -- the run ---------------------------------------------------------
     def run(self) -> ScanSummary:
@@ -417,5 +401,5 @@ def scan(paths: Sequence[str], cache: Cache, model: Model, runner: Runner,
     Returns the summary; ``summary.interrupted`` is set when Ctrl-C stopped it
     (everything analysed until then is committed).
     """
-    return _Scan(paths, cache, model, runner, options or ScanOptions(), progress or _NullProgress()).run()
+    return _Scan(paths, cache, model, runner, options or ScanOptions(), progress or NullProgress()).run()
 

@@ -31,13 +31,15 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from . import albums, multilabel, tags, vocabulary
-from .cache import Cache, fs_path, path_key
+from .cache import Cache, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
+from .progress import Progress
 from .tags import TagError
+from .track import TagWrite, Track
 
 #: --min-confidence of --from-tags when none is given.  Tag probabilities are
 #: independent sigmoids (a track can be 0.6 rock and 0.5 indie), not shares of
@@ -50,14 +52,8 @@ KEPT, BELOW, UNCHANGED, SKIPPED, ERROR = "kept existing", "below threshold", "un
 ABSTAINED, NO_TAGS = "abstained", "no tags"
 ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, ABSTAINED, NO_TAGS, SKIPPED, ERROR)
 
-#: tag_history records undo may still act on.
-OPEN = "undone_at is null and superseded_at is null"
 # Separators to ignore when asking "does the file already hold these genres?".
 _COMPARE_SEPARATORS = ";/|,"
-
-
-class Progress(Protocol):
-    def advance(self, path: str, status: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class TagOptions:
 
 
 # ---------------------------------------------------------------------------
-# Names and proposals: pure functions of a tracks row and the options.
+# Names and proposals: pure functions of a track record and the options.
 
 
 def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
@@ -162,23 +158,23 @@ def with_parents(name: str, label: str, genre_map: Mapping[str, str | None] | No
     return [n for n in above if n] + [name]
 
 
-def ranked(row: Mapping[str, Any], from_tags: bool = False) -> list[tuple[str, float]]:
-    """A row's labels, most probable first (ties in model order, as the scan picked its genre).
+def ranked(row: Track, from_tags: bool = False) -> list[tuple[str, float]]:
+    """A track's labels, most probable first (ties in model order, as the scan picked its genre).
 
-    ``from_tags``: the genre-like ones of the row's tags (see :func:`genre_tags`) instead.
+    ``from_tags``: the genre-like ones of the track's tags (see :func:`genre_tags`) instead.
     """
     if from_tags:
-        wanted = {t.casefold() for t in genre_tags(row.get("backend") or "")}
-        tag_probs = json.loads(row.get("tags") or "{}")
+        wanted = {t.casefold() for t in genre_tags(row.backend or "")}
+        tag_probs = row.tags or {}
         return sorted(((t, float(p)) for t, p in tag_probs.items() if t.casefold() in wanted), key=lambda kv: -kv[1])
-    if row.get("probabilities"):
-        return sorted(json.loads(row["probabilities"]).items(), key=lambda kv: -kv[1])
-    if row.get("top3"):
-        return [(g, p) for g, p in json.loads(row["top3"])]
-    return [(row["genre"], row["confidence"] or 0.0)] if row.get("genre") else []
+    if row.probabilities:
+        return sorted(row.probabilities.items(), key=lambda kv: -kv[1])
+    if row.top3:
+        return list(row.top3)
+    return [(row.genre, row.confidence or 0.0)] if row.genre else []
 
 
-def propose(row: Mapping[str, Any], opts: TagOptions,
+def propose(row: Track, opts: TagOptions,
             ranking: list[tuple[str, float]] | None = None) -> tuple[list[str], str | None, str]:
     """The names to write for a row: (names, None, "") or ([], action, reason) when there are none.
 
@@ -189,9 +185,9 @@ def propose(row: Mapping[str, Any], opts: TagOptions,
     gets every genre reaching its own threshold (tagger.multilabel), up to ``top``.
     """
     own = ranked(row, opts.from_tags) if ranking is None else ranking
-    thresholds = None if opts.from_tags else multilabel.model_thresholds(row.get("backend"), row.get("model_id"))
+    thresholds = None if opts.from_tags else multilabel.model_thresholds(row.backend, row.model_id)
     if thresholds is not None:  # a personal multi-label model (genretag learn)
-        chosen, why = multilabel.decide(dict(own), thresholds, override=row.get("abstain_threshold"))
+        chosen, why = multilabel.decide(dict(own), thresholds, override=row.abstain_threshold)
         if not chosen:
             return [], ABSTAINED, why or ""
         best = chosen[: opts.top]
@@ -224,12 +220,12 @@ def genre_tags(backend: str) -> tuple[str, ...]:
         return ()
 
 
-def _why_no_tags(row: Mapping[str, Any]) -> str | None:
-    """Why --from-tags has nothing to choose from for this row, or None when it has tags."""
-    if not row.get("tags"):
-        return f"no tags cached (the {row.get('backend') or '?'} backend gives none; scan with a tagging backend)"
-    if not genre_tags(row.get("backend") or ""):
-        return f"the {row.get('backend') or '?'} backend declares no genre-like tags"
+def _why_no_tags(row: Track) -> str | None:
+    """Why --from-tags has nothing to choose from for this track, or None when it has tags."""
+    if not row.tags:
+        return f"no tags cached (the {row.backend or '?'} backend gives none; scan with a tagging backend)"
+    if not genre_tags(row.backend or ""):
+        return f"the {row.backend or '?'} backend declares no genre-like tags"
     return None
 
 
@@ -447,11 +443,11 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     out = Outcome("tag", opts.dry_run, by=opts.by)
     boundary, temps = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run)
     try:
-        for row, choice in _planned(cache, opts, paths, out):
-            if only is None or row["path"] in only:
-                out.results.append(_tag_file(cache, row, opts, boundary, temps, choice))
+        for track, choice in _planned(cache, opts, paths, out):
+            if only is None or track.path in only:
+                out.results.append(_tag_file(cache, track, opts, boundary, temps, choice))
                 if progress is not None:
-                    progress.advance(row["path"], out.results[-1].action)
+                    progress.advance(track.path, out.results[-1].action)
     except KeyboardInterrupt:
         out.interrupted = True
     out.temporaries = temps.found
@@ -460,25 +456,25 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
 
 def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False) -> list[albums.Album]:
     """The albums of the files under ``paths``, decided (for ``tag`` and ``show --by album``)."""
-    return albums.plan(cache.tracks(paths), by, lambda row: ranked(row, from_tags), roots=cache.scan_roots(),
+    return albums.plan(cache.records(paths), by, lambda track: ranked(track, from_tags), roots=cache.scan_roots(),
                        from_tags=from_tags)
 
 
 def _planned(cache: Cache, opts: TagOptions, paths: Sequence[str],
-             out: Outcome) -> Iterable[tuple[dict[str, Any], albums.Choice | None]]:
-    """Each row with what it is tagged from: by path in track mode, album by album otherwise.
+             out: Outcome) -> Iterable[tuple[Track, albums.Choice | None]]:
+    """Each track with what it is tagged from: by path in track mode, album by album otherwise.
 
     An album's mean covers its tracks under ``paths``, whichever of them a
     ``scan --write`` then writes.
     """
     if opts.by == albums.TRACK:
-        for row in cache.tracks(paths):
-            yield row, None
+        for track in cache.records(paths):
+            yield track, None
         return
     out.albums = album_plan(cache, paths, opts.by, opts.from_tags)
     for album in out.albums:
-        for row in album.rows:
-            yield row, albums.choice(album, row, opts.keep_outliers)
+        for track in album.rows:
+            yield track, albums.choice(album, track, opts.keep_outliers)
 
 
 def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFile | None, str]:
@@ -493,28 +489,28 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
     return (None, refusal) if refusal else (tf, "")
 
 
-def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions, boundary: Boundary, temps: Temporaries,
+def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries,
               choice: albums.Choice | None = None) -> FileResult:
     """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
-    key, path = row["path"], fs_path(row)
+    key, path = row.path, row.fs_path
     album = choice is not None and choice.ranking is not None  # tagged from its album, not its own row
 
     def result(current: list[str], proposed: list[str], action: str, reason: str = "", warn: bool = False) -> FileResult:
-        return FileResult(key, current, proposed, action, reason, opts.field, warn, row.get("path_bytes"),
+        return FileResult(key, current, proposed, action, reason, opts.field, warn, row.path_bytes,
                           choice.album.name if choice else None, choice.note if choice else "")
 
-    if row["missing"]:
+    if row.missing:
         return result([], [], SKIPPED, "missing since the last scan")
-    if row["status"] != "ok":
+    if row.status != "ok":
         return result([], [], SKIPPED, "no genre (its analysis failed)")
-    abstained = choice.abstained if album else row.get("abstained")
+    abstained = choice.abstained if album else row.abstained
     if opts.from_tags:  # tags have their own threshold: abstaining on the genre does not apply
         why = _why_no_tags(row)
         if why:
             return result([], [], NO_TAGS, why)
     elif abstained:
         return result([], [], ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it")
-    elif not row["genre"] and not album:
+    elif not row.genre and not album:
         return result([], [], SKIPPED, "no genre (its analysis failed)")
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
@@ -535,7 +531,7 @@ def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions, boundary: Bou
     new, action, reason = decide(current, proposed, opts)
     if action:
         return result(current, new, action, reason)
-    if (tf.stat.st_size, tf.stat.st_mtime) != (row["size"], row["mtime"]):
+    if (tf.stat.st_size, tf.stat.st_mtime) != (row.size, row.mtime):
         return result(current, new, SKIPPED, "changed since it was scanned (run `genretag scan` first)", warn=True)
     if opts.dry_run:
         return result(current, new, WOULD_WRITE)
@@ -546,21 +542,19 @@ def _tag_file(cache: Cache, row: dict[str, Any], opts: TagOptions, boundary: Bou
     return result(current, new, WRITTEN)
 
 
-def _write(cache: Cache, row: dict[str, Any], tf: tags.TagFile, current: list[str], new: list[str],
+def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: list[str],
            opts: TagOptions) -> None:
     """Record the old field, write the new one, confirm; the record is dropped if the write failed."""
     snap = tf.snapshot(opts.field)
-    _retire_broken_chain(cache, row["path"], tf.stat)
-    entry = {"path": row["path"], "path_bytes": row["path_bytes"], "field": snap["field"], "format": snap["format"],
-             "snapshot": json.dumps(snap), "previous": json.dumps(current), "written": json.dumps(new)}  # fmt: skip
-    history_id = cache.record_tag_write(entry, tf.stat)
+    _retire_broken_chain(cache, row.path, tf.stat)
+    history_id = cache.record_tag_write(row, snap, current, new, tf.stat)
     try:
         after = tf.write(new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator)
     except TagError:
         cache.discard_tag_write(history_id)  # tags.py left the file as it was
         raise
     genre_field = tags.split_genres(new) if snap["field"] is None else None
-    cache.confirm_tag_write(history_id, after, row["path"], genre_field)
+    cache.confirm_tag_write(history_id, after, row.path, genre_field)
 
 
 def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None:
@@ -568,9 +562,9 @@ def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None
 
     Their snapshots predate the outside change; restoring one would undo it.
     """
-    done = list(cache.tag_history(where=f"path = ? and {OPEN} and written_at is not null", params=[key]))
-    if done and (done[-1]["size"], done[-1]["mtime"]) != (before.st_size, before.st_mtime):
-        cache.mark_superseded([r["id"] for r in done])
+    done = list(cache.open_writes(key=key, stage="done"))
+    if done and (done[-1].size, done[-1].mtime) != (before.st_size, before.st_mtime):
+        cache.mark_superseded([w.id for w in done])
 
 
 def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
@@ -585,43 +579,43 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
     happened and the note is dropped.  Unreadable files are left for a later run.
     """
     _settle_undos(cache, paths)
-    for row in list(cache.tag_history(paths, where=f"{OPEN} and written_at is null")):
-        path, snap = fs_path(row), json.loads(row["snapshot"])
+    for write in list(cache.open_writes(paths, stage="in_flight")):
+        snap = write.snapshot or {}
         try:
-            tf = tags.TagFile(path)
+            tf = tags.TagFile(write.fs_path)
             if tf.snapshot(snap["field"]) == snap:
-                cache.discard_tag_write(row["id"])
+                cache.discard_tag_write(write.id)
                 continue
-            landed = _holds(tf.read(snap["field"]), json.loads(row["written"]))
+            landed = _holds(tf.read(snap["field"]), write.written or [])
             after = tf.stat
         except (TagError, OSError):
             continue
         if not landed:
-            cache.mark_superseded([row["id"]])
+            cache.mark_superseded([write.id])
             continue
-        track = cache.lookup([row["path"]]).get(row["path"])
-        follow = track is not None and (track["size"], track["mtime"]) == (row["size"], row["mtime"])
-        cache.confirm_tag_write(row["id"], after, row["path"] if follow else None)
+        track = cache.lookup([write.path]).get(write.path)
+        follow = track is not None and (track.size, track.mtime) == (write.size, write.mtime)
+        cache.confirm_tag_write(write.id, after, write.path if follow else None)
 
 
 def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
-    started: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-    for row in cache.tag_history(paths, where=f"{OPEN} and undo_started_at is not null"):
-        started.setdefault((row["path"], row["field"]), []).append(row)
-    for rows in started.values():
-        first, newest, ids = rows[0], rows[-1], [r["id"] for r in rows]
-        path, snap = fs_path(first), json.loads(first["snapshot"])
+    started: dict[tuple[str, str | None], list[TagWrite]] = {}
+    for write in cache.open_writes(paths, stage="undoing"):
+        started.setdefault((write.path, write.field), []).append(write)
+    for writes in started.values():
+        first, newest, ids = writes[0], writes[-1], [w.id for w in writes]
+        snap = first.snapshot or {}
         try:
-            tf = tags.TagFile(path)
+            tf = tags.TagFile(first.fs_path)
             landed, after = tf.snapshot(snap["field"]) == snap, tf.stat
         except (TagError, OSError):
             continue
         if not landed:
             cache.cancel_undo(ids)
             continue
-        track = cache.lookup([first["path"]]).get(first["path"])
-        follow = track is not None and (track["size"], track["mtime"]) == (newest["size"], newest["mtime"])
-        cache.mark_undone(ids, first["path"] if follow else None, after)
+        track = cache.lookup([first.path]).get(first.path)
+        follow = track is not None and (track.size, track.mtime) == (newest.size, newest.mtime)
+        cache.mark_undone(ids, first.path if follow else None, after)
 
 
 # ---------------------------------------------------------------------------
@@ -642,8 +636,8 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
     out = Outcome("undo", dry_run)
     boundary, temps = Boundary(cache, paths, follow_links), Temporaries(dry_run)
     try:
-        for key, rows in groupby(cache.tag_history(paths, where=OPEN), key=lambda r: r["path"]):
-            for result in _undo_file(cache, list(rows), dry_run, force, boundary, temps):
+        for key, writes in groupby(cache.open_writes(paths), key=lambda w: w.path):
+            for result in _undo_file(cache, list(writes), dry_run, force, boundary, temps):
                 out.results.append(result)
                 if progress is not None:
                     progress.advance(key, result.action)
@@ -653,35 +647,35 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
     return out
 
 
-def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: bool, boundary: Boundary,
+def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool, boundary: Boundary,
                temps: Temporaries) -> list[FileResult]:
-    """Restore every field genretag wrote in one file, newest field first; rows are oldest first."""
-    key, path, newest, raw = rows[0]["path"], fs_path(rows[0]), rows[-1], rows[0].get("path_bytes")
-    groups: dict[str | None, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(r["field"], []).append(r)
+    """Restore every field genretag wrote in one file, newest field first; writes are oldest first."""
+    key, path, newest, raw = writes[0].path, writes[0].fs_path, writes[-1], writes[0].path_bytes
+    groups: dict[str | None, list[TagWrite]] = {}
+    for w in writes:
+        groups.setdefault(w.field, []).append(w)
     try:  # read first: tags.py words a vanished or unreadable file well
         tf, refusal = _open(path, boundary, temps)
         if tf is None:
-            return [FileResult(key, [], [], SKIPPED, refusal, newest["field"], True, raw)]
+            return [FileResult(key, [], [], SKIPPED, refusal, newest.field, True, raw)]
         current = {name: tf.read(name) for name in groups}
     except (TagError, OSError) as exc:
         reason = exc.reason if isinstance(exc, TagError) else exc.strerror or str(exc)
-        return [FileResult(key, [], [], ERROR, reason, newest["field"], path_bytes=raw)]
+        return [FileResult(key, [], [], ERROR, reason, newest.field, path_bytes=raw)]
     before = tf.stat
     changed = ""
-    if newest["written_at"] is None:
+    if newest.written_at is None:
         changed = "a write cut short could not be checked (use --force to restore anyway)"
-    elif (before.st_size, before.st_mtime) != (newest["size"], newest["mtime"]):
+    elif (before.st_size, before.st_mtime) != (newest.size, newest.mtime):
         changed = "changed since genretag wrote it (use --force to restore anyway)"
     track = cache.lookup([key]).get(key)
-    follow = track is not None and (track["size"], track["mtime"]) == (before.st_size, before.st_mtime)
+    follow = track is not None and (track.size, track.mtime) == (before.st_size, before.st_mtime)
     results: list[FileResult] = []
-    for group in sorted(groups.values(), key=lambda g: -g[-1]["id"]):
-        first, ids = group[0], [r["id"] for r in group]
-        snap = json.loads(first["snapshot"])
-        result = FileResult(key, current[first["field"]], json.loads(first["previous"] or "[]"), RESTORED,
-                            field=first["field"], path_bytes=raw)  # fmt: skip
+    for group in sorted(groups.values(), key=lambda g: -(g[-1].id or 0)):
+        first, ids = group[0], [w.id for w in group]
+        snap = first.snapshot or {}
+        result = FileResult(key, current[first.field], first.previous or [], RESTORED, field=first.field,
+                            path_bytes=raw)
         results.append(result)
         if changed and not force:
             result.action, result.reason, result.warn = SKIPPED, changed, True
@@ -692,7 +686,7 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
                 if tf is None:
                     result.action, result.reason, result.warn = SKIPPED, refusal, True
                     break
-            if tf.snapshot(first["field"]) == snap:
+            if tf.snapshot(first.field) == snap:
                 result.action = UNCHANGED
                 if not dry_run:
                     cache.mark_undone(ids)
@@ -705,7 +699,7 @@ def _undo_file(cache: Cache, rows: list[dict[str, Any]], dry_run: bool, force: b
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
                     raise
-                restored = tags.split_genres(json.loads(first["previous"] or "[]")) if first["field"] is None else None
+                restored = tags.split_genres(first.previous or []) if first.field is None else None
                 cache.mark_undone(ids, key if follow else None, after, restored)
         except TagError as exc:
             result.action, result.reason = ERROR, exc.reason

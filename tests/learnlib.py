@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.cache import Cache, now
+from tagger.track import Track
 
 DIM = 200
 
@@ -98,10 +99,7 @@ def record_write(db: Path, key: str, previous: list[str], written: list[str], *,
     cache = Cache(db)
     try:
         st = os.stat_result((0o644, 0, 0, 1, 0, 0, 1000, 1, 1, 1))
-        entry = {"path": key, "path_bytes": None, "field": None, "format": "mp3",
-                 "snapshot": json.dumps({"field": None}), "previous": json.dumps(previous),
-                 "written": json.dumps(written)}  # fmt: skip
-        history = cache.record_tag_write(entry, st)
+        history = cache.record_tag_write(Track(path=key), {"field": None, "format": "mp3"}, previous, written, st)
         cache.confirm_tag_write(history, st, None)
         if undone:
             cache.mark_undone([history])

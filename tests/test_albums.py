@@ -1,6 +1,6 @@
 """Album mode (tagger/albums.py, `tag --by album`, `show --by album`) and its GTZAN comparison.
 
-Library functions are tested on rows built here; the commands on a small
+Library functions are tested on track records built here; the commands on a small
 generated library (an album with one short track in every format genretag
 writes, a compilation, an untagged folder, a loose file), scanned once with
 the svc backend, each test on its own copy.  Expected album genres are
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from tagger.albums import ALBUM, COMPILATION, FOLDER, LOOSE, MIXED
 from tagger.cli import cli
 from tagger.tagging import TagOptions, display_name
 from tagger.tags import FileMeta, read_genres
+from tagger.track import Track
 
 # ---------------------------------------------------------------------------
 # Library functions, on rows built here.
@@ -36,22 +37,22 @@ from tagger.tags import FileMeta, read_genres
 
 def row(path: str, probs: dict[str, float] | None = None, seconds: float = 30.0, *, artist: str | None = "A",
         album: str | None = "X", album_artist: str | None = None, compilation: int | None = None,
-        status: str = "ok", missing: int = 0, threshold: float | None = None, tags_: dict | None = None) -> dict:
+        status: str = "ok", missing: int = 0, threshold: float | None = None, tags_: dict | None = None) -> Track:
     probs = probs or {"rock": 0.7, "jazz": 0.3}
-    return {"path": path, "path_bytes": None, "status": status, "missing": missing, "excerpt_seconds": seconds,
+    return Track.from_row({"path": path, "path_bytes": None, "status": status, "missing": missing, "excerpt_seconds": seconds,
             "duration": seconds, "probabilities": json.dumps(probs), "genre": max(probs, key=probs.get),
             "abstained": None, "abstain_threshold": threshold, "backend": "svc", "tags": json.dumps(tags_) if tags_
             else None, "artist": artist, "album": album, "album_artist": album_artist, "compilation": compilation,
-            "file_genres": "[]"}  # fmt: skip
+            "file_genres": "[]"})  # fmt: skip
 
 
-def rank(r: dict) -> list[tuple[str, float]]:
-    return sorted(json.loads(r["probabilities"]).items(), key=lambda kv: -kv[1]) if r["probabilities"] else []
+def rank(r: Track) -> list[tuple[str, float]]:
+    return sorted(r.probabilities.items(), key=lambda kv: -kv[1]) if r.probabilities else []
 
 
-def groups(rows: list[dict], by: str = ALBUM, roots: tuple[str, ...] = ("/m",)) -> dict[str, list[str]]:
+def groups(rows: list[Track], by: str = ALBUM, roots: tuple[str, ...] = ("/m",)) -> dict[str, list[str]]:
     """name -> the paths of its tracks (prefixed "~" when they keep their own genres)."""
-    return {("~" if a.not_averaged else "") + a.name: [r["path"] for r in a.rows]
+    return {("~" if a.not_averaged else "") + a.name: [r.path for r in a.rows]
             for a in albums.group(rows, by, roots)}
 
 
@@ -68,9 +69,9 @@ def test_weighted_mean_a_track_with_twice_the_audio_counts_twice() -> None:
 
 
 def test_weight_is_the_seconds_heard() -> None:
-    assert albums.weight({"excerpt_seconds": 12.5, "duration": 200}) == 12.5
-    assert albums.weight({"excerpt_seconds": None, "duration": 200}) == 200
-    assert albums.weight({}) == 1.0
+    assert albums.weight(Track(path="/x", excerpt_seconds=12.5, duration=200)) == 12.5
+    assert albums.weight(Track(path="/x", excerpt_seconds=None, duration=200)) == 200
+    assert albums.weight(Track(path="/x")) == 1.0
 
 
 def test_grouping_by_album_and_album_artist_across_folders() -> None:
@@ -86,9 +87,9 @@ def test_grouping_by_album_and_album_artist_across_folders() -> None:
 
 def test_album_artist_falls_back_to_the_artist_most_tracks_share() -> None:
     rows = [row(f"/m/a/{i}.mp3", artist=a, album="Hits") for i, a in enumerate(["A", "A", "A feat. B"])]
-    assert groups(rows) == {"A – Hits": [r["path"] for r in rows]}
+    assert groups(rows) == {"A – Hits": [r.path for r in rows]}
     tie = [row(f"/m/v/{i}.mp3", artist=a, album="Hits") for i, a in enumerate(["A", "B"])]
-    assert groups(tie) == {"~Various Artists – Hits": [r["path"] for r in tie]}
+    assert groups(tie) == {"~Various Artists – Hits": [r.path for r in tie]}
 
 
 @pytest.mark.parametrize("meta", [{"album_artist": "Various Artists"}, {"album_artist": "VA"},
@@ -133,7 +134,7 @@ def test_decide_weights_abstains_and_leaves_out_failed_and_missing() -> None:
     assert album.abstained is None
 
     for r in rows:
-        r["abstain_threshold"] = 0.9  # the threshold the tracks' scan used
+        r.abstain_threshold = 0.9  # the threshold the tracks' scan used
     (album,) = albums.plan(rows, ALBUM, rank, roots=["/m"])
     assert album.genre is None and album.abstained.startswith("uncertain: best jazz 0.720 below 0.9 (mean of 2")
 
@@ -161,8 +162,8 @@ def test_from_tags_averages_the_tags_column() -> None:
             row("/m/a/2.mp3", tags_={"electronic": 0.2, "folk": 0.6}, seconds=30),
             row("/m/a/3.mp3", tags_=None, seconds=1000)]  # no tags: left out
 
-    def tag_rank(r: dict) -> list[tuple[str, float]]:
-        return sorted(json.loads(r["tags"] or "{}").items(), key=lambda kv: -kv[1])
+    def tag_rank(r: Track) -> list[tuple[str, float]]:
+        return sorted((r.tags or {}).items(), key=lambda kv: -kv[1])
 
     (album,) = albums.plan(rows, ALBUM, tag_rank, roots=["/m"], from_tags=True)
     assert album.used == 2 and album.genre == "folk"
@@ -174,9 +175,9 @@ def test_file_meta_reads_the_file_only_for_rows_scanned_before_the_cache(tmp_pat
     assert albums.file_meta(cached) == FileMeta(artist="A", album="X", album_artist="Y")  # no file needed
     path = make_audio(tmp_path / "old.flac", "flac", seconds=1.0)
     add_test_tags(path, artist="Q", album="Magic", album_artist="Queen", compilation=False)
-    old = row(str(path)) | {k: None for k in ("artist", "album", "album_artist", "compilation", "file_genres")}
+    old = replace(row(str(path)), **{k: None for k in ("artist", "album", "album_artist", "compilation", "file_genres")})
     assert albums.file_meta(old) == tags.describe(path)
-    assert albums.file_meta(row(str(tmp_path / "none.flac")) | {"file_genres": None}) is None  # unreadable
+    assert albums.file_meta(replace(row(str(tmp_path / "none.flac")), file_genres=None)) is None  # unreadable
 
 
 def test_options(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def test_config_command_says_where_each_value_comes_from(genretag_home: Path, mo
     assert setting(rows, "top", "tag")["value"] == 4
     assert setting(rows, "db", "show") == {"key": "db", "value": "/elsewhere/genretag.db",
                                            "source": "environment (GENRETAG_DB)",
-                                           "commands": ["export", "scan", "show", "tag", "undo"]}
+                                           "commands": ["export", "learn", "scan", "show", "tag", "undo"]}
     assert setting(rows, "excerpt", "scan") == {"key": "excerpt", "value": 30.0, "source": "default", "commands": ["scan"]}
 
     one = settings("tag", "--top", "5", "--merge")  # what this command line would use

@@ -31,6 +31,7 @@ from tagger import tagging, tags
 from tagger.cache import Cache
 from tagger.cli import cli
 from tagger.tagging import TagOptions, decide, display_name, load_genre_map, propose
+from tagger.track import Track
 from tagger.tags import TagError, read_genres
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
@@ -611,8 +612,8 @@ def test_scan_write_tags_only_the_files_that_scan_covered(lib: Lib) -> None:
 
 
 def test_propose_takes_the_top_labels_then_maps_them() -> None:
-    row = {"genre": "hiphop", "confidence": 0.5,
-           "probabilities": json.dumps({"blues": 0.1, "hiphop": 0.5, "jazz": 0.3, "rock": 0.1})}  # fmt: skip
+    row = Track(path="/x.mp3", genre="hiphop", confidence=0.5,
+                probabilities={"blues": 0.1, "hiphop": 0.5, "jazz": 0.3, "rock": 0.1})
     assert propose(row, TagOptions()) == (["Hip-Hop"], None, "")
     assert propose(row, TagOptions(top=3)) == (["Hip-Hop", "Jazz", "Blues"], None, "")
     assert propose(row, TagOptions(top=3, min_confidence=0.2)) == (["Hip-Hop", "Jazz"], None, "")

@@ -8,7 +8,6 @@ scanned library of every format.
 from __future__ import annotations
 
 import configparser
-import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from plugins.musicnn import GENRE_TAGS
 from plugins.musicnn_net import TAGS
 from tagger import tags, vocabulary
 from tagger.tagging import TagOptions, decide, display_name, propose
+from tagger.track import Track
 from tagger.vocabulary import canonical, fold, parents, same
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,9 +94,9 @@ def test_the_tree_ships_as_package_data() -> None:
 # Naming and merging through the tree.
 
 
-def _row(probs: dict[str, float]) -> dict:
+def _row(probs: dict[str, float]) -> Track:
     best = max(probs, key=probs.__getitem__)
-    return {"genre": best, "confidence": probs[best], "probabilities": json.dumps(probs)}
+    return Track(path="/x.mp3", genre=best, confidence=probs[best], probabilities=probs)
 
 
 def test_with_parents_writes_the_parent_first_once() -> None:

@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -29,19 +28,13 @@ from tagger import inputs as kinds
 from tagger.errors import GenretagError
 from tagger.features import FEATURE_NAMES, preprocessing
 from tagger.paths import data_dir
+from tagger.progress import Progress  # told the clip count, then each clip: cached, analysed or failed
 from tagger.worker import AnalysisTask
 
 from .data import UnreadableClipWarning, check_readable, find_clips, load_feature_table
 from .splits import PARTS, Split
 
 CACHE_VERSION = 1
-
-
-class Progress(Protocol):
-    """Told how many clips there are, then of each one done ("cached", "analysed" or "failed")."""
-
-    def set_total(self, total: int) -> None: ...
-    def advance(self, path: str, status: str) -> None: ...
 
 
 @dataclass

@@ -31,8 +31,10 @@ import numpy as np
 from tagger.errors import BackendError, GenretagError
 from tagger.outputs import backend_name, check_genres, checked_proba
 
-from .dataset import Augment, ClipSet, Part, Progress, augmented, from_audio, from_table, partition, with_copies
-from .evaluate import evaluate
+from tagger.progress import Progress
+
+from .dataset import Augment, ClipSet, Part, augmented, from_audio, from_table, partition, with_copies
+from .scoring import evaluate
 from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS, Split, get_split
 
 #: Training rows a fitted backend predicts as a check of its output before it is scored or saved.
@@ -151,7 +153,7 @@ def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: i
     from tagger.abstain import choose_threshold
     from tagger.inputs import get_kind
 
-    from .evaluate import confidences, predict_rows
+    from .scoring import confidences, predict_rows
 
     valid = parts["valid"]
     pooled = len(parts["train"].tracks()) + len(valid.tracks())
@@ -172,7 +174,7 @@ def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: i
 
 def _out_of_fold(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Confidence and correctness of every train+valid track, each predicted by a model that never saw its artist."""
-    from .evaluate import confidences, predict_rows
+    from .scoring import confidences, predict_rows
     from .splits import artist_group, group_folds
 
     both = [parts["train"], parts["valid"]]

@@ -1,0 +1,38 @@
+"""Starting worker interpreters: what the local pool (tagger/runners.py) and Dask (tagger/dask_runner.py) share.
+
+Kept apart from both so neither runner imports the other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: Seconds one file may take before its worker is stopped (``scan --timeout``).
+DEFAULT_TIMEOUT = 300.0
+
+#: Python's -P: no working folder (nor script folder) first on a child interpreter's sys.path.
+SAFE_PATH = ("PYTHONSAFEPATH", "1")
+
+
+@contextmanager
+def safe_children() -> Iterator[None]:
+    """While starting worker interpreters: keep the working folder off their ``sys.path``.
+
+    multiprocessing starts the fork server and spawned workers as
+    ``python -c ...``, which puts the working folder first on ``sys.path``
+    before anything is imported (and Python 3.11's fork server never
+    replaces it with the parent's path).  The variable is set only while a
+    process starts, so commands genretag runs later are not affected.
+    """
+    name, value = SAFE_PATH
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
