@@ -155,7 +155,7 @@ def test_the_default_config_file_follows_the_platform(monkeypatch: pytest.Monkey
     ("top = 1\nmerge = yes\n", "not valid TOML: Invalid value (at line 2, column 9)"),
     ("[tag]\nmin-confidence = 1.5\n", "line 2: min-confidence = 1.5 (for `genretag tag`): 1.5 is not in the range"),
     ('separator = 1\n', "line 1: separator = 1 (for `genretag scan`): expected text (in quotes)"),
-    ("dry-run = 1\n", "line 1: dry-run = 1 (for `genretag scan`): expected true or false"),
+    ("dry-run = 1\n", "line 1: dry-run = 1 (for `genretag learn`): expected true or false"),
     ('exclude = ["a", 2]\n', "line 1: exclude = ['a', 2] (for `genretag scan`): expected text"),
     ("features = true\n", "line 1: features = true (for `genretag report`): expected text (in quotes); to set it for "
                           "export only, put it under [export]"),
