@@ -623,23 +623,28 @@ def _print_learn(result: Any) -> None:
     import shlex
 
     from . import ui
+    from .learn import MIN_ARTISTS, MIN_FILES
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
     rows = [(r["genre"], r["files"], r["artists"], pct(r["precision"]), pct(r["recall"]),
-             pct(r["threshold"]) if r["learnable"] else "-",
+             pct(r["threshold"]) if r["learnable"] else "-", pct(r["heldout_precision"]), pct(r["heldout_recall"]),
              "learnable" if r["learnable"] else f"not learnable (best precision {pct(r['precision'])})")
             for r in result.genres]  # fmt: skip
     ui.out().print(ui.table(
         f"{result.examples} tagged files, {result.artists} artists; artist-grouped {result.folds}-fold "
         f"cross-validation, target precision {result.precision:.2f}",
-        ["genre", "files", "artists", "precision", "recall", "threshold", ""], rows,
-        justify=["left", "right", "right", "right", "right", "right", "left"]))  # fmt: skip
+        ["genre", "files", "artists", "precision", "recall", "threshold", "held-out precision", "held-out recall",
+         ""], rows,
+        justify=["left", "right", "right", "right", "right", "right", "right", "right", "left"]))  # fmt: skip
     say = ui.err().print
+    say("precision and recall: at the threshold chosen on these out-of-fold scores (slightly optimistic); "
+        "held-out: each fold judged at a threshold chosen on the other folds only", markup=False, highlight=False)
     if result.too_few:
         few = ", ".join(f"{g['genre']} ({g['files']} files, {g['artists']} artists)" for g in result.too_few)
-        say(f"left out, too few to measure (fewer than 5 files or 3 artists): {few}", markup=False, highlight=False)
+        say(f"left out, too few to measure (fewer than {MIN_FILES} files or {MIN_ARTISTS} artists): {few}",
+            markup=False, highlight=False)
     if result.own_writes:
         say(f"{result.own_writes} genre values genretag wrote were not used as labels", markup=False, highlight=False)
     for path, why in result.unreadable[:20]:

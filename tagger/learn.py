@@ -28,7 +28,9 @@ musicnn embeddings, so learning decodes no audio.  The rules:
 
 The precision at a chosen threshold is measured on the same out-of-fold
 scores that chose it, so it is slightly optimistic; MIN_SUPPORT bounds how
-few files it may rest on.
+few files it may rest on.  The *held-out* figures (:func:`held_out`) are not:
+each fold's files are judged at a threshold chosen on the other folds' scores
+only, so they say what the threshold does on artists it was not chosen on.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ DEFAULT_PRECISION = 0.9
 #: Inverse L2 strength of every genre's logistic regression (scikit-learn's C) on standardised embeddings.
 C = 0.1
 RULE = (f"measured: at least {MIN_FILES} files by at least {MIN_ARTISTS} artists; threshold: the lowest whose "
-        f"out-of-fold precision reaches the target keeping at least {MIN_SUPPORT} files")
+        f"out-of-fold precision reaches the target keeping at least {MIN_SUPPORT} files; held-out: each fold judged "
+        "at a threshold chosen on the other folds only")
 
 
 def genre_key(name: str) -> str:
@@ -242,6 +245,29 @@ def threshold_for(scores: np.ndarray, truth: np.ndarray, precision: float,
     return {"learnable": False, **(best or {"threshold": None, "precision": None, "recall": None, "kept": 0})}
 
 
+def held_out(scores: np.ndarray, truth: np.ndarray, folds: np.ndarray, precision: float,
+             min_support: int = MIN_SUPPORT) -> dict[str, Any]:
+    """Precision and recall of thresholds chosen without the files they judge, pooled over the folds.
+
+    For each fold the threshold is chosen (:func:`threshold_for`) on the
+    other folds' out-of-fold scores and applied to this fold's; where the
+    other folds reach no threshold, the fold's files get no genre (as the
+    saved model would give none).  No file's score helps choose the
+    threshold it is judged at, so unlike the chosen threshold's own figures
+    these are not optimistic.
+    """
+    scores, truth = np.round(np.asarray(scores, dtype=np.float64), 4), np.asarray(truth, dtype=bool)
+    predicted = np.zeros(len(scores), dtype=bool)
+    for f in np.unique(folds):
+        here = folds == f
+        pick = threshold_for(scores[~here], truth[~here], precision, min_support)
+        if pick["learnable"]:
+            predicted[here] = scores[here] >= pick["threshold"]
+    hits, kept, positives = int((predicted & truth).sum()), int(predicted.sum()), int(truth.sum())
+    return {"heldout_precision": hits / kept if kept else None,
+            "heldout_recall": hits / positives if positives else 0.0, "heldout_kept": kept}
+
+
 # ---------------------------------------------------------------------------
 # The whole run.
 
@@ -364,7 +390,8 @@ def learn(cache: Cache, paths: Sequence[str], options: LearnOptions | None = Non
     Y = _indicator(ex.labels, measured)
     for j, g in enumerate(measured):
         row = {"genre": ex.names[g], "key": g, "files": files[g], "artists": len(artists[g]),
-               **threshold_for(scores[:, j], Y[:, j], opts.precision)}
+               **threshold_for(scores[:, j], Y[:, j], opts.precision),
+               **held_out(scores[:, j], Y[:, j], folds, opts.precision)}
         result.genres.append(row)
     result.genres.sort(key=lambda r: (not r["learnable"], -(r["precision"] or 0), -r["files"]))
     if not result.learnable:
