@@ -267,8 +267,8 @@ def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = 
     label, p = album.ranking[0]
     thresholds = [r.abstain_threshold for r in rows if r.abstain_threshold]
     if not from_tags and thresholds and p < max(thresholds):
-        album.abstained = abstain.reason(label, p, max(thresholds),
-                                         f"mean of {len(rows)} tracks; the threshold their scan used")
+        tracks = f"{len(rows)} track" + ("" if len(rows) == 1 else "s")
+        album.abstained = abstain.reason(label, p, max(thresholds), f"mean of {tracks}; the threshold their scan used")
     if len(rows) > 1:
         album.outliers = {path: ranking for path, ranking in own.items() if is_outlier(ranking, label)}
     return album

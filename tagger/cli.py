@@ -163,7 +163,15 @@ def _exit_for(outcome: Any) -> None:
         sys.exit(EXIT_FAILED)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group; it keeps the arguments it was given, so the config check can see a --help."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["genretag.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genretag")
 @click.option("--config", "config_file", metavar="FILE", envvar="GENRETAG_CONFIG",
               help="Config file of option defaults [default: config.toml in the user config directory; "
@@ -182,8 +190,23 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     """
     if ctx.invoked_subcommand != "config":  # `config` reads it itself: --init must work beside a broken file
         from .config import load
+        from .errors import GenretagError
 
-        ctx.default_map = load(cli, config_file).default_map()
+        try:
+            ctx.default_map = load(cli, config_file).default_map()
+        except GenretagError as exc:
+            if not _asks_for_help(ctx):
+                raise
+            # `genretag scan --help` beside a broken config file: help shows the built-in defaults, and
+            # says why; running the command still stops on the file's error.
+            click.echo(f"Warning: config file not applied to this help: {exc}", err=True)
+
+
+def _asks_for_help(ctx: click.Context) -> bool:
+    """Whether the subcommand's arguments ask for its --help (click parses them only after this callback)."""
+    args = ctx.meta.get("genretag.args", [])
+    args = args[: args.index("--")] if "--" in args else args
+    return any(arg in ("--help", "-h") for arg in args)
 
 
 @cli.command()

@@ -173,7 +173,10 @@ def test_nothing_runs_with_a_half_read_config(library: Path, genretag_home: Path
     (genretag_home / "config.toml").write_text('db = "here.db"\njobs = 0\nwrite = "yes"\n', encoding="utf-8")
     assert "line 3: write" in one_error(invoke("scan", str(library)))
     assert list(genretag_home.iterdir()) == [genretag_home / "config.toml"]  # no database anywhere
-    assert one_error(invoke("scan", "--help")).startswith("Error: ")  # even help: the defaults it shows are wrong
+    helped = invoke("scan", "--help")  # help still shows, with the built-in defaults, and says the file is broken
+    assert helped.exit_code == 0 and "scan [OPTIONS] PATHS" in helped.stdout
+    assert "Warning: config file not applied to this help:" in helped.stderr and "line 3: write" in helped.stderr
+    assert one_error(invoke("scan", str(library), "--", "--help")).startswith("Error: ")  # a path named --help
     assert invoke("--help").exit_code == 0  # the group's own help still shows (and names --config)
 
 
