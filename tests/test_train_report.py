@@ -292,6 +292,17 @@ def test_artist_kfold_all_folds_on_pooled_folders(audio_tree, tmp_path):
     assert sorted(Path(p).stem for p in skipped) == sorted(moved)
 
 
+def test_artist_kfold_all_folds_by_album_compares_track_and_album_mode(audio_tree):
+    """`report --by album` pools every fold's out-of-fold predictions and groups the clips by artist."""
+    (row,) = invoke("report", "--data", str(audio_tree), "--backend", "svc", "--split", "artist-kfold", "--k", "3",
+                    "--all-folds", "--by", "album")["rows"]
+    album = row["by_album"]
+    assert album["clips"] == row["n_test"] == np.asarray(row["confusion"]).sum()  # every clip, once
+    for mode in ("track", "album", "album_keep_outliers"):
+        assert len(album[mode]["folds"]) == 3 and 0 <= album[mode]["accuracy"] <= 1
+    assert album["clips_in_albums"] <= album["clips"]
+
+
 def test_svc_path_never_imports_tensorflow(table, tmp_path):
     code = (
         "import sys, json\nfrom click.testing import CliRunner\nfrom tagger.cli import cli\n"

@@ -25,7 +25,7 @@ from tagger.inputs import get_kind
 from tagger.progress import Progress
 
 from .dataset import ClipSet, Part, partition
-from .scoring import evaluate, measure, selective
+from .scoring import evaluate, measure, predict_rows, selective, track_probs
 from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS
 
 
