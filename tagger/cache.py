@@ -384,9 +384,6 @@ class Cache:
                 db["tracks"].create(TRACK_COLUMNS, pk="path", not_null={"status"}, defaults={"missing": 0})
                 db["tracks"].create_index(["status"])
                 db["tracks"].create_index(["genre"])
-            for name, kind in TRACK_COLUMNS.items():  # databases made before a column existed
-                if name not in db["tracks"].columns_dict:
-                    db["tracks"].add_column(name, kind)
             if "features" not in db.table_names():
                 db["features"].create({"path": str, **{name: float for name in FEATURE_NAMES}}, pk="path")
             if "embeddings" not in db.table_names():
@@ -395,8 +392,9 @@ class Cache:
                 db["tag_history"].create(TAG_HISTORY_COLUMNS, pk="id")
                 db["tag_history"].create_index(["path"])
             for table, columns in (("tracks", TRACK_COLUMNS), ("tag_history", TAG_HISTORY_COLUMNS)):
+                existing = set(db[table].columns_dict)  # one PRAGMA per table, not one per column
                 for name, kind in columns.items():  # databases made before a column existed
-                    if name not in db[table].columns_dict:
+                    if name not in existing:
                         db[table].add_column(name, kind)
             if "scans" not in db.table_names():
                 db["scans"].create(
