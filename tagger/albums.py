@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import abstain, tags
+from . import abstain
 from .tags import FileMeta, TagError
 from .track import Track
 
@@ -64,11 +64,8 @@ def file_meta(row: Track) -> FileMeta | None:
     it could read); for older records the file is parsed here.  None when
     they cannot be read: the track then counts as having no tags.
     """
-    if row.file_genres is not None:
-        return FileMeta(genres=tuple(row.file_genres), artist=row.artist, album=row.album,
-                        album_artist=row.album_artist, compilation=row.compilation)
     try:
-        return tags.describe(row.fs_path)
+        return row.own_tags()
     except (TagError, OSError):
         return None
 

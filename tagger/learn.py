@@ -47,7 +47,6 @@ import numpy as np
 from . import abstain, tags, vocabulary
 from .cache import Cache
 from .errors import GenretagError
-from .track import Track
 
 BACKEND = "musicnn"
 #: A genre is measured when it has at least this many files ...
@@ -113,15 +112,6 @@ def _genretag_added(cache: Cache, paths: Sequence[str]) -> dict[str, set[str]]:
     return added
 
 
-def _file_tags(track: Track) -> tuple[list[str], str | None]:
-    """(genre values, artist) of a track: from the scan's cache, else read from the file (TagError if unreadable)."""
-    values = track.file_genres
-    if isinstance(values, list) and all(isinstance(v, str) for v in values):
-        return values, track.artist
-    meta = tags.describe(track.fs_path)  # scanned before the cache kept them, or a damaged cell: the file says
-    return list(meta.genres), meta.artist
-
-
 def collect(cache: Cache, paths: Sequence[str], front_end: str) -> Examples:
     """The tagged, scanned files under ``paths`` with their labels, groups and ``front_end`` embeddings."""
     out = Examples(front_end=front_end)
@@ -131,12 +121,12 @@ def collect(cache: Cache, paths: Sequence[str], front_end: str) -> Examples:
     for track in cache.records(paths, status="ok"):
         out.scanned += 1
         try:
-            values, artist = _file_tags(track)
+            meta = track.own_tags()
         except (tags.TagError, OSError) as exc:
             out.unreadable.append((track.path, getattr(exc, "reason", None) or str(exc)))
             continue
         own: list[str] = []
-        for value in tags.split_genres(values):
+        for value in tags.split_genres(meta.genres):
             key = genre_key(value)
             if not key:
                 continue  # nothing but punctuation: no genre
@@ -149,6 +139,7 @@ def collect(cache: Cache, paths: Sequence[str], front_end: str) -> Examples:
         if not own:
             out.untagged += 1
             continue
+        artist = meta.artist
         group = f"artist:{artist.strip().casefold()}" if artist and artist.strip() else f"folder:{os.path.dirname(track.path)}"
         tagged.append((track.path, own, group))
     found = cache.embeddings_for([k for k, _, _ in tagged], front_end)

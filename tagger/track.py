@@ -158,6 +158,20 @@ class Track(Stored):
         """The analysis parameters, decoded (for reading; compare ``params`` to tell a change)."""
         return _decode_json(self.params)
 
+    def own_tags(self) -> FileMeta:
+        """What the file's own tags say: from the record, or read from the file once when the record
+        predates that cache or its cell is damaged (raises tags.TagError or OSError if the file cannot tell).
+
+        The one place album mode and ``learn`` get a track's artist, album and genres from.
+        """
+        from .tags import FileMeta, describe
+
+        values = self.file_genres
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            return FileMeta(genres=tuple(values), artist=self.artist, album=self.album,
+                            album_artist=self.album_artist, compilation=self.compilation)
+        return describe(self.fs_path)
+
     def public(self) -> dict[str, Any]:
         """The record as ``show --json`` and ``export`` give it: JSON-ready, path bytes as base64."""
         out = {name: getattr(self, name) for name in self.columns() if name not in ("path_bytes", "failed_model")}
