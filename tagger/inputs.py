@@ -34,7 +34,7 @@ import numpy as np
 from .backends import FrontEnd, get_backend
 from .errors import BackendError, FileError, GenretagError
 from .features import FEATURE_NAMES, Analysis, analyse, preprocessing
-from .params import SAMPLE_RATE, AnalysisParams
+from .params import AnalysisParams
 
 if TYPE_CHECKING:
     from .cache import Cache
