@@ -66,16 +66,22 @@ def coverage_table(confidence: np.ndarray, correct: np.ndarray,
     return [at_threshold(confidence, correct, t) for t in ts]
 
 
-def curve(confidence: np.ndarray, correct: np.ndarray) -> list[tuple[float, float, float]]:
-    """(threshold, coverage, precision) at every distinct confidence, most confident first: the full curve."""
+def counts(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, kept, hits) arrays at every distinct confidence, most confident first: the curve's counts."""
     confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
     if not len(confidence):
-        return []
+        return np.empty(0), np.empty(0, dtype=int), np.empty(0, dtype=int)
     order = np.argsort(-confidence, kind="stable")
     c, ok = confidence[order], correct[order]
-    hits = np.cumsum(ok)
     last = np.flatnonzero(np.r_[c[1:] != c[:-1], True])  # the last of each run of equal confidences
-    return [(float(c[i]), (i + 1) / len(c), float(hits[i] / (i + 1))) for i in last]
+    return c[last], last + 1, np.cumsum(ok)[last]
+
+
+def curve(confidence: np.ndarray, correct: np.ndarray) -> list[tuple[float, float, float]]:
+    """(threshold, coverage, precision) at every distinct confidence, most confident first: the full curve."""
+    thresholds, kept, hits = counts(confidence, correct)
+    n = len(np.asarray(confidence))
+    return [(float(t), int(k) / n, float(h / k)) for t, k, h in zip(thresholds, kept, hits)]
 
 
 def choose_threshold(confidence: np.ndarray, correct: np.ndarray, *, chosen_on: str = "valid part",

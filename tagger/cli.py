@@ -523,8 +523,11 @@ def models(words: tuple[str, ...], as_json: bool) -> None:
 
 
 def _fmt_accuracy(row: dict[str, Any]) -> str:
-    if row["accuracy"] is None:
-        return "-"
+    if row["accuracy"] is None:  # a personal model from `genretag learn` shows its held-out precision instead
+        from .models import HELDOUT
+
+        held = row.get("heldout_precision")
+        return "-" if held is None else HELDOUT.format(held, row["heldout_tags"])
     clips = f" ({row['n_test']} test clips)" if row["n_test"] else ""
     return f"{row['accuracy']:.3f}{clips}"
 
@@ -594,7 +597,8 @@ def _fmt_value(value: Any) -> str:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @db_option
 @click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
-              metavar="P", help="Precision each genre's threshold must reach in cross-validation.")
+              metavar="P", help="Target precision: a genre is learnable when its threshold reaches it at a 90% "
+              "lower bound in cross-validation, and held out (on artists that did not choose it) within 0.05.")
 @click.option("--dry-run", is_flag=True, help="Measure and report only; save no model.")
 @click.option("--plots", type=click.Path(dir_okay=False), metavar="FILE", help="Write a per-genre chart (PNG).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurement as JSON.")
@@ -643,27 +647,35 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
 
 
 def _print_learn(result: Any) -> None:
+    import math
     import shlex
 
     from . import ui
-    from .learn import MIN_ARTISTS, MIN_FILES
+    from .learn import CONFIDENCE, MIN_ARTISTS, MIN_FILES, MIN_SUPPORT, TOLERANCE
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    rows = [(r["genre"], r["files"], r["artists"], pct(r["precision"]), pct(r["recall"]),
-             pct(r["threshold"]) if r["learnable"] else "-", pct(r["heldout_precision"]), pct(r["heldout_recall"]),
-             "learnable" if r["learnable"] else f"not learnable (best precision {pct(r['precision'])})")
+    def on(v: float | None, files: int) -> str:
+        return "-" if v is None else f"{v:.2f} ({files})"
+
+    rows = [(r["genre"], r["files"], r["artists"], pct(r["threshold"]), on(r["precision"], r["kept"]),
+             "-" if r["precision_low"] is None else f"{math.floor(r['precision_low'] * 100) / 100:.2f}",
+             pct(r["recall"]), on(r["heldout_precision"], r["heldout_kept"]), pct(r["heldout_recall"]),
+             "learnable" if r["learnable"] else f"not learnable: {r['reason']}")
             for r in result.genres]  # fmt: skip
     ui.out().print(ui.table(
         f"{result.examples} tagged files, {result.artists} artists; artist-grouped {result.folds}-fold "
         f"cross-validation, target precision {result.precision:.2f}",
-        ["genre", "files", "artists", "precision", "recall", "threshold", "held-out precision", "held-out recall",
-         ""], rows,
-        justify=["left", "right", "right", "right", "right", "right", "right", "right", "left"]))  # fmt: skip
+        ["genre", "files", "artists", "threshold", "precision (files)", f"{CONFIDENCE:.0%} low", "recall",
+         "held-out precision (files)", "held-out recall", ""], rows,
+        justify=["left"] + ["right"] * 8 + ["left"]))  # fmt: skip
     say = ui.err().print
-    say("precision and recall: at the threshold chosen on these out-of-fold scores (slightly optimistic); "
-        "held-out: each fold judged at a threshold chosen on the other folds only", markup=False, highlight=False)
+    say(f"threshold: the lowest whose out-of-fold precision's {CONFIDENCE:.0%} lower bound (low) reaches the "
+        f"target keeping at least {MIN_SUPPORT} files (precision and recall there flatter); held-out: each fold "
+        "judged at a threshold chosen so on the other folds only; learnable: held-out precision at least "
+        f"{result.precision - TOLERANCE:.2f} (target - {TOLERANCE:.2f}) on at least {MIN_SUPPORT} files; "
+        "(files): the files a precision rests on", markup=False, highlight=False)
     if result.too_few:
         few = ", ".join(f"{g['genre']} ({g['files']} files, {g['artists']} artists)" for g in result.too_few)
         say(f"left out, too few to measure (fewer than {MIN_FILES} files or {MIN_ARTISTS} artists): {few}",

@@ -390,6 +390,8 @@ def backend_rows() -> list[dict[str, Any]]:
                 if metrics.get("track_accuracy") is not None:
                     clips = f", {metrics['n_test']} clips" if metrics.get("n_test") else ""
                     row["accuracy"] = f"{metrics['track_accuracy']:.3f} ({metrics.get('protocol', '?')} test{clips})"
+                elif heldout := heldout_precision(metrics):  # a personal model (genretag learn)
+                    row["accuracy"] = HELDOUT.format(*heldout)
         rows.append(row)
     return rows
 
@@ -402,13 +404,31 @@ class ModelListing:
     problems: list[str]
 
 
+#: How a personal model's figure reads where a trained model shows its test accuracy.
+HELDOUT = "{:.3f} held-out precision ({} tags)"
+
+
+def heldout_precision(metrics: Any) -> tuple[float, int] | None:
+    """A personal model's figure in place of accuracy: its genres' pooled held-out precision, and tag count.
+
+    ``genretag learn`` has no test part; this is the precision of the genre
+    tags its saved genres wrote on artists held out (see tagger.learn).
+    """
+    heldout = metrics.get("heldout") if isinstance(metrics, dict) else None
+    if not isinstance(heldout, dict) or not isinstance(heldout.get("precision"), (int, float)):
+        return None
+    return float(heldout["precision"]), int(heldout.get("kept") or 0)
+
+
 def _model_row(backend: str, path: Path, card: dict[str, Any], shipped: bool) -> dict[str, Any]:
     metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
     training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    heldout = heldout_precision(metrics)
     return {
         "backend": backend, "id": str(card.get("id") or ""), "date": card.get("date"),
         "data": training.get("data"), "protocol": metrics.get("protocol"),
         "accuracy": metrics.get("track_accuracy"), "n_test": metrics.get("n_test"),
+        "heldout_precision": heldout[0] if heldout else None, "heldout_tags": heldout[1] if heldout else None,
         "file": str(path), "shipped": shipped, "current": False,
     }  # fmt: skip
 
