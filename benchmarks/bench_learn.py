@@ -12,7 +12,9 @@ with a decaying spectrum so their dimensions correlate as a network's do.
 Then, ``--repeat`` times, the real command runs on it in a fresh process
 (``genretag learn ROOT --db DB --json``: collect from the cache, 5 grouped
 folds, thresholds, the final fit, saving the model).  Reported: median
-wall seconds, the child's CPU seconds and the load average, as JSON.
+wall seconds, the child's CPU seconds and the load average, how many genres
+are learnable (and how many of the random ones), and the pooled held-out
+precision of the learnable genres, as JSON.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "files": len(lib.genres), "genres": args.genres, "measured": len(result["genres"]),
         "learnable": sum(g["learnable"] for g in result["genres"]), "saved": bool(result["model"]),
+        "learnable_random": sum(g["learnable"] and g["genre"].startswith("Random") for g in result["genres"]),
+        "heldout_of_learnable": result["heldout"],
         "fill_seconds": round(filled, 1), "learn_seconds": [round(r, 2) for r in runs],
         "median_seconds": round(statistics.median(runs), 2), "cpu_seconds": [round(c, 2) for c in cpu],
         "load_average_before_each": [round(x, 2) for x in loads], "load_average_after": os.getloadavg(),
