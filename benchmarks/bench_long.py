@@ -70,6 +70,50 @@ def decode_times(root: Path, infos: list[library.TrackInfo], repeat: int) -> dic
     return out
 
 
+def codec_times(root: Path, infos: list[library.TrackInfo], repeat: int) -> dict[str, float]:
+    """Per format: median CPU ms of the codec alone on a 30 s excerpt, the floor under ``decode``.
+
+    What genretag's first-choice decoder spends inside its C code and
+    nothing else: libsndfile's seek and read at the native rate for MP3 and
+    FLAC; for Ogg, FFmpeg decoding packets demuxed beforehand (Opus mixed
+    down by the decoder, as genretag asks).  No Python per frame, no
+    joining, no downmix, no resampling.
+    """
+    import av
+    import soundfile as sf
+
+    from tagger.audio import AUDIO_EXTENSIONS, _opus_to_mono, excerpt_window
+
+    times: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for info in infos:
+            path = root / info.path
+            if AUDIO_EXTENSIONS[path.suffix] == "soundfile":
+                started = time.process_time()
+                with sf.SoundFile(str(path)) as f:
+                    start, length = excerpt_window(f.frames / f.samplerate, 30.0)
+                    f.seek(int(start * f.samplerate))
+                    f.read(int(length * f.samplerate), dtype="float32")
+                times.setdefault(info.format, []).append(1000 * (time.process_time() - started))
+                continue
+            with av.open(str(path)) as container:
+                stream = container.streams.audio[0]
+                _opus_to_mono(stream)
+                start, length = excerpt_window(float(stream.duration * stream.time_base), 30.0)
+                container.seek(int(start / stream.time_base), stream=stream)
+                packets, seconds = [], 0.0
+                for packet in container.demux(stream):
+                    packets.append(packet)
+                    seconds += float((packet.duration or 0) * stream.time_base)
+                    if seconds >= length:
+                        break
+                started = time.process_time()
+                for packet in packets:
+                    packet.decode()
+                times.setdefault(info.format, []).append(1000 * (time.process_time() - started))
+    return {fmt: round(statistics.median(ms), 1) for fmt, ms in sorted(times.items())}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tracks", type=int, default=12)
@@ -94,6 +138,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {fmt:>5}: 30 s excerpt {row['excerpt_ms']:6.1f} ms ({row['x_mp3']:.2f} x MP3's), "
                   f"its analysis {row['analysis_ms']:5.1f} ms, "
                   f"whole file from the start {row['whole_file_ms']:7.1f} ms  [{row['files']} files]")
+        result["codec_ms"] = codec_times(root, infos, args.repeat)
+        mp3 = result["decode"].get("mp3", {}).get("excerpt_ms")
+        print("  the codec alone (C code only: no frames in Python, no downmix, no resampling), 30 s: " + ", ".join(
+            f"{fmt} {ms:.1f} ms" + (f" ({ms / mp3:.2f} x MP3's whole decode)" if mp3 and fmt == "opus" else "")
+            for fmt, ms in result["codec_ms"].items()))
         rows = result["decode"].values()
         n = sum(r["files"] for r in rows)
         result["worker_ms_per_file"] = round(sum(r["files"] * (r["excerpt_ms"] + r["analysis_ms"]) for r in rows) / n, 1)

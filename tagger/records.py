@@ -44,8 +44,8 @@ def export_rows(cache: Cache, tracks: Iterable[Track], out: TextIO, fmt: str, *,
             if writer is None:
                 writer = csv.DictWriter(out, fieldnames=columns)
                 writer.writeheader()
-            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in rec.items()
-                             if k in columns})
+            writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                             for k, v in rec.items() if k in columns})  # a cell reads "Électro", not "\\u00c9lectro"
         n += 1
     if fmt == "json":
         out.write("\n]\n" if n else "]\n")

@@ -116,3 +116,20 @@ def test_utf8_safe_escapes_text_and_keeps_bytes() -> None:
     assert data["path"] == "/m/caf\\xe9.mp3" and base64.b64decode(data["path_bytes_b64"]) == b"/m/caf\xe9.mp3"
     assert data["error"] == "cannot read /m/caf\\xe9.mp3" and data["ok"] == "d\u00e9j\u00e0"
     assert data["n"] == ["/m/caf\\xe9.mp3", 1] and base64.b64decode(data["error_bytes_b64"]).endswith(b"\xe9.mp3")
+
+
+def test_csv_cells_keep_accented_genre_names_readable() -> None:
+    """A personal model's genres ("Électronique") read as typed in a spreadsheet, not as JSON escapes."""
+    from tagger.records import export_rows
+
+    class Row:
+        def public(self) -> dict:
+            return {"path": "/m/a.flac", "genre": "Électronique", "top3": [["Électronique", 0.9], ["Jazz", 0.1]],
+                    "probabilities": {"Électronique": 0.9, "Jazz": 0.1}}
+
+    out = io.StringIO()
+    assert export_rows(None, [Row()], out, "csv") == 1
+    (row,) = csv.DictReader(io.StringIO(out.getvalue()))
+    assert row["genre"] == "Électronique" and "\\u00c9" not in out.getvalue()
+    assert json.loads(row["top3"]) == [["Électronique", 0.9], ["Jazz", 0.1]]
+    assert json.loads(row["probabilities"]) == {"Électronique": 0.9, "Jazz": 0.1}
