@@ -2,6 +2,9 @@
 
 ```bash
 nice -n 10 python -m benchmarks.bench_long --tracks 12 --copies 8 --repeat 3
+# against another version, scans alternating:
+git archive REV | (mkdir -p /tmp/base && tar -x -C /tmp/base)
+python -m benchmarks.bench_long --tracks 12 --copies 8 --repeat 3 --skip decode --baseline-code /tmp/base
 ```
 
 The library is benchmarks/library.py's ``long`` kind: per 10 tracks 4 Opus
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["decode", "scan"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--baseline-code", type=Path,
+                    help="another checkout (git archive REV | tar -x -C DIR): its scans alternate with this one's")
     args = ap.parse_args(argv)
     root = args.out / "library-long"
     infos = library.build(root, args.tracks, kind="long")
@@ -151,15 +156,24 @@ def main(argv: list[str] | None = None) -> None:
     if "scan" not in args.skip:
         links = library.view(root, infos, f"long-{args.tracks}x{args.copies}", args.copies)
         lib = args.out / f"long-{args.tracks}x{args.copies}"
-        runs = []
+        runs, baseline_runs = [], []
+        codes = [(None, runs)] + ([(args.baseline_code.resolve(), baseline_runs)] if args.baseline_code else [])
         for i in range(args.repeat):
-            with tempfile.TemporaryDirectory() as tmp:
-                run = measure.genretag_scan("scan svc (long tracks)", lib, Path(tmp) / "db.sqlite", "svc",
-                                            args.jobs, "analysed", len(links))  # fmt: skip
-            runs.append(run)
-            print(f"  scan {i + 1}: {run.rate:.1f} files/s end to end, {run.steady_rate or 0:.1f} steady, "
-                  f"{1000 * (run.steady_cpu_per_file or 0):.0f} ms CPU per file steady "
-                  f"(load {run.load_before:.2f} -> {run.load_after:.2f})", flush=True)
+            for code, into in codes:  # alternating, so both see the same neighbours
+                with tempfile.TemporaryDirectory() as tmp:
+                    run = measure.genretag_scan("scan svc (long tracks)", lib, Path(tmp) / "db.sqlite", "svc",
+                                                args.jobs, "analysed", len(links), code=code)  # fmt: skip
+                into.append(run)
+                print(f"  scan {i + 1}{' (baseline)' if code else ''}: {run.rate:.1f} files/s end to end, "
+                      f"{run.steady_rate or 0:.1f} steady, {1000 * (run.steady_cpu_per_file or 0):.0f} ms CPU per "
+                      f"file steady (load {run.load_before:.2f} -> {run.load_after:.2f})", flush=True)
+        if baseline_runs:
+            base_cpu = statistics.median(r.steady_cpu_per_file or 0 for r in baseline_runs)
+            this_cpu = statistics.median(r.steady_cpu_per_file or 0 for r in runs)
+            result["baseline"] = {"code": str(args.baseline_code), "runs": [r.as_dict() for r in baseline_runs],
+                                  "steady_cpu_per_file_median": round(base_cpu, 4)}
+            print(f"steady CPU per file, medians of {args.repeat}: this {1000 * this_cpu:.0f} ms, baseline "
+                  f"{1000 * base_cpu:.0f} ms (ratio {this_cpu / base_cpu:.2f})")
         steady_cpu = statistics.median(r.steady_cpu_per_file or 0 for r in runs)
         result["scan"] = {
             "files": len(links), "runs": [r.as_dict() for r in runs],

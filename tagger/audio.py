@@ -274,9 +274,12 @@ def _opus_to_mono(stream: Any) -> None:
     layout (mapping family 0) is touched, and only before the decoder opens.
     """
     ctx = stream.codec_context
-    head = ctx.extradata if ctx.name == "opus" and not ctx.is_open else None
-    if head and len(head) >= 19 and head.startswith(_OPUS_HEAD) and head[9] == 2 and head[18] == 0:
-        ctx.extradata = head[:9] + b"\x01" + head[10:]
+    try:
+        head = ctx.extradata if ctx.name == "opus" and not ctx.is_open else None
+        if head and len(head) >= 19 and head.startswith(_OPUS_HEAD) and head[9] == 2 and head[18] == 0:
+            ctx.extradata = head[:9] + b"\x01" + head[10:]
+    except (AttributeError, ValueError, TypeError):  # a PyAV without these: decode both channels, as before
+        pass
 
 
 def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, float, float]:

@@ -209,10 +209,19 @@ def log_mel_slices(mel: np.ndarray, sr: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _hann(n: int) -> np.ndarray:
-    """librosa's default window: periodic Hann, float32."""
-    import scipy.signal
+    """librosa's default window, periodic Hann, in float32: ``scipy.signal.get_window("hann", n)``.
 
-    return scipy.signal.get_window("hann", n, fftbins=True).astype(np.float32)
+    Computed as scipy computes it (a symmetric window one longer, cut), so
+    the values are the same bits; importing scipy.signal for it cost every
+    scan's worker start-up about a second (it imports scipy.stats).
+    """
+    if n <= 1:
+        return np.ones(n, dtype=np.float32)
+    angles = np.linspace(-np.pi, np.pi, n + 1)
+    window = np.zeros(n + 1)
+    window += 0.5 * np.cos(0 * angles)
+    window += 0.5 * np.cos(angles)
+    return window[:n].astype(np.float32)
 
 
 def _window() -> np.ndarray:

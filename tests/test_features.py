@@ -252,3 +252,25 @@ def test_tempo_choice_and_db_equal_librosa() -> None:
         assert features._tempo_from(tempogram, 22050) == expected
     power = (rng.random((128, 300)) ** 6).astype(np.float32)
     np.testing.assert_array_equal(features._power_to_db(power), librosa.power_to_db(power, top_db=80.0))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 17, 344, 345, 2048])
+def test_hann_is_scipys_periodic_window_bit_for_bit(n: int) -> None:
+    import scipy.signal
+
+    from tagger.features import _hann
+
+    expected = scipy.signal.get_window("hann", n, fftbins=True).astype(np.float32) if n else np.ones(0, np.float32)
+    assert _hann(n).dtype == np.float32 and np.array_equal(_hann(n), expected)
+
+
+def test_worker_warm_up_leaves_scipy_signal_and_stats_unimported() -> None:
+    """They took about a second of every scan's worker start-up, for one window function."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tagger._preload; heavy = sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "(['scipy', 'signal'], ['scipy', 'stats'], ['librosa'])); print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
