@@ -283,30 +283,84 @@ def _opus_to_mono(stream: Any) -> None:
 
 
 def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, float, float]:
+    """The excerpt through FFmpeg, already averaged over channels: frames x 1."""
     opened = _open_pyav(path)
     _, _, _, native_sr, duration = opened
-    import av
-
     start, length = excerpt_window(duration, excerpt)
     want = int(round(length * native_sr)) if duration else None
+    mix = _Downmix(path, native_sr, (want or native_sr * 60) + native_sr)
+    skip = None
     with opened[0], opened[1]:
-        fifo = av.AudioFifo()  # frames are joined in C: per-frame numpy work cost more than decoding
-        skip = None
         for head, frame in _excerpt_frames(path, opened, start):
             skip = head if skip is None else skip
-            fifo.write(frame)
-            if want is not None and fifo.samples >= skip + want:
+            mix.add(frame)
+            if want is not None and mix.size >= skip + want:
                 break
-        joined = fifo.read() if fifo.samples else None
-    if joined is None or joined.samples <= (skip or 0):
+    if mix.size <= (skip or 0):
         raise DecodeError(path, "no audio frames could be decoded")
-    data = _planes(joined)[:, skip:]
+    data = mix.take()[skip:]
     if want is not None:
-        data = data[:, :want]
-    data = data.T  # frames x channels, each channel contiguous
+        data = data[:want]
     if not duration:
-        duration = data.shape[0] / native_sr
-    return data, native_sr, duration, start
+        duration = len(data) / native_sr
+    return data[:, np.newaxis], native_sr, duration, start
+
+
+class _Downmix:
+    """Decoded frames averaged over their channels, straight into one growing float32 buffer.
+
+    Each frame's planes are read where FFmpeg left them: no array per frame
+    holding every channel, no joining of the channels before averaging
+    them, which for stereo Vorbis or AAC cost more than the per-frame work
+    saved by joining frames in an AudioFifo (docs/speed.md).  The samples
+    are the same bits as before: the channels summed in order in float32,
+    then divided by their count, as :func:`_to_mono` does.  A frame with
+    another sample rate or channel count (a chained Ogg file) is a
+    DecodeError, not audio played at the wrong speed.
+    """
+
+    def __init__(self, path: str, sr: int, capacity: int) -> None:
+        self.path, self.sr = path, sr
+        self.size = 0
+        self.channels = 0
+        self._buf = np.empty(max(capacity, 1 << 15), dtype=np.float32)
+
+    def add(self, frame: Any) -> None:
+        n = frame.samples
+        planes = frame.planes
+        planar_float = frame.format.name == "fltp"  # what FFmpeg's Vorbis, Opus, AAC and MP3 decoders give
+        channels = len(planes) if planar_float else frame.layout.nb_channels
+        if frame.sample_rate != self.sr or channels != (self.channels or channels):
+            raise DecodeError(self.path, f"the stream changes from {self.channels} channels at {self.sr} Hz to "
+                                         f"{channels} at {frame.sample_rate} Hz mid-stream")  # fmt: skip
+        self.channels = channels
+        if self.size + n > len(self._buf):
+            grown = np.empty(max(2 * len(self._buf), self.size + n), dtype=np.float32)
+            grown[: self.size] = self._buf[: self.size]
+            self._buf = grown
+        out = self._buf[self.size : self.size + n]
+        self.size += n
+        if planar_float and channels == 2:
+            np.add(np.frombuffer(planes[0], _F32, n), np.frombuffer(planes[1], _F32, n), out=out)
+            return
+        data = [np.frombuffer(p, _F32, n) for p in planes] if planar_float else _planes(frame)
+        np.copyto(out, data[0])
+        for channel in data[1:]:
+            out += channel
+
+    def take(self, n: int | None = None) -> np.ndarray:
+        """The first ``n`` samples (all when None), averaged, as a new array; what follows them is kept."""
+        n = self.size if n is None else min(n, self.size)
+        head = self._buf[:n].copy()
+        if self.channels > 1:
+            head /= np.float32(self.channels)
+        rest = self.size - n
+        self._buf[:rest] = self._buf[n : self.size]
+        self.size = rest
+        return head
+
+
+_F32 = np.dtype(np.float32)
 
 
 def _planes(frame: object) -> np.ndarray:
@@ -384,13 +438,11 @@ def _frames_from(container: Any, stream: Any, start: float, native_sr: int, *, s
             raise _SeekFailed(f"the seek landed at {position:.3f} s, after {start:.3f} s")
         seek = False  # only the first frame after a seek tells where it landed
         end = position + frame.samples / native_sr
-        frame.pts = None  # the fifo checks timestamps; they are not needed any more
         if end > start:
             yield max(0, int(round((start - position) * native_sr))), frame
             break
         position = end
     for frame in frames:  # the rest of the excerpt: no bookkeeping per frame
-        frame.pts = None
         yield 0, frame
 
 
@@ -549,28 +601,26 @@ def _pyav_blocks(path: str, excerpt: float | None) -> tuple[int, float, float, f
     start, length = excerpt_window(duration, excerpt)
 
     def blocks() -> Iterator[np.ndarray]:
-        import av
-
         opened = _open_pyav(path)
         fh, container = opened[0], opened[1]
         with fh, container:
             left = int(round(length * native_sr)) if duration else None
             per = max(1, int(_BLOCK_SECONDS * native_sr))
-            fifo = av.AudioFifo()
+            mix = _Downmix(path, native_sr, per + native_sr)
             skip = None
             for head, frame in _excerpt_frames(path, opened, start):
                 skip = head if skip is None else skip
-                fifo.write(frame)
-                while fifo.samples >= skip + per:
-                    data = _planes(fifo.read(skip + per))[:, skip:]
+                mix.add(frame)
+                while mix.size >= skip + per:
+                    data = mix.take(skip + per)[skip:]
                     skip = 0
                     if left is not None:
-                        data, left = data[:, :left], left - min(left, data.shape[1])
-                    yield data.T
+                        data, left = data[:left], left - min(left, len(data))
+                    yield data[:, np.newaxis]
                     if left == 0:
                         return
-            if fifo.samples > (skip or 0):
-                data = _planes(fifo.read())[:, skip or 0 :]
-                yield (data if left is None else data[:, :left]).T
+            if mix.size > (skip or 0):
+                data = mix.take()[skip or 0 :]
+                yield (data if left is None else data[:left])[:, np.newaxis]
 
     return native_sr, duration, start, length, blocks

@@ -260,6 +260,12 @@ def discover() -> dict[str, BackendInfo]:
     return found
 
 
+def backend_modules() -> dict[str, tuple[str, str | None]]:
+    """Module of each backend -> its name and distribution, from metadata only (nothing is imported)."""
+    owners = {ep.module: (name, _dist_name(ep)) for name, eps in _entry_points().items() for ep in eps}
+    return owners | {cls.__module__: (name, None) for name, cls in _extra.items()}
+
+
 def get_backend(name: str) -> type[Backend]:
     """The backend class registered under ``name``; BackendError if absent, ambiguous or broken.
 

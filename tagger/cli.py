@@ -3,10 +3,16 @@
 Only click and the plain-Python tagger.track are imported at start-up;
 each command imports what it needs when it runs, so ``genretag --help`` and the commands that need no Keras
 model never import TensorFlow (tests check this).  Expected failures are
-GenretagError, printed as one ``Error:`` line.
+GenretagError, printed as one ``Error:`` line.  So is any other exception
+(``_Group.main``): an OSError as its file and reason, anything else as an
+unexpected error, a bug.  GENRETAG_DEBUG=1 prints the traceback behind
+any of them, and behind Ctrl-C.
 
 Exit codes: 0 everything analysed (or already cached); 1 some files
-failed; 2 usage error; 130 interrupted (progress is saved).
+failed, or an error (GenretagError, OSError); 2 usage error; 70 an
+unexpected error, a bug (EX_SOFTWARE of sysexits.h); 130 interrupted
+(a scan's progress is saved).  Output cut short by a closed pipe
+(``genretag show | head``) ends quietly with 1, as click does.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices o
 #: scored 0.739 against svc's 0.474 and scans at 8.7 files/s steady on 2 cores (README "Results", "Speed").
 DEFAULT_BACKEND = "musicnn"
 EXIT_FAILED = 1
+EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an exception genretag did not expect
 EXIT_INTERRUPTED = 130
+DEBUG_ENV = "GENRETAG_DEBUG"
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn GenretagError into one clean ``Error:`` line (exit 1)."""
+    """Turn GenretagError into one clean ``Error:`` line (exit 1); GENRETAG_DEBUG=1 prints its traceback first."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,6 +48,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except GenretagError as exc:
+            _show_traceback(exc)
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -164,11 +173,91 @@ def _exit_for(outcome: Any) -> None:
 
 
 class _Group(click.Group):
-    """The command group; it keeps the arguments it was given, so the config check can see a --help."""
+    """The command group: no traceback reaches the user, and it keeps its arguments for the config check's --help."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["genretag.args"] = list(args)
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Ctrl-C here, not in main: click's main turns it into "Aborted!" before main's handler could see it.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # click would say "Aborted!" and exit 1; a scan says more itself
+            _show_traceback(exc)
+            click.echo("\nInterrupted.", err=True)  # the newline ends the terminal's ^C
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Click's main, where an exception click would leave to Python's traceback becomes one ``Error:`` line.
+
+        The console script and CliRunner both come here.  Click's own
+        exceptions (usage errors, Abort, Exit), a closed pipe and SystemExit
+        are click's, as before.
+        """
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except Exception as exc:
+            if not standalone_mode:  # a caller that asked for exceptions gets them
+                raise
+            _show_traceback(exc)
+            message, code = _describe_unexpected(exc)
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(code)
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _show_traceback(exc: BaseException) -> None:
+    if _debug():
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+
+
+def _describe_unexpected(exc: Exception) -> tuple[str, int]:
+    """The ``Error:`` text and exit code for an exception no command handled.
+
+    An OSError that carries an errno (disk full, permission denied on the
+    database's folder, ...) is the file and the reason, exit 1; anything
+    else is a bug, exit 70, blamed on the backend whose code raised it if
+    one did (a third party's plugin), else on genretag.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return (f"{files}: {exc.strerror}" if files else exc.strerror), EXIT_FAILED
+    where, whose = "", "genretag"
+    backend = _raising_backend(exc)
+    if backend is not None:
+        name, distribution = backend
+        ours = distribution == "genretag"  # a built-in backend
+        where = f" in backend {name!r}" + (f" (package {distribution})" if distribution and not ours else "")
+        whose = "genretag" if ours else "that backend"
+    text = f": {exc}" if str(exc) else ""
+    hint = "traceback above" if _debug() else f"run with {DEBUG_ENV}=1 for the traceback"
+    return f"unexpected {type(exc).__name__}{where}{text} (a bug in {whose}; {hint})", EXIT_BUG
+
+
+def _raising_backend(exc: BaseException) -> tuple[str, str | None] | None:
+    """The backend (name, distribution) whose module is innermost on the traceback, if any is on it."""
+    import traceback
+
+    backends = sys.modules.get("tagger.backends")
+    if backends is None:  # never imported: no backend ran
+        return None
+    try:
+        owners = backends.backend_modules()
+    except Exception:  # broken package metadata must not hide the error being reported
+        return None
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        module = frame.f_globals.get("__name__", "")
+        for owner, backend in owners.items():
+            if module == owner or module.startswith(owner + "."):
+                return backend
+    return None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

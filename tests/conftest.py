@@ -27,6 +27,7 @@ def genretag_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("GENRETAG_HOME", str(home))
     monkeypatch.delenv("GENRETAG_DB", raising=False)
+    monkeypatch.delenv("GENRETAG_DEBUG", raising=False)  # a developer's debug setting would add tracebacks
     # The suite's scans were written against svc (fast, no network weights); a test about the
     # default backend, or about musicnn, unsets this or says --backend itself.
     monkeypatch.setenv("GENRETAG_BACKEND", "svc")

@@ -141,7 +141,8 @@ def test_excerpt_equals_decoding_from_the_start_and_cutting(long_files: dict[str
     data, sr, duration, start = _native(long_files[fmt], 30.0)
     whole, _, _, _ = _native(long_files[fmt], None)
     assert start == pytest.approx((duration - 30.0) / 2) and start == pytest.approx(35.0, abs=0.01)
-    assert data.shape == (int(round(30.0 * sr)), 1 if fmt == "opus" else 2)  # Opus: mixed down in the decoder
+    mixed = audio.AUDIO_EXTENSIONS[long_files[fmt].suffix] == "pyav"  # FFmpeg's frames are averaged as they come
+    assert data.shape == (int(round(30.0 * sr)), 1 if mixed else 2)
     first = int(round(start * sr))
     np.testing.assert_allclose(data, whole[first : first + len(data)], rtol=0, atol=1e-4)
     clip = decode(long_files[fmt])
@@ -206,9 +207,13 @@ def test_opus_is_mixed_down_by_its_decoder_to_the_mean_of_its_channels(long_file
     mono, sr, duration, start = audio._decode_pyav(str(long_files["opus"]), excerpt)
     assert mono.shape[1] == 1 and sr == 48000
     _stereo_opus(monkeypatch)
-    stereo, _, duration2, start2 = audio._decode_pyav(str(long_files["opus"]), excerpt)
-    assert stereo.shape == (len(mono), 2) and (duration2, start2) == (duration, start)
-    np.testing.assert_allclose(mono[:, 0], stereo.mean(axis=1), rtol=0, atol=1e-6)
+    planes = []
+    real_add = audio._Downmix.add
+    monkeypatch.setattr(audio._Downmix, "add", lambda mix, frame: (planes.append(len(frame.planes)),
+                                                                   real_add(mix, frame)))  # fmt: skip
+    stereo, _, duration2, start2 = audio._decode_pyav(str(long_files["opus"]), excerpt)  # averaged by _Downmix
+    assert set(planes) == {2} and stereo.shape == mono.shape and (duration2, start2) == (duration, start)
+    np.testing.assert_allclose(mono[:, 0], stereo[:, 0], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("bit_rate,application", [(12000, "voip"), (32000, "audio")])
@@ -238,10 +243,65 @@ def test_opus_speech_modes_mix_down_as_faithfully(tmp_path: Path, bit_rate: int,
     mono = audio._decode_pyav(str(path), None)[0]
     _stereo_opus(monkeypatch)
     stereo = audio._decode_pyav(str(path), None)[0]
-    assert mono.shape == (len(stereo), 1) and len(stereo) >= 7 * 48000
+    assert mono.shape == stereo.shape == (len(stereo), 1) and len(stereo) >= 7 * 48000
     mix = source.mean(axis=1)[: len(mono)]
     error_mono = np.sum((mono[:, 0] - mix) ** 2)
-    error_stereo = np.sum((stereo.mean(axis=1) - mix) ** 2)
+    error_stereo = np.sum((stereo[:, 0] - mix) ** 2)
     assert error_mono <= 1.05 * error_stereo and error_mono < 0.1 * np.sum(mix**2)  # aligned, and faithful
     one = make_audio(tmp_path / "mono.opus", "opus", seconds=4.0, channels=1)
     assert audio._decode_pyav(str(one), None)[0].shape[1] == 1
+
+
+def _frames_then_mean(path: Path) -> np.ndarray:
+    """The whole file through PyAV the plain way: every frame to an array, joined, then the channel mean."""
+    import av
+
+    with av.open(str(path)) as container:
+        joined = np.concatenate([audio._planes(f) for f in container.decode(container.streams.audio[0])], axis=1)
+    return audio._to_mono(np.ascontiguousarray(joined.T))
+
+
+@pytest.mark.parametrize("fmt,channels", [("ogg", 2), ("ogg", 3), ("m4a-aac", 2), ("m4a-alac", 2), ("ogg", 1)])
+def test_ffmpeg_frames_are_averaged_as_they_come_bit_for_bit(tmp_path: Path, fmt: str, channels: int) -> None:
+    path = make_audio(tmp_path / f"a{channels}{'.m4a' if fmt.startswith('m4a') else ''}", fmt, seconds=6.0,
+                      channels=channels, kind="noise", seed=channels)  # fmt: skip
+    data, _, _, start = audio._decode_pyav(str(path), None)
+    expected = _frames_then_mean(path)
+    assert start == 0 and data.shape[1] == 1 and data.dtype == np.float32
+    assert 0 <= len(expected) - len(data) < 2048  # the stream's length; AAC's last frame is padded
+    np.testing.assert_array_equal(data[:, 0], expected[: len(data)])
+
+
+def _frame(samples: np.ndarray, layout: str, sr: int = 48000, fmt: str = "fltp") -> object:
+    import av
+
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=fmt, layout=layout)
+    frame.sample_rate = sr
+    return frame
+
+
+def test_downmix_takes_packed_and_integer_frames_and_keeps_what_follows() -> None:
+    rng = np.random.default_rng(0)
+    left, right = rng.uniform(-1, 1, (2, 300)).astype(np.float32)
+    mix = audio._Downmix("x.ogg", 48000, 16)
+    mix.add(_frame(np.stack([left, right]), "stereo"))
+    mix.add(_frame(np.stack([left, right]).T.reshape(1, -1), "stereo", fmt="flt"))  # interleaved
+    ints = (np.stack([left, right]) * 32767).astype(np.int16)
+    mix.add(_frame(ints, "stereo", fmt="s16p"))
+    first = mix.take(250)
+    assert mix.size == 650 and first.dtype == np.float32
+    rest = mix.take()
+    got = np.concatenate([first, rest])
+    expected = np.concatenate([(left + right) / np.float32(2)] * 2
+                              + [audio._to_mono((ints.astype(np.float32) / 32767).T)])  # fmt: skip
+    np.testing.assert_array_equal(got, expected)
+    assert mix.size == 0
+
+
+@pytest.mark.parametrize("second", [dict(layout="mono"), dict(layout="stereo", sr=44100)])
+def test_a_stream_that_changes_rate_or_channels_midway_is_a_decode_error(second: dict) -> None:
+    mix = audio._Downmix("/music/chained.ogg", 48000, 16)
+    mix.add(_frame(np.zeros((2, 100), np.float32), "stereo"))
+    shape = (1, 100) if second["layout"] == "mono" else (2, 100)
+    with pytest.raises(DecodeError, match=r"chained\.ogg.*mid-stream"):
+        mix.add(_frame(np.zeros(shape, np.float32), **second))
