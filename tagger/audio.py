@@ -132,15 +132,21 @@ def _to_mono(data: np.ndarray) -> np.ndarray:
     """Average channels, as librosa.to_mono does (frames x channels in).
 
     Column by column: ``mean(axis=1)`` over two channels takes ten times as long.
+    One channel is returned as it is (a view), not copied again.
     """
-    if data.ndim == 1:
-        return data.astype(np.float32, copy=False)
-    mono = data[:, 0].astype(np.float32, copy=True)
-    for channel in range(1, data.shape[1]):
-        mono += data[:, channel]
-    if data.shape[1] > 1:
-        mono /= np.float32(data.shape[1])
+    if data.ndim == 1 or data.shape[1] == 1:
+        return (data if data.ndim == 1 else data[:, 0]).astype(np.float32, copy=False)
+    mono = _sum_channels([data[:, c] for c in range(data.shape[1])], np.empty(len(data), dtype=np.float32))
+    mono /= np.float32(data.shape[1])
     return mono
+
+
+def _sum_channels(channels: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """The channels added in order into float32 ``out``: the sum both downmixes divide by the channel count."""
+    np.copyto(out, channels[0])
+    for channel in channels[1:]:
+        out += channel
+    return out
 
 
 def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -266,8 +272,8 @@ def _opus_to_mono(stream: Any) -> None:
     The analysis averages the channels anyway.  Told the output has one,
     the decoder adds the two before its inverse MDCT and post-filter, so it
     runs those once instead of twice and half as many samples are copied
-    and joined: a 30 s excerpt costs 0.82 times as much
-    (docs/speed.md).  For music (CELT frames) the samples are those of the
+    and joined: a 30 s excerpt costs 0.87 times as much
+    (docs/speed.md, benchmarks/bench_decode_ab.py).  For music (CELT frames) the samples are those of the
     stereo decode averaged, to within 2e-7; speech frames at low bit rates
     (SILK, hybrid) are mixed in SILK's mid/side domain, no further from
     the source's mix (tests/test_audio.py).  Only the plain mono/stereo
@@ -314,7 +320,7 @@ class _Downmix:
     them, which for stereo Vorbis or AAC cost more than the per-frame work
     saved by joining frames in an AudioFifo (docs/speed.md).  The samples
     are the same bits as before: the channels summed in order in float32,
-    then divided by their count, as :func:`_to_mono` does.  A frame with
+    then divided by their count (:func:`_sum_channels`, as :func:`_to_mono`).  A frame with
     another sample rate or channel count (a chained Ogg file) is a
     DecodeError, not audio played at the wrong speed.
     """
@@ -343,10 +349,7 @@ class _Downmix:
         if planar_float and channels == 2:
             np.add(np.frombuffer(planes[0], _F32, n), np.frombuffer(planes[1], _F32, n), out=out)
             return
-        data = [np.frombuffer(p, _F32, n) for p in planes] if planar_float else _planes(frame)
-        np.copyto(out, data[0])
-        for channel in data[1:]:
-            out += channel
+        _sum_channels([np.frombuffer(p, _F32, n) for p in planes] if planar_float else list(_planes(frame)), out)
 
     def take(self, n: int | None = None) -> np.ndarray:
         """The first ``n`` samples (all when None), averaged, as a new array; what follows them is kept."""
