@@ -736,11 +736,10 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
 
 
 def _print_learn(result: Any) -> None:
-    import math
     import shlex
 
     from . import ui
-    from .learn import CONFIDENCE, MIN_ARTISTS, MIN_FILES, MIN_SUPPORT, TOLERANCE
+    from .learn import CONFIDENCE, MIN_ARTISTS, MIN_FILES, MIN_SUPPORT, TOLERANCE, bound_text
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
@@ -749,7 +748,7 @@ def _print_learn(result: Any) -> None:
         return "-" if v is None else f"{v:.2f} ({files})"
 
     rows = [(r["genre"], r["files"], r["artists"], pct(r["threshold"]), on(r["precision"], r["kept"]),
-             "-" if r["precision_low"] is None else f"{math.floor(r['precision_low'] * 100) / 100:.2f}",
+             "-" if r["precision_low"] is None else bound_text(r["precision_low"]),
              pct(r["recall"]), on(r["heldout_precision"], r["heldout_kept"]), pct(r["heldout_recall"]),
              "learnable" if r["learnable"] else f"not learnable: {r['reason']}")
             for r in result.genres]  # fmt: skip

@@ -303,11 +303,16 @@ def held_out(scores: np.ndarray, truth: np.ndarray, folds: np.ndarray, precision
             "heldout_folds": reached}
 
 
+def bound_text(low: float) -> str:
+    """A lower bound shown to two places, rounded down: a bound of 0.899 must not read as reaching 0.90."""
+    return f"{math.floor(low * 100) / 100:.2f}"
+
+
 def why_not(row: dict[str, Any], precision: float) -> str | None:
     """Why a measured genre is not learnable by RULE, naming the figure and its files; None when it is."""
     if row["threshold"] is None:
         closest = (f"best {row['precision']:.2f} on {row['kept']} files, lower bound "
-                   f"{math.floor(row['precision_low'] * 100) / 100:.2f}" if row["kept"]
+                   f"{bound_text(row['precision_low'])}" if row["kept"]
                    else f"no threshold keeps {MIN_SUPPORT} files")
         return (f"out-of-fold precision never reaches {precision:.2f} at its {CONFIDENCE:.0%} lower bound "
                 f"({closest})")
