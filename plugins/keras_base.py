@@ -150,6 +150,8 @@ class KerasBackend(Backend):
 
     input_kind = "slices"
     model_suffix = ".keras"
+    requires = ("tensorflow", "keras")
+    requires_install = "genretag[keras]"  # the extra in setup.cfg: a plain install leaves TensorFlow out
     #: How this backend departs from the study it reproduces, and why (goes in the model card).
     changes_from_study: ClassVar[tuple[str, ...]] = ()
 

@@ -11,6 +11,7 @@ four methods below; docs/backends.md, "Writing a backend", walks through one.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -65,6 +66,11 @@ class Backend(ABC):
     genre_tags: ClassVar[tuple[str, ...]] = ()
     #: Extension of the model file ``save`` writes, e.g. ``".joblib"``.
     model_suffix: ClassVar[str] = ".model"
+    #: Modules ``fit`` and ``load`` import that a plain install may lack (the class itself must import
+    #: without them), and the pip requirement that brings them: without them the backend is listed as
+    #: needing it, and a command that would load or fit a model stops first with that pip command.
+    requires: ClassVar[tuple[str, ...]] = ()
+    requires_install: ClassVar[str] = ""
 
     genres_: list[str]
     #: True when ``predict_proba`` gives each genre an independent probability (a multi-label model,
@@ -167,11 +173,60 @@ class BackendInfo:
 
     @property
     def ok(self) -> bool:
+        """The class imported and is a valid backend (its framework may still be missing: :attr:`needs`)."""
         return self.cls is not None
 
     @property
     def input_kind(self) -> str | None:
         return getattr(self.cls, "input_kind", None)
+
+    @property
+    def needs(self) -> Needs | None:
+        """What must be installed before this backend can load or fit a model; None when nothing."""
+        return missing_requirements(self.cls) if self.cls is not None else None
+
+    def require(self) -> type[Backend]:
+        """The backend class, or the BackendError that says which pip command makes it usable."""
+        missing = self.needs
+        if missing is not None:
+            raise missing.error(self.name)
+        return self.cls  # type: ignore[return-value]  # backend_info returns only found classes
+
+
+@dataclass(frozen=True)
+class Needs:
+    """A backend's missing modules and the pip requirement that installs them."""
+
+    modules: tuple[str, ...]
+    requirement: str
+
+    @property
+    def status(self) -> str:
+        return f"needs {self.requirement}"
+
+    @property
+    def command(self) -> str:
+        return f"pip install '{self.requirement}'"
+
+    def error(self, backend: str) -> BackendError:
+        """What stops a command that needs ``backend``: one line, with the command that fixes it."""
+        return BackendError(f"backend {backend!r} {self.status} ({', '.join(self.modules)} not installed): "
+                            f"{self.command}")
+
+
+def missing_requirements(cls: type[Backend]) -> Needs | None:
+    """Which of ``cls.requires`` cannot be imported, found without importing them (TensorFlow takes seconds)."""
+    missing = tuple(name for name in getattr(cls, "requires", ()) if not _importable(name))
+    if not missing:
+        return None
+    return Needs(missing, getattr(cls, "requires_install", "") or " ".join(missing))
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses the name, or a module without a spec
+        return False
 
 
 def check_backend_class(name: str, obj: Any) -> str | None:
@@ -267,12 +322,14 @@ def backend_modules() -> dict[str, tuple[str, str | None]]:
 
 
 def get_backend(name: str) -> type[Backend]:
-    """The backend class registered under ``name``; BackendError if absent, ambiguous or broken.
+    """The usable backend class registered under ``name``; BackendError if absent, ambiguous, broken or
+    missing what it :attr:`~Backend.requires` (naming the pip command), before the caller does any work.
 
     Only this backend's module is imported, so a broken or slow plugin
-    elsewhere costs nothing.
+    elsewhere costs nothing.  Code that only reads the class (its name,
+    input kind, shipped model) uses :func:`backend_info` instead.
     """
-    return backend_info(name).cls  # type: ignore[return-value]  # set whenever backend_info returns
+    return backend_info(name).require()
 
 
 def backend_info(name: str) -> BackendInfo:

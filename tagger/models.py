@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import inputs
-from .backends import Backend, FrontEnd, backend_info, get_backend
+from .backends import Backend, FrontEnd, Needs, backend_info, get_backend
 from .errors import BackendError, ModelError
 from .features import preprocessing
 from .paths import models_dir
@@ -61,12 +61,17 @@ class Model:
     ``id`` is the model file's hash plus the backend's package and version
     (``3f2a9c1b0d4e genretag-knn==0.2.0``): upgrading a plugin that predicts
     differently re-predicts cached tracks.  ``front_end`` is loaded for
-    embedding backends (its id finds their cached embeddings).
+    embedding backends (its id finds their cached embeddings).  ``needs``
+    is set when the backend's framework is not installed (a Keras backend
+    without genretag[keras]): cached results still read, and :meth:`require`
+    stops whoever would load the model, before any work.
     """
 
     def __init__(self, cls: type[Backend], path: Path, card: dict[str, Any], id: str,
-                 front_end: FrontEnd | None = None, backend: Backend | None = None) -> None:
+                 front_end: FrontEnd | None = None, backend: Backend | None = None,
+                 needs: Needs | None = None) -> None:
         self.cls, self.path, self.card, self.id, self.front_end = cls, path, card, id, front_end
+        self.needs = needs
         self._backend = backend
         self._error: ModelError | None = None
         self._lock = threading.Lock()
@@ -99,8 +104,14 @@ class Model:
         """The fitted backend, loaded now if it is not yet (waiting for a load already started)."""
         return self.load()
 
+    def require(self) -> None:
+        """Raise the BackendError naming the pip command when the backend's framework is not installed."""
+        if self.needs is not None and self._backend is None:
+            raise self.needs.error(self.name)
+
     def load(self) -> Backend:
         """Load the model file once; ModelError naming it when it cannot be."""
+        self.require()
         with self._lock:
             if self._backend is None:
                 if self._error is not None:
@@ -113,7 +124,11 @@ class Model:
             return self._backend
 
     def start_loading(self) -> None:
-        """Begin loading in a background thread (once); :meth:`load` then waits for it."""
+        """Begin loading in a background thread (once); :meth:`load` then waits for it.
+
+        A model that cannot load for want of its framework raises here, at once (:meth:`require`).
+        """
+        self.require()
         if self._backend is not None or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._load_quietly, name="genretag-model-load", daemon=True)
@@ -139,7 +154,7 @@ def resolve_model_path(backend: str, explicit: str | os.PathLike[str] | None = N
     target = current_target(backend)
     if target is not None:
         return target
-    shipped = get_backend(backend).default_model()
+    shipped = backend_info(backend).cls.default_model()  # type: ignore[union-attr]  # raises when there is none
     if shipped and Path(shipped).is_file():
         return Path(shipped)
     raise ModelError(
@@ -233,7 +248,7 @@ def open_model(backend: str, path: str | os.PathLike[str] | None = None) -> Mode
     except OSError as exc:
         raise ModelError(model_path, f"cannot read model file: {exc.strerror or exc}") from None
     ident = digest + (f" {info.distribution}=={info.version}" if info.distribution else "")
-    model = Model(cls, model_path, card, ident, fe)
+    model = Model(cls, model_path, card, ident, fe, needs=info.needs)
     if not _intact(cls, model_path, card, digest):
         model.load()
     return model
@@ -375,6 +390,8 @@ def backend_rows() -> list[dict[str, Any]]:
             "error": info.error, "trained": False, "model": None, "model_id": None, "accuracy": None,
             "protocol": None,
         }  # fmt: skip
+        if (missing := info.needs) is not None:  # listed with its model, and how to make it usable
+            row["status"], row["error"] = missing.status, missing.command
         if info.ok:
             try:
                 path = resolve_model_path(name)
@@ -514,6 +531,7 @@ def use_model(model_id: str, backend: str | None = None) -> dict[str, Any]:
         which = ", ".join(f"{r['id']} ({r['backend']}: {Path(r['file']).name})" for r in matches)
         raise GenretagError(f"model id {model_id!r} is ambiguous: {which}; give more of it, or the file name")
     row = matches[0]
+    get_backend(row["backend"])  # a model its backend cannot load (framework not installed) is not made current
     pointer = models_dir() / row["backend"] / CURRENT
     try:
         if row["shipped"]:

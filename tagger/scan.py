@@ -136,9 +136,12 @@ class _Scan:
 
         A file to analyse will need a prediction, so the model starts loading
         once the runner holds the first task: its pool (or cluster) is then
-        already starting, and loading overlaps the first analyses.
+        already starting, and loading overlaps the first analyses.  A model
+        that cannot load (its framework not installed) stops the scan before
+        the runner gets that task; files served from the cache needed none.
         """
         for task in self._planned():
+            self.model.require()
             yield task
             self.model.start_loading()
 

@@ -110,12 +110,13 @@ class _Loader:
 
 
 def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
-    from tagger.backends import get_backend
+    from tagger.backends import backend_info
     from tagger.models import load_model, read_card, resolve_model_path
 
     from .train import make_split, upsampled_note
 
-    kind = get_backend(name).input_kind
+    # Not get_backend: a card's figures need no framework; measuring loads the model, which says what is missing.
+    kind = backend_info(name).cls.input_kind  # type: ignore[union-attr]  # report() checked the name
     why = loader.available(kind)
     if opts.by == "album" and not opts.all_folds:
         raise GenretagError("--by album compares out-of-fold predictions: add --all-folds (with --split artist-kfold)")
