@@ -604,7 +604,7 @@ class Cache:
 
     # -- genre writes (tagger/tagging.py) --------------------------------
     def record_tag_write(self, track: Track, snapshot: dict[str, Any], previous: list[str], written: list[str],
-                         before: os.stat_result) -> int:
+                         before: os.stat_result, hard_links: str | None = None) -> int:
         """Store a write's ``snapshot`` of the field (tagger.tags) *before* the file is touched; returns its id.
 
         Until :meth:`confirm_tag_write`, size and mtime are the file's stat
@@ -612,10 +612,15 @@ class Cache:
         """
         row = TagWrite.row(path=track.path, path_bytes=track.path_bytes, field=snapshot["field"],
                            format=snapshot["format"], snapshot=snapshot, previous=previous, written=written,
-                           size=before.st_size, mtime=before.st_mtime)  # fmt: skip
+                           size=before.st_size, mtime=before.st_mtime, hard_links=hard_links)  # fmt: skip
         with self._writing():
             table = self.db["tag_history"].insert(row)
         return int(table.last_pk)
+
+    def note_aside(self, ids: Sequence[int], aside: bytes | None) -> None:
+        """Record the file a write or undo sets aside (tagger.tags._edit), *before* it exists."""
+        with self._writing():
+            self.db.conn.executemany("update tag_history set aside = ? where id = ?", [(aside, i) for i in ids])
 
     def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None,
                           file_genres: Sequence[str] | None = None) -> None:

@@ -52,6 +52,10 @@ KEPT, BELOW, UNCHANGED, SKIPPED, ERROR = "kept existing", "below threshold", "un
 ABSTAINED, NO_TAGS = "abstained", "no tags"
 ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, ABSTAINED, NO_TAGS, SKIPPED, ERROR)
 
+#: --hard-links: how a file with several names is tagged (docs/tagging.md, "Hard links").
+IN_PLACE, SPLIT, SKIP = tags.IN_PLACE, tags.SPLIT, "skip"
+HARD_LINKS = (IN_PLACE, SPLIT, SKIP)
+
 # Separators to ignore when asking "does the file already hold these genres?".
 _COMPARE_SEPARATORS = ";/|,"
 
@@ -74,6 +78,7 @@ class TagOptions:
     with_parents: bool = False  # write each genre's broader genres from the tree first ("Rock; Alternative Rock")
     by: str = "track"  # "album" or "folder": one genre per album (tagger/albums.py)
     keep_outliers: bool = False  # album mode: a track that disagrees strongly keeps its own genre
+    hard_links: str = IN_PLACE  # a file with several names: edit it in place, split it off, or skip it
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
@@ -90,6 +95,8 @@ class TagOptions:
             raise ValueError(f"--by must be one of {', '.join(albums.MODES)}")
         if self.keep_outliers and self.by == albums.TRACK:
             raise ValueError("--keep-outliers goes with --by album or --by folder")
+        if self.hard_links not in HARD_LINKS:
+            raise ValueError(f"--hard-links must be one of {', '.join(HARD_LINKS)}")
 
 
 # ---------------------------------------------------------------------------
@@ -279,6 +286,7 @@ class FileResult:
     path_bytes: bytes | None = None  # the exact name when it is not UTF-8 (``path`` shows it escaped)
     album: str | None = None  # album mode: the album's name (tagger/albums.py)
     note: str = ""  # album mode: outlier, or why the track keeps its own genre
+    links: int = 0  # the file's number of names, when it has several (hard links)
 
     @property
     def status(self) -> str:
@@ -289,7 +297,8 @@ class FileResult:
         return {"path": self.path, "field": self.field, "current": self.current, "proposed": self.proposed,
                 "action": self.action, "reason": self.reason,
                 "path_bytes_b64": b64(self.path_bytes) if self.path_bytes else None,
-                **({"album": self.album, "note": self.note} if self.album is not None else {})}  # fmt: skip
+                **({"album": self.album, "note": self.note} if self.album is not None else {}),
+                **({"links": self.links} if self.links else {})}  # fmt: skip
 
 
 @dataclass
@@ -303,6 +312,8 @@ class Outcome:
     temporaries: list[str] = dataclasses.field(default_factory=list)  # stale ones removed (dry run: found)
     by: str = "track"  # album mode: "album" or "folder"
     albums: list[albums.Album] = dataclasses.field(default_factory=list)
+    hard_links: str = IN_PLACE  # tag: the --hard-links choice, for the summary
+    cut_short: str | None = None  # the file Ctrl-C stopped the run in
 
     @property
     def counts(self) -> dict[str, int]:
@@ -312,6 +323,11 @@ class Outcome:
     @property
     def failed(self) -> int:
         return self.counts.get(ERROR, 0)
+
+    @property
+    def hard_linked(self) -> int:
+        """Files with several names among the results (each counts once, whatever its fields)."""
+        return len({r.path for r in self.results if r.links})
 
     @property
     def headers(self) -> list[str]:
@@ -331,9 +347,14 @@ class Outcome:
 
     def summary_line(self) -> str:
         if not self.results:
+            if self.interrupted:
+                return f"interrupted{self._at()} before any other file was done; run it again to finish"
             return ("nothing to tag: no cached results here (run `genretag scan` first)" if self.kind == "tag"
                     else "nothing to undo: genretag has not written genres here")  # fmt: skip
         line = f"{len(self.results)} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
+        if self.hard_linked:
+            line += f"; {self.hard_linked} hard-linked"
+            line += f" (--hard-links {self.hard_links})" if self.kind == "tag" else ""
         if self.counts.get(ABSTAINED):
             line += (f"; {self.counts[ABSTAINED]} skipped as abstained (the model was too uncertain; "
                      "`genretag show --status abstained`)")
@@ -342,11 +363,18 @@ class Outcome:
         if self.dry_run:
             line += " (dry run: no file was changed)"
         if self.interrupted:
-            line += "; interrupted, run it again to finish"
+            line += f"; interrupted{self._at()}, run it again to finish"
         return line
+
+    def _at(self) -> str:
+        if not self.cut_short:
+            return ""
+        verb = "writing" if self.kind == "tag" else "restoring"
+        return f" while {verb} {readable(self.cut_short)} (its journal entry is settled: it is either old or new)"
 
     def as_dict(self) -> dict[str, Any]:
         return {"files": [r.as_dict() for r in self.results], "counts": self.counts, "failed": self.failed,
+                "hard_linked": self.hard_linked,
                 "dry_run": self.dry_run, "interrupted": self.interrupted,
                 "stale_temporaries": self.temporaries,
                 **({"by": self.by, "albums": [a.as_dict() for a in self.albums]}
@@ -440,18 +468,30 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
     multilabel.model_thresholds.cache_clear()  # and models trained
-    out = Outcome("tag", opts.dry_run, by=opts.by)
+    out = Outcome("tag", opts.dry_run, by=opts.by, hard_links=opts.hard_links)
     boundary, temps = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run)
     try:
         for track, choice in _planned(cache, opts, paths, out):
             if only is None or track.path in only:
+                out.cut_short = track.fs_path
                 out.results.append(_tag_file(cache, track, opts, boundary, temps, choice))
+                out.cut_short = None
                 if progress is not None:
                     progress.advance(track.path, out.results[-1].action)
     except KeyboardInterrupt:
-        out.interrupted = True
+        _interrupted(cache, out)
     out.temporaries = temps.found
     return out
+
+
+def _interrupted(cache: Cache, out: Outcome) -> None:
+    """Ctrl-C: settle the journal of the file it stopped in now, so it says what the file holds."""
+    out.interrupted = True
+    if out.cut_short is not None and not out.dry_run:
+        try:
+            settle(cache, [out.cut_short])
+        except KeyboardInterrupt:  # a second Ctrl-C: the next run settles it
+            pass
 
 
 def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False) -> list[albums.Album]:
@@ -494,10 +534,12 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
     """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
     key, path = row.path, row.fs_path
     album = choice is not None and choice.ranking is not None  # tagged from its album, not its own row
+    names = 0  # the file's hard links, once it is open
 
     def result(current: list[str], proposed: list[str], action: str, reason: str = "", warn: bool = False) -> FileResult:
         return FileResult(key, current, proposed, action, reason, opts.field, warn, row.path_bytes,
-                          choice.album.name if choice else None, choice.note if choice else "")
+                          choice.album.name if choice else None, choice.note if choice else "",
+                          names if names > 1 else 0)
 
     if row.missing:
         return result([], [], SKIPPED, "missing since the last scan")
@@ -519,7 +561,7 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         tf, refusal = _open(path, boundary, temps)
         if tf is None:
             return result([], proposed, SKIPPED, refusal, warn=True)
-        current = tf.read(opts.field)
+        current, names = tf.read(opts.field), tf.stat.st_nlink
     except TagError as exc:
         return result([], proposed, ERROR, exc.reason)
     except OSError as exc:
@@ -533,6 +575,8 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         return result(current, new, action, reason)
     if (tf.stat.st_size, tf.stat.st_mtime) != (row.size, row.mtime):
         return result(current, new, SKIPPED, "changed since it was scanned (run `genretag scan` first)", warn=True)
+    if names > 1 and opts.hard_links == SKIP:
+        return result(current, new, SKIPPED, f"hard-linked ({names} names); not written (--hard-links skip)")
     if opts.dry_run:
         return result(current, new, WOULD_WRITE)
     try:
@@ -544,14 +588,27 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
 
 def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: list[str],
            opts: TagOptions) -> None:
-    """Record the old field, write the new one, confirm; the record is dropped if the write failed."""
-    snap = tf.snapshot(opts.field)
+    """Record the old field, write the new one, confirm; the record is dropped if the write failed.
+
+    A hard-linked file's record says how it was written, and names what the
+    write sets aside (an in-place copy, a split's link) before it exists.
+    """
+    snap = tf.snapshot(opts.field, id3v23=opts.id3v23)
     _retire_broken_chain(cache, row.path, tf.stat)
-    history_id = cache.record_tag_write(row, snap, current, new, tf.stat)
+    linked = opts.hard_links if tf.stat.st_nlink > 1 else None
+    history_id = cache.record_tag_write(row, snap, current, new, tf.stat, linked)
+    aside: list[bytes] = []
+
+    def note(path: bytes) -> None:
+        cache.note_aside([history_id], path)
+        aside.append(path)
+
     try:
-        after = tf.write(new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator)
+        after = tf.write(new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator, links=opts.hard_links,
+                         note=note)
     except TagError:
         cache.discard_tag_write(history_id)  # tags.py left the file as it was
+        tags.drop_link(aside[-1] if aside else None)
         raise
     genre_field = tags.split_genres(new) if snap["field"] is None else None
     cache.confirm_tag_write(history_id, after, row.path, genre_field)
@@ -582,9 +639,11 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
     for write in list(cache.open_writes(paths, stage="in_flight")):
         snap = write.snapshot or {}
         try:
+            tags.finish_aside(os.path.realpath(write.fs_path), write.aside)  # an in-place copy cut short
             tf = tags.TagFile(write.fs_path)
-            if tf.snapshot(snap["field"]) == snap:
+            if tags.same_field(tf.snapshot(snap["field"]), snap):
                 cache.discard_tag_write(write.id)
+                tags.drop_link(write.aside)
                 continue
             landed = _holds(tf.read(snap["field"]), write.written or [])
             after = tf.stat
@@ -592,6 +651,7 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
             continue
         if not landed:
             cache.mark_superseded([write.id])
+            tags.drop_link(write.aside)
             continue
         track = cache.lookup([write.path]).get(write.path)
         follow = track is not None and (track.size, track.mtime) == (write.size, write.mtime)
@@ -606,8 +666,9 @@ def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
         first, newest, ids = writes[0], writes[-1], [w.id for w in writes]
         snap = first.snapshot or {}
         try:
+            tags.finish_aside(os.path.realpath(first.fs_path), first.aside)
             tf = tags.TagFile(first.fs_path)
-            landed, after = tf.snapshot(snap["field"]) == snap, tf.stat
+            landed, after = tags.same_field(tf.snapshot(snap["field"]), snap), tf.stat
         except (TagError, OSError):
             continue
         if not landed:
@@ -637,12 +698,15 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
     boundary, temps = Boundary(cache, paths, follow_links), Temporaries(dry_run)
     try:
         for key, writes in groupby(cache.open_writes(paths), key=lambda w: w.path):
-            for result in _undo_file(cache, list(writes), dry_run, force, boundary, temps):
+            writes_list = list(writes)
+            out.cut_short = writes_list[0].fs_path
+            for result in _undo_file(cache, writes_list, dry_run, force, boundary, temps):
                 out.results.append(result)
                 if progress is not None:
                     progress.advance(key, result.action)
+            out.cut_short = None
     except KeyboardInterrupt:
-        out.interrupted = True
+        _interrupted(cache, out)
     out.temporaries = temps.found
     return out
 
@@ -670,23 +734,30 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
         changed = "changed since genretag wrote it (use --force to restore anyway)"
     track = cache.lookup([key]).get(key)
     follow = track is not None and (track.size, track.mtime) == (before.st_size, before.st_mtime)
+    ordered = sorted(groups.values(), key=lambda g: -(g[-1].id or 0))
+    link = _old_inode(tf, writes, ordered) if not changed else None
     results: list[FileResult] = []
-    for group in sorted(groups.values(), key=lambda g: -(g[-1].id or 0)):
+    for group in ordered:
         first, ids = group[0], [w.id for w in group]
         snap = first.snapshot or {}
         result = FileResult(key, current[first.field], first.previous or [], RESTORED, field=first.field,
-                            path_bytes=raw)
+                            path_bytes=raw, links=before.st_nlink if before.st_nlink > 1 else 0)
         results.append(result)
         if changed and not force:
             result.action, result.reason, result.warn = SKIPPED, changed, True
             continue
         try:
+            if link is not None:  # a split write: the old inode goes back, with its names and every field
+                result.action = WOULD_RESTORE if dry_run else RESTORED
+                if not dry_run and group is ordered[-1]:
+                    _rejoin(cache, writes, ordered, link, key if follow else None)
+                continue
             if tf is None:  # the previous field's restore rewrote the file: parse it again
                 tf, refusal = _open(path, boundary, temps)
                 if tf is None:
                     result.action, result.reason, result.warn = SKIPPED, refusal, True
                     break
-            if tf.snapshot(first.field) == snap:
+            if tags.same_field(tf.snapshot(first.field), snap):
                 result.action = UNCHANGED
                 if not dry_run:
                     cache.mark_undone(ids)
@@ -694,14 +765,48 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
                 result.action = WOULD_RESTORE
             else:  # noted before the restore, confirmed after: a cut-short undo is settled by the next run
                 cache.start_undo(ids)
-                try:
-                    after, tf = tf.restore(snap), None
+                try:  # as genretag left the file: a tag it converted goes back whole, byte for byte
+                    after, tf = tf.restore(snap, whole=not changed, note=lambda aside: cache.note_aside(ids, aside)), None
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
                     raise
                 restored = tags.split_genres(first.previous or []) if first.field is None else None
                 cache.mark_undone(ids, key if follow else None, after, restored)
-        except TagError as exc:
-            result.action, result.reason = ERROR, exc.reason
+        except (TagError, OSError) as exc:
+            result.action, result.reason = ERROR, exc.reason if isinstance(exc, TagError) else _os_text(exc)
             break
+    if not dry_run and all(r.action in (RESTORED, UNCHANGED) for r in results):
+        for w in writes:
+            tags.drop_link(w.aside)  # undone without it (or it is back in place): no longer needed
     return results
+
+
+def _os_text(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _old_inode(tf: tags.TagFile, writes: list[TagWrite], groups: list[list[TagWrite]]) -> str | None:
+    """The link a split write kept to the file's old inode, if it still holds every field as first recorded."""
+    first = writes[0]
+    name = os.fsdecode(first.aside) if first.hard_links == SPLIT and first.aside else ""
+    if not name.endswith(tags.LINK_SUFFIX) or not os.path.isfile(name) or os.path.islink(name):
+        return None
+    try:
+        old = tags.TagFile(name, like=tf.path)
+        same = all(tags.same_field(old.snapshot(g[0].field), g[0].snapshot or {}) for g in groups)
+    except (TagError, OSError):
+        return None
+    return name if same and os.path.dirname(name) == os.path.dirname(tf.real) else None
+
+
+def _rejoin(cache: Cache, writes: list[TagWrite], groups: list[list[TagWrite]], link: str, track: str | None) -> None:
+    """Put a split file's old inode back under its name: its bytes and its hard links, as before the write."""
+    ids = [w.id for w in writes]
+    cache.start_undo(ids)
+    real = os.path.realpath(writes[0].fs_path)
+    os.replace(link, real)
+    tags.sync_folder(real)
+    after = os.stat(real)
+    for g in groups:
+        restored = tags.split_genres(g[0].previous or []) if g[0].field is None else None
+        cache.mark_undone([w.id for w in g], track, after, restored)
