@@ -218,30 +218,29 @@ def test_real_id3v23_file_tagged_as_v24_undoes_byte_for_byte(tmp_path: Path) -> 
 # ---------------------------------------------------------------------------
 # Issue 22, defect 14: Ctrl-C while the first file is written.
 
-# Runs genretag, which sends itself a real SIGINT at one point of the first file's write.
+# Runs genretag, which sends itself a real SIGINT when it fsyncs the new version (before the rename)
+# or the folder (after the rename) of the first file it writes.
 CTRL_C_AT = """
 import os, signal, sys
 from tagger import tags
-hook, real = sys.argv.pop(1), None
-def ctrl_c(*args, **kwargs):
-    if hook == "keep_metadata" or kwargs.get("directory"):  # while the copy is made, or right after the rename
+folder, real = sys.argv.pop(1) == "folder", tags._fsync
+def ctrl_c(path, directory=False):
+    if directory == folder:
         os.kill(os.getpid(), signal.SIGINT)
-    return real(*args, **kwargs)
-real = getattr(tags, hook)
-setattr(tags, hook, ctrl_c)
+    return real(path, directory)
+tags._fsync = ctrl_c
 from tagger.cli import main
 main()
 """
 
 
-@pytest.mark.parametrize("hook", ["keep_metadata", "_fsync"])
+@pytest.mark.parametrize("when", ["file", "folder"])
 def test_ctrl_c_in_the_first_file_says_so_exits_130_and_settles_the_journal(lib: tuple[Path, Path],
-                                                                             hook: str) -> None:
-    """keep_metadata: before the rename (the file stays old); _fsync of the folder: after it (the file is new)."""
+                                                                             when: str) -> None:
     music, db = lib
     first = sorted(music.iterdir())[0]  # the run goes by path
     originals = {p: p.read_bytes() for p in music.iterdir()}
-    proc = subprocess.run([sys.executable, "-c", CTRL_C_AT, hook, "tag", str(music), "--db", str(db), "--no-progress"],
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AT, when, "tag", str(music), "--db", str(db), "--no-progress"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
     assert proc.returncode == 130, proc.stderr
@@ -249,9 +248,9 @@ def test_ctrl_c_in_the_first_file_says_so_exits_130_and_settles_the_journal(lib:
     assert f"interrupted while writing {first}" in proc.stderr and "run it again to finish" in proc.stderr
     rows = history(db)
     assert all(r["written_at"] for r in rows)  # settled at once: no record left in flight
-    if hook == "keep_metadata":
+    if when == "file":  # stopped before the rename: the file is as it was, its record dropped
         assert {p: p.read_bytes() for p in music.iterdir()} == originals and rows == []
-    else:
+    else:  # stopped after the rename: the file is new, its record confirmed
         assert [Path(r["path"]) for r in rows] == [first] and read_genres(first)
         assert {p: p.read_bytes() for p in music.iterdir() if p != first} == {
             p: b for p, b in originals.items() if p != first}
