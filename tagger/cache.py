@@ -35,6 +35,8 @@ queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
     file changed outside genretag after the write, so undoing it would
     clobber that change.  ``undo_started_at`` is set before undo restores
     the file, so an undo cut short before ``undone_at`` is settled too.
+    ``hard_links`` and ``aside``: how a file with several names was written,
+    and what that write set aside (tagger.tags._edit).
 ``scans``
     one row per scan run, with its counts.
 

@@ -348,7 +348,8 @@ class Outcome:
     def summary_line(self) -> str:
         if not self.results:
             if self.interrupted:
-                return f"interrupted{self._at()} before any other file was done; run it again to finish"
+                done = "any other file was done" if self.cut_short else "any file was done"
+                return f"interrupted{self._at()} before {done}; run it again to finish"
             return ("nothing to tag: no cached results here (run `genretag scan` first)" if self.kind == "tag"
                     else "nothing to undo: genretag has not written genres here")  # fmt: skip
         line = f"{len(self.results)} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
