@@ -623,6 +623,8 @@ def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None
     done = list(cache.open_writes(key=key, stage="done"))
     if done and (done[-1].size, done[-1].mtime) != (before.st_size, before.st_mtime):
         cache.mark_superseded([w.id for w in done])
+        for w in done:
+            tags.drop_link(w.aside)
 
 
 def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
