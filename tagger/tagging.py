@@ -753,7 +753,7 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
             if link is not None:  # a split write: the old inode goes back, with its names and every field
                 result.action = WOULD_RESTORE if dry_run else RESTORED
                 if not dry_run and group is ordered[-1]:
-                    _rejoin(cache, writes, ordered, link, key if follow else None)
+                    _rejoin(cache, writes, ordered, link, tf.real, key if follow else None)
                 continue
             if tf is None:  # the previous field's restore rewrote the file: parse it again
                 tf, refusal = _open(path, boundary, temps)
@@ -802,11 +802,10 @@ def _old_inode(tf: tags.TagFile, writes: list[TagWrite], groups: list[list[TagWr
     return name if same and os.path.dirname(name) == os.path.dirname(tf.real) else None
 
 
-def _rejoin(cache: Cache, writes: list[TagWrite], groups: list[list[TagWrite]], link: str, track: str | None) -> None:
-    """Put a split file's old inode back under its name: its bytes and its hard links, as before the write."""
-    ids = [w.id for w in writes]
-    cache.start_undo(ids)
-    real = os.path.realpath(writes[0].fs_path)
+def _rejoin(cache: Cache, writes: list[TagWrite], groups: list[list[TagWrite]], link: str, real: str,
+            track: str | None) -> None:
+    """Put a split file's old inode back under its name (``real``): its bytes and hard links, as before the write."""
+    cache.start_undo([w.id for w in writes])  # settled like any undo cut short: the field holds the snapshot
     os.replace(link, real)
     tags.sync_folder(real)
     after = os.stat(real)
