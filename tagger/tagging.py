@@ -769,7 +769,8 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
             else:  # noted before the restore, confirmed after: a cut-short undo is settled by the next run
                 cache.start_undo(ids)
                 try:  # as genretag left the file: a tag it converted goes back whole, byte for byte
-                    after, tf = tf.restore(snap, whole=not changed, note=lambda aside: cache.note_aside(ids, aside)), None
+                    after = tf.restore(snap, whole=not changed, note=lambda aside: cache.note_aside(ids, aside))
+                    tf = None
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
                     raise

@@ -846,7 +846,7 @@ def _edit(path: str, real: str, fmt: Format, before: os.stat_result, parsed: mut
             _fsync(folder, directory=True)
             _copy_into(aside, real)
         else:
-            if before.st_nlink > 1 and note is not None:  # split: keep a name for the old inode, so undo can join the link again
+            if before.st_nlink > 1 and note is not None:  # split: keep a name for the old inode, for undo
                 link = tmp[: -len(TEMP_SUFFIX)] + LINK_SUFFIX
                 note(os.fsencode(link))
                 os.link(real, link)
