@@ -594,10 +594,10 @@ def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: 
     A hard-linked file's record says how it was written, and names what the
     write sets aside (an in-place copy, a split's link) before it exists.
     """
-    snap = tf.snapshot(opts.field, id3v23=opts.id3v23)
+    snap = tf.snapshot(opts.field)
     _retire_broken_chain(cache, row.path, tf.stat)
     linked = opts.hard_links if tf.stat.st_nlink > 1 else None
-    history_id = cache.record_tag_write(row, snap, current, new, tf.stat, linked)
+    history_id = cache.record_tag_write(row, snap, current, new, tf.stat, linked, tf.whole_tag(opts.id3v23))
     aside: list[bytes] = []
 
     def note(path: bytes) -> None:
@@ -644,7 +644,7 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
         try:
             tags.finish_aside(os.path.realpath(write.fs_path), write.aside)  # an in-place copy cut short
             tf = tags.TagFile(write.fs_path)
-            if tags.same_field(tf.snapshot(snap["field"]), snap):
+            if tf.snapshot(snap["field"]) == snap:
                 cache.discard_tag_write(write.id)
                 tags.drop_link(write.aside)
                 continue
@@ -671,7 +671,7 @@ def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
         try:
             tags.finish_aside(os.path.realpath(first.fs_path), first.aside)
             tf = tags.TagFile(first.fs_path)
-            landed, after = tags.same_field(tf.snapshot(snap["field"]), snap), tf.stat
+            landed, after = tf.snapshot(snap["field"]) == snap, tf.stat
         except (TagError, OSError):
             continue
         if not landed:
@@ -760,7 +760,7 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
                 if tf is None:
                     result.action, result.reason, result.warn = SKIPPED, refusal, True
                     break
-            if tags.same_field(tf.snapshot(first.field), snap):
+            if tf.snapshot(first.field) == snap:
                 result.action = UNCHANGED
                 if not dry_run:
                     cache.mark_undone(ids)
@@ -768,8 +768,10 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
                 result.action = WOULD_RESTORE
             else:  # noted before the restore, confirmed after: a cut-short undo is settled by the next run
                 cache.start_undo(ids)
-                try:  # as genretag left the file: a tag it converted goes back whole, byte for byte
-                    after = tf.restore(snap, whole=not changed, note=lambda aside: cache.note_aside(ids, aside))
+                # As genretag left the file, a tag it converted goes back whole, byte for byte.
+                whole = cache.whole_tag(first.id) if not changed and first.id is not None else None
+                try:
+                    after = tf.restore(snap, whole=whole, note=lambda aside: cache.note_aside(ids, aside))
                     tf = None
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
@@ -797,7 +799,7 @@ def _old_inode(tf: tags.TagFile, writes: list[TagWrite], groups: list[list[TagWr
         return None
     try:
         old = tags.TagFile(name, like=tf.path)
-        same = all(tags.same_field(old.snapshot(g[0].field), g[0].snapshot or {}) for g in groups)
+        same = all(old.snapshot(g[0].field) == (g[0].snapshot or {}) for g in groups)
     except (TagError, OSError):
         return None
     return name if same and os.path.dirname(name) == os.path.dirname(tf.real) else None

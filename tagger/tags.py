@@ -62,7 +62,6 @@ __all__ = [
     "finish_aside",
     "keep_metadata",
     "restore",
-    "same_field",
     "snapshot",
     "split_genres",
     "supported",
@@ -77,8 +76,8 @@ SPLIT, IN_PLACE = "split", "in-place"
 #: An in-place write's verified new version while it is copied into the file (``.<name>.<random>.<pid>`` + this),
 #: and a split's link to the old inode, kept for undo: neither is a stale temporary, the journal owns them.
 INPLACE_SUFFIX, LINK_SUFFIX = ".genretag-inplace", ".genretag-link"
-#: Snapshot key of a whole ID3 tag (base64) a version conversion would re-encode, up to this many bytes.
-WHOLE_TAG, WHOLE_TAG_MAX = "whole_tag", 16 << 20
+#: The largest whole ID3 tag kept for a byte-exact undo of a version conversion (TagFile.whole_tag).
+WHOLE_TAG_MAX = 16 << 20
 #: ``<name>`` is the original's first 40 characters, ``<random>`` mkstemp's 8; earlier
 #: versions wrote no ``.<pid>``.
 _TEMP_NAME = re.compile(r"\.(?s:.{0,40})\.[a-z0-9_]{8}(?:\.(?P<pid>[0-9]+))?" + re.escape(TEMP_SUFFIX) + r"\Z")
@@ -242,7 +241,6 @@ class _ID3Style(_Style):
             self._save(f, major)
 
     def whole_tag(self, f: mutagen.FileType, id3v23: bool) -> bytes | None:
-        # A version conversion re-encodes every frame (v2.3 has no UTF-8); keep the tag's bytes for undo.
         tags = f.tags
         if tags is None or tags.version[:2] == (2, 3 if id3v23 else 4) or tags.size > WHOLE_TAG_MAX:
             return None
@@ -574,8 +572,8 @@ def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_resul
     the field is already as recorded the file is not rewritten.  If the
     write converted the ID3 version, the tag is converted back: every text
     survives, but encodings may differ (ID3v2.3 has no UTF-8); ``genretag
-    undo`` avoids that with the whole tag a write's snapshot recorded
-    (``TagFile.restore(whole=True)``).
+    undo`` avoids that with the whole tag recorded before the write
+    (``TagFile.whole_tag``, ``TagFile.restore(whole=...)``).
     """
     path = os.fspath(path)
     _check_snapshot(path, _format(path), snap)
@@ -660,22 +658,23 @@ class TagFile:
                 compilation=True if flag in _TRUE else False if flag in _FALSE else None,
             )  # fmt: skip
 
-    def snapshot(self, field: str | None = None, *, id3v23: bool | None = None) -> dict[str, Any]:
-        """The field's exact stored state (see :func:`snapshot`).
-
-        With ``id3v23`` (the snapshot before a write asking for that ID3
-        version), a write that will convert the tag's version also records
-        the whole tag as stored (``WHOLE_TAG``), so undo can put it back
-        byte for byte; ignored by :func:`same_field`.
-        """
+    def snapshot(self, field: str | None = None) -> dict[str, Any]:
+        """The field's exact stored state (see :func:`snapshot`)."""
         with _errors(self.path):
             field = _field(field)
             key = self.fmt.style.key(field)
-            f = self._parsed()
-            state = self.fmt.style.snapshot(f, key)
-            whole = self.fmt.style.whole_tag(f, id3v23) if id3v23 is not None else None
-            return {"v": _SNAPSHOT_VERSION, "format": self.fmt.name, "field": field, "key": key, **state,
-                    **({WHOLE_TAG: base64.b64encode(whole).decode("ascii")} if whole is not None else {})}
+            state = self.fmt.style.snapshot(self._parsed(), key)
+            return {"v": _SNAPSHOT_VERSION, "format": self.fmt.name, "field": field, "key": key, **state}
+
+    def whole_tag(self, id3v23: bool) -> bytes | None:
+        """The whole tag as stored, when a write asking for ``id3v23`` would convert its ID3 version.
+
+        A conversion re-encodes every frame (ID3v2.3 has no UTF-8); with these
+        bytes :meth:`restore` puts the file back byte for byte.  None when the
+        write converts nothing, or the tag exceeds ``WHOLE_TAG_MAX``.
+        """
+        with _errors(self.path):
+            return self.fmt.style.whole_tag(self._parsed(), id3v23)
 
     def write(self, genres: Sequence[str], *, field: str | None = None, id3v23: bool = False,
               separator: str = "; ", links: str = IN_PLACE, note: Callable[[bytes], None] | None = None,
@@ -689,34 +688,29 @@ class TagFile:
             key = style.key(field)
             return self._edit(lambda f: style.write(f, key, genres, id3v23, separator), links, note)
 
-    def restore(self, snap: dict[str, Any], *, whole: bool = False, links: str = IN_PLACE,
+    def restore(self, snap: dict[str, Any], *, whole: bytes | None = None, links: str = IN_PLACE,
                 note: Callable[[bytes], None] | None = None) -> os.stat_result:
         """Put the field back as ``snap`` recorded it (see :func:`restore`).
 
-        ``whole``: the file is as genretag's last write left it, so a tag
-        recorded whole (a version conversion) is put back byte for byte.
+        ``whole``: the tag :meth:`whole_tag` gave before the write, to put
+        back instead, byte for byte (only while the file is as the write
+        left it, or other changes would be undone too).
         """
         _check_snapshot(self.path, self.fmt, snap)
         with _errors(self.path):
             current = self.snapshot(snap.get("field"))
-            if set(current) != set(snap) - {WHOLE_TAG} or current["key"] != snap["key"]:
+            if set(current) != set(snap) or current["key"] != snap["key"]:
                 raise TagError(self.path, "damaged tag snapshot (its fields do not match this file's format)")
-            if same_field(current, snap):
+            if current == snap:
                 return os.stat(self.path)  # nothing to undo: keep the file and its mtime
-            if whole and snap.get(WHOLE_TAG):
-                raw = base64.b64decode(snap[WHOLE_TAG])
-                return self._edit(lambda f: self.fmt.style.put_whole_tag(f, raw), links, note)
+            if whole:
+                return self._edit(lambda f: self.fmt.style.put_whole_tag(f, whole), links, note)
             return self._edit(lambda f: self.fmt.style.restore(f, snap["key"], snap), links, note)
 
     def _edit(self, change: Callable[[mutagen.FileType], None], links: str,
               note: Callable[[bytes], None] | None) -> os.stat_result:
         f, self._file = self._parsed(), None
         return _edit(self.path, self.real, self.fmt, self.stat, f, change, links, note)
-
-
-def same_field(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """True when two snapshots record the same state of the field (a whole tag recorded aside)."""
-    return {k: v for k, v in a.items() if k != WHOLE_TAG} == {k: v for k, v in b.items() if k != WHOLE_TAG}
 
 
 def _alive(pid: int) -> bool:
