@@ -657,6 +657,11 @@ class Cache:
             if track is not None:
                 self._set_track_stat(track, after, stamp, file_genres)
 
+    def follow_file(self, track: str, st: os.stat_result, file_genres: Sequence[str] | None = None) -> None:
+        """Give ``track``'s row the file's stat ``st``: another name of the same file (a hard link) changed it."""
+        with self._writing():
+            self._set_track_stat(track, st, now(), file_genres)
+
     def discard_tag_write(self, history_id: int) -> None:
         """Forget a write that did not happen (it failed, leaving the file as it was)."""
         with self._writing():

@@ -457,6 +457,26 @@ class Temporaries:
             self.found += tags.remove_stale_temporaries(folder, dry_run=self.dry_run)
 
 
+class WrittenInPlace:
+    """The hard-linked files a run wrote in place, by inode, so their other names are not written again.
+
+    Another name of such a file already holds the new bytes: its row takes
+    the file's new stat (a rescan sees no change), and it is not written a
+    second time, which would make the last name's genre win for all.
+    """
+
+    def __init__(self) -> None:
+        self.before: dict[tuple[int, int], tuple[str, int, float]] = {}
+
+    def add(self, key: str, st: os.stat_result) -> None:
+        self.before[(st.st_dev, st.st_ino)] = (key, st.st_size, st.st_mtime)
+
+    def other_name(self, row: Track, st: os.stat_result) -> str | None:
+        """The name this file was written under earlier in the run, if ``row`` describes it as it was then."""
+        key, size, mtime = self.before.get((st.st_dev, st.st_ino), (None, None, None))
+        return key if key not in (None, row.path) and (size, mtime) == (row.size, row.mtime) else None
+
+
 def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Collection[str] | None = None,
           progress: Progress | None = None) -> Outcome:
     """Write the cached genres of the files under ``paths`` (all when empty) into their tags.
@@ -470,12 +490,12 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
     multilabel.model_thresholds.cache_clear()  # and models trained
     out = Outcome("tag", opts.dry_run, by=opts.by, hard_links=opts.hard_links)
-    boundary, temps = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run)
+    boundary, temps, in_place = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run), WrittenInPlace()
     try:
         for track, choice in _planned(cache, opts, paths, out):
             if only is None or track.path in only:
                 out.cut_short = track.fs_path
-                out.results.append(_tag_file(cache, track, opts, boundary, temps, choice))
+                out.results.append(_tag_file(cache, track, opts, boundary, temps, choice, in_place))
                 out.cut_short = None
                 if progress is not None:
                     progress.advance(track.path, out.results[-1].action)
@@ -531,7 +551,7 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
 
 
 def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries,
-              choice: albums.Choice | None = None) -> FileResult:
+              choice: albums.Choice | None = None, in_place: WrittenInPlace | None = None) -> FileResult:
     """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
     key, path = row.path, row.fs_path
     album = choice is not None and choice.ranking is not None  # tagged from its album, not its own row
@@ -569,11 +589,17 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         return result([], proposed, ERROR, exc.strerror or str(exc))
     except ValueError as exc:  # an invalid --field: the same for every file
         raise GenretagError(str(exc)) from None
+    other = in_place.other_name(row, tf.stat) if in_place is not None and names > 1 else None
+    if other is not None:  # another name of this file was written in place: this one already holds it
+        cache.follow_file(key, tf.stat, tags.split_genres(current) if opts.field is None else None)
+        row = dataclasses.replace(row, size=tf.stat.st_size, mtime=tf.stat.st_mtime)
     if action:
         return result(current, proposed, action, reason)
     new, action, reason = decide(current, proposed, opts)
     if action:
         return result(current, new, action, reason)
+    if other is not None:
+        return result(current, new, SKIPPED, f"the same file as {readable(other)} (a hard link), written in this run")
     if (tf.stat.st_size, tf.stat.st_mtime) != (row.size, row.mtime):
         return result(current, new, SKIPPED, "changed since it was scanned (run `genretag scan` first)", warn=True)
     if names > 1 and opts.hard_links == SKIP:
@@ -584,6 +610,8 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         _write(cache, row, tf, current, new, opts)
     except TagError as exc:
         return result(current, new, ERROR, exc.reason)
+    if in_place is not None and names > 1 and opts.hard_links == IN_PLACE:
+        in_place.add(key, tf.stat)
     return result(current, new, WRITTEN)
 
 

@@ -374,3 +374,35 @@ def test_in_place_write_killed_mid_copy_is_finished_by_the_next_run(seeded) -> N
     code, data, _ = run(db, "undo", str(path))
     assert code == 0 and data["counts"] == {"restored": 1} and read_genres(seeding) == []
     assert path.read_bytes() == original and path.stat().st_nlink == 2
+
+
+def test_a_file_with_two_names_in_the_library_is_written_once(lib: tuple[Path, Path]) -> None:
+    """Both names scanned: the second follows the first's in-place write (no rescan needed), never writes again."""
+    music, db = lib
+    path, twin = music / "flac.flac", music / "zz" / "flac.flac"  # after it, by path
+    twin.parent.mkdir()
+    os.link(path, twin)
+    with sqlite3.connect(db) as con:
+        con.row_factory = sqlite3.Row
+        row = dict(con.execute("select * from tracks where path = ?", (str(path),)).fetchone())
+    probs = json.loads(row["probabilities"])
+    other = min(probs, key=probs.get)  # the twin's row says another genre: writing it would undo the first
+    with Cache(db) as cache:
+        cache.write_results([row | {"path": str(twin)}])
+
+    code, data, err = run(db, "tag", str(music))
+    got = {f["path"]: (f["action"], f["reason"]) for f in data["files"]}
+    assert code == 0 and got[str(path)] == ("written", "") and got[str(twin)][0] == "unchanged", err
+    assert data["hard_linked"] == 2 and path.stat().st_ino == twin.stat().st_ino
+    code, data, _ = run(db, "scan", str(music), "--jobs", "0", "--min-confidence", "0")
+    assert code == 0 and data["analysed"] == 0  # the twin's row followed the write
+    assert len(history(db)) == len(FORMATS)
+
+    with sqlite3.connect(db) as con:
+        con.execute("update tracks set genre = ?, probabilities = ? where path = ?",
+                    (other, json.dumps(probs | {other: 2.0}), str(twin)))  # fmt: skip
+    code, data, err = run(db, "tag", str(music), "--overwrite", "--top", "2")
+    got = {f["path"]: (f["action"], f["reason"]) for f in data["files"]}
+    assert got[str(path)][0] == "written"
+    assert got[str(twin)] == ("skipped", f"the same file as {path} (a hard link), written in this run")
+    assert read_genres(twin) == read_genres(path) and len(read_genres(path)) == 2
