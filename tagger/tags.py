@@ -884,7 +884,11 @@ def _copy_into(src: str, real: str) -> None:
     size = os.stat(src).st_size
     with open(src, "rb") as new, open(real, "r+b") as out:
         if size > os.fstat(out.fileno()).st_size and hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(out.fileno(), 0, size)
+            try:
+                os.posix_fallocate(out.fileno(), 0, size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+                    raise  # ENOSPC above all: nothing was overwritten yet
         shutil.copyfileobj(new, out, 1 << 20)
         out.truncate(size)
         out.flush()
