@@ -18,6 +18,12 @@ files safe are:
   before a chain of genretag writes with no outside change between them.
   A write made after an outside change retires the older records
   (``superseded_at``), so undo never brings back a genre the user replaced.
+* A file with several names (``--hard-links``) is written in place by
+  default: the record names the verified new copy before its bytes reach
+  the file, so :func:`settle` finishes a copy cut short; its other names
+  in the run are not written again (:class:`WrittenInPlace`).  ``split``
+  keeps a link to the old file that undo renames back (:func:`_rejoin`).
+* Ctrl-C settles the record of the file it stopped in at once.
 """
 
 from __future__ import annotations
