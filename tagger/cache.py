@@ -35,6 +35,13 @@ queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
     file changed outside genretag after the write, so undoing it would
     clobber that change.  ``undo_started_at`` is set before undo restores
     the file, so an undo cut short before ``undone_at`` is settled too.
+    ``hard_links`` and ``aside``: how a file with several names was written,
+    and what that write set aside (tagger.tags._edit).
+``whole_tags``
+    per ``tag_history`` row whose write converts the ID3 version, the whole
+    tag before it (``history_id``, ``tag`` bytes), for a byte-exact undo;
+    kept apart so streaming ``tag_history`` stays small, and deleted once
+    the write is undone, superseded or discarded.
 ``scans``
     one row per scan run, with its counts.
 
@@ -391,6 +398,8 @@ class Cache:
             if "tag_history" not in db.table_names():
                 db["tag_history"].create(TAG_HISTORY_COLUMNS, pk="id")
                 db["tag_history"].create_index(["path"])
+            if "whole_tags" not in db.table_names():
+                db["whole_tags"].create({"history_id": int, "tag": bytes}, pk="history_id")
             for table, columns in (("tracks", TRACK_COLUMNS), ("tag_history", TAG_HISTORY_COLUMNS)):
                 existing = set(db[table].columns_dict)  # one PRAGMA per table, not one per column
                 for name, kind in columns.items():  # databases made before a column existed
@@ -604,18 +613,31 @@ class Cache:
 
     # -- genre writes (tagger/tagging.py) --------------------------------
     def record_tag_write(self, track: Track, snapshot: dict[str, Any], previous: list[str], written: list[str],
-                         before: os.stat_result) -> int:
+                         before: os.stat_result, hard_links: str | None = None, whole: bytes | None = None) -> int:
         """Store a write's ``snapshot`` of the field (tagger.tags) *before* the file is touched; returns its id.
 
         Until :meth:`confirm_tag_write`, size and mtime are the file's stat
-        before the write and ``written_at`` is empty.
+        before the write and ``written_at`` is empty.  ``whole``: the whole
+        tag, when the write converts its version (see :meth:`whole_tag`).
         """
         row = TagWrite.row(path=track.path, path_bytes=track.path_bytes, field=snapshot["field"],
                            format=snapshot["format"], snapshot=snapshot, previous=previous, written=written,
-                           size=before.st_size, mtime=before.st_mtime)  # fmt: skip
+                           size=before.st_size, mtime=before.st_mtime, hard_links=hard_links)  # fmt: skip
         with self._writing():
-            table = self.db["tag_history"].insert(row)
-        return int(table.last_pk)
+            history_id = int(self.db["tag_history"].insert(row).last_pk)
+            if whole is not None:
+                self.db["whole_tags"].insert({"history_id": history_id, "tag": whole})
+        return history_id
+
+    def whole_tag(self, history_id: int) -> bytes | None:
+        """The whole tag recorded before a write that converted its ID3 version, if any."""
+        row = self.db.conn.execute("select tag from whole_tags where history_id = ?", (history_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def note_aside(self, ids: Sequence[int], aside: bytes | None) -> None:
+        """Record the file a write or undo sets aside (tagger.tags._edit), *before* it exists."""
+        with self._writing():
+            self.db.conn.executemany("update tag_history set aside = ? where id = ?", [(aside, i) for i in ids])
 
     def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None,
                           file_genres: Sequence[str] | None = None) -> None:
@@ -635,10 +657,17 @@ class Cache:
             if track is not None:
                 self._set_track_stat(track, after, stamp, file_genres)
 
+    def follow_file(self, track: str, st: os.stat_result, file_genres: Sequence[str] | None = None) -> None:
+        """Give ``track``'s row the file's stat ``st``: another name of the same file (a hard link) changed it."""
+        with self._writing():
+            self._set_track_stat(track, st, now(), file_genres)
+
     def discard_tag_write(self, history_id: int) -> None:
         """Forget a write that did not happen (it failed, leaving the file as it was)."""
         with self._writing():
             self.db.conn.execute("delete from tag_history where id = ? and written_at is null", (history_id,))
+            self.db.conn.execute("delete from whole_tags where history_id = ? and history_id not in "
+                                 "(select id from tag_history)", (history_id,))
 
     def start_undo(self, ids: Sequence[int]) -> None:
         """Note that these writes are being undone, *before* the file is restored.
@@ -668,6 +697,8 @@ class Cache:
         stamp = now()
         with self._writing():
             self.db.conn.executemany(f"update tag_history set [{column}] = ? where id = ?", [(stamp, i) for i in ids])
+            if column in ("undone_at", "superseded_at"):  # undo will not need their whole tags any more
+                self.db.conn.executemany("delete from whole_tags where history_id = ?", [(i,) for i in ids])
             if track is not None and after is not None:
                 self._set_track_stat(track, after, stamp, file_genres)
 

@@ -105,13 +105,16 @@ TAG_OPTIONS = [
                       "their own."),
     click.option("--keep-outliers", is_flag=True, help="With --by album/folder: a track that disagrees strongly "
                  "with its album gets its own genre."),
+    click.option("--hard-links", type=click.Choice(("in-place", "split", "skip")), default="in-place",
+                 show_default=True, help="A file with several names (hard links): in-place keeps every name "
+                 "sharing the new tags; split gives this name its own copy (undo joins it again); skip leaves it."),
 ]  # fmt: skip
 
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
     names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
-             "genre_map", "follow_links", "with_parents", "by", "keep_outliers")
+             "genre_map", "follow_links", "with_parents", "by", "keep_outliers", "hard_links")
     # scan takes --min-confidence without --write too: it is also its abstain threshold.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 

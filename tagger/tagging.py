@@ -18,6 +18,12 @@ files safe are:
   before a chain of genretag writes with no outside change between them.
   A write made after an outside change retires the older records
   (``superseded_at``), so undo never brings back a genre the user replaced.
+* A file with several names (``--hard-links``) is written in place by
+  default: the record names the verified new copy before its bytes reach
+  the file, so :func:`settle` finishes a copy cut short; its other names
+  in the run are not written again (:class:`WrittenInPlace`).  ``split``
+  keeps a link to the old file that undo renames back (:func:`_rejoin`).
+* Ctrl-C settles the record of the file it stopped in at once.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ KEPT, BELOW, UNCHANGED, SKIPPED, ERROR = "kept existing", "below threshold", "un
 ABSTAINED, NO_TAGS = "abstained", "no tags"
 ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, ABSTAINED, NO_TAGS, SKIPPED, ERROR)
 
+#: --hard-links: how a file with several names is tagged (docs/tagging.md, "Hard links").
+IN_PLACE, SPLIT, SKIP = tags.IN_PLACE, tags.SPLIT, "skip"
+HARD_LINKS = (IN_PLACE, SPLIT, SKIP)
+
 # Separators to ignore when asking "does the file already hold these genres?".
 _COMPARE_SEPARATORS = ";/|,"
 
@@ -74,6 +84,7 @@ class TagOptions:
     with_parents: bool = False  # write each genre's broader genres from the tree first ("Rock; Alternative Rock")
     by: str = "track"  # "album" or "folder": one genre per album (tagger/albums.py)
     keep_outliers: bool = False  # album mode: a track that disagrees strongly keeps its own genre
+    hard_links: str = IN_PLACE  # a file with several names: edit it in place, split it off, or skip it
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
@@ -90,6 +101,8 @@ class TagOptions:
             raise ValueError(f"--by must be one of {', '.join(albums.MODES)}")
         if self.keep_outliers and self.by == albums.TRACK:
             raise ValueError("--keep-outliers goes with --by album or --by folder")
+        if self.hard_links not in HARD_LINKS:
+            raise ValueError(f"--hard-links must be one of {', '.join(HARD_LINKS)}")
 
 
 # ---------------------------------------------------------------------------
@@ -279,6 +292,7 @@ class FileResult:
     path_bytes: bytes | None = None  # the exact name when it is not UTF-8 (``path`` shows it escaped)
     album: str | None = None  # album mode: the album's name (tagger/albums.py)
     note: str = ""  # album mode: outlier, or why the track keeps its own genre
+    links: int = 0  # the file's number of names, when it has several (hard links)
 
     @property
     def status(self) -> str:
@@ -289,7 +303,8 @@ class FileResult:
         return {"path": self.path, "field": self.field, "current": self.current, "proposed": self.proposed,
                 "action": self.action, "reason": self.reason,
                 "path_bytes_b64": b64(self.path_bytes) if self.path_bytes else None,
-                **({"album": self.album, "note": self.note} if self.album is not None else {})}  # fmt: skip
+                **({"album": self.album, "note": self.note} if self.album is not None else {}),
+                **({"links": self.links} if self.links else {})}  # fmt: skip
 
 
 @dataclass
@@ -303,6 +318,8 @@ class Outcome:
     temporaries: list[str] = dataclasses.field(default_factory=list)  # stale ones removed (dry run: found)
     by: str = "track"  # album mode: "album" or "folder"
     albums: list[albums.Album] = dataclasses.field(default_factory=list)
+    hard_links: str = IN_PLACE  # tag: the --hard-links choice, for the summary
+    cut_short: str | None = None  # the file Ctrl-C stopped the run in
 
     @property
     def counts(self) -> dict[str, int]:
@@ -312,6 +329,11 @@ class Outcome:
     @property
     def failed(self) -> int:
         return self.counts.get(ERROR, 0)
+
+    @property
+    def hard_linked(self) -> int:
+        """Files with several names among the results (each counts once, whatever its fields)."""
+        return len({r.path for r in self.results if r.links})
 
     @property
     def headers(self) -> list[str]:
@@ -331,9 +353,15 @@ class Outcome:
 
     def summary_line(self) -> str:
         if not self.results:
+            if self.interrupted:
+                done = "any other file was done" if self.cut_short else "any file was done"
+                return f"interrupted{self._at()} before {done}; run it again to finish"
             return ("nothing to tag: no cached results here (run `genretag scan` first)" if self.kind == "tag"
                     else "nothing to undo: genretag has not written genres here")  # fmt: skip
         line = f"{len(self.results)} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
+        if self.hard_linked:
+            line += f"; {self.hard_linked} hard-linked"
+            line += f" (--hard-links {self.hard_links})" if self.kind == "tag" else ""
         if self.counts.get(ABSTAINED):
             line += (f"; {self.counts[ABSTAINED]} skipped as abstained (the model was too uncertain; "
                      "`genretag show --status abstained`)")
@@ -342,11 +370,18 @@ class Outcome:
         if self.dry_run:
             line += " (dry run: no file was changed)"
         if self.interrupted:
-            line += "; interrupted, run it again to finish"
+            line += f"; interrupted{self._at()}, run it again to finish"
         return line
+
+    def _at(self) -> str:
+        if not self.cut_short:
+            return ""
+        verb = "writing" if self.kind == "tag" else "restoring"
+        return f" while {verb} {readable(self.cut_short)} (its journal entry is settled: it is either old or new)"
 
     def as_dict(self) -> dict[str, Any]:
         return {"files": [r.as_dict() for r in self.results], "counts": self.counts, "failed": self.failed,
+                "hard_linked": self.hard_linked,
                 "dry_run": self.dry_run, "interrupted": self.interrupted,
                 "stale_temporaries": self.temporaries,
                 **({"by": self.by, "albums": [a.as_dict() for a in self.albums]}
@@ -428,6 +463,26 @@ class Temporaries:
             self.found += tags.remove_stale_temporaries(folder, dry_run=self.dry_run)
 
 
+class WrittenInPlace:
+    """The hard-linked files a run wrote in place, by inode, so their other names are not written again.
+
+    Another name of such a file already holds the new bytes: its row takes
+    the file's new stat (a rescan sees no change), and it is not written a
+    second time, which would make the last name's genre win for all.
+    """
+
+    def __init__(self) -> None:
+        self.before: dict[tuple[int, int], tuple[str, int, float]] = {}
+
+    def add(self, key: str, st: os.stat_result) -> None:
+        self.before[(st.st_dev, st.st_ino)] = (key, st.st_size, st.st_mtime)
+
+    def other_name(self, row: Track, st: os.stat_result) -> str | None:
+        """The name this file was written under earlier in the run, if ``row`` describes it as it was then."""
+        key, size, mtime = self.before.get((st.st_dev, st.st_ino), (None, None, None))
+        return key if key not in (None, row.path) and (size, mtime) == (row.size, row.mtime) else None
+
+
 def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Collection[str] | None = None,
           progress: Progress | None = None) -> Outcome:
     """Write the cached genres of the files under ``paths`` (all when empty) into their tags.
@@ -440,18 +495,30 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
     multilabel.model_thresholds.cache_clear()  # and models trained
-    out = Outcome("tag", opts.dry_run, by=opts.by)
-    boundary, temps = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run)
+    out = Outcome("tag", opts.dry_run, by=opts.by, hard_links=opts.hard_links)
+    boundary, temps, in_place = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run), WrittenInPlace()
     try:
         for track, choice in _planned(cache, opts, paths, out):
             if only is None or track.path in only:
-                out.results.append(_tag_file(cache, track, opts, boundary, temps, choice))
+                out.cut_short = track.fs_path
+                out.results.append(_tag_file(cache, track, opts, boundary, temps, choice, in_place))
+                out.cut_short = None
                 if progress is not None:
                     progress.advance(track.path, out.results[-1].action)
     except KeyboardInterrupt:
-        out.interrupted = True
+        _interrupted(cache, out)
     out.temporaries = temps.found
     return out
+
+
+def _interrupted(cache: Cache, out: Outcome) -> None:
+    """Ctrl-C: settle the journal of the file it stopped in now, so it says what the file holds."""
+    out.interrupted = True
+    if out.cut_short is not None and not out.dry_run:
+        try:
+            settle(cache, [out.cut_short])
+        except KeyboardInterrupt:  # a second Ctrl-C: the next run settles it
+            pass
 
 
 def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False) -> list[albums.Album]:
@@ -490,14 +557,16 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
 
 
 def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries,
-              choice: albums.Choice | None = None) -> FileResult:
+              choice: albums.Choice | None = None, in_place: WrittenInPlace | None = None) -> FileResult:
     """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
     key, path = row.path, row.fs_path
     album = choice is not None and choice.ranking is not None  # tagged from its album, not its own row
+    names = 0  # the file's hard links, once it is open
 
     def result(current: list[str], proposed: list[str], action: str, reason: str = "", warn: bool = False) -> FileResult:
         return FileResult(key, current, proposed, action, reason, opts.field, warn, row.path_bytes,
-                          choice.album.name if choice else None, choice.note if choice else "")
+                          choice.album.name if choice else None, choice.note if choice else "",
+                          names if names > 1 else 0)
 
     if row.missing:
         return result([], [], SKIPPED, "missing since the last scan")
@@ -519,39 +588,62 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         tf, refusal = _open(path, boundary, temps)
         if tf is None:
             return result([], proposed, SKIPPED, refusal, warn=True)
-        current = tf.read(opts.field)
+        current, names = tf.read(opts.field), tf.stat.st_nlink
     except TagError as exc:
         return result([], proposed, ERROR, exc.reason)
     except OSError as exc:
         return result([], proposed, ERROR, exc.strerror or str(exc))
     except ValueError as exc:  # an invalid --field: the same for every file
         raise GenretagError(str(exc)) from None
+    other = in_place.other_name(row, tf.stat) if in_place is not None and names > 1 else None
+    if other is not None:  # another name of this file was written in place: this one already holds it
+        cache.follow_file(key, tf.stat, tags.split_genres(current) if opts.field is None else None)
+        row = dataclasses.replace(row, size=tf.stat.st_size, mtime=tf.stat.st_mtime)
     if action:
         return result(current, proposed, action, reason)
     new, action, reason = decide(current, proposed, opts)
     if action:
         return result(current, new, action, reason)
+    if other is not None:
+        return result(current, new, SKIPPED, f"the same file as {readable(other)} (a hard link), written in this run")
     if (tf.stat.st_size, tf.stat.st_mtime) != (row.size, row.mtime):
         return result(current, new, SKIPPED, "changed since it was scanned (run `genretag scan` first)", warn=True)
+    if names > 1 and opts.hard_links == SKIP:
+        return result(current, new, SKIPPED, f"hard-linked ({names} names); not written (--hard-links skip)")
     if opts.dry_run:
         return result(current, new, WOULD_WRITE)
     try:
         _write(cache, row, tf, current, new, opts)
     except TagError as exc:
         return result(current, new, ERROR, exc.reason)
+    if in_place is not None and names > 1 and opts.hard_links == IN_PLACE:
+        in_place.add(key, tf.stat)
     return result(current, new, WRITTEN)
 
 
 def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: list[str],
            opts: TagOptions) -> None:
-    """Record the old field, write the new one, confirm; the record is dropped if the write failed."""
+    """Record the old field, write the new one, confirm; the record is dropped if the write failed.
+
+    A hard-linked file's record says how it was written, and names what the
+    write sets aside (an in-place copy, a split's link) before it exists.
+    """
     snap = tf.snapshot(opts.field)
     _retire_broken_chain(cache, row.path, tf.stat)
-    history_id = cache.record_tag_write(row, snap, current, new, tf.stat)
+    linked = opts.hard_links if tf.stat.st_nlink > 1 else None
+    history_id = cache.record_tag_write(row, snap, current, new, tf.stat, linked, tf.whole_tag(opts.id3v23))
+    aside: list[bytes] = []
+
+    def note(path: bytes) -> None:
+        cache.note_aside([history_id], path)
+        aside.append(path)
+
     try:
-        after = tf.write(new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator)
+        after = tf.write(new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator, links=opts.hard_links,
+                         note=note)
     except TagError:
         cache.discard_tag_write(history_id)  # tags.py left the file as it was
+        tags.drop_link(aside[-1] if aside else None)
         raise
     genre_field = tags.split_genres(new) if snap["field"] is None else None
     cache.confirm_tag_write(history_id, after, row.path, genre_field)
@@ -565,6 +657,8 @@ def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None
     done = list(cache.open_writes(key=key, stage="done"))
     if done and (done[-1].size, done[-1].mtime) != (before.st_size, before.st_mtime):
         cache.mark_superseded([w.id for w in done])
+        for w in done:
+            tags.drop_link(w.aside)
 
 
 def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
@@ -582,9 +676,11 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
     for write in list(cache.open_writes(paths, stage="in_flight")):
         snap = write.snapshot or {}
         try:
+            tags.finish_aside(os.path.realpath(write.fs_path), write.aside)  # an in-place copy cut short
             tf = tags.TagFile(write.fs_path)
             if tf.snapshot(snap["field"]) == snap:
                 cache.discard_tag_write(write.id)
+                tags.drop_link(write.aside)
                 continue
             landed = _holds(tf.read(snap["field"]), write.written or [])
             after = tf.stat
@@ -592,6 +688,7 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
             continue
         if not landed:
             cache.mark_superseded([write.id])
+            tags.drop_link(write.aside)
             continue
         track = cache.lookup([write.path]).get(write.path)
         follow = track is not None and (track.size, track.mtime) == (write.size, write.mtime)
@@ -606,6 +703,7 @@ def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
         first, newest, ids = writes[0], writes[-1], [w.id for w in writes]
         snap = first.snapshot or {}
         try:
+            tags.finish_aside(os.path.realpath(first.fs_path), first.aside)
             tf = tags.TagFile(first.fs_path)
             landed, after = tf.snapshot(snap["field"]) == snap, tf.stat
         except (TagError, OSError):
@@ -637,12 +735,15 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
     boundary, temps = Boundary(cache, paths, follow_links), Temporaries(dry_run)
     try:
         for key, writes in groupby(cache.open_writes(paths), key=lambda w: w.path):
-            for result in _undo_file(cache, list(writes), dry_run, force, boundary, temps):
+            writes_list = list(writes)
+            out.cut_short = writes_list[0].fs_path
+            for result in _undo_file(cache, writes_list, dry_run, force, boundary, temps):
                 out.results.append(result)
                 if progress is not None:
                     progress.advance(key, result.action)
+            out.cut_short = None
     except KeyboardInterrupt:
-        out.interrupted = True
+        _interrupted(cache, out)
     out.temporaries = temps.found
     return out
 
@@ -670,17 +771,24 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
         changed = "changed since genretag wrote it (use --force to restore anyway)"
     track = cache.lookup([key]).get(key)
     follow = track is not None and (track.size, track.mtime) == (before.st_size, before.st_mtime)
+    ordered = sorted(groups.values(), key=lambda g: -(g[-1].id or 0))
+    link = _old_inode(tf, writes, ordered) if not changed else None
     results: list[FileResult] = []
-    for group in sorted(groups.values(), key=lambda g: -(g[-1].id or 0)):
+    for group in ordered:
         first, ids = group[0], [w.id for w in group]
         snap = first.snapshot or {}
         result = FileResult(key, current[first.field], first.previous or [], RESTORED, field=first.field,
-                            path_bytes=raw)
+                            path_bytes=raw, links=before.st_nlink if before.st_nlink > 1 else 0)
         results.append(result)
         if changed and not force:
             result.action, result.reason, result.warn = SKIPPED, changed, True
             continue
         try:
+            if link is not None:  # a split write: the old inode goes back, with its names and every field
+                result.action = WOULD_RESTORE if dry_run else RESTORED
+                if not dry_run and group is ordered[-1]:
+                    _rejoin(cache, writes, ordered, link, tf.real, key if follow else None)
+                continue
             if tf is None:  # the previous field's restore rewrote the file: parse it again
                 tf, refusal = _open(path, boundary, temps)
                 if tf is None:
@@ -694,14 +802,50 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
                 result.action = WOULD_RESTORE
             else:  # noted before the restore, confirmed after: a cut-short undo is settled by the next run
                 cache.start_undo(ids)
+                # As genretag left the file, a tag it converted goes back whole, byte for byte.
+                whole = cache.whole_tag(first.id) if not changed and first.id is not None else None
                 try:
-                    after, tf = tf.restore(snap), None
+                    after = tf.restore(snap, whole=whole, note=lambda aside: cache.note_aside(ids, aside))
+                    tf = None
                 except TagError:
                     cache.cancel_undo(ids)  # tags.py left the file as it was
                     raise
                 restored = tags.split_genres(first.previous or []) if first.field is None else None
                 cache.mark_undone(ids, key if follow else None, after, restored)
-        except TagError as exc:
-            result.action, result.reason = ERROR, exc.reason
+        except (TagError, OSError) as exc:
+            result.action, result.reason = ERROR, exc.reason if isinstance(exc, TagError) else _os_text(exc)
             break
+    if not dry_run and all(r.action in (RESTORED, UNCHANGED) for r in results):
+        for w in writes:
+            tags.drop_link(w.aside)  # undone without it (or it is back in place): no longer needed
     return results
+
+
+def _os_text(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _old_inode(tf: tags.TagFile, writes: list[TagWrite], groups: list[list[TagWrite]]) -> str | None:
+    """The link a split write kept to the file's old inode, if it still holds every field as first recorded."""
+    first = writes[0]
+    name = os.fsdecode(first.aside) if first.hard_links == SPLIT and first.aside else ""
+    if not name.endswith(tags.LINK_SUFFIX) or not os.path.isfile(name) or os.path.islink(name):
+        return None
+    try:
+        old = tags.TagFile(name, like=tf.path)
+        same = all(old.snapshot(g[0].field) == (g[0].snapshot or {}) for g in groups)
+    except (TagError, OSError):
+        return None
+    return name if same and os.path.dirname(name) == os.path.dirname(tf.real) else None
+
+
+def _rejoin(cache: Cache, writes: list[TagWrite], groups: list[list[TagWrite]], link: str, real: str,
+            track: str | None) -> None:
+    """Put a split file's old inode back under its name (``real``): its bytes and hard links, as before the write."""
+    cache.start_undo([w.id for w in writes])  # settled like any undo cut short: the field holds the snapshot
+    os.replace(link, real)
+    tags.sync_folder(real)
+    after = os.stat(real)
+    for g in groups:
+        restored = tags.split_genres(g[0].previous or []) if g[0].field is None else None
+        cache.mark_undone([w.id for w in g], track, after, restored)

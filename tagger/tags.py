@@ -5,10 +5,15 @@ format is one row of ``FORMATS``: its extensions, the mutagen classes that
 open it, and the storage style of its tag format (ID3, Vorbis comments or
 MP4 atoms).  Supporting a new format is a new row, not another ``if``.
 
-Writes never modify the original in place: the file is copied to a hidden
-temporary file in the same folder, mutagen edits the copy, the copy is
-fsynced and then renamed over the original.  A crash or ``kill -9`` at any
-moment therefore leaves the original path fully old or fully new.
+Writes edit a copy: the file is copied to a hidden temporary file in the
+same folder, mutagen edits the copy, the copy is fsynced, given the
+original's owner, mode, extended attributes and ACLs (:func:`keep_metadata`)
+and renamed over the original.  A crash or ``kill -9`` at any moment
+therefore leaves the original path fully old or fully new.  A file with
+several names (hard links) is by default written in place instead: the
+verified copy's bytes are copied into the original inode, after the caller
+journalled the copy's name, so a copy cut short is finished by the next run
+(:func:`finish_aside`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from .errors import FileError
 
 __all__ = [
     "FORMATS",
+    "IN_PLACE",
+    "SPLIT",
     "TEMP_SUFFIX",
     "Format",
     "TagError",
@@ -51,6 +58,9 @@ __all__ = [
     "describe",
     "read_genres",
     "remove_stale_temporaries",
+    "drop_link",
+    "finish_aside",
+    "keep_metadata",
     "restore",
     "snapshot",
     "split_genres",
@@ -61,6 +71,13 @@ __all__ = [
 #: Temporary files are ``.<name>.<random>.<pid>.genretag-tmp`` beside the original:
 #: hidden, so library scanners skip them, and recognisable if a crash leaves one.
 TEMP_SUFFIX = ".genretag-tmp"
+#: How a file with several names (hard links) is written: see :func:`_edit`.
+SPLIT, IN_PLACE = "split", "in-place"
+#: An in-place write's verified new version while it is copied into the file (``.<name>.<random>.<pid>`` + this),
+#: and a split's link to the old inode, kept for undo: neither is a stale temporary, the journal owns them.
+INPLACE_SUFFIX, LINK_SUFFIX = ".genretag-inplace", ".genretag-link"
+#: The largest whole ID3 tag kept for a byte-exact undo of a version conversion (TagFile.whole_tag).
+WHOLE_TAG_MAX = 16 << 20
 #: ``<name>`` is the original's first 40 characters, ``<random>`` mkstemp's 8; earlier
 #: versions wrote no ``.<pid>``.
 _TEMP_NAME = re.compile(r"\.(?s:.{0,40})\.[a-z0-9_]{8}(?:\.(?P<pid>[0-9]+))?" + re.escape(TEMP_SUFFIX) + r"\Z")
@@ -124,6 +141,13 @@ class _Style:
         raise NotImplementedError
 
     def restore(self, f: mutagen.FileType, key: str, snap: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def whole_tag(self, f: mutagen.FileType, id3v23: bool) -> bytes | None:
+        """The whole tag as stored, when a write asking for ``id3v23`` would re-encode more than the field."""
+        return None
+
+    def put_whole_tag(self, f: mutagen.FileType, raw: bytes) -> None:
         raise NotImplementedError
 
 
@@ -215,6 +239,19 @@ class _ID3Style(_Style):
             self._delete(f)
         else:
             self._save(f, major)
+
+    def whole_tag(self, f: mutagen.FileType, id3v23: bool) -> bytes | None:
+        tags = f.tags
+        if tags is None or tags.version[:2] == (2, 3 if id3v23 else 4) or tags.size > WHOLE_TAG_MAX:
+            return None
+        with open(f.filename, "rb") as fh:
+            tags._pre_load_header(fh)  # seeks to the tag: 0 in an MP3, the ID3 chunk's data in AIFF/WAV
+            return fh.read(tags.size)
+
+    def put_whole_tag(self, f: mutagen.FileType, raw: bytes) -> None:
+        # mutagen's save (MP3, AIFF and WAV alike) writes what _prepare_data returns in the tag's place.
+        f.tags._prepare_data = lambda *args, **kwargs: raw
+        self._save(f, raw[3])
 
     @staticmethod
     def _frame(key: str, text: list[str], encoding: id3.Encoding) -> id3.Frame:
@@ -520,7 +557,8 @@ def write_genres(
 
     The write updates the file's mtime on purpose, so players and library
     managers notice the change; record the returned size and mtime.  A
-    hard-linked file gets its own copy (the other names keep the old bytes).
+    hard-linked file is written in place, so every name sees the new tags
+    (``TagFile.write(links=SPLIT)`` gives this name its own copy instead).
     """
     genres = _checked_genres(genres)
     return TagFile(path).write(genres, field=field, id3v23=id3v23, separator=separator)
@@ -533,7 +571,9 @@ def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_resul
     created is deleted again if nothing else was added to it since.  When
     the field is already as recorded the file is not rewritten.  If the
     write converted the ID3 version, the tag is converted back: every text
-    survives, but encodings may differ (ID3v2.3 has no UTF-8).
+    survives, but encodings may differ (ID3v2.3 has no UTF-8); ``genretag
+    undo`` avoids that with the whole tag recorded before the write
+    (``TagFile.whole_tag``, ``TagFile.restore(whole=...)``).
     """
     path = os.fspath(path)
     _check_snapshot(path, _format(path), snap)
@@ -587,9 +627,9 @@ class TagFile:
     file again for another change.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, like: str | None = None) -> None:
         self.path = os.fspath(path)
-        self.fmt = _format(self.path)
+        self.fmt = _format(like or self.path)  # ``like``: a file set aside, whose name has no extension
         self._file: mutagen.FileType | None = None
         with _errors(self.path):
             self.real = os.path.realpath(self.path)  # keep a symlink a symlink: its target is replaced
@@ -626,19 +666,36 @@ class TagFile:
             state = self.fmt.style.snapshot(self._parsed(), key)
             return {"v": _SNAPSHOT_VERSION, "format": self.fmt.name, "field": field, "key": key, **state}
 
+    def whole_tag(self, id3v23: bool) -> bytes | None:
+        """The whole tag as stored, when a write asking for ``id3v23`` would convert its ID3 version.
+
+        A conversion re-encodes every frame (ID3v2.3 has no UTF-8); with these
+        bytes :meth:`restore` puts the file back byte for byte.  None when the
+        write converts nothing, or the tag exceeds ``WHOLE_TAG_MAX``.
+        """
+        with _errors(self.path):
+            return self.fmt.style.whole_tag(self._parsed(), id3v23)
+
     def write(self, genres: Sequence[str], *, field: str | None = None, id3v23: bool = False,
-              separator: str = "; ") -> os.stat_result:
-        """Store ``genres`` in the field (see :func:`write_genres`)."""
+              separator: str = "; ", links: str = IN_PLACE, note: Callable[[bytes], None] | None = None,
+              ) -> os.stat_result:
+        """Store ``genres`` in the field (see :func:`write_genres`; ``links`` and ``note``: :func:`_edit`)."""
         genres, style = _checked_genres(genres), self.fmt.style
         with _errors(self.path):
             field = _field(field)
             if not genres and style.absent(self.snapshot(field)):
                 return os.stat(self.path)  # nothing to remove: leave the file and its mtime alone
             key = style.key(field)
-            return self._edit(lambda f: style.write(f, key, genres, id3v23, separator))
+            return self._edit(lambda f: style.write(f, key, genres, id3v23, separator), links, note)
 
-    def restore(self, snap: dict[str, Any]) -> os.stat_result:
-        """Put the field back as ``snap`` recorded it (see :func:`restore`)."""
+    def restore(self, snap: dict[str, Any], *, whole: bytes | None = None, links: str = IN_PLACE,
+                note: Callable[[bytes], None] | None = None) -> os.stat_result:
+        """Put the field back as ``snap`` recorded it (see :func:`restore`).
+
+        ``whole``: the tag :meth:`whole_tag` gave before the write, to put
+        back instead, byte for byte (only while the file is as the write
+        left it, or other changes would be undone too).
+        """
         _check_snapshot(self.path, self.fmt, snap)
         with _errors(self.path):
             current = self.snapshot(snap.get("field"))
@@ -646,11 +703,14 @@ class TagFile:
                 raise TagError(self.path, "damaged tag snapshot (its fields do not match this file's format)")
             if current == snap:
                 return os.stat(self.path)  # nothing to undo: keep the file and its mtime
-            return self._edit(lambda f: self.fmt.style.restore(f, snap["key"], snap))
+            if whole:
+                return self._edit(lambda f: self.fmt.style.put_whole_tag(f, whole), links, note)
+            return self._edit(lambda f: self.fmt.style.restore(f, snap["key"], snap), links, note)
 
-    def _edit(self, change: Callable[[mutagen.FileType], None]) -> os.stat_result:
+    def _edit(self, change: Callable[[mutagen.FileType], None], links: str,
+              note: Callable[[bytes], None] | None) -> os.stat_result:
         f, self._file = self._parsed(), None
-        return _edit(self.path, self.real, self.fmt, self.stat, f, change)
+        return _edit(self.path, self.real, self.fmt, self.stat, f, change, links, note)
 
 
 def _alive(pid: int) -> bool:
@@ -735,11 +795,18 @@ def _writable(path: str, st: os.stat_result) -> None:
 
 
 def _edit(path: str, real: str, fmt: Format, before: os.stat_result, parsed: mutagen.FileType,
-          change: Callable[[mutagen.FileType], None]) -> os.stat_result:
-    """Apply ``change`` to a copy of the file, then rename the copy over the original.
+          change: Callable[[mutagen.FileType], None], links: str = SPLIT,
+          note: Callable[[bytes], None] | None = None) -> os.stat_result:
+    """Apply ``change`` to a copy of the file, then put the copy in the original's place.
 
     ``parsed`` is the original's tags as loaded when its stat was ``before``;
     the copy has the same bytes, so it is edited without parsing it again.
+    ``links`` says how a file with more than one name is written:
+    ``SPLIT`` renames the copy over the name (the other names keep the old
+    inode; a link to it is kept aside for undo), ``IN_PLACE`` copies the
+    verified copy's bytes into the original inode, keeping every name.
+    ``note`` is told the path of whatever is set aside *before* it exists,
+    so the journal can finish or undo the step after a crash.
     """
     _writable(path, before)
     reason = fmt.refuse(real)
@@ -751,31 +818,156 @@ def _edit(path: str, real: str, fmt: Format, before: os.stat_result, parsed: mut
     except PermissionError:
         reason = "its folder is not writable (the new version is written beside it first); not changed"
         raise TagError(path, reason) from None
+    in_place = links == IN_PLACE and before.st_nlink > 1
+    copying = False
     try:
         with os.fdopen(fd, "wb") as out, open(real, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
         parsed.filename = tmp  # mutagen saves to (and the ID3 style reads the v1 block of) this name
         change(parsed)
         _fsync(tmp)
-        os.chmod(tmp, stat.S_IMODE(before.st_mode))
-        mine = os.stat(tmp)
-        if (mine.st_uid, mine.st_gid) != (before.st_uid, before.st_gid):
-            try:
-                os.chown(tmp, before.st_uid, before.st_gid)
-            except PermissionError:
-                pass  # only root may give files away; the copy stays ours
-        now = os.stat(real)
-        if (now.st_ino, now.st_size, now.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
-            raise TagError(path, "file changed while its tags were being written; not changed")
-        os.replace(tmp, real)
-    except BaseException:
-        try:
+        if in_place:
+            _open(tmp, fmt, raw=True)  # verify: the new bytes parse before any of them reach the inode
+        else:
+            keep_metadata(real, tmp, before)
+        _unchanged(path, real, before)
+        if in_place:
+            aside = tmp[: -len(TEMP_SUFFIX)] + INPLACE_SUFFIX  # not a stale temporary: only settle removes it
+            if note is not None:
+                note(os.fsencode(aside))
+            os.replace(tmp, aside)
+            tmp, copying = aside, True
+            _fsync(folder, directory=True)
+            _copy_into(aside, real)
+        else:
+            if before.st_nlink > 1 and note is not None:  # split: keep a name for the old inode, for undo
+                link = tmp[: -len(TEMP_SUFFIX)] + LINK_SUFFIX
+                note(os.fsencode(link))
+                os.link(real, link)
+            os.replace(tmp, real)
+    except KeyboardInterrupt:
+        if copying:  # never leave the inode half-written: finish it, then stop
+            _copy_into(tmp, real)
             os.unlink(tmp)
-        except OSError:
-            pass
+        else:
+            _remove(tmp)
         raise
+    except BaseException:
+        if not copying:  # a copy into the inode cut short stays aside: the next run finishes it (settle)
+            _remove(tmp)
+        raise
+    if copying:
+        os.unlink(tmp)
     _fsync(folder, directory=True)
     return os.stat(real)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _unchanged(path: str, real: str, before: os.stat_result) -> None:
+    now = os.stat(real)
+    if (now.st_ino, now.st_size, now.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+        raise TagError(path, "file changed while its tags were being written; not changed")
+
+
+def _copy_into(src: str, real: str) -> None:
+    """Overwrite the inode at ``real`` with the bytes of ``src``; space is reserved first.
+
+    Reserving the new size before the first byte is overwritten turns a full
+    disk into an error while the file is still intact.
+    """
+    size = os.stat(src).st_size
+    with open(src, "rb") as new, open(real, "r+b") as out:
+        if size > os.fstat(out.fileno()).st_size and hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(out.fileno(), 0, size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+                    raise  # ENOSPC above all: nothing was overwritten yet
+        shutil.copyfileobj(new, out, 1 << 20)
+        out.truncate(size)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def finish_aside(real: str, aside: bytes | None) -> bool:
+    """Complete an in-place write cut short: copy its verified new bytes into the file.
+
+    ``aside`` is what :func:`_edit` noted; only an existing in-place copy
+    acts (a split's link is left alone).  True when the file was rewritten.
+    """
+    name = os.fsdecode(aside) if aside else ""
+    if not name.endswith(INPLACE_SUFFIX) or not os.path.isfile(name):
+        return False
+    _copy_into(name, real)
+    os.unlink(name)
+    return True
+
+
+def drop_link(aside: bytes | None) -> None:
+    """Remove a split's link to the old inode once undo can no longer use it (anything else is left)."""
+    name = os.fsdecode(aside) if aside else ""
+    if name.endswith(LINK_SUFFIX) and os.path.basename(name).startswith("."):
+        _remove(name)
+
+
+def keep_metadata(src: str, dst: str, st: os.stat_result) -> None:
+    """Give ``dst`` the owner, mode, extended attributes and POSIX ACLs of ``src`` (whose stat is ``st``).
+
+    ACLs are the ``system.posix_acl_*`` attributes, so copying every
+    attribute carries them (set after the mode, which they refine).  Only
+    root may give a file away, so the owner is kept where allowed; SELinux
+    labels and ``trusted.*`` attributes likewise.  An attribute that cannot
+    be kept otherwise (``user.*``, an ACL) stops the write: the file would
+    lose it, or gain access it did not have.
+    """
+    mine = os.stat(dst)
+    for owner in ((st.st_uid, st.st_gid), (-1, st.st_gid)):
+        if (mine.st_uid, mine.st_gid) == (st.st_uid, st.st_gid):
+            break
+        try:
+            os.chown(dst, *owner)
+            break
+        except PermissionError:
+            continue  # not root: the copy stays ours, in the original's group if we belong to it
+    os.chmod(dst, stat.S_IMODE(st.st_mode))
+    if not hasattr(os, "listxattr"):
+        return
+    try:
+        wanted = {n: os.getxattr(src, n, follow_symlinks=False) for n in os.listxattr(src, follow_symlinks=False)}
+        extra = [n for n in os.listxattr(dst, follow_symlinks=False) if n not in wanted]
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return  # a file system without extended attributes
+        raise
+    for n in extra:  # e.g. an ACL the folder's default ACL gave the new file
+        _set_xattr(src, dst, n, None)
+    for n, value in wanted.items():
+        _set_xattr(src, dst, n, value)
+    os.chmod(dst, stat.S_IMODE(st.st_mode))  # set*xattr of an ACL may not restore setuid/sticky bits
+
+
+def _set_xattr(src: str, dst: str, name: str, value: bytes | None) -> None:
+    try:
+        if value is None:
+            os.removexattr(dst, name, follow_symlinks=False)
+        else:
+            os.setxattr(dst, name, value, follow_symlinks=False)
+    except OSError as exc:
+        if name.startswith(("security.", "trusted.")) and exc.errno in (errno.EPERM, errno.EACCES, errno.ENOTSUP):
+            return
+        what = "ACL" if name.startswith("system.posix_acl") else f"extended attribute {name}"
+        raise TagError(src, f"cannot keep its {what} on the new version ({_os_reason(exc)}); not changed") from None
+
+
+def sync_folder(path: str) -> None:
+    """Make a rename in ``path``'s folder durable."""
+    _fsync(os.path.dirname(path), directory=True)
 
 
 def _fsync(path: str, directory: bool = False) -> None:

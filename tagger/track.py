@@ -233,3 +233,5 @@ class TagWrite(Stored):
     undone_at: str | None = _column()
     superseded_at: str | None = _column()
     undo_started_at: str | None = _column()
+    hard_links: str | None = _column()  # the file had several names: "in-place" or "split" (tagger.tags)
+    aside: bytes | None = _column(bytes)  # an in-place write's new copy, or a split's link to the old inode

@@ -294,7 +294,7 @@ def test_dry_run_table_and_json_shape_write_nothing(lib: Lib) -> None:
     before = snapshot(lib.root)
     data = lib.json("tag", "--by", "album", "--dry-run", "--overwrite")
     assert snapshot(lib.root) == before
-    assert set(data) == {"files", "counts", "failed", "dry_run", "interrupted", "stale_temporaries", "by", "albums"}
+    assert set(data) == {"files", "counts", "failed", "hard_linked", "dry_run", "interrupted", "stale_temporaries", "by", "albums"}
     assert data["by"] == "album" and data["dry_run"]
     files = {Path(f["path"]).relative_to(lib.root).as_posix(): f for f in data["files"]}
     genre = lib.expected_album(lib.album)

@@ -201,12 +201,12 @@ def test_a_temporary_carries_its_writers_pid(tmp_path: Path, monkeypatch: pytest
     names = []
     real = tags.TagFile._edit
 
-    def spy(self, change):  # noqa: ANN001
+    def spy(self, change, *args):  # noqa: ANN001, ANN002
         def look(f):  # noqa: ANN001
             names.append(os.path.basename(f.filename))
             change(f)
 
-        return real(self, look)
+        return real(self, look, *args)
 
     monkeypatch.setattr(tags.TagFile, "_edit", spy)
     tags.write_genres(path, ["Jazz"])
