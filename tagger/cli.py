@@ -198,9 +198,10 @@ class _Group(click.Group):
         """
         try:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        except Exception as exc:
-            if not standalone_mode:  # a caller that asked for exceptions gets them
-                raise
+        except (Exception, SystemExit) as exc:
+            # A backend's own sys.exit() is a plugin's bug like any exception (issue 22); genretag's is not.
+            if not standalone_mode or (isinstance(exc, SystemExit) and _raising_backend(exc) is None):
+                raise  # a caller that asked for exceptions gets them
             _show_traceback(exc)
             message, code = _describe_unexpected(exc)
             click.echo(f"Error: {message}", err=True)
@@ -218,7 +219,7 @@ def _show_traceback(exc: BaseException) -> None:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
 
 
-def _describe_unexpected(exc: Exception) -> tuple[str, int]:
+def _describe_unexpected(exc: BaseException) -> tuple[str, int]:
     """The ``Error:`` text and exit code for an exception no command handled.
 
     An OSError that carries an errno (disk full, permission denied on the
@@ -236,7 +237,7 @@ def _describe_unexpected(exc: Exception) -> tuple[str, int]:
         ours = distribution == "genretag"  # a built-in backend
         where = f" in backend {name!r}" + (f" (package {distribution})" if distribution and not ours else "")
         whose = "genretag" if ours else "that backend"
-    text = f": {exc}" if str(exc) else ""
+    text = f": it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f": {exc}" if str(exc) else ""
     hint = "traceback above" if _debug() else f"run with {DEBUG_ENV}=1 for the traceback"
     return f"unexpected {type(exc).__name__}{where}{text} (a bug in {whose}; {hint})", EXIT_BUG
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .inputs import stack
 from .models import Model
-from .outputs import check_probabilities
+from .outputs import checked_proba
 
 
 def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -23,7 +23,7 @@ def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
     if min(counts) == 0:
         raise ValueError("a track has no 3 s slices")
     # The checks train and report apply too (tagger.outputs): shape, finite, rows summing to 1.
-    probs = check_probabilities(model.backend, model.backend.predict_proba(X), len(X))
+    probs = checked_proba(model.backend, X)
     if len(X) == len(inputs):  # one row per track: the rows are the tracks' probabilities
         return list(probs)
     return list(track_probabilities(probs, np.repeat(np.arange(len(counts)), counts), len(counts)))

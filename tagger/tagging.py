@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -33,7 +32,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from . import albums, multilabel, tags, vocabulary
+from . import albums, multilabel, tags, userfiles, vocabulary
 from .cache import Cache, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
@@ -102,16 +101,13 @@ def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
     Keys are stored case-folded; blank lines and lines starting with ``#``
     are ignored.  A label mapped to nothing (or JSON null) is never written.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileError(path, f"cannot read the genre map: {exc}") from None
+    text = userfiles.read_text(path, "genre map")  # a regular file of at most TEXT_LIMIT: a FIFO would block
     items: list[tuple[Any, Any]] = []
     if text.lstrip().startswith("{"):
-        try:
-            items = list(json.loads(text).items())
-        except ValueError as exc:
-            raise FileError(path, f"genre map is not valid JSON: {exc}") from None
+        doc = userfiles.parse_json(text, path, "genre map")
+        if not isinstance(doc, dict):
+            raise FileError(path, "the genre map is not a JSON object")
+        items = list(doc.items())
     else:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
