@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -330,6 +331,33 @@ def make_card(backend: Backend, **sections: Any) -> dict[str, Any]:
     return card
 
 
+def check_out(out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None] = (),
+              within: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
+    """Where ``train --out`` may write a model and its card; FileError naming the file that forbids it.
+
+    Neither may be a directory, FIFO or device, nor one of the command's
+    ``inputs`` or a file inside its input folders ``within``
+    (tagger.userfiles.check_output).  The card beside the model
+    (``<stem>.card.json``) is replaced only together with the model it
+    describes: a card there that names another file is someone else's.
+    """
+    path = userfiles.check_output(out, "model", inputs, within)
+    card = card_path(path)
+    if card.name == path.name:
+        raise FileError(path, "is named like a model card; give the model its backend's suffix (model.joblib, ...)")
+    userfiles.check_output(card, "model card", inputs, within)
+    if os.path.lexists(card):
+        try:
+            owner = userfiles.read_json(card, "model card", userfiles.CARD_LIMIT)
+        except FileError:
+            owner = None
+        named = owner.get("file") if isinstance(owner, dict) else None
+        if named != path.name:
+            whose = f"the card of {named}" if isinstance(named, str) else "not a card of this model"
+            raise FileError(card, f"is {whose}; training to {path.name} would replace it: give another --out")
+    return path
+
+
 def save_model(backend: Backend, card: dict[str, Any], out: str | os.PathLike[str] | None = None,
                *, make_current: bool = True) -> Path:
     """Write model and card; unless ``out`` is given, into the data dir as the current model.
@@ -347,7 +375,7 @@ def save_model(backend: Backend, card: dict[str, Any], out: str | os.PathLike[st
             n += 1
             path = folder / f"{backend.name}-{stamp}-{n}{backend.model_suffix}"
     else:
-        path = Path(out).expanduser()
+        path = check_out(out)  # again, just before writing: train checked it with its inputs before any work
         path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside its place under a temporary name with the same suffix (Keras wants it), then
     # renamed: a plugin's failing save leaves neither a half-written model nor a damaged older one.

@@ -224,9 +224,11 @@ def pool_valid(split: Split, clips: ClipSet) -> tuple[Split, str | None]:
 def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:
     """Fit ``opts.backend``, score its test part, save model and card; return a summary."""
     from tagger.backends import get_backend
-    from tagger.models import make_card, save_model
+    from tagger.models import check_out, make_card, save_model
 
     cls = get_backend(opts.backend)
+    if opts.out:  # before any work: never replace a device, FIFO, the feature table, a clip or another's card
+        check_out(opts.out, inputs=[opts.features], within=[opts.data] if isinstance(opts.data, str) else opts.data or ())
     kind = cls.input_kind
     clips = load_clips(kind, opts.data, opts.features, opts.jobs, progress, backend=opts.backend)
     split = make_split(opts.split, clips, seed=opts.seed, k=opts.k, fold=opts.fold)
