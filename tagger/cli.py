@@ -38,6 +38,25 @@ EXIT_INTERRUPTED = 130
 DEBUG_ENV = "GENRETAG_DEBUG"
 
 
+class Finite(click.FloatRange):
+    """A FloatRange that refuses nan and inf too: click's own lets ``nan`` through any range and ``inf`` above
+    an open end, and the config file goes through the same type, so both places refuse them (issue 22)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: Seeds of the split, model and augmentation: NumPy's legacy seeding takes 0 to 2**32 - 1 only.
+SEED = click.IntRange(0, 2**32 - 1)
+#: The longest --timeout: a week per file is already "no limit"; larger values overflowed the waits (issue 22).
+MAX_TIMEOUT = 7 * 24 * 3600.0
+
+
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn GenretagError into one clean ``Error:`` line (exit 1); GENRETAG_DEBUG=1 prints its traceback first."""
 
@@ -86,7 +105,7 @@ TAG_OPTIONS = [
     click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
                  help="Write up to N genres, most likely first [default: 1; a model from `genretag learn`: "
                       "every genre reaching its own threshold]."),
-    click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P",
+    click.option("--min-confidence", type=Finite(0, 1), default=None, metavar="P",
                  help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
                       "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
     click.option("--from-tags", is_flag=True, help="Write the backend's genre-like tags (e.g. musicnn's "
@@ -305,15 +324,15 @@ def _asks_for_help(ctx: click.Context) -> bool:
 @db_option
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
               help="Worker processes [default: all cores]; 0 analyses in this process.")
-@click.option("--excerpt", type=click.FloatRange(min=0), default=DEFAULT_EXCERPT, show_default=True,
+@click.option("--excerpt", type=Finite(min=0), default=DEFAULT_EXCERPT, show_default=True,
               help="Seconds analysed from the middle of each file; 0 for the whole file.")
 @click.option("--force", is_flag=True, help="Re-analyse every file, cached or not.")
 @click.option("--retry-failed", is_flag=True, help="Try again files that failed before and have not changed.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (name or relative path); repeatable.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching; repeatable.")
 @click.option("--hidden", is_flag=True, help="Also scan hidden files and folders.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Seconds one file may take before its worker is stopped; 0 for none.")
+@click.option("--timeout", type=Finite(0, MAX_TIMEOUT), default=300.0, show_default=True,
+              help="Seconds one file may take before its worker is stopped (at most a week); 0 for none.")
 @click.option("--scheduler", metavar="ADDRESS", help="Run analysis on an existing Dask cluster (tcp://host:8786).")
 @click.option("--cluster", type=click.Choice(["local"]), help="Start a local Dask cluster for the analysis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -686,7 +705,7 @@ def _fmt_value(value: Any) -> str:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @db_option
-@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+@click.option("--precision", type=Finite(0, 1, min_open=True), default=0.9, show_default=True,
               metavar="P", help="Target precision: a genre is learnable when its threshold reaches it at a 90% "
               "lower bound in cross-validation, and held out (on artists that did not choose it) within 0.05.")
 @click.option("--dry-run", is_flag=True, help="Measure and report only; save no model.")
@@ -836,7 +855,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--backend", required=True, help="Backend to train (see `genretag backends`).")
 @data_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs [default: the backend's].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the model and augmentation.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the split, the model and augmentation.")
 @click.option("--augment", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Add N augmented copies (noise, gain, pitch and time shift) of each training clip.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the model here instead of the data dir "
@@ -875,7 +894,7 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, exists=True),
               help="Model file to measure instead of the backend's current one.")
 @data_options
-@click.option("--seed", type=int, help="Split seed [default: the model card's, else 0].")
+@click.option("--seed", type=SEED, help="Split seed [default: the model card's, else 0].")
 @click.option("--all-folds", is_flag=True, help="kfold, artist-kfold: train a fresh model per fold and report "
               "mean ± std (every clip tested once).")
 @click.option("--by", type=click.Choice(["track", "album"]), default="track", show_default=True,

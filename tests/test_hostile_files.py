@@ -187,3 +187,37 @@ def test_config_init_force_never_replaces_a_fifo(fifo: Path) -> None:
     r = CliRunner().invoke(cli, ["--config", str(fifo), "config", "--init", "--force"])
     assert r.exit_code == 1 and "is a FIFO (named pipe), not a file genretag may replace" in one_error(r)
     assert fifo.is_fifo()
+
+
+# -- values: nan, inf, seeds ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["scan", "--timeout", "inf"],  # exited 70 with OverflowError
+    ["scan", "--timeout", "1e300"],
+    ["scan", "--timeout", "nan"],
+    ["scan", "--excerpt", "nan"],
+    ["scan", "--min-confidence", "nan"],
+    ["tag", "--min-confidence", "nan"],
+    ["learn", "--precision", "nan"],
+    ["train", "--backend", "svc", "--seed", "-1"],  # exited 70
+    ["report", "--backend", "svc", "--seed", str(2**32)],
+])  # fmt: skip
+def test_non_finite_numbers_and_bad_seeds_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    paths = [str(tmp_path)] if args[0] in ("scan", "learn") else []
+    r = CliRunner().invoke(cli, [*args, *paths, "--db", str(tmp_path / "none.db")] if args[0] != "train" and
+                           args[0] != "report" else [*args, "--features", str(tmp_path / "none.csv")])
+    assert r.exit_code == 2, r.output
+    assert f"Invalid value for '{args[-2]}'" in one_error(r)
+
+
+@pytest.mark.parametrize("line", ["min-confidence = nan", "excerpt = nan", "timeout = inf", "seed = -1",
+                                  "precision = -nan"])
+def test_non_finite_numbers_in_the_config_file_name_the_file(tmp_path: Path, line: str) -> None:
+    """`min-confidence = nan` was listed as valid by `genretag config`, then `tag` failed without naming the file."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"# defaults\n{line}\n", encoding="utf-8")
+    for command in (["config"], ["show", "--db", str(tmp_path / "none.db")]):
+        r = CliRunner().invoke(cli, ["--config", str(cfg), *command])
+        assert r.exit_code == 1, r.output
+        assert one_error(r).startswith(f"Error: {cfg}: line 2: {line.split()[0]} = "), r.output
