@@ -144,12 +144,15 @@ def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 
 def check_output(path: str | os.PathLike[str], what: str, inputs: Iterable[str | os.PathLike[str] | None] = (),
-                 within: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
+                 within: Iterable[str | os.PathLike[str] | None] = (), stream: bool = False) -> Path:
     """``path`` when genretag may replace it: absent, or a regular file that is none of ``inputs``.
 
     A symlink is judged by what it leads to.  ``within`` are input folders:
     an existing file inside one of them is an input too (a training clip).
-    FileError otherwise, naming the file and why, before anything is written.
+    ``stream``: the output is written into, not renamed over (``export -o``),
+    so a FIFO, terminal or device is where it may go, as for any Unix
+    tool; only the inputs are refused.  FileError otherwise, naming the
+    file and why, before anything is written.
     """
     path = Path(path).expanduser()
     try:
@@ -159,6 +162,8 @@ def check_output(path: str | os.PathLike[str], what: str, inputs: Iterable[str |
     except (OSError, ValueError) as exc:
         raise FileError(path, f"cannot write the {what} there: {getattr(exc, 'strerror', None) or exc}") from None
     if not stat.S_ISREG(info.st_mode):
+        if stream:
+            return path
         raise FileError(path, f"is {_kind(info.st_mode)}, not a file genretag may replace with the {what}")
     here = (info.st_dev, info.st_ino)
     for source in inputs:

@@ -221,3 +221,44 @@ def test_non_finite_numbers_in_the_config_file_name_the_file(tmp_path: Path, lin
         r = CliRunner().invoke(cli, ["--config", str(cfg), *command])
         assert r.exit_code == 1, r.output
         assert one_error(r).startswith(f"Error: {cfg}: line 2: {line.split()[0]} = "), r.output
+
+
+# -- outputs of export, learn and report ------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    from tagger.cache import Cache
+
+    path = tmp_path / "genretag.db"
+    Cache(path, "create").close()
+    return path
+
+
+def test_export_never_truncates_its_own_database(db: Path) -> None:
+    """`export --db x.db -o x.db` truncated the database to a CSV header."""
+    before = db.read_bytes()
+    r = CliRunner().invoke(cli, ["export", "--db", str(db), "-o", str(db)])
+    assert r.exit_code == 1 and one_error(r) == (f"Error: {db}: is one of this command's inputs ({db}); "
+                                                 "write the export elsewhere")
+    assert db.read_bytes() == before
+
+
+def test_learn_refuses_a_chart_over_its_database_before_learning(db: Path) -> None:
+    r = CliRunner().invoke(cli, ["learn", str(db.parent), "--db", str(db), "--plots", str(db)])
+    assert r.exit_code == 1 and "is one of this command's inputs" in one_error(r)
+
+
+def test_report_plots_never_replace_a_fifo(tmp_path: Path, table: Path, backend: str) -> None:  # noqa: F811
+    assert train("--features", str(table), "--json").exit_code == 0
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    fifo = plots / f"{backend}-fault-filtered-confusion.png"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so a regression writes into it instead of hanging
+    try:
+        r = CliRunner().invoke(cli, ["report", "--backend", backend, "--features", str(table), "--plots", str(plots)])
+    finally:
+        os.close(reader)
+    assert r.exit_code == 1 and "is a FIFO (named pipe), not a file genretag may replace with the chart" in one_error(r)
+    assert fifo.is_fifo()

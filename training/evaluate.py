@@ -409,18 +409,24 @@ def write_plots(rows: list[dict[str, Any]], folder: str | os.PathLike[str]) -> l
         import matplotlib.pyplot as plt
     except ImportError:
         raise GenretagError("--plots needs matplotlib: pip install 'genretag[plots]'") from None
+    from tagger.userfiles import check_output
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+
+    def chart(name: str) -> Path:  # savefig opens it for writing: never a FIFO (it would block) or a device
+        return check_output(out / name, "chart")
+
     written = []
     for r in rows:
         if r.get("skipped") or not r.get("confusion"):
             continue
         stem = f"{r['backend']}-{r['protocol']}"
-        written.append(_plot_confusion(plt, r, out / f"{stem}-confusion.png"))
+        written.append(_plot_confusion(plt, r, chart(f"{stem}-confusion.png")))
         if r.get("history"):
-            written.append(_plot_history(plt, r, out / f"{r['backend']}-curves.png"))
+            written.append(_plot_history(plt, r, chart(f"{r['backend']}-curves.png")))
         if (r.get("precision_coverage") or {}).get("curve"):
-            written.append(_plot_precision_coverage(plt, r, out / f"{stem}-precision-coverage.png"))
+            written.append(_plot_precision_coverage(plt, r, chart(f"{stem}-precision-coverage.png")))
     return [str(p) for p in written]
 
 
