@@ -36,6 +36,7 @@ from . import albums, multilabel, tags, userfiles, vocabulary
 from .cache import Cache, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
+from .outputs import MAX_GENRE, acceptable_label
 from .progress import Progress
 from .tags import TagError
 from .track import TagWrite, Track
@@ -117,8 +118,9 @@ def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
                 items.append((label, name))
     out: dict[str, str | None] = {}
     for label, name in items:
-        if not isinstance(name, (str, type(None))) or "\0" in (name or ""):
-            raise FileError(path, f"genre map value for {label!r} must be a name, empty or null")
+        if not isinstance(name, (str, type(None))) or (name and name.strip() and not acceptable_label(name.strip())):
+            raise FileError(path, f"genre map value for {label!r} must be a name (at most {MAX_GENRE} printable "
+                                  "characters), empty or null")
         out[str(label).strip().casefold()] = (name or "").strip() or None
     return out
 
@@ -194,6 +196,9 @@ def propose(row: Track, opts: TagOptions,
         return [], BELOW, f"confidence {conf:.2f} < {opts.min_confidence:.2f}"
     names: list[str] = []
     for label, p in best:
+        if not acceptable_label(label):  # cached before backends' labels were checked (tagger.outputs)
+            shown = repr(label if len(label) <= 40 else label[:40] + "...")
+            return [], ERROR, f"cached genre {shown} is not a label a tag may hold; rescan with --force"
         name = display_name(label, opts.genre_map)
         if p < opts.min_confidence or not name:
             continue
