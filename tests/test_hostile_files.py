@@ -262,3 +262,22 @@ def test_report_plots_never_replace_a_fifo(tmp_path: Path, table: Path, backend:
         os.close(reader)
     assert r.exit_code == 1 and "is a FIFO (named pipe), not a file genretag may replace with the chart" in one_error(r)
     assert fifo.is_fifo()
+
+
+def test_training_analysis_cache_skips_a_fifo(tmp_path: Path, fifo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO in the training cache folder: analysed again, not read (a read would block training)."""
+    import threading
+
+    import training.dataset as dataset
+
+    monkeypatch.setattr(dataset, "cache_dir", lambda: tmp_path)
+    os.rename(fifo, tmp_path / "key.npy")
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(dataset._load_cached("key")), daemon=True)
+    reader.start()
+    reader.join(10)
+    blocked = reader.is_alive()
+    if blocked:  # a regression: give the blocked reader its end of file, so the test ends
+        os.close(os.open(tmp_path / "key.npy", os.O_WRONLY))
+        reader.join(10)
+    assert not blocked and got == [None]
