@@ -103,8 +103,13 @@ def load(group: click.Group, explicit: str | os.PathLike[str] | None = None) -> 
 
 def read_text(path: Path, required: bool) -> str | None:
     """The file's text, checked to be a small regular UTF-8 file; None when absent and not required."""
-    if not required and not os.path.lexists(path):
-        return None
+    if not required:
+        try:
+            os.stat(path)
+        except FileNotFoundError:  # no default config file (or a dangling link to one): built-in defaults
+            return None
+        except OSError:
+            pass  # read_text names the reason
     return userfiles.read_text(path, "config file", MAX_BYTES)
 
 

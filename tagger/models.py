@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -377,20 +378,25 @@ def save_model(backend: Backend, card: dict[str, Any], out: str | os.PathLike[st
     else:
         path = check_out(out)  # again, just before writing: train checked it with its inputs before any work
         path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside its place under a temporary name with the same suffix (Keras wants it), then
-    # renamed: a plugin's failing save leaves neither a half-written model nor a damaged older one.
+    # Model and card are both written beside their places under temporary names (the model's with its suffix:
+    # Keras wants it), then renamed one after the other: a plugin's failing save or a full disk leaves neither
+    # a half-written model nor a damaged older one, and a card is never written without its model.
     tmp_model = path.with_name(f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes[-1:])}")
+    tmp_card: str | None = None
     try:
         with plugin_call(backend, "save"):
             backend.save(tmp_model)
+        card = dict(card, id=file_id(tmp_model), file=path.name)
+        fd, tmp_card = tempfile.mkstemp(prefix=f".{card_path(path).name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(card, indent=2, sort_keys=True) + "\n")
         os.replace(tmp_model, path)
+        os.replace(tmp_card, card_path(path))
     except BaseException:
         tmp_model.unlink(missing_ok=True)
+        if tmp_card is not None:
+            Path(tmp_card).unlink(missing_ok=True)
         raise
-    card = dict(card, id=file_id(path), file=path.name)
-    tmp = card_path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, card_path(path))
     if out is None and make_current:
         set_current(backend.name, path)
     return path

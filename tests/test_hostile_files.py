@@ -183,6 +183,27 @@ def test_train_out_replaces_its_own_earlier_model_and_card(tmp_path: Path, table
     assert card["file"] == "model.npz" and out.is_file()
 
 
+def test_a_failure_before_the_card_is_written_leaves_the_earlier_model_and_card(
+        tmp_path: Path, table: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Model and card are renamed into place together: a read error while hashing the new model for its card
+    replaces neither (it left a new model beside the old card)."""
+    import errno
+
+    import tagger.models
+
+    out = tmp_path / "model.npz"
+    assert train("--features", str(table), "--out", str(out), "--json").exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+    def unreadable(path: object) -> str:
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+
+    monkeypatch.setattr(tagger.models, "file_id", unreadable)
+    r = train("--features", str(table), "--out", str(out), "--split", "kfold", "--k", "3")  # another model
+    assert r.exit_code == 1 and one_error(r).endswith(os.strerror(errno.EIO))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # no temporary left either
+
+
 def test_config_init_force_never_replaces_a_fifo(fifo: Path) -> None:
     r = CliRunner().invoke(cli, ["--config", str(fifo), "config", "--init", "--force"])
     assert r.exit_code == 1 and "is a FIFO (named pipe), not a file genretag may replace" in one_error(r)
