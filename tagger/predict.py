@@ -15,7 +15,7 @@ import numpy as np
 
 from .inputs import stack
 from .models import Model
-from .outputs import checked_proba
+from .outputs import PLUGIN_FAILURES, check_probabilities, failure_text
 
 
 def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -23,7 +23,7 @@ def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
     if min(counts) == 0:
         raise ValueError("a track has no 3 s slices")
     # The checks train and report apply too (tagger.outputs): shape, finite, rows summing to 1.
-    probs = checked_proba(model.backend, X)
+    probs = check_probabilities(model.backend, model.backend.predict_proba(X), len(X))
     if len(X) == len(inputs):  # one row per track: the rows are the tracks' probabilities
         return list(probs)
     return list(track_probabilities(probs, np.repeat(np.arange(len(counts)), counts), len(counts)))
@@ -50,9 +50,9 @@ def predict_tracks(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
     model.load()  # a model that cannot load is no track's fault: its ModelError ends the scan
     try:
         return list(_predict_group(model, inputs))
-    except Exception as exc:
+    except PLUGIN_FAILURES as exc:  # a backend's sys.exit() too: that track's error (issue 22)
         if len(inputs) == 1:
-            return [f"prediction failed: {type(exc).__name__}: {exc}"]
+            return [f"prediction failed: {failure_text(exc)}"]
     return [r for x in inputs for r in predict_tracks(model, [x])]
 
 

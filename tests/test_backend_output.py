@@ -269,7 +269,7 @@ def test_scan_prediction_survives_a_backend_that_exits(table, registry):
     assert run("train", "--backend", name, "--features", str(table), "--json").exit_code == 0
     registry(faulty(name, "predict-exits"))
     out = predict_tracks(load_model(name), [np.zeros(len(FEATURE_NAMES))] * 2)
-    assert out == [f"prediction failed: BackendError: backend '{name}': predict_proba failed: it called sys.exit(4)"] * 2
+    assert out == ["prediction failed: it called sys.exit(4)"] * 2
 
 
 def test_a_saved_model_with_a_label_no_tag_may_hold_is_refused_at_load(table, home, registry):
