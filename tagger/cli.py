@@ -88,6 +88,14 @@ def _open_cache(db_path: str | None, mode: str) -> Any:
     return Cache(db_path or default_db_path(), mode)
 
 
+def _check_output(path: str, what: str, db_path: str | None, stream: bool = False) -> None:
+    """Refuse an output over the command's database (or a FIFO or device; tagger.userfiles.check_output)."""
+    from .paths import default_db_path
+    from .userfiles import check_output
+
+    check_output(path, what, inputs=[db_path or default_db_path()], stream=stream)
+
+
 def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--model", "model_path", type=click.Path(dir_okay=False),
                       help="Model file to use instead of the backend's current one.")(fn)
@@ -555,12 +563,10 @@ def export(paths: tuple[str, ...], db_path: str | None, fmt: str, output: Any, s
     Example:
         genretag export --format csv -o genres.csv
     """
-    from .paths import default_db_path
     from .records import export_rows
-    from .userfiles import check_output
 
     if output.name != "-":  # opened lazily, at the first row: `-o` naming the database would have truncated it
-        check_output(output.name, "export", inputs=[db_path or default_db_path()], stream=True)
+        _check_output(output.name, "export", db_path, stream=True)
     with _open_cache(db_path, "read") as cache:
         export_rows(cache, cache.records(paths, status=status), output, fmt, with_features=with_features)
 
@@ -739,11 +745,9 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
     from . import ui
     from .learn import LearnOptions, plot
     from .learn import learn as run_learn
-    from .paths import default_db_path
-    from .userfiles import check_output
 
     if plots:  # before minutes of cross-validation: never the database, a FIFO or a device
-        check_output(plots, "chart", inputs=[db_path or default_db_path()])
+        _check_output(plots, "chart", db_path)
     cache = _open_cache(db_path, "read")
     try:
         def step(what: str) -> None:
