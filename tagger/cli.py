@@ -89,11 +89,13 @@ def _open_cache(db_path: str | None, mode: str) -> Any:
 
 
 def _check_output(path: str, what: str, db_path: str | None, stream: bool = False) -> None:
-    """Refuse an output over the command's database (or a FIFO or device; tagger.userfiles.check_output)."""
+    """Refuse an output over the database or the config file (or a FIFO or device; tagger.userfiles.check_output)."""
+    from .config import config_path
     from .paths import default_db_path
     from .userfiles import check_output
 
-    check_output(path, what, inputs=[db_path or default_db_path()], stream=stream)
+    config_file = click.get_current_context().find_root().params.get("config_file")
+    check_output(path, what, inputs=[db_path or default_db_path(), config_path(config_file)], stream=stream)
 
 
 def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -893,6 +895,8 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 
     from . import ui
 
+    if out:  # the feature table, the data folders and the card beside it: training.train checks those
+        _check_output(out, "model", None)
     opts = TrainOptions(backend, data or None, features, split, fold or 0, k, epochs, seed, augment, out, jobs)
     result = _with_progress("Analysing", progress, run_train, opts, on_epoch=None if as_json else print_epoch)
     if as_json:

@@ -302,3 +302,23 @@ def test_training_analysis_cache_skips_a_fifo(tmp_path: Path, fifo: Path, monkey
         os.close(os.open(tmp_path / "key.npy", os.O_WRONLY))
         reader.join(10)
     assert not blocked and got == [None]
+
+
+@pytest.mark.parametrize("command", [["train", "--backend", "svc", "--features", "CSV", "--out"],
+                                     ["export", "-o"], ["learn", ".", "--plots"]])
+@pytest.mark.parametrize("target", ["config", "database"])
+def test_no_output_over_the_config_file_or_the_database(tmp_path: Path, table: Path, command: list[str],  # noqa: F811
+                                                        target: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg, db = home / "config.toml", home / "genretag.db"
+    cfg.write_text("# nothing yet\n", encoding="utf-8")
+    from tagger.cache import Cache
+
+    Cache(db, "create").close()
+    before = {p: p.read_bytes() for p in (cfg, db)}
+    victim = cfg if target == "config" else db
+    args = [str(table) if a == "CSV" else a for a in command]
+    r = CliRunner().invoke(cli, [*args, str(victim)], env={"GENRETAG_HOME": str(home)})
+    assert r.exit_code == 1 and f"is one of this command's inputs ({victim})" in one_error(r)
+    assert {p: p.read_bytes() for p in (cfg, db)} == before
