@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tagger.errors import ModelError
+from tagger import userfiles
+from tagger.errors import FileError, ModelError
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -91,10 +92,10 @@ class MusicnnNet:
     def load(cls, path: Path | None = None) -> MusicnnNet:
         """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete."""
         path = Path(path) if path is not None else WEIGHTS
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(path, f"cannot read the musicnn weights: {exc.strerror or exc}") from None
+        try:  # a regular file of bounded size, as every input (tagger.userfiles)
+            data = userfiles.read_bytes(path, "musicnn weights file", userfiles.MODEL_LIMIT)
+        except FileError as exc:
+            raise ModelError(path, exc.reason) from None
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}

@@ -38,6 +38,25 @@ EXIT_INTERRUPTED = 130
 DEBUG_ENV = "GENRETAG_DEBUG"
 
 
+class Finite(click.FloatRange):
+    """A FloatRange that refuses nan and inf too: click's own lets ``nan`` through any range and ``inf`` above
+    an open end, and the config file goes through the same type, so both places refuse them (issue 22)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: Seeds of the split, model and augmentation: NumPy's legacy seeding takes 0 to 2**32 - 1 only.
+SEED = click.IntRange(0, 2**32 - 1)
+#: The longest --timeout: a week per file is already "no limit"; larger values overflowed the waits (issue 22).
+MAX_TIMEOUT = 7 * 24 * 3600.0
+
+
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn GenretagError into one clean ``Error:`` line (exit 1); GENRETAG_DEBUG=1 prints its traceback first."""
 
@@ -69,6 +88,16 @@ def _open_cache(db_path: str | None, mode: str) -> Any:
     return Cache(db_path or default_db_path(), mode)
 
 
+def _check_output(path: str, what: str, db_path: str | None, stream: bool = False) -> None:
+    """Refuse an output over the database or the config file (or a FIFO or device; tagger.userfiles.check_output)."""
+    from .config import config_path
+    from .paths import default_db_path
+    from .userfiles import check_output
+
+    config_file = click.get_current_context().find_root().params.get("config_file")
+    check_output(path, what, inputs=[db_path or default_db_path(), config_path(config_file)], stream=stream)
+
+
 def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--model", "model_path", type=click.Path(dir_okay=False),
                       help="Model file to use instead of the backend's current one.")(fn)
@@ -86,7 +115,7 @@ TAG_OPTIONS = [
     click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
                  help="Write up to N genres, most likely first [default: 1; a model from `genretag learn`: "
                       "every genre reaching its own threshold]."),
-    click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P",
+    click.option("--min-confidence", type=Finite(0, 1), default=None, metavar="P",
                  help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
                       "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
     click.option("--from-tags", is_flag=True, help="Write the backend's genre-like tags (e.g. musicnn's "
@@ -201,9 +230,10 @@ class _Group(click.Group):
         """
         try:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        except Exception as exc:
-            if not standalone_mode:  # a caller that asked for exceptions gets them
-                raise
+        except (Exception, SystemExit) as exc:
+            # A backend's own sys.exit() is a plugin's bug like any exception (issue 22); genretag's is not.
+            if not standalone_mode or (isinstance(exc, SystemExit) and _raising_backend(exc) is None):
+                raise  # a caller that asked for exceptions gets them
             _show_traceback(exc)
             message, code = _describe_unexpected(exc)
             click.echo(f"Error: {message}", err=True)
@@ -221,7 +251,7 @@ def _show_traceback(exc: BaseException) -> None:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
 
 
-def _describe_unexpected(exc: Exception) -> tuple[str, int]:
+def _describe_unexpected(exc: BaseException) -> tuple[str, int]:
     """The ``Error:`` text and exit code for an exception no command handled.
 
     An OSError that carries an errno (disk full, permission denied on the
@@ -239,7 +269,7 @@ def _describe_unexpected(exc: Exception) -> tuple[str, int]:
         ours = distribution == "genretag"  # a built-in backend
         where = f" in backend {name!r}" + (f" (package {distribution})" if distribution and not ours else "")
         whose = "genretag" if ours else "that backend"
-    text = f": {exc}" if str(exc) else ""
+    text = f": it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f": {exc}" if str(exc) else ""
     hint = "traceback above" if _debug() else f"run with {DEBUG_ENV}=1 for the traceback"
     return f"unexpected {type(exc).__name__}{where}{text} (a bug in {whose}; {hint})", EXIT_BUG
 
@@ -307,15 +337,15 @@ def _asks_for_help(ctx: click.Context) -> bool:
 @db_option
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
               help="Worker processes [default: all cores]; 0 analyses in this process.")
-@click.option("--excerpt", type=click.FloatRange(min=0), default=DEFAULT_EXCERPT, show_default=True,
+@click.option("--excerpt", type=Finite(min=0), default=DEFAULT_EXCERPT, show_default=True,
               help="Seconds analysed from the middle of each file; 0 for the whole file.")
 @click.option("--force", is_flag=True, help="Re-analyse every file, cached or not.")
 @click.option("--retry-failed", is_flag=True, help="Try again files that failed before and have not changed.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (name or relative path); repeatable.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching; repeatable.")
 @click.option("--hidden", is_flag=True, help="Also scan hidden files and folders.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Seconds one file may take before its worker is stopped; 0 for none.")
+@click.option("--timeout", type=Finite(0, MAX_TIMEOUT), default=300.0, show_default=True,
+              help="Seconds one file may take before its worker is stopped (at most a week); 0 for none.")
 @click.option("--scheduler", metavar="ADDRESS", help="Run analysis on an existing Dask cluster (tcp://host:8786).")
 @click.option("--cluster", type=click.Choice(["local"]), help="Start a local Dask cluster for the analysis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -540,6 +570,8 @@ def export(paths: tuple[str, ...], db_path: str | None, fmt: str, output: Any, s
     """
     from .records import export_rows
 
+    if output.name != "-":  # opened lazily, at the first row: `-o` naming the database would have truncated it
+        _check_output(output.name, "export", db_path, stream=True)
     with _open_cache(db_path, "read") as cache:
         export_rows(cache, cache.records(paths, status=status), output, fmt, with_features=with_features)
 
@@ -688,7 +720,7 @@ def _fmt_value(value: Any) -> str:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @db_option
-@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+@click.option("--precision", type=Finite(0, 1, min_open=True), default=0.9, show_default=True,
               metavar="P", help="Target precision: a genre is learnable when its threshold reaches it at a 90% "
               "lower bound in cross-validation, and held out (on artists that did not choose it) within 0.05.")
 @click.option("--dry-run", is_flag=True, help="Measure and report only; save no model.")
@@ -719,6 +751,8 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
     from .learn import LearnOptions, plot
     from .learn import learn as run_learn
 
+    if plots:  # before minutes of cross-validation: never the database, a FIFO or a device
+        _check_output(plots, "chart", db_path)
     cache = _open_cache(db_path, "read")
     try:
         def step(what: str) -> None:
@@ -838,7 +872,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--backend", required=True, help="Backend to train (see `genretag backends`).")
 @data_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs [default: the backend's].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the model and augmentation.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the split, the model and augmentation.")
 @click.option("--augment", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Add N augmented copies (noise, gain, pitch and time shift) of each training clip.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the model here instead of the data dir "
@@ -864,6 +898,8 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 
     from . import ui
 
+    if out:  # the feature table, the data folders and the card beside it: training.train checks those
+        _check_output(out, "model", None)
     opts = TrainOptions(backend, data or None, features, split, fold or 0, k, epochs, seed, augment, out, jobs)
     result = _with_progress("Analysing", progress, run_train, opts, on_epoch=None if as_json else print_epoch)
     if as_json:
@@ -877,7 +913,7 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, exists=True),
               help="Model file to measure instead of the backend's current one.")
 @data_options
-@click.option("--seed", type=int, help="Split seed [default: the model card's, else 0].")
+@click.option("--seed", type=SEED, help="Split seed [default: the model card's, else 0].")
 @click.option("--all-folds", is_flag=True, help="kfold, artist-kfold: train a fresh model per fold and report "
               "mean ± std (every clip tested once).")
 @click.option("--by", type=click.Choice(["track", "album"]), default="track", show_default=True,

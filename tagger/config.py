@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import stat
 import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -31,6 +30,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from . import userfiles
 from .errors import FileError
 from .paths import default_config_path
 
@@ -96,34 +96,21 @@ def load(group: click.Group, explicit: str | os.PathLike[str] | None = None) -> 
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FileError(path, f"not valid TOML: {exc}") from None
+    except RecursionError:  # arrays nested thousands deep fit in far less than MAX_BYTES
+        raise FileError(path, "not valid TOML: nested too deeply to read") from None
     return Config(path, True, list(_settings(group, doc, text, path)))
 
 
 def read_text(path: Path, required: bool) -> str | None:
     """The file's text, checked to be a small regular UTF-8 file; None when absent and not required."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        if required:
-            raise FileError(path, "config file not found") from None
-        return None
-    except OSError as exc:
-        raise FileError(path, f"cannot read the config file: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):  # a directory, FIFO or device: never opened (a FIFO would block)
-        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise FileError(path, f"the config file is {kind}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise FileError(path, f"cannot read the config file: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise FileError(path, f"the config file is larger than {MAX_BYTES // 1024} KiB; it should be a few lines")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise FileError(path, f"line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8") from None
+    if not required:
+        try:
+            os.stat(path)
+        except FileNotFoundError:  # no default config file (or a dangling link to one): built-in defaults
+            return None
+        except OSError:
+            pass  # read_text names the reason
+    return userfiles.read_text(path, "config file", MAX_BYTES)
 
 
 # ---------------------------------------------------------------------------
@@ -365,6 +352,7 @@ def write_example(group: click.Group, path: Path, force: bool = False) -> Path:
     """Write :func:`example` to ``path``; an existing file is replaced only with ``force`` (atomically)."""
     if not force and (path.exists() or path.is_symlink()):
         raise FileError(path, "a config file is already there; --force replaces it")
+    userfiles.check_output(path, "example config file")  # --force replaces a file, never a FIFO or device
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)

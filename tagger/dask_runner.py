@@ -230,6 +230,9 @@ class DaskRunner:
                 self._local = local_cluster(self.workers)
                 self._client = distributed.Client(self._local, set_as_default=False)
             else:
+                # Checked first: a Client given an address it cannot parse is left half-built, and its __del__
+                # then hung 60 s and printed a TimeoutError traceback after our Error line (issue 22).
+                distributed.comm.resolve_address(self.scheduler)
                 self._client = distributed.Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
                 self._client.wait_for_workers(1, timeout=self.connect_timeout)
         except (OSError, ValueError) as exc:

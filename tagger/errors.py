@@ -34,6 +34,10 @@ class ModelError(FileError):
     """A model file is missing, corrupt, or does not match the pipeline."""
 
 
+class NoModelError(ModelError):
+    """A backend has no model at all: never trained, and none shipped."""
+
+
 class DatabaseError(GenretagError):
     """The database cannot be opened or used as asked (missing, foreign, read-only, locked, corrupt)."""
 

@@ -64,6 +64,7 @@ import numpy as np
 from . import abstain, tags, vocabulary
 from .cache import Cache
 from .errors import GenretagError
+from .outputs import acceptable_label
 
 BACKEND = "musicnn"
 #: A genre is measured when it has at least this many files ...
@@ -156,8 +157,8 @@ def collect(cache: Cache, paths: Sequence[str], front_end: str) -> Examples:
         own: list[str] = []
         for value in tags.split_genres(meta.genres):
             key = genre_key(value)
-            if not key:
-                continue  # nothing but punctuation: no genre
+            if not key or not acceptable_label(key) or not acceptable_label(value.strip()):
+                continue  # nothing but punctuation (no genre), or no label a model may hold (tagger.outputs)
             if key in added.get(track.path, ()):
                 out.own_writes += 1
                 continue

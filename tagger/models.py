@@ -20,16 +20,19 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import inputs
+from . import inputs, userfiles
 from .backends import Backend, FrontEnd, Needs, backend_info, get_backend
-from .errors import BackendError, ModelError
+from .errors import BackendError, FileError, ModelError, NoModelError
 from .features import preprocessing
+from .outputs import PLUGIN_FAILURES, check_genres, failure_text, plugin_call
 from .paths import models_dir
 
 CURRENT = "current"
@@ -43,7 +46,7 @@ def card_path(model_path: Path) -> Path:
 def file_id(path: Path) -> str:
     """A short content hash: the model id stored with every cached result."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with userfiles.open_input(path, "model file", userfiles.MODEL_LIMIT) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
@@ -148,8 +151,7 @@ def resolve_model_path(backend: str, explicit: str | os.PathLike[str] | None = N
     """The model file a backend should use, by the precedence in the module docstring."""
     if explicit:
         path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ModelError(path, "model file not found")
+        _checked_model_file(path)
         return path.resolve()
     target = current_target(backend)
     if target is not None:
@@ -157,7 +159,7 @@ def resolve_model_path(backend: str, explicit: str | os.PathLike[str] | None = N
     shipped = backend_info(backend).cls.default_model()  # type: ignore[union-attr]  # raises when there is none
     if shipped and Path(shipped).is_file():
         return Path(shipped)
-    raise ModelError(
+    raise NoModelError(
         models_dir() / backend,
         f"no trained model for backend {backend!r}: run `genretag train --backend {backend}`",
     )
@@ -176,9 +178,9 @@ def current_target(backend: str) -> Path | None:
     if not pointer.is_file():
         return None
     try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(pointer, f"unreadable model pointer: {exc}") from None
+        name = userfiles.read_text(pointer, "model pointer").strip()
+    except FileError as exc:
+        raise ModelError(pointer, exc.reason) from None
     if not name:
         raise ModelError(pointer, "model pointer is empty; run `genretag models use ID` or train again")
     if "\0" in name or Path(name).is_absolute() or ".." in Path(name).parts:
@@ -198,12 +200,12 @@ def current_target(backend: str) -> Path | None:
 def read_card(model_path: Path) -> dict[str, Any]:
     """The model's card; ModelError when missing or not valid JSON."""
     path = card_path(model_path)
+    if not os.path.lexists(path):
+        raise ModelError(model_path, f"no model card (expected {path.name} beside it)")
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(model_path, f"no model card (expected {path.name} beside it)") from None
-    except (OSError, ValueError) as exc:
-        raise ModelError(path, f"unreadable model card: {exc}") from None
+        card = userfiles.read_json(path, "model card", userfiles.CARD_LIMIT)
+    except FileError as exc:
+        raise ModelError(path, exc.reason) from None
     if not isinstance(card, dict):
         raise ModelError(path, "model card is not a JSON object")
     return card
@@ -214,6 +216,7 @@ def check_card(card: dict[str, Any], backend: str, input_kind: str, model_path: 
     """Refuse a model trained for another backend, with other preprocessing or on another front end."""
     if card.get("backend") != backend:
         raise ModelError(model_path, f"model is for backend {card.get('backend')!r}, not {backend!r}")
+    _check_labels(model_path, backend, card.get("genres"))
     theirs = card.get("preprocessing") or {}
     ours = preprocessing()
     diff = [
@@ -245,6 +248,8 @@ def open_model(backend: str, path: str | os.PathLike[str] | None = None) -> Mode
     check_card(card, backend, cls.input_kind, model_path, fe)
     try:
         digest = file_id(model_path)
+    except FileError as exc:
+        raise ModelError(model_path, exc.reason) from None
     except OSError as exc:
         raise ModelError(model_path, f"cannot read model file: {exc.strerror or exc}") from None
     ident = digest + (f" {info.distribution}=={info.version}" if info.distribution else "")
@@ -273,19 +278,38 @@ def _intact(cls: type[Backend], path: Path, card: dict[str, Any], digest: str) -
         return False
     except ModelError:
         raise
-    except Exception as exc:
-        raise ModelError(path, f"corrupt or unreadable model file ({type(exc).__name__}: {exc})") from None
+    except PLUGIN_FAILURES as exc:
+        raise ModelError(path, f"corrupt or unreadable model file ({failure_text(exc)})") from None
     return True
 
 
+def _check_labels(model_path: Path, backend: Any, genres: Any) -> None:
+    """ModelError unless ``genres`` are labels a tag can hold (tagger.outputs.check_genres): no NUL, newline or escape."""
+    if genres:
+        try:
+            check_genres(backend, genres)
+        except BackendError as exc:
+            raise ModelError(model_path, str(exc)) from None
+
+
+def _checked_model_file(path: Path) -> None:
+    """ModelError unless ``path`` is a regular file of bounded size (tagger.userfiles), before any loader opens it."""
+    try:
+        userfiles.check_input(path, "model file", userfiles.MODEL_LIMIT)
+    except FileError as exc:
+        raise ModelError(path, exc.reason) from None
+
+
 def _load_backend(cls: type[Backend], model_path: Path, card: dict[str, Any]) -> Backend:
+    _checked_model_file(model_path)
     try:
         instance = cls.load(model_path)
     except ModelError:
         raise
-    except Exception as exc:  # corrupt, truncated or foreign files fail in many ways
-        raise ModelError(model_path, f"corrupt or unreadable model file ({type(exc).__name__}: {exc})") from None
+    except PLUGIN_FAILURES as exc:  # corrupt, truncated or foreign files fail in many ways
+        raise ModelError(model_path, f"corrupt or unreadable model file ({failure_text(exc)})") from None
     genres = list(getattr(instance, "genres_", []) or [])
+    _check_labels(model_path, instance, genres)
     if card.get("genres") and list(card["genres"]) != genres:
         raise ModelError(model_path, "genres in the model file differ from its card")
     if not genres:
@@ -323,6 +347,33 @@ def make_card(backend: Backend, **sections: Any) -> dict[str, Any]:
     return card
 
 
+def check_out(out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None] = (),
+              within: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
+    """Where ``train --out`` may write a model and its card; FileError naming the file that forbids it.
+
+    Neither may be a directory, FIFO or device, nor one of the command's
+    ``inputs`` or a file inside its input folders ``within``
+    (tagger.userfiles.check_output).  The card beside the model
+    (``<stem>.card.json``) is replaced only together with the model it
+    describes: a card there that names another file is someone else's.
+    """
+    path = userfiles.check_output(out, "model", inputs, within)
+    card = card_path(path)
+    if card.name == path.name:
+        raise FileError(path, "is named like a model card; give the model its backend's suffix (model.joblib, ...)")
+    userfiles.check_output(card, "model card", inputs, within)
+    if os.path.lexists(card):
+        try:
+            owner = userfiles.read_json(card, "model card", userfiles.CARD_LIMIT)
+        except FileError:
+            owner = None
+        named = owner.get("file") if isinstance(owner, dict) else None
+        if named != path.name:
+            whose = f"the card of {named}" if isinstance(named, str) else "not a card of this model"
+            raise FileError(card, f"is {whose}; training to {path.name} would replace it: give another --out")
+    return path
+
+
 def save_model(backend: Backend, card: dict[str, Any], out: str | os.PathLike[str] | None = None,
                *, make_current: bool = True) -> Path:
     """Write model and card; unless ``out`` is given, into the data dir as the current model.
@@ -340,21 +391,27 @@ def save_model(backend: Backend, card: dict[str, Any], out: str | os.PathLike[st
             n += 1
             path = folder / f"{backend.name}-{stamp}-{n}{backend.model_suffix}"
     else:
-        path = Path(out).expanduser()
+        path = check_out(out)  # again, just before writing: train checked it with its inputs before any work
         path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside its place under a temporary name with the same suffix (Keras wants it), then
-    # renamed: a plugin's failing save leaves neither a half-written model nor a damaged older one.
+    # Model and card are both written beside their places under temporary names (the model's with its suffix:
+    # Keras wants it), then renamed one after the other: a plugin's failing save or a full disk leaves neither
+    # a half-written model nor a damaged older one, and a card is never written without its model.
     tmp_model = path.with_name(f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes[-1:])}")
+    tmp_card: str | None = None
     try:
-        backend.save(tmp_model)
+        with plugin_call(backend, "save"):
+            backend.save(tmp_model)
+        card = dict(card, id=file_id(tmp_model), file=path.name)
+        fd, tmp_card = tempfile.mkstemp(prefix=f".{card_path(path).name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(card, indent=2, sort_keys=True) + "\n")
         os.replace(tmp_model, path)
-    except Exception as exc:
+        os.replace(tmp_card, card_path(path))
+    except BaseException:
         tmp_model.unlink(missing_ok=True)
-        raise BackendError(f"backend {backend.name!r}: save failed: {type(exc).__name__}: {exc}") from None
-    card = dict(card, id=file_id(path), file=path.name)
-    tmp = card_path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, card_path(path))
+        if tmp_card is not None:
+            Path(tmp_card).unlink(missing_ok=True)
+        raise
     if out is None and make_current:
         set_current(backend.name, path)
     return path
@@ -456,8 +513,8 @@ def _trained_models(backend: str) -> list[tuple[Path, dict[str, Any]]]:
     found = []
     for card_file in sorted(folder.glob("*.card.json")) if folder.is_dir() else []:
         try:
-            card = json.loads(card_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            card = userfiles.read_json(card_file, "model card", userfiles.CARD_LIMIT)
+        except FileError:
             continue  # a half-written or foreign file is not a model
         name = card.get("file") if isinstance(card, dict) else None
         if not isinstance(name, str) or Path(name).name != name or card.get("backend") != backend:

@@ -11,20 +11,61 @@ reason everywhere, before any figure is computed or any model saved.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from .errors import BackendError
+from .errors import BackendError, GenretagError
 
+#: The longest genre label a backend may have: it goes into tags, tables and file names' neighbours.
+MAX_GENRE = 100
 #: How far a row of probabilities may sum from 1 (float32 softmax is off by ~1e-7).
 SUM_TOLERANCE = 1e-3
 
 
+#: What a backend's code may raise that must not end genretag as it would: any exception, and sys.exit()
+#: (a plugin's sys.exit(4) ended genretag with exit 4 and no message, issue 22).  Ctrl-C still stops.
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
+
 def backend_name(backend: Any) -> str:
-    """The name a user knows the backend by, for error messages."""
+    """The name a user knows the backend by, for error messages (``backend`` may be that name already)."""
+    if isinstance(backend, str):
+        return backend
     return str(getattr(backend, "name", None) or type(backend).__name__)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What went wrong inside a backend's code, for an error line: the exception, or the sys.exit it called."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def plugin_call(backend: Any, what: str) -> Iterator[None]:
+    """Run a backend's ``what`` (fit, predict_proba, ...): whatever it raises or exits with becomes a BackendError.
+
+    The error names the backend (class or instance) and the method; a
+    GenretagError the backend raised on purpose passes unchanged.
+    """
+    try:
+        yield
+    except GenretagError:
+        raise
+    except PLUGIN_FAILURES as exc:  # third-party code fails in any way; the user gets one line, not a traceback
+        raise BackendError(f"backend {backend_name(backend)!r}: {what} failed: {failure_text(exc)}") from None
+
+
+def acceptable_label(genre: str) -> bool:
+    """Whether ``genre`` can be a genre label: at most MAX_GENRE printable characters, no outer spaces.
+
+    Labels end up in tags, tables and terminals: a NUL, newline or escape
+    sequence in one made ``tag`` crash (issue 22), so none is accepted.
+    """
+    return 0 < len(genre) <= MAX_GENRE and genre.isprintable() and genre == genre.strip()
 
 
 def check_genres(backend: Any, genres: Any = None) -> list[str]:
@@ -43,6 +84,10 @@ def check_genres(backend: Any, genres: Any = None) -> list[str]:
     for genre in out:
         if not isinstance(genre, str) or not genre:
             raise BackendError(f"backend {name!r}: genres_ must hold non-empty strings, got {genre!r}")
+        if not acceptable_label(genre):
+            shown = repr(genre if len(genre) <= 40 else genre[:40] + "...")
+            raise BackendError(f"backend {name!r}: genres_ holds {shown}: a genre is at most {MAX_GENRE} printable "
+                               "characters, without control characters (newlines, NUL, escapes) or outer spaces")
         if genre in seen:
             raise BackendError(f"backend {name!r}: genres_ lists {genre!r} twice")
         seen.add(genre)
@@ -91,11 +136,6 @@ def check_probabilities(backend: Any, probs: Any, rows: int, genres: Any = None)
 
 def checked_proba(backend: Any, X: np.ndarray) -> np.ndarray:
     """``backend.predict_proba(X)``, checked; an exception inside the backend becomes BackendError too."""
-    try:
+    with plugin_call(backend, "predict_proba"):
         probs = backend.predict_proba(X)
-    except BackendError:
-        raise
-    except Exception as exc:  # third-party code fails in any way; the user gets one line, not a traceback
-        raise BackendError(f"backend {backend_name(backend)!r}: predict_proba failed: "
-                           f"{type(exc).__name__}: {exc}") from None
     return check_probabilities(backend, probs, len(X))

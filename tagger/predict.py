@@ -15,7 +15,7 @@ import numpy as np
 
 from .inputs import stack
 from .models import Model
-from .outputs import check_probabilities
+from .outputs import PLUGIN_FAILURES, check_probabilities, failure_text
 
 
 def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -50,9 +50,9 @@ def predict_tracks(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
     model.load()  # a model that cannot load is no track's fault: its ModelError ends the scan
     try:
         return list(_predict_group(model, inputs))
-    except Exception as exc:
+    except PLUGIN_FAILURES as exc:  # a backend's sys.exit() too: that track's error (issue 22)
         if len(inputs) == 1:
-            return [f"prediction failed: {type(exc).__name__}: {exc}"]
+            return [f"prediction failed: {failure_text(exc)}"]
     return [r for x in inputs for r in predict_tracks(model, [x])]
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -39,10 +38,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from . import albums, multilabel, tags, vocabulary
+from . import albums, multilabel, tags, userfiles, vocabulary
 from .cache import Cache, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
+from .outputs import MAX_GENRE, acceptable_label
 from .progress import Progress
 from .tags import TagError
 from .track import TagWrite, Track
@@ -115,16 +115,13 @@ def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
     Keys are stored case-folded; blank lines and lines starting with ``#``
     are ignored.  A label mapped to nothing (or JSON null) is never written.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileError(path, f"cannot read the genre map: {exc}") from None
+    text = userfiles.read_text(path, "genre map")  # a regular file of at most TEXT_LIMIT: a FIFO would block
     items: list[tuple[Any, Any]] = []
     if text.lstrip().startswith("{"):
-        try:
-            items = list(json.loads(text).items())
-        except ValueError as exc:
-            raise FileError(path, f"genre map is not valid JSON: {exc}") from None
+        doc = userfiles.parse_json(text, path, "genre map")
+        if not isinstance(doc, dict):
+            raise FileError(path, "the genre map is not a JSON object")
+        items = list(doc.items())
     else:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
@@ -134,8 +131,9 @@ def load_genre_map(path: str | os.PathLike[str]) -> dict[str, str | None]:
                 items.append((label, name))
     out: dict[str, str | None] = {}
     for label, name in items:
-        if not isinstance(name, (str, type(None))) or "\0" in (name or ""):
-            raise FileError(path, f"genre map value for {label!r} must be a name, empty or null")
+        if not isinstance(name, (str, type(None))) or (name and name.strip() and not acceptable_label(name.strip())):
+            raise FileError(path, f"genre map value for {label!r} must be a name (at most {MAX_GENRE} printable "
+                                  "characters), empty or null")
         out[str(label).strip().casefold()] = (name or "").strip() or None
     return out
 
@@ -211,6 +209,9 @@ def propose(row: Track, opts: TagOptions,
         return [], BELOW, f"confidence {conf:.2f} < {opts.min_confidence:.2f}"
     names: list[str] = []
     for label, p in best:
+        if not acceptable_label(label):  # cached before backends' labels were checked (tagger.outputs)
+            shown = repr(label if len(label) <= 40 else label[:40] + "...")
+            return [], ERROR, f"cached genre {shown} is not a label a tag may hold; rescan with --force"
         name = display_name(label, opts.genre_map)
         if p < opts.min_confidence or not name:
             continue

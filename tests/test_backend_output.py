@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,24 @@ def _renamed(self, X, y, **kw):
     return self
 
 
+def _exit(code):
+    def method(self, *args, **kwargs):
+        sys.exit(code)  # a plugin that ends the process: genretag exited 4 with no message (issue 22)
+
+    return method
+
+
+def _label(bad):
+    """fit names its first genre ``bad``: a label no tag may hold (issue 22: tag then crashed)."""
+
+    def fit(self, X, y, **kw):
+        Centroid.fit(self, X, y)
+        self.genres_[0] = bad
+        return self
+
+    return fit
+
+
 def _raise(message):
     def method(self, *args, **kwargs):
         raise RuntimeError(message)
@@ -106,6 +125,13 @@ FAULTS = {
     "predict-raises": ({"predict_proba": _raise("predict exploded")}, "predict_proba failed: RuntimeError: predict exploded"),
     "fit-raises": ({"fit": _raise("fit exploded")}, "fit failed: RuntimeError: fit exploded"),
     "save-raises": ({"save": _half_save}, "save failed: OSError: disk full"),
+    "predict-exits": ({"predict_proba": _exit(4)}, "predict_proba failed: it called sys.exit(4)"),
+    "fit-exits": ({"fit": _exit(4)}, "fit failed: it called sys.exit(4)"),
+    "save-exits": ({"save": _exit("bye")}, "save failed: it called sys.exit('bye')"),
+    "label-nul": ({"fit": _label("blues\0rock")}, "printable characters"),
+    "label-newline": ({"fit": _label("blues\nrock")}, "printable characters"),
+    "label-ansi": ({"fit": _label("\x1b[31mred")}, "printable characters"),
+    "label-long": ({"fit": _label("x" * 10_000)}, "printable characters"),
 }
 
 
@@ -232,6 +258,52 @@ def test_scan_prediction_applies_the_same_checks(table, registry):
     model = load_model(name)
     out = predict_tracks(model, [np.zeros(len(FEATURE_NAMES))] * 2)
     assert all(isinstance(o, str) and "sum to 1" in o and f"backend '{name}'" in o for o in out), out
+
+
+def test_scan_prediction_survives_a_backend_that_exits(table, registry):
+    """A plugin's sys.exit in predict_proba is that track's error, as any exception is (issue 22)."""
+    from tagger.models import load_model
+    from tagger.predict import predict_tracks
+
+    name = registry(type("Good", (Centroid,), {"name": "quits"}))
+    assert run("train", "--backend", name, "--features", str(table), "--json").exit_code == 0
+    registry(faulty(name, "predict-exits"))
+    out = predict_tracks(load_model(name), [np.zeros(len(FEATURE_NAMES))] * 2)
+    assert out == ["prediction failed: it called sys.exit(4)"] * 2
+
+
+def test_a_saved_model_with_a_label_no_tag_may_hold_is_refused_at_load(table, home, registry):
+    """A card (and model) whose genres hold an escape sequence: refused naming the file, in report and load."""
+    from tagger.errors import ModelError
+    from tagger.models import card_path, load_model
+
+    name = registry(type("Good", (Centroid,), {"name": "escapes"}))
+    trained = run("train", "--backend", name, "--features", str(table), "--json")
+    assert trained.exit_code == 0, trained.output
+    model = Path(json.loads(trained.stdout)["model"])
+    card = json.loads(card_path(model).read_text())
+    card["genres"][0] = "\x1b]0;owned\x07blues"
+    card_path(model).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="printable characters"):
+        load_model(name)
+    r = run("report", "--backend", name, "--features", str(table))
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    (line,) = [x for x in r.output.splitlines() if x.startswith("Error:")]
+    assert str(model) in line and "printable characters" in line, line
+
+
+@pytest.mark.parametrize("with_data", [True, False])
+def test_report_on_a_truncated_model_is_an_error_not_a_skip(table, home, registry, with_data):
+    """Issue 22: `report --model` on a truncated model printed an empty table, "skipped", and exited 0."""
+    name = registry(type("Good", (Centroid,), {"name": "truncated"}))
+    trained = run("train", "--backend", name, "--features", str(table), "--json")
+    model = Path(json.loads(trained.stdout)["model"])
+    model.write_bytes(model.read_bytes()[:40])
+    data = ["--features", str(table)] if with_data else []
+    r = run("report", "--backend", name, "--model", str(model), *data)
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    (line,) = [x for x in r.output.splitlines() if x.startswith("Error:")]
+    assert line.startswith(f"Error: {model}: corrupt or unreadable model file"), line
 
 
 def test_checks_accept_probabilities_and_name_each_fault():

@@ -152,6 +152,30 @@ def test_a_plugins_bug_is_one_line_that_blames_the_plugin(crashy: None) -> None:
                                "run with GENRETAG_DEBUG=1 for the traceback)")
 
 
+class Quitter(Crashy):
+    """A backend that ends the process where no guard stands: genretag exited 4 with no message (issue 22)."""
+
+    name = "quitter"
+
+    @classmethod
+    def default_model(cls):
+        sys.exit(4)
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_a_plugins_sys_exit_is_one_line_that_blames_the_plugin(debug: str) -> None:
+    register(Quitter)
+    try:
+        code, out = run("models", env={"GENRETAG_DEBUG": debug})
+    finally:
+        unregister(Quitter.name)
+    assert code == EXIT_BUG, out
+    (line,) = [x for x in out.splitlines() if x.startswith("Error:")]
+    assert line.startswith("Error: unexpected SystemExit in backend 'quitter': it called sys.exit(4) (a bug in "
+                           "that backend;"), out
+    assert ("Traceback" in out) == (debug == "1"), out
+
+
 def test_a_builtin_backends_bug_is_genretags(monkeypatch: pytest.MonkeyPatch) -> None:
     import plugins.svc
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from test_backends import TF_IMPORT, run_cli
 
-from tagger import config, paths
+from tagger import config, paths, userfiles
 from tagger.cli import cli
 from tagger.errors import FileError
 
@@ -190,25 +190,29 @@ def test_hostile_config_files(genretag_home: Path, tmp_path: Path, monkeypatch: 
     assert one_error(invoke("show")) == f"Error: {cfg}: line 1: not UTF-8 text (byte 0xe9); save it as UTF-8"
 
     cfg.write_bytes(b"# padding\n" * 200_000)  # 2 MB: refused before TOML parsing
-    assert "larger than 1024 KiB" in one_error(invoke("show"))
+    assert "larger than 1 MiB" in one_error(invoke("show"))
     with open(cfg, "wb") as f:  # 8 GB, sparse: never read into memory
         f.truncate(8 << 30)
-    assert "larger than 1024 KiB" in one_error(invoke("show"))
+    assert "larger than 1 MiB" in one_error(invoke("show"))
     cfg.unlink()
 
     fifo = tmp_path / "fifo.toml"
     os.mkfifo(fifo)  # opening it would block: it is refused from its stat
-    assert one_error(invoke("--config", str(fifo), "show")) == f"Error: {fifo}: the config file is not a regular file"
+    assert one_error(invoke("--config", str(fifo), "show")) == f"Error: {fifo}: the config file is a FIFO (named pipe)"
 
     assert one_error(invoke("--config", str(tmp_path / "none.toml"), "show")) == (
         f"Error: {tmp_path / 'none.toml'}: config file not found")
 
     cfg.write_text("jobs = 2\n", encoding="utf-8")
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise PermissionError(13, "Permission denied")
+    real_open = os.open
 
-    monkeypatch.setattr(config, "open", refuse, raising=False)  # also what root, who reads anything, sees
+    def refuse(path: object, *args: object, **kwargs: object) -> int:
+        if str(path) == str(cfg):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(userfiles.os, "open", refuse)  # also what root, who reads anything, sees
     assert one_error(invoke("show")) == f"Error: {cfg}: cannot read the config file: Permission denied"
 
 

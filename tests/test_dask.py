@@ -301,6 +301,27 @@ def test_unreachable_scheduler_is_one_clear_error(tmp_path: Path) -> None:
         list(runner.run([AnalysisTask(str(tmp_path / "a.wav"))]))
 
 
+@pytest.mark.parametrize("address, reason", [
+    ("garbage", "missing port number in address 'garbage'"),
+    ("foo://host:1", "unknown address scheme 'foo'"),
+])  # fmt: skip
+def test_an_address_dask_cannot_parse_is_one_error_line_at_once(tmp_path: Path, address: str, reason: str) -> None:
+    """Issue 22: the right Error line, then a 60 s hang and a ``Client.__del__`` TimeoutError traceback.
+
+    A real process, so the half-built Client's finaliser runs at exit as it did for the user; the hang
+    shows as the 30 s timeout expiring.
+    """
+    (tmp_path / "lib").mkdir()
+    make_audio(tmp_path / "lib" / "a.wav", "wav", seconds=1.0)
+    env = {**os.environ, "GENRETAG_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([str(Path(sys.executable).with_name("genretag")), "scan", str(tmp_path / "lib"),
+                           "--backend", "svc", "--scheduler", address, "--no-progress"],
+                          capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    (line,) = proc.stderr.splitlines()  # nothing after it: no "Exception ignored", no traceback
+    assert line.startswith(f"Error: Cannot connect to the Dask scheduler at {address}: {reason}"), proc.stderr
+
+
 class LoseOnFirstResult:
     """Scan progress that does something drastic to the cluster once the first result is in."""
 

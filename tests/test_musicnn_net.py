@@ -7,6 +7,7 @@ real GTZAN clips and on a synthetic signal the test regenerates; nothing is down
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -116,10 +117,12 @@ def _arrays() -> dict[str, np.ndarray]:
         return dict(data)
 
 
-@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated", "incomplete", "wrong shape", "pickle"])
+@pytest.mark.parametrize("damage", ["missing", "fifo", "garbage", "truncated", "incomplete", "wrong shape", "pickle"])
 def test_bad_weights_file_is_a_model_error_naming_it(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "musicnn_msd.npz"
-    if damage == "garbage":
+    if damage == "fifo":
+        os.mkfifo(path)  # read as it was, it blocked forever
+    elif damage == "garbage":
         path.write_bytes(b"not a zip file at all" * 100)
     elif damage == "truncated":
         path.write_bytes(musicnn_net.WEIGHTS.read_bytes()[:1_000_000])
@@ -138,7 +141,7 @@ def test_bad_weights_file_is_a_model_error_naming_it(tmp_path: Path, damage: str
     with pytest.raises(ModelError) as info:
         MusicnnNet.load(path)
     assert info.value.path == str(path) and str(path) in str(info.value)
-    expected = {"missing": "cannot read", "garbage": "corrupt", "truncated": "corrupt",
+    expected = {"missing": "musicnn weights file not found", "fifo": "is a FIFO", "garbage": "corrupt", "truncated": "corrupt",
                 "incomplete": "missing mid2.w", "wrong shape": "dense.w", "pickle": "corrupt"}[damage]
     assert expected in info.value.reason
 

@@ -704,3 +704,22 @@ def test_with_parents_writes_two_real_values_in_every_format_and_undoes(lib: Lib
     code, _, _ = run(lib, "tag", str(mp3), "--with-parents", "--genre-map", str(tmp_path / "map.txt"), "--id3v23")
     assert code == 0
     assert stored(mp3, "TCON") == ["Rock Music; Alternative Rock"] and raw_id3(mp3).version == (2, 3, 0)
+
+
+@pytest.mark.parametrize("bad", ["bl\0ues", "blues\nrock", "\x1b[31mblues", "x" * 10_000])
+def test_a_cached_label_no_tag_may_hold_is_each_files_error_not_a_crash(lib: Lib, bad: str) -> None:
+    """Issue 22: such labels passed train and scan, then `tag` exited 70 and wrote nothing."""
+    files = lib.files("plain")
+    _predict(lib, list(files.values()), {bad: 0.7, "jazz": 0.3})
+    before = state(files)
+    code, data = run_json(lib, "tag", str(lib.root / "plain"))
+    assert code == 1 and data["counts"] == {"error": len(files)}
+    assert all("is not a label a tag may hold" in f["reason"] for f in data["files"]), data["files"]
+    assert state(files) == before
+
+
+def test_a_genre_map_value_no_tag_may_hold_is_refused(lib: Lib, tmp_path: Path) -> None:
+    gmap = tmp_path / "map.json"
+    gmap.write_text(json.dumps({"jazz": "\x1b]0;owned\x07Jazz"}), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["tag", "--genre-map", str(gmap), "--db", str(lib.db)])
+    assert result.exit_code == 2 and "genre map value for 'jazz' must be a name" in result.output

@@ -14,12 +14,14 @@ A clip's track id is its file name without the audio extension
 from __future__ import annotations
 
 import csv
+import io
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from tagger import userfiles
 from tagger.features import FEATURE_NAMES as _FEATURE_NAMES
 
 #: The ten GTZAN genres, sorted; the column order of every model's probabilities.
@@ -145,7 +147,9 @@ def load_feature_table(
     order; ``filename``, ``length`` and ``label`` are not features.
     """
     csv_path = Path(csv_path)
-    with csv_path.open(newline="", encoding="utf-8") as handle:
+    # A regular file of bounded size (tagger.userfiles): a FIFO would block, /dev/zero fill memory.
+    text = userfiles.read_text(csv_path, "feature table", userfiles.TABLE_LIMIT)
+    with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader)

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from tagger import inputs as kinds
-from tagger.errors import GenretagError
+from tagger import userfiles
+from tagger.errors import FileError, GenretagError
 from tagger.features import FEATURE_NAMES, preprocessing
 from tagger.paths import data_dir
 from tagger.progress import Progress  # told the clip count, then each clip: cached, analysed or failed
@@ -207,9 +208,10 @@ def _cache_key(path: Path, kind: str, augment: dict[str, float] | None = None, f
 
 
 def _load_cached(key: str) -> np.ndarray | None:
-    try:
-        return np.load(cache_dir() / f"{key}.npy", allow_pickle=False)
-    except (OSError, ValueError):  # absent, or truncated by a crash: analyse again
+    try:  # a regular file of bounded size only (tagger.userfiles): a FIFO planted there would block training
+        with userfiles.open_input(cache_dir() / f"{key}.npy", "analysis cache file", userfiles.TABLE_LIMIT) as f:
+            return np.load(f, allow_pickle=False)
+    except (OSError, ValueError, FileError):  # absent, or truncated by a crash: analyse again
         return None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tagger import abstain
-from tagger.errors import BackendError, GenretagError
+from tagger.errors import BackendError, GenretagError, ModelError, NoModelError
 from tagger.inputs import get_kind
 from tagger.progress import Progress
 
@@ -111,7 +111,7 @@ class _Loader:
 
 def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     from tagger.backends import backend_info
-    from tagger.models import load_model, read_card, resolve_model_path
+    from tagger.models import open_model, resolve_model_path
 
     from .train import make_split, upsampled_note
 
@@ -129,17 +129,18 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         return cross_validate(name, loader.get(kind, name), opts)
     try:
         path = resolve_model_path(name, opts.model)
-        card = read_card(path)
-    except GenretagError as exc:
+    except NoModelError as exc:  # never trained: nothing to measure, and nothing wrong
         return {"backend": name, "skipped": str(exc)}
+    # A model that is there but unusable (truncated, foreign, bad card) is an error, not a skip, even when
+    # only its card's figures are shown (issue 22): _row_or_error makes it an error row under --backend all,
+    # else the report's Error line.  open_model checks the file against its card without loading it.
+    model = open_model(name, path)
+    card = model.card
     if why == "no data given":
         return _card_row(name, path, card)
     if why:
         return {"backend": name, "model": str(path), "skipped": why}
-    try:
-        model = load_model(name, path)
-    except GenretagError as exc:  # one unusable model must not hide the others' figures
-        return {"backend": name, "model": str(path), "skipped": str(exc)}
+    model.load()
     clips = loader.get(kind, name)
     seed, k, fold = _split_params(card, opts)
     split = make_split(opts.split, clips, seed=seed, k=k, fold=fold)
@@ -163,7 +164,7 @@ def _row_or_error(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, 
     """A backend's row; with ``--backend all``, a misbehaving one becomes an error row, not the end of the report."""
     try:
         return _row(name, opts, loader)
-    except BackendError as exc:
+    except (BackendError, ModelError) as exc:
         if opts.backend != "all":
             raise
         return {"backend": name, "error": str(exc)}
@@ -409,18 +410,24 @@ def write_plots(rows: list[dict[str, Any]], folder: str | os.PathLike[str]) -> l
         import matplotlib.pyplot as plt
     except ImportError:
         raise GenretagError("--plots needs matplotlib: pip install 'genretag[plots]'") from None
+    from tagger.userfiles import check_output
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+
+    def chart(name: str) -> Path:  # savefig opens it for writing: never a FIFO (it would block) or a device
+        return check_output(out / name, "chart")
+
     written = []
     for r in rows:
         if r.get("skipped") or not r.get("confusion"):
             continue
         stem = f"{r['backend']}-{r['protocol']}"
-        written.append(_plot_confusion(plt, r, out / f"{stem}-confusion.png"))
+        written.append(_plot_confusion(plt, r, chart(f"{stem}-confusion.png")))
         if r.get("history"):
-            written.append(_plot_history(plt, r, out / f"{r['backend']}-curves.png"))
+            written.append(_plot_history(plt, r, chart(f"{r['backend']}-curves.png")))
         if (r.get("precision_coverage") or {}).get("curve"):
-            written.append(_plot_precision_coverage(plt, r, out / f"{stem}-precision-coverage.png"))
+            written.append(_plot_precision_coverage(plt, r, chart(f"{stem}-precision-coverage.png")))
     return [str(p) for p in written]
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tagger.errors import BackendError, GenretagError
-from tagger.outputs import backend_name, check_genres, checked_proba
+from tagger.outputs import backend_name, check_genres, checked_proba, plugin_call
 
 from tagger.progress import Progress
 
@@ -104,14 +104,10 @@ def fit(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int, on_
     """A fresh backend with default parameters (or ``params``), fitted on train with valid for tuning/stopping."""
     train, valid = parts["train"], parts["valid"]
     has_valid = len(valid) > 0
-    try:
+    with plugin_call(cls, "fit"):
         backend = cls(**(params or {}))
         backend.fit(train.X, train.y.tolist(), X_valid=valid.X if has_valid else None,
                     y_valid=valid.y.tolist() if has_valid else None, epochs=epochs, seed=seed, callback=on_epoch)
-    except GenretagError:
-        raise
-    except Exception as exc:  # third-party code fails in any way; the user gets one line, not a traceback
-        raise BackendError(f"backend {cls.name!r}: fit failed: {type(exc).__name__}: {exc}") from None
     check_fitted(backend, train)
     return backend
 
@@ -228,9 +224,11 @@ def pool_valid(split: Split, clips: ClipSet) -> tuple[Split, str | None]:
 def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:
     """Fit ``opts.backend``, score its test part, save model and card; return a summary."""
     from tagger.backends import get_backend
-    from tagger.models import make_card, save_model
+    from tagger.models import check_out, make_card, save_model
 
     cls = get_backend(opts.backend)
+    if opts.out:  # before any work: never replace a device, FIFO, the feature table, a clip or another's card
+        check_out(opts.out, inputs=[opts.features], within=[opts.data] if isinstance(opts.data, str) else opts.data or ())
     kind = cls.input_kind
     clips = load_clips(kind, opts.data, opts.features, opts.jobs, progress, backend=opts.backend)
     split = make_split(opts.split, clips, seed=opts.seed, k=opts.k, fold=opts.fold)
