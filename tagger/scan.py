@@ -365,11 +365,12 @@ class _Scan:
                 self.flush()
             raise
         finally:
+            self.summary.elapsed = time.monotonic() - started
+            # The row first: a stop signal during the waits below (a model load takes seconds) must not leave it running.
+            self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
             if counter is not None:
                 counter.join(timeout=0.1)
             self.model.wait()  # a load nothing ended up needing must not outlive the scan
-            self.summary.elapsed = time.monotonic() - started
-            self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
         return self.summary
 
     def _start_counter(self) -> threading.Thread:
