@@ -113,7 +113,7 @@ class _Scan:
 
     def __init__(self, paths: Sequence[str], cache: Cache, model: Model, runner: Runner,
                  options: ScanOptions, progress: Progress) -> None:
-        self.paths = [os.path.abspath(os.fsdecode(p)) for p in paths]
+        self.paths = list(dict.fromkeys(os.path.abspath(os.fsdecode(p)) for p in paths))  # the scans row's roots, once
         self.cache, self.model, self.runner = cache, model, runner
         self.opts, self.progress = options, progress
         self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())

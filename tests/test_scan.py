@@ -264,6 +264,16 @@ def test_a_file_replaced_by_a_fifo_after_the_walk_does_not_hold_its_worker(tmp_p
     assert time.monotonic() - started < 15
 
 
+def test_overlapping_roots_are_analysed_once(library: Path, db_path: Path, svc) -> None:
+    """Issue 22 (21): `genretag scan lib lib lib` analysed every file three times (seen 6, analysed 6 for 2)."""
+    one = next(library.rglob("*.flac"))
+    summary = run([library, library, one.parent, one, library], db_path, svc)
+    assert (summary.seen, summary.analysed) == (4, 4)
+    with sqlite3.connect(db_path) as con:
+        roots = json.loads(con.execute("select roots from scans").fetchone()[0])
+    assert roots == [str(library), str(one.parent), str(one)]
+
+
 def test_runner_pulls_tasks_lazily(tmp_path: Path) -> None:
     """Bounded memory: the pool takes a task only when a worker is free."""
     paths = [make_audio(tmp_path / f"{i}.wav", "wav", seconds=3.5, kind="noise", seed=i) for i in range(6)]
