@@ -34,9 +34,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _start_scan(library: Path, db: Path) -> subprocess.Popen[str]:
+def _start_scan(library: Path, db: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([GENRETAG, "scan", str(library), "--db", str(db), "--jobs", "2", "--no-progress",
-                             "--json", "--min-confidence", "0"],
+                             "--json", "--min-confidence", "0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -72,16 +72,31 @@ def test_a_stop_signal_ends_a_scan_as_ctrl_c_does(library: Path, tmp_path: Path,
         committed.append(_when_committed(proc, db))
         send(proc.pid, sig)
     for proc, db, before in zip(procs, dbs, committed):
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 128 + sig, err
-        assert "Traceback" not in err, err
-        assert '"interrupted": true' in out
-        with sqlite3.connect(db) as con:
-            status, finished = con.execute("select status, finished_at from scans").fetchone()
-            kept = con.execute("select count(*) from tracks where status = 'ok'").fetchone()[0]
-            errors = con.execute("select path, error from tracks where status = 'error'").fetchall()
-        assert (status, finished is not None) == ("interrupted", True)
-        assert kept >= before and not errors  # a worker the signal ended is not blamed on its file
+        _assert_ended_as_ctrl_c(proc, db, sig, before)
+
+
+def _assert_ended_as_ctrl_c(proc: subprocess.Popen[str], db: Path, sig: signal.Signals, committed: int) -> None:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err, err
+    assert '"interrupted": true' in out
+    with sqlite3.connect(db) as con:
+        status, finished = con.execute("select status, finished_at from scans").fetchone()
+        kept = con.execute("select count(*) from tracks where status = 'ok'").fetchone()[0]
+        errors = con.execute("select path, error from tracks where status = 'error'").fetchall()
+    assert (status, finished is not None) == ("interrupted", True)
+    assert kept >= committed and not errors  # a worker the signal ended is not blamed on its file
+
+
+@pytest.mark.slow
+def test_a_hang_up_ends_a_dask_scan_without_tracebacks(library: Path, tmp_path: Path) -> None:
+    """SIGHUP to the group killed multiprocessing's resource tracker, whose replacement printed KeyErrors."""
+    pytest.importorskip("distributed")
+    db = tmp_path / "c.db"
+    proc = _start_scan(library, db, "--cluster", "local")
+    committed = _when_committed(proc, db)
+    os.killpg(proc.pid, signal.SIGHUP)
+    _assert_ended_as_ctrl_c(proc, db, signal.SIGHUP, committed)
 
 
 @pytest.mark.slow
