@@ -335,6 +335,25 @@ def test_interrupted_scan_keeps_results_and_resumes(tmp_path: Path, sig: signal.
         assert conn.execute("select count(*) from tracks where status='ok'").fetchone()[0] == files
 
 
+def test_an_interrupt_during_a_commit_leaves_the_batch_to_the_last_flush(library: Path, db_path: Path, svc,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or a stop signal (issue 22, 5) arriving while a batch is written: the batch was dropped."""
+    real_write = Cache.write_results
+    calls = []
+
+    def interrupted_once(self, rows, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as the signal handler raises it, just before the commit
+        return real_write(self, rows, *args, **kwargs)
+
+    monkeypatch.setattr(Cache, "write_results", interrupted_once)
+    summary = run([library], db_path, svc, batch_size=2)
+    assert summary.interrupted and calls == [2, 2]  # the same batch, written on the way out
+    assert summary.analysed == 2 and sum(summary.genres.values()) == 2  # counted once
+    assert sum(r["status"] == "ok" for r in rows(db_path).values()) == 2
+
+
 def test_a_failing_prediction_costs_only_its_track(svc) -> None:
     from tagger.predict import predict_tracks
 
