@@ -89,6 +89,19 @@ def _assert_ended_as_ctrl_c(proc: subprocess.Popen[str], db: Path, sig: signal.S
 
 
 @pytest.mark.slow
+def test_a_hang_up_under_nohup_is_still_ignored(library: Path, tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    proc = subprocess.Popen([GENRETAG, "scan", str(library), "--db", str(db), "--jobs", "2", "--no-progress",
+                             "--json", "--min-confidence", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    _when_committed(proc, db)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert '"interrupted": false' in out and f'"analysed": {FILES}' in out
+
+
+@pytest.mark.slow
 def test_a_hang_up_ends_a_dask_scan_without_tracebacks(library: Path, tmp_path: Path) -> None:
     """SIGHUP to the group killed multiprocessing's resource tracker, whose replacement printed KeyErrors."""
     pytest.importorskip("distributed")
