@@ -348,11 +348,12 @@ def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, flo
     _, _, _, native_sr, duration = opened
     start, length = excerpt_window(duration, excerpt)
     want = int(round(length * native_sr)) if duration else None
-    mix = _Downmix(path, native_sr, (want or native_sr * 60) + native_sr)
+    capacity = (want or native_sr * 60) + native_sr
+    mix = _Downmix(path, native_sr, capacity)
     with opened[0], opened[1]:
         skip = _fill(mix, _excerpt_frames(path, opened, start), want)
     if mix.size <= skip and start:  # a truncated file's header promises more than it holds: take what the start has
-        start, opened = 0.0, _open_pyav(path)
+        start, opened, mix = 0.0, _open_pyav(path), _Downmix(path, native_sr, capacity)
         with opened[0], opened[1]:
             skip = _fill(mix, _excerpt_frames(path, opened, start), want)
     if mix.size <= skip:
