@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-#: The signals that stop a command as Ctrl-C does.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: The signals that stop a command as Ctrl-C does (Windows has no SIGHUP).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+_SIGHUP = getattr(signal, "SIGHUP", None)
 
 
 class Stopped(KeyboardInterrupt):
@@ -77,7 +78,7 @@ def exit_if_hung_up(exc: BaseException) -> None:
     Output goes to /dev/null from then on, so the interpreter's last flush
     cannot fail too (it would change the exit code to 120).
     """
-    if signal.SIGHUP not in _received or not isinstance(exc, OSError) or exc.errno != errno.EIO:
+    if _SIGHUP not in _received or not isinstance(exc, OSError) or exc.errno != errno.EIO:
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     for stream in (sys.stdout, sys.stderr):
