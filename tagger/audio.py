@@ -15,6 +15,7 @@ memory does not grow with the file.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DecodeError
+from .errors import AnalysisError, DecodeError
 from .params import DEFAULT_EXCERPT, SAMPLE_RATE, whole_or_seconds
 
 #: Extensions genretag analyses, mapped to the decoder that reads them first.
@@ -46,6 +47,9 @@ AUDIO_EXTENSIONS: dict[str, str] = {
 }
 #: Extensions FFmpeg reads first that libsndfile can read when FFmpeg fails.
 SOUNDFILE_FALLBACK = frozenset({".ogg", ".oga", ".opus"})
+#: Lowest sample rate analysed (telephone audio, the lowest Opus rate): a lower one carries no
+#: music to tell a genre from, and resampling 20 samples at 1 Hz makes 20 s of made-up audio.
+MIN_SAMPLE_RATE = 8000
 #: A file at most this much longer than the excerpt is analysed whole: trimming
 #: 0.01 s off a 30.01 s clip would shift every STFT frame and move its features
 #: by up to 3% from those of the whole clip (the GTZAN table's definition).
@@ -83,41 +87,76 @@ def decode(
 ) -> Excerpt:
     """Decode ``excerpt`` seconds from the middle of ``path`` (all of it when shorter).
 
-    Raises DecodeError naming the file and the reason; never anything else
-    for a bad file.
+    Raises DecodeError naming the file and the reason (AnalysisError for
+    audio that decodes but cannot be analysed); never anything else for a
+    bad file.
     """
     path = os.fspath(path)
-    _check_readable(path)
+    data, native_sr, duration, offset = _first_that_reads(path, excerpt, _decode_soundfile, _decode_pyav)
+    mono = _finite(path, _to_mono(data))
+    if native_sr != sr:
+        mono = _resample(mono, native_sr, sr)
+    return Excerpt(np.ascontiguousarray(mono, dtype=np.float32), sr, duration, offset)
+
+
+def check_file(path: str) -> os.stat_result:
+    """The stat of a regular file that can be read and is not empty; else a DecodeError saying why.
+
+    Opened without blocking and checked through that descriptor: a file
+    replaced by a FIFO after the walk would otherwise hold its worker until
+    a writer came (the whole --timeout), and a device would never end.
+    """
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):  # open only what should be a file: opening a device can do things
+            with open(path, "rb", opener=_nonblocking) as probe:
+                st = os.fstat(probe.fileno())
+    except OSError as exc:
+        raise DecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError(path, "not a regular file (a pipe, socket or device)")
+    if st.st_size == 0:
+        raise DecodeError(path, "empty file (0 bytes)")
+    return st
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _first_that_reads(path: str, excerpt: float | None, soundfile: Any, pyav: Any) -> Any:
+    """What the first of the file's decoders (:func:`_decoder_order`) that can read it returns.
+
+    When none can, a DecodeError gives each one's reason, once (two often
+    say the same); audio that decodes but cannot be analysed (its sample
+    rate) is an AnalysisError at once, as another decoder would find the same.
+    """
+    check_file(path)
     reasons = []
-    for decoder in _decoder_order(path, _decode_soundfile, _decode_pyav):
+    for decoder in _decoder_order(path, soundfile, pyav):
         try:
-            data, native_sr, duration, offset = decoder(path, excerpt)
-            break
+            return decoder(path, excerpt)
+        except AnalysisError:
+            raise
         except DecodeError as exc:
             reasons.append(exc.reason)
         except MemoryError:
             raise DecodeError(path, "file too large to decode") from None
         except Exception as exc:  # decoders raise many unrelated types on garbage
             reasons.append(f"{type(exc).__name__}: {exc}")
-    else:
-        raise DecodeError(path, "cannot decode: " + "; ".join(reasons))
-    mono = _to_mono(data)
+    raise DecodeError(path, "cannot decode: " + "; ".join(dict.fromkeys(reasons)))
+
+
+def _finite(path: str, mono: np.ndarray) -> np.ndarray:
+    """``mono``, unless it holds NaN or infinity (a damaged float file): that is said, not analysed as silence."""
     if not np.all(np.isfinite(mono)):
-        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
-    if native_sr != sr:
-        mono = _resample(mono, native_sr, sr)
-    return Excerpt(np.ascontiguousarray(mono, dtype=np.float32), sr, duration, offset)
+        raise AnalysisError(path, "the audio holds non-finite samples (NaN or infinity): the file is damaged")
+    return mono
 
 
-def _check_readable(path: str) -> None:
-    """A clear reason for unreadable or empty files, before any decoder tries them."""
-    try:
-        with open(path, "rb") as probe:
-            empty = not probe.read(1)
-    except OSError as exc:
-        raise DecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
-    if empty:
-        raise DecodeError(path, "empty file (0 bytes)")
+def _check_rate(path: str, sr: int) -> None:
+    if sr < MIN_SAMPLE_RATE:
+        raise AnalysisError(path, f"sample rate {sr} Hz is below {MIN_SAMPLE_RATE} Hz, too low to analyse")
 
 
 def _decoder_order(path: str, soundfile: Any, pyav: Any) -> list[Any]:
@@ -156,23 +195,37 @@ def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(y, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def _decode_soundfile(path: str, excerpt: float | None) -> tuple[np.ndarray, int, float, float]:
+def _open_soundfile(path: str) -> Any:
     import soundfile as sf
 
     try:
-        f = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode non-UTF-8 names itself
+        return sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode non-UTF-8 names itself
     except sf.LibsndfileError as exc:
-        raise DecodeError(path, f"soundfile: {exc.error_string.strip()}") from None
-    with f:
+        reason = exc.error_string.strip()
+        if "possibly a pipe" in reason:  # what its MP3 reader says of any file it does not recognise
+            reason = "Format not recognised."
+        raise DecodeError(path, f"soundfile: {reason}") from None
+
+
+def _decode_soundfile(path: str, excerpt: float | None) -> tuple[np.ndarray, int, float, float]:
+    import soundfile as sf
+
+    with _open_soundfile(path) as f:
         native_sr = f.samplerate
-        if native_sr <= 0:
-            raise DecodeError(path, f"invalid sample rate {native_sr}")
+        _check_rate(path, native_sr)
         duration = f.frames / native_sr
         start, length = excerpt_window(duration, excerpt)
         count = int(round(length * native_sr))
-        data = _read_frames(f, int(round(start * native_sr)), count)
-        if start and data.shape[0] < min(count, min_frames(native_sr)):
-            # A truncated file's header promises more than it holds: take what the start has.
+        try:
+            data = _read_frames(f, int(round(start * native_sr)), count)
+        except (sf.LibsndfileError, RuntimeError):
+            if not start:
+                raise
+            data = None  # a FLAC cut short cannot even seek there
+    if start and (data is None or data.shape[0] < min(count, min_frames(native_sr))):
+        # A truncated file's header promises more than it holds: take what the start has, through a
+        # new handle (libsndfile's is unusable after seeking past the end).
+        with _open_soundfile(path) as f:
             start, data = 0.0, _read_frames(f, 0, count)
     if data.shape[0] == 0:
         raise DecodeError(path, "no audio frames could be decoded")
@@ -249,6 +302,7 @@ def _open_pyav(path: str) -> tuple[Any, Any, Any, int, float]:
         native_sr = stream.codec_context.sample_rate or stream.rate
         if not native_sr:
             raise DecodeError(path, "audio stream has no sample rate")
+        _check_rate(path, native_sr)
     except BaseException:
         container.close()
         fh.close()
@@ -294,15 +348,15 @@ def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, flo
     _, _, _, native_sr, duration = opened
     start, length = excerpt_window(duration, excerpt)
     want = int(round(length * native_sr)) if duration else None
-    mix = _Downmix(path, native_sr, (want or native_sr * 60) + native_sr)
-    skip = None
+    capacity = (want or native_sr * 60) + native_sr
+    mix = _Downmix(path, native_sr, capacity)
     with opened[0], opened[1]:
-        for head, frame in _excerpt_frames(path, opened, start):
-            skip = head if skip is None else skip
-            mix.add(frame)
-            if want is not None and mix.size >= skip + want:
-                break
-    if mix.size <= (skip or 0):
+        skip = _fill(mix, _excerpt_frames(path, opened, start), want)
+    if mix.size <= skip and start:  # a truncated file's header promises more than it holds: take what the start has
+        start, opened, mix = 0.0, _open_pyav(path), _Downmix(path, native_sr, capacity)
+        with opened[0], opened[1]:
+            skip = _fill(mix, _excerpt_frames(path, opened, start), want)
+    if mix.size <= skip:
         raise DecodeError(path, "no audio frames could be decoded")
     data = mix.take()[skip:]
     if want is not None:
@@ -310,6 +364,17 @@ def _decode_pyav(path: str, excerpt: float | None) -> tuple[np.ndarray, int, flo
     if not duration:
         duration = len(data) / native_sr
     return data[:, np.newaxis], native_sr, duration, start
+
+
+def _fill(mix: _Downmix, frames: Iterator[tuple[int, Any]], want: int | None) -> int:
+    """Add ``frames`` to ``mix`` until it holds ``want`` samples of the excerpt; the samples before it."""
+    skip = None
+    for head, frame in frames:
+        skip = head if skip is None else skip
+        mix.add(frame)
+        if want is not None and mix.size >= skip + want:
+            break
+    return skip or 0
 
 
 class _Downmix:
@@ -501,9 +566,7 @@ class Stream:
         held: list[np.ndarray] = []
         count = 0
         for block in self.blocks():
-            mono = _to_mono(block)
-            if not np.all(np.isfinite(mono)):
-                mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+            mono = _finite(self.path, _to_mono(block))
             if resampler is not None:
                 mono = resampler.resample_chunk(mono, last=False)
             held.append(np.asarray(mono, dtype=np.float32))
@@ -527,18 +590,7 @@ def open_stream(path: str | os.PathLike[str], *, sr: int = SAMPLE_RATE, excerpt:
     decoded before the damage, as :func:`decode` does.
     """
     path = os.fspath(path)
-    _check_readable(path)
-    reasons = []
-    for opener in _decoder_order(path, _soundfile_blocks, _pyav_blocks):
-        try:
-            native_sr, duration, start, length, blocks = opener(path, excerpt)
-            break
-        except DecodeError as exc:
-            reasons.append(exc.reason)
-        except Exception as exc:  # decoders raise many unrelated types on garbage
-            reasons.append(f"{type(exc).__name__}: {exc}")
-    else:
-        raise DecodeError(path, "cannot decode: " + "; ".join(reasons))
+    native_sr, duration, start, length, blocks = _first_that_reads(path, excerpt, _soundfile_blocks, _pyav_blocks)
     return Stream(path, sr, duration, start, length, native_sr, _tolerant(path, blocks))
 
 
@@ -566,27 +618,24 @@ def _tolerant(path: str, blocks: Blocks) -> Blocks:
 def _soundfile_blocks(path: str, excerpt: float | None) -> tuple[int, float, float, float, Blocks]:
     import soundfile as sf
 
-    try:
-        with sf.SoundFile(os.fsencode(path)) as f:
-            native_sr, frames = f.samplerate, f.frames
-    except sf.LibsndfileError as exc:
-        raise DecodeError(path, f"soundfile: {exc.error_string.strip()}") from None
-    if native_sr <= 0:
-        raise DecodeError(path, f"invalid sample rate {native_sr}")
+    with _open_soundfile(path) as f:
+        native_sr, frames = f.samplerate, f.frames
+    _check_rate(path, native_sr)
     duration = frames / native_sr
     start, length = excerpt_window(duration, excerpt)
 
     def blocks() -> Iterator[np.ndarray]:
         per = max(1, int(_BLOCK_SECONDS * native_sr))
         pos, left = int(round(start * native_sr)), int(round(length * native_sr))
-        with sf.SoundFile(os.fsencode(path)) as f:
+        with _open_soundfile(path) as f:
             if pos:
                 f.seek(pos)
             while left > 0:
                 try:  # read on without seeking: an MP3 seek is not sample-exact
                     data = f.read(min(per, left), dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError):
-                    data = _read_frames(f, pos, min(per, left))  # seeks, and skips what is damaged
+                except (sf.LibsndfileError, RuntimeError):  # a new handle: a failed read can leave this one unusable
+                    with _open_soundfile(path) as again:
+                        data = _read_frames(again, pos, min(per, left))  # seeks, and skips what is damaged
                 if data.shape[0] == 0:
                     return
                 yield data

@@ -198,9 +198,11 @@ def _peek(path: Path) -> tuple[int, dict[str, set[str]], int]:
     Through SQLite, not ``open()``: closing another descriptor of a database
     file would drop the POSIX locks SQLite holds on it in this process.
     ``immutable=1`` makes SQLite create no -wal or -shm and take no lock; it
-    is only used while no journal is pending, else ``mode=ro``.
+    is only used while no journal is pending, else ``mode=ro``, which makes
+    a -shm beside a leftover -wal: that one is removed again (:func:`_drop_shm`).
     """
-    live = any(_sidecars(path).values())
+    sidecars = _sidecars(path)
+    live = any(sidecars.values())
     try:
         con = sqlite3.connect(_uri(path, **({"mode": "ro"} if live else {"immutable": "1"})), uri=True,
                               timeout=BUSY_SECONDS)  # fmt: skip
@@ -211,9 +213,37 @@ def _peek(path: Path) -> tuple[int, dict[str, set[str]], int]:
             return app_id, tables, con.execute("pragma user_version").fetchone()[0]
         finally:
             con.close()
+            if live and not sidecars["-shm"]:
+                _drop_shm(path)
     except sqlite3.DatabaseError as exc:
         reason = "not an SQLite database" if "not a database" in str(exc) else f"cannot read the database ({exc})"
         raise DatabaseError(path, f"{path}: {reason}; genretag leaves it alone (check --db)") from None
+
+
+#: The -shm byte every SQLite connection using the file holds a shared lock on (UNIX_SHM_DMS in os_unix.c).
+_SHM_DMS_BYTE = 128
+
+
+def _drop_shm(path: Path) -> None:
+    """Remove the database's -shm, unless a connection uses it (another process may have opened it since).
+
+    Taking the byte SQLite's connections hold shared shows none does, and
+    keeps one from starting to while the file goes, as SQLite itself does.
+    """
+    if fcntl is None:  # Windows: SQLite keeps no -shm beside a database there
+        return
+    shm = f"{path}-shm"
+    try:
+        fd = os.open(shm, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE)
+        os.unlink(shm)
+    except OSError:
+        pass  # in use, or not ours to remove: it stays, as SQLite would leave it
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def _inspect(path: Path) -> str:

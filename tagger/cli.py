@@ -11,7 +11,8 @@ any of them, and behind Ctrl-C.
 Exit codes: 0 everything analysed (or already cached); 1 some files
 failed, or an error (GenretagError, OSError); 2 usage error; 70 an
 unexpected error, a bug (EX_SOFTWARE of sysexits.h); 130 interrupted
-(a scan's progress is saved).  Output cut short by a closed pipe
+(a scan's progress is saved), 143 and 129 the same after SIGTERM and
+SIGHUP (tagger/interrupts.py).  Output cut short by a closed pipe
 (``genretag show | head``) ends quietly with 1, as click does.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import click
 
+from . import interrupts
 from .params import DEFAULT_EXCERPT
 from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices of --status
 
@@ -199,7 +201,7 @@ def _print_outcome(outcome: Any, as_json: bool, own_json: bool = True) -> None:
 
 def _exit_for(outcome: Any) -> None:
     if outcome.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(interrupts.exit_code())
     if outcome.failed:
         sys.exit(EXIT_FAILED)
 
@@ -213,12 +215,14 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         # Ctrl-C here, not in main: click's main turns it into "Aborted!" before main's handler could see it.
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt as exc:  # click would say "Aborted!" and exit 1; a scan says more itself
-            _show_traceback(exc)
-            click.echo("\nInterrupted.", err=True)  # the newline ends the terminal's ^C
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        # SIGTERM and SIGHUP raise it too while a command runs.
+        with interrupts.like_ctrl_c():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt as exc:  # click would say "Aborted!" and exit 1; a scan says more itself
+                _show_traceback(exc)
+                click.echo("\nInterrupted.", err=True)  # the newline ends the terminal's ^C
+                raise click.exceptions.Exit(interrupts.exit_code()) from None
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -234,6 +238,7 @@ class _Group(click.Group):
             # A backend's own sys.exit() is a plugin's bug like any exception (issue 22); genretag's is not.
             if not standalone_mode or (isinstance(exc, SystemExit) and _raising_backend(exc) is None):
                 raise  # a caller that asked for exceptions gets them
+            interrupts.exit_if_hung_up(exc)
             _show_traceback(exc)
             message, code = _describe_unexpected(exc)
             click.echo(f"Error: {message}", err=True)
@@ -391,10 +396,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
         ui.print_scan_summary(outcome.summary.as_dict())
     if outcome.tagging is not None:
         _print_outcome(outcome.tagging, as_json, own_json=False)
-    if outcome.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    if outcome.failed:
-        sys.exit(EXIT_FAILED)
+    _exit_for(outcome)
 
 
 @cli.command()

@@ -33,6 +33,7 @@ from typing import Any
 from . import __version__
 from .errors import GenretagError
 from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
+from .interrupts import STOP_SIGNALS
 from .worker import AnalysisResult, AnalysisTask, analyse_file, warm_up
 
 INSTALL_HINT = "Dask support needs the extra: pip install 'genretag[dask]'"
@@ -82,14 +83,18 @@ def analyse_on_worker(task: AnalysisTask) -> AnalysisResult:
 
 
 def dask_setup(worker: Any) -> None:
-    """Preload of the workers of a local cluster: start warm, and leave Ctrl-C to this process.
+    """Preload of the workers of a local cluster: start warm, and leave Ctrl-C and kill to this process.
 
     Warm, as local workers fork from a warm server: otherwise a worker's
     first file includes seconds of imports and JIT compilation, against its
     timeout.  The workers share the terminal's process group, so they get its
-    SIGINT too; the parent then cancels the work and closes them cleanly.
+    SIGINT too, and SIGTERM or SIGHUP sent to the group; the parent then
+    cancels the work and closes them cleanly (its nannies stop them without
+    SIGTERM).  Killed at once instead, they cut results in flight, which
+    distributed then logged as a CommClosedError traceback.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(sig, signal.SIG_IGN)
     warm_up()
 
 

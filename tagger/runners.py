@@ -80,7 +80,11 @@ def _worker_main(conn: Connection, func: AnalyseFn) -> None:
             return
         if task is None:
             return
-        conn.send(func(task))
+        result = func(task)
+        try:
+            conn.send(result)
+        except OSError:  # the parent is gone (killed): nobody wants the result, and a traceback helps no one
+            return
 
 
 @dataclass

@@ -113,7 +113,7 @@ class _Scan:
 
     def __init__(self, paths: Sequence[str], cache: Cache, model: Model, runner: Runner,
                  options: ScanOptions, progress: Progress) -> None:
-        self.paths = [os.path.abspath(os.fsdecode(p)) for p in paths]
+        self.paths = list(dict.fromkeys(os.path.abspath(os.fsdecode(p)) for p in paths))  # the scans row's roots, once
         self.cache, self.model, self.runner = cache, model, runner
         self.opts, self.progress = options, progress
         self.summary = ScanSummary(backend=model.name, model_id=model.id, runner=runner.describe())
@@ -277,15 +277,21 @@ class _Scan:
         self._add(_Pending(key, raw, result, inputs.model_input(self.model.input_kind, result), result.tags))
 
     def flush(self) -> None:
-        """Predict everything pending in one batch and commit it in one transaction."""
+        """Predict everything pending in one batch and commit it in one transaction.
+
+        The batch stays pending, and the summary unchanged, until it is
+        committed: Ctrl-C or a stop signal arriving meanwhile leaves it to
+        the flush that the interrupted scan makes on its way out.
+        """
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
+        batch = self.pending
         to_predict = [p for p in batch if p.inputs is not None]
         outputs = predict_tracks(self.model, [p.inputs for p in to_predict])
         stamp = cachemod.now()
         rows: list[dict[str, Any]] = []
         kept: dict[str, list[dict[str, Any]]] = {"features": [], "embeddings": []}
+        tally: list[tuple[str, Any]] = []  # what the summary counts, once committed
         for item in to_predict:  # analysed inputs are kept even if prediction fails: a retry needs no decoding
             keep = inputs.to_keep(item.key, item.result) if item.result is not None else None
             if keep:
@@ -293,24 +299,27 @@ class _Scan:
         for item, out in zip(to_predict, outputs):
             if isinstance(out, str):
                 item.row = self._error_row(item, out, stamp, failed_model=self.model.ident)
-                self.summary.failed += 1
-                self.summary.note_error(item.result.path if item.result else item.key, out)
+                tally.append(("failed", (item.result.path if item.result else item.key, out)))
                 continue
             info = summarise(self.model.genres, out)
             info["genre"], info["abstained"] = self._decision(out)
-            self._count(info["genre"])
-            if item.result is None:
-                self.summary.repredicted += 1
-            else:
-                self.summary.analysed += 1
+            tally.append(("repredicted" if item.result is None else "analysed", info["genre"]))
             item.row = self._ok_row(item, info, stamp)
         for item in batch:
             if item.row is None:  # analysis errors
                 item.row = self._error_row(item, item.result.error, stamp)
             rows.append(item.row)
         stale = [item.key for item in batch if item.result is not None and item.key in self.changed]
-        self.changed.difference_update(stale)
         self.cache.write_results(rows, kept["features"], kept["embeddings"], stale)
+        self.pending = []
+        self.changed.difference_update(stale)
+        for kind, detail in tally:
+            if kind == "failed":
+                self.summary.failed += 1
+                self.summary.note_error(*detail)
+            else:
+                setattr(self.summary, kind, getattr(self.summary, kind) + 1)
+                self._count(detail)
 
     def _base(self, item: _Pending, stamp: str) -> dict[str, Any]:
         """The Track fields every written row has: where the file is, and what analysing it found."""
@@ -368,11 +377,12 @@ class _Scan:
                 self.flush()
             raise
         finally:
+            self.summary.elapsed = time.monotonic() - started
+            # The row first: a stop signal during the waits below (a model load takes seconds) must not leave it running.
+            self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
             if counter is not None:
                 counter.join(timeout=0.1)
             self.model.wait()  # a load nothing ended up needing must not outlive the scan
-            self.summary.elapsed = time.monotonic() - started
-            self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
         return self.summary
 
     def _start_counter(self) -> threading.Thread:

@@ -47,32 +47,51 @@ def walk(paths: Sequence[str], opts: WalkOptions = WalkOptions(), on_error: OnEr
     """Yield absolute paths of the files to analyse under ``paths`` (files or folders).
 
     A file named explicitly is yielded even if hidden, as long as the
-    include/exclude globs and the audio extension allow it.
+    include/exclude globs and the audio extension allow it.  Each file is
+    yielded once however the paths overlap (``scan lib lib``, ``scan lib
+    lib/a.mp3``): a folder already walked is not walked again, and a file
+    named explicitly is left to its own argument by the folders around it.
     """
     report = on_error or (lambda path, reason: None)
-    seen_dirs: set[tuple[int, int]] = set()
+    roots: list[tuple[str, os.stat_result]] = []
     for given in paths:
         root = os.path.abspath(os.fsdecode(given))
         try:
-            st = os.stat(root)
+            roots.append((root, os.stat(root)))
         except OSError as exc:
             report(root, f"cannot access: {exc.strerror or exc}")
+    named = {_identity(st) for root, st in roots if _named_file(root, st, opts)}
+    seen_dirs: set[tuple[int, int]] = set()
+    done: set[tuple[int, int]] = set()
+    for root, st in roots:
+        if stat.S_ISDIR(st.st_mode):
+            if _identity(st) not in seen_dirs:  # named twice, or inside a folder walked before
+                yield from _walk_dir(root, opts, report, seen_dirs, st, named)
             continue
-        if not os.path.isdir(root):
-            name = os.path.basename(root)
-            if not stat.S_ISREG(st.st_mode):  # a pipe or device would block a worker forever
-                report(root, "not a regular file")
-            elif _wanted(name, name, opts):
+        name = os.path.basename(root)
+        if _named_file(root, st, opts):
+            if _identity(st) not in done:
+                done.add(_identity(st))
                 yield root
-            elif not is_audio(name):
-                report(root, "not a supported audio file")
-            continue
-        yield from _walk_dir(root, opts, report, seen_dirs, st)
+        elif not stat.S_ISREG(st.st_mode):  # a pipe or device would block a worker forever
+            report(root, "not a regular file")
+        elif not is_audio(name):
+            report(root, "not a supported audio file")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _named_file(root: str, st: os.stat_result, opts: WalkOptions) -> bool:
+    """Whether a path given as an argument is a file to analyse (its name passes the globs: it is its own path)."""
+    name = os.path.basename(root)
+    return stat.S_ISREG(st.st_mode) and _wanted(name, name, opts)
 
 
 def _walk_dir(root: str, opts: WalkOptions, report: OnError, seen: set[tuple[int, int]],
-              root_stat: os.stat_result) -> Iterator[str]:
-    seen.add((root_stat.st_dev, root_stat.st_ino))
+              root_stat: os.stat_result, named: set[tuple[int, int]]) -> Iterator[str]:
+    seen.add(_identity(root_stat))
     globs = bool(opts.include or opts.exclude)
     cut = len(root.rstrip(os.sep)) + 1  # "/" and "/music" alike
     stack = [root]
@@ -112,7 +131,7 @@ def _walk_dir(root: str, opts: WalkOptions, report: OnError, seen: set[tuple[int
                 subdirs.append(entry.path)
             elif _wanted(name, rel, opts):
                 try:
-                    if entry.is_file(follow_symlinks=True):
+                    if entry.is_file(follow_symlinks=True) and not (named and _identity(entry.stat()) in named):
                         yield entry.path
                 except OSError:
                     continue

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import inputs, tags
-from .audio import CHUNK_SECONDS, decode, open_stream
+from .audio import CHUNK_SECONDS, check_file, decode, open_stream
 from .errors import FileError
 from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
 from .params import SAMPLE_RATE, AnalysisParams
@@ -67,7 +67,7 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
     started = time.perf_counter()
     result = AnalysisResult(task.path)
     try:
-        st = os.stat(task.path)
+        st = check_file(task.path)  # before any open that could block on a FIFO put there since the walk
         result.size, result.mtime = st.st_size, st.st_mtime
         result.meta = describe(task.path)
         if task.params.kind != "embedding" and task.params.longer_than(CHUNK_SECONDS):

@@ -17,3 +17,14 @@ def crash_or_hang(task: AnalysisTask) -> AnalysisResult:
     if "hang" in name:
         time.sleep(600)
     return analyse_file(task)
+
+
+def hang_on_dask_workers(on: bool = True) -> None:
+    """Run on every Dask worker (``client.run``): its analysis hangs on files named *hang* (on=False undoes it).
+
+    A regular file cannot make the real analysis block, and a FIFO is refused
+    before it is opened; a hung network mount is what this stands for.
+    """
+    import tagger.dask_runner
+
+    tagger.dask_runner.analyse_file = crash_or_hang if on else analyse_file

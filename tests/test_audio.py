@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from audiofiles import FORMATS, make_audio, signal
-from tagger.audio import decode, excerpt_window
-from tagger.errors import DecodeError
+from tagger.audio import decode, excerpt_window, open_stream
+from tagger.errors import AnalysisError, DecodeError
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -305,3 +305,91 @@ def test_a_stream_that_changes_rate_or_channels_midway_is_a_decode_error(second:
     shape = (1, 100) if second["layout"] == "mono" else (2, 100)
     with pytest.raises(DecodeError, match=r"chained\.ogg.*mid-stream"):
         mix.add(_frame(np.zeros(shape, np.float32), **second))
+
+
+# -- issue 22: truncated files, odd samples and rates, messages ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cut_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """60 s files cut to their first 20% (about 12 s): the middle 30 s their headers promise is not there."""
+    folder = tmp_path_factory.mktemp("cut")
+    files = {}
+    for fmt in ("flac", "mp3", "ogg", "opus", "wav"):
+        path = make_audio(folder / f"cut.{fmt}", fmt, seconds=60.0, sr=16000 if fmt != "opus" else 48000)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 5])
+        files[fmt] = path
+    return files
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "ogg", "opus", "wav"])
+def test_a_truncated_file_decodes_what_it_holds(cut_files: dict[str, Path], fmt: str) -> None:
+    """Issue 22 (15): a cut FLAC was "cannot decode: psf_fseek() failed" (and a cut MP3 decoded nothing)."""
+    clip = decode(cut_files[fmt])
+    assert clip.offset == 0.0 and len(clip.samples) / clip.sr > 8.0
+    streamed = sum(len(chunk) for chunk in open_stream(cut_files[fmt], excerpt=None).chunks())  # --excerpt 0
+    assert streamed / clip.sr > 8.0
+
+
+def test_pyav_also_decodes_the_start_of_a_truncated_file(cut_files: dict[str, Path]) -> None:
+    """FFmpeg, the fallback when libsndfile cannot read a FLAC or MP3, takes what the start has too."""
+    for fmt in ("flac", "mp3"):
+        data, sr, _, start = audio._decode_pyav(str(cut_files[fmt]), 30.0)
+        assert start == 0.0 and len(data) / sr > 11.0
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_an_error_not_silence(tmp_path: Path, value: float) -> None:
+    """Issue 22 (17): a NaN- or Inf-filled float WAV was called "silent"."""
+    y = signal(5.0)
+    y[1000:] = value
+    sf.write(tmp_path / "bad.wav", y, 22050, subtype="FLOAT")
+    for read in (decode, lambda p: list(open_stream(p, excerpt=None).chunks())):
+        with pytest.raises(AnalysisError, match=r"bad\.wav: the audio holds non-finite samples \(NaN or infinity\)"):
+            read(tmp_path / "bad.wav")
+
+
+@pytest.mark.parametrize("sr", [1, 4000])
+def test_a_sample_rate_below_the_minimum_is_an_error(tmp_path: Path, sr: int) -> None:
+    """Issue 22 (20): 20 samples at 1 Hz were resampled into 20 s of made-up audio and classified."""
+    sf.write(tmp_path / "low.wav", signal(20.0 if sr == 1 else 5.0, sr=sr), sr, subtype="FLOAT")
+    for read in (decode, lambda p: open_stream(p, excerpt=None)):
+        with pytest.raises(AnalysisError, match=rf"^\S+low\.wav: sample rate {sr} Hz is below 8000 Hz, too low"):
+            read(tmp_path / "low.wav")
+
+
+def test_a_text_file_named_mp3_is_not_called_a_pipe(tmp_path: Path) -> None:
+    """Issue 22 (17): libsndfile's MP3 reader says "not a regular file (possibly a pipe?)" of anything it cannot read."""
+    (tmp_path / "notes.mp3").write_text("Just some notes, saved with the wrong extension.\n" * 50)
+    with pytest.raises(DecodeError, match=r"notes\.mp3: cannot decode: soundfile: Format not recognised") as err:
+        decode(tmp_path / "notes.mp3")
+    assert "pipe" not in str(err.value)
+
+
+def test_decoders_that_give_the_same_reason_are_quoted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 (17): "no audio frames could be decoded; no audio frames could be decoded"."""
+    path = make_audio(tmp_path / "x.mp3", "mp3", seconds=4.0)
+
+    def nothing(path: str, excerpt: float | None) -> None:
+        raise DecodeError(path, "no audio frames could be decoded")
+
+    monkeypatch.setattr(audio, "_decode_soundfile", nothing)
+    monkeypatch.setattr(audio, "_decode_pyav", nothing)
+    with pytest.raises(DecodeError, match=r"x\.mp3: cannot decode: no audio frames could be decoded$"):
+        decode(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to a fifo", "device"])
+def test_a_pipe_or_device_is_refused_without_waiting(tmp_path: Path, kind: str) -> None:
+    """Issue 22 (16): opening a FIFO blocks until a writer comes; it is refused at once instead."""
+    import os
+
+    path = Path("/dev/zero") if kind == "device" else tmp_path / "pipe.mp3"
+    if kind != "device":
+        os.mkfifo(tmp_path / "pipe.mp3")
+    if kind == "link to a fifo":
+        (tmp_path / "link.mp3").symlink_to(path)
+        path = tmp_path / "link.mp3"
+    with pytest.raises(DecodeError, match=r": not a regular file \(a pipe, socket or device\)$"):
+        audio.check_file(str(path))

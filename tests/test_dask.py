@@ -39,6 +39,8 @@ import dask  # noqa: E402
 
 from tagger.dask_runner import INSTALL_HINT, DaskRunner, local_cluster  # noqa: E402
 
+import task_funcs  # noqa: E402
+
 pytestmark = pytest.mark.dask
 
 COMPARED = ("genre", "confidence", "status", "error", "size", "mtime")
@@ -218,19 +220,21 @@ def test_file_held_by_a_killed_worker_is_marked_failed_then_retried(cluster, lon
 
 
 def test_file_past_the_timeout_is_failed_and_its_stuck_worker_restarted(cluster, tmp_path: Path, svc) -> None:
-    """A FIFO with no writer blocks the real analysis forever: ``open`` never returns, as on a hung mount."""
+    """The workers' analysis hangs on one file, as it would reading from a hung network mount."""
     local, client = cluster
     root = build_library(tmp_path / "lib", 3, 4.0, bad=False)
-    stuck = tmp_path / "stuck.wav"
-    os.mkfifo(stuck)
+    stuck = make_audio(tmp_path / "hang.wav", "wav", seconds=4.0)
     before = ready(client)
+    client.run(task_funcs.hang_on_dask_workers)
     runner = DaskRunner(scheduler=local.scheduler_address, timeout=3.0, restart_stuck=True)
     runner.prepare([str(tmp_path)])
-    # Straight to the runner: the walk itself refuses pipes, but a hung network mount blocks the same way.
     files = [stuck, *sorted(p for p in root.rglob("*") if p.is_file())]
     whole = AnalysisParams(excerpt=None)
-    results = {Path(r.path).name: r for r in runner.run(AnalysisTask(str(p), whole) for p in files)}
-    assert results["stuck.wav"].error == "timed out after 3 s"
+    try:
+        results = {Path(r.path).name: r for r in runner.run(AnalysisTask(str(p), whole) for p in files)}
+    finally:
+        client.run(task_funcs.hang_on_dask_workers, False)
+    assert results["hang.wav"].error == "timed out after 3 s"
     assert [results[f"track{i:02d}.{('wav', 'flac')[i % 2]}"].error for i in range(3)] == [None] * 3
     after = ready(client)  # a thread cannot be interrupted: the worker blocked in open() was restarted
     assert len(set(after.values()) - set(before.values())) == 1

@@ -238,6 +238,54 @@ def test_foreign_database_is_refused_byte_for_byte_unchanged(wal: bool, applicat
         assert con.execute("select count(*) from tracks").fetchone() == (2,)
 
 
+LEFT_OVER_WAL = """
+import os, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("pragma journal_mode = wal")
+con.execute("pragma wal_autocheckpoint = 0")
+con.execute("create table notes (id integer primary key, text text)")
+con.execute("insert into notes (text) values ('kept only in the -wal')")
+con.commit()
+os._exit(0)  # a writer that died: its -wal stays, not yet checkpointed
+"""
+
+
+def test_a_foreign_database_with_a_leftover_wal_is_refused_and_nothing_is_added(tmp_path: Path) -> None:
+    """Issue 22 (18): it was refused unchanged, but reading it left a new -shm beside it."""
+    lib = tmp_path / "Music"
+    one_track(lib)
+    db = tmp_path / "other-app.db"
+    subprocess.run([sys.executable, "-c", LEFT_OVER_WAL, str(db)], check=True)
+    os.remove(f"{db}-shm")  # e.g. cleaned away, or copied without it
+    before = files_of(tmp_path)
+    assert f"{db.name}-wal" in before
+    for name in COMMANDS:
+        proc = genretag(*command(name, lib, db))
+        assert_one_error_line(proc, str(db), "not a genretag database")
+        assert files_of(tmp_path) == before, name
+
+
+def test_a_shm_someone_uses_is_not_removed(tmp_path: Path) -> None:
+    """Only a -shm no connection holds is removed: another process may have opened the database meanwhile."""
+    from tagger.cache import _drop_shm
+
+    db = tmp_path / "other-app.db"
+    subprocess.run([sys.executable, "-c", LEFT_OVER_WAL, str(db)], check=True)
+    reader = ("import sqlite3, sys; con = sqlite3.connect(sys.argv[1]); con.execute('select * from notes').fetchall();"
+              " print('reading', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", reader, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "reading\n"
+        _drop_shm(db)
+        assert os.path.exists(f"{db}-shm")
+    finally:
+        holder.communicate("")
+    subprocess.run([sys.executable, "-c", LEFT_OVER_WAL, str(tmp_path / "b.db")], check=True)
+    _drop_shm(tmp_path / "b.db")  # the writer that made this one is gone
+    assert not os.path.exists(tmp_path / "b.db-shm") and os.path.exists(tmp_path / "b.db-wal")
+
+
 def test_a_genretag_database_made_before_the_mark_is_accepted_and_marked(lib_db: tuple[Path, Path]) -> None:
     lib, db = lib_db
     with sqlite3.connect(db) as con:

@@ -138,7 +138,8 @@ def make_bad(kind: str, folder: Path) -> tuple[Path, str]:
     good.unlink()
     path = folder / {"truncated": "cut.flac", "corrupt": "corrupt.wav", "zero-byte": "empty.mp3",
                      "not-audio": "notes.ogg", "short": "short.wav", "silence": "silence.flac",
-                     "unreadable": "locked.wav"}[kind]  # fmt: skip
+                     "unreadable": "locked.wav", "text-mp3": "notes.mp3", "non-finite": "nan.wav",
+                     "1 Hz": "slow.wav"}[kind]  # fmt: skip
     if kind == "truncated":
         path.write_bytes(data[: len(data) // 5])
         return path, r"too short: 1\.\d+ s of audio"
@@ -157,12 +158,28 @@ def make_bad(kind: str, folder: Path) -> tuple[Path, str]:
     if kind == "silence":
         make_audio(path, "flac", seconds=5.0, kind="silence")
         return path, r"audio is silent"
+    if kind == "text-mp3":  # issue 22 (17): was "not a regular file (possibly a pipe?)"
+        path.write_text("Just some notes, saved with the wrong extension.\n" * 50)
+        return path, r"^cannot decode: soundfile: Format not recognised\.; (?!.*pipe)"
+    if kind == "non-finite":  # issue 22 (17): was "audio is silent"
+        make_audio(path, "wav", seconds=5.0, subtype="FLOAT")
+        import soundfile as sf
+
+        with sf.SoundFile(path, "r+") as f:
+            f.write(np.full((f.frames, 1), np.nan, dtype=np.float32))
+        return path, r"^the audio holds non-finite samples \(NaN or infinity\)"
+    if kind == "1 Hz":  # issue 22 (20): was "ok classical 0.86"
+        import soundfile as sf
+
+        sf.write(path, np.random.default_rng(0).uniform(-1, 1, 20), 1, subtype="FLOAT")
+        return path, r"^sample rate 1 Hz is below 8000 Hz, too low to analyse$"
     make_audio(path, "wav", seconds=4.0)
     path.chmod(0)
     return path, r"^cannot read file: Permission denied$"
 
 
-BAD_KINDS = ["truncated", "corrupt", "zero-byte", "not-audio", "short", "silence", "unreadable"]
+BAD_KINDS = ["truncated", "corrupt", "zero-byte", "not-audio", "short", "silence", "unreadable", "text-mp3",
+             "non-finite", "1 Hz"]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
@@ -235,6 +252,28 @@ def test_a_crashing_or_hanging_worker_costs_one_file(tmp_path: Path, db_path: Pa
     assert stored["a.wav"]["status"] == stored["b.wav"]["status"] == "ok"
 
 
+def test_a_file_replaced_by_a_fifo_after_the_walk_does_not_hold_its_worker(tmp_path: Path) -> None:
+    """Issue 22 (16): a worker opening a FIFO waited for a writer until --timeout; now it is refused at once."""
+    os.mkfifo(tmp_path / "swapped.wav")  # the walk saw a regular file here
+    good = make_audio(tmp_path / "good.wav", "wav", seconds=4.0, kind="noise")
+    started = time.monotonic()
+    results = {Path(r.path).name: r for r in LocalRunner(1, timeout=20.0).run(
+        [AnalysisTask(str(tmp_path / "swapped.wav")), AnalysisTask(str(good))])}
+    assert results["swapped.wav"].error == "not a regular file (a pipe, socket or device)"
+    assert results["good.wav"].error is None
+    assert time.monotonic() - started < 15
+
+
+def test_overlapping_roots_are_analysed_once(library: Path, db_path: Path, svc) -> None:
+    """Issue 22 (21): `genretag scan lib lib lib` analysed every file three times (seen 6, analysed 6 for 2)."""
+    one = next(library.rglob("*.flac"))
+    summary = run([library, library, one.parent, one, library], db_path, svc)
+    assert (summary.seen, summary.analysed) == (4, 4)
+    with sqlite3.connect(db_path) as con:
+        roots = json.loads(con.execute("select roots from scans").fetchone()[0])
+    assert roots == [str(library), str(one.parent), str(one)]
+
+
 def test_runner_pulls_tasks_lazily(tmp_path: Path) -> None:
     """Bounded memory: the pool takes a task only when a worker is free."""
     paths = [make_audio(tmp_path / f"{i}.wav", "wav", seconds=3.5, kind="noise", seed=i) for i in range(6)]
@@ -294,6 +333,25 @@ def test_interrupted_scan_keeps_results_and_resumes(tmp_path: Path, sig: signal.
     assert out["from_cache"] == kept and out["analysed"] == files - kept and out["failed"] == 0
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from tracks where status='ok'").fetchone()[0] == files
+
+
+def test_an_interrupt_during_a_commit_leaves_the_batch_to_the_last_flush(library: Path, db_path: Path, svc,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or a stop signal (issue 22, 5) arriving while a batch is written: the batch was dropped."""
+    real_write = Cache.write_results
+    calls = []
+
+    def interrupted_once(self, rows, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as the signal handler raises it, just before the commit
+        return real_write(self, rows, *args, **kwargs)
+
+    monkeypatch.setattr(Cache, "write_results", interrupted_once)
+    summary = run([library], db_path, svc, batch_size=2)
+    assert summary.interrupted and calls == [2, 2]  # the same batch, written on the way out
+    assert summary.analysed == 2 and sum(summary.genres.values()) == 2  # counted once
+    assert sum(r["status"] == "ok" for r in rows(db_path).values()) == 2
 
 
 def test_a_failing_prediction_costs_only_its_track(svc) -> None:

@@ -98,3 +98,23 @@ def test_a_named_pipe_is_refused_not_opened(tmp_path: Path) -> None:
     assert list(walk([str(pipe)], on_error=lambda p, r: errors.append((p, r)))) == []
     assert errors == [(str(pipe), "not a regular file")]
     assert list(walk([str(tmp_path)])) == []  # inside a folder it is skipped too
+
+
+def test_overlapping_arguments_yield_each_file_once(tree: Path) -> None:
+    """Issue 22 (21): `genretag scan lib lib lib` analysed every file three times."""
+    once = sorted(walk([str(tree)]))
+    a, b = tree / "a", tree / "a" / "b"
+    os.symlink(a, tree / "link-to-a")
+    for args in ([tree, tree, tree], [tree, a], [a, tree], [b, a, b / "2.flac"], [tree, b / "2.flac", tree / "x"],
+                 [b / "2.flac", tree, b / "2.flac"], [tree / "link-to-a", a]):
+        found = list(walk([str(p) for p in args]))
+        assert len(found) == len(set(found)) == len({os.path.realpath(p) for p in found}), args
+    assert sorted(walk([str(tree), str(tree), str(a)])) == once
+    assert sorted(walk([str(a), str(tree)])) == once
+    assert sorted(walk([str(b / "2.flac"), str(tree)])) == once  # a named file keeps its place, and only it
+    assert list(walk([str(b / "2.flac"), str(b)])) == [str(b / "2.flac"), str(b / "c" / "3.ogg")]
+
+
+def test_a_named_hidden_file_inside_a_named_folder_is_still_yielded(tree: Path) -> None:
+    found = list(walk([str(tree / "a"), str(tree / "a" / ".7.wav")]))
+    assert names(found) == [".7.wav", "1.mp3", "2.flac", "3.ogg"]
