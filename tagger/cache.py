@@ -671,6 +671,20 @@ class Cache:
             if track is not None and after is not None:
                 self._set_track_stat(track, after, stamp, file_genres)
 
+    def follow_write(self, key: str, before: os.stat_result, after: os.stat_result) -> bool:
+        """Give ``key``'s row the stat ``after`` a tags-only write by another program (beets), if it had ``before``.
+
+        As :meth:`confirm_tag_write` does for genretag's own writes: a rescan
+        then does not re-analyse a file whose audio did not change.  A row
+        with another stat (the file changed before that write) is left alone.
+        """
+        with self._writing():
+            cursor = self.db.conn.execute(
+                "update tracks set size = ?, mtime = ?, updated_at = ? where path = ? and size = ? and mtime = ?",
+                (after.st_size, after.st_mtime, now(), key, before.st_size, before.st_mtime),
+            )
+        return cursor.rowcount > 0
+
     def _set_track_stat(self, key: str, st: os.stat_result, stamp: str,
                         file_genres: Sequence[str] | None = None) -> None:
         self.db.conn.execute(

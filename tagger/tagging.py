@@ -489,6 +489,28 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
     return (None, refusal) if refusal else (tf, "")
 
 
+def why_not(row: Track, opts: TagOptions, choice: albums.Choice | None = None) -> tuple[str, str] | None:
+    """Why a cached row gives nothing to tag, as (action, reason), before any file is read; None when it may.
+
+    ``choice`` (album mode) says whether the row is tagged from its album.
+    The beets plugin (beetsplug/genretag.py) asks the same before :func:`propose`.
+    """
+    album = choice is not None and choice.ranking is not None
+    if row.missing:
+        return SKIPPED, "missing since the last scan"
+    if row.status != "ok":
+        return SKIPPED, "no genre (its analysis failed)"
+    abstained = choice.abstained if album else row.abstained
+    if opts.from_tags:  # tags have their own threshold: abstaining on the genre does not apply
+        why = _why_no_tags(row)
+        return (NO_TAGS, why) if why else None
+    if abstained:
+        return ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it"
+    if not row.genre and not album:
+        return SKIPPED, "no genre (its analysis failed)"
+    return None
+
+
 def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries,
               choice: albums.Choice | None = None) -> FileResult:
     """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
@@ -499,19 +521,9 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         return FileResult(key, current, proposed, action, reason, opts.field, warn, row.path_bytes,
                           choice.album.name if choice else None, choice.note if choice else "")
 
-    if row.missing:
-        return result([], [], SKIPPED, "missing since the last scan")
-    if row.status != "ok":
-        return result([], [], SKIPPED, "no genre (its analysis failed)")
-    abstained = choice.abstained if album else row.abstained
-    if opts.from_tags:  # tags have their own threshold: abstaining on the genre does not apply
-        why = _why_no_tags(row)
-        if why:
-            return result([], [], NO_TAGS, why)
-    elif abstained:
-        return result([], [], ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it")
-    elif not row.genre and not album:
-        return result([], [], SKIPPED, "no genre (its analysis failed)")
+    unusable = why_not(row, opts, choice)
+    if unusable is not None:
+        return result([], [], *unusable)
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
     proposed, action, reason = propose(row, opts, choice.ranking if album else None)

@@ -1,0 +1,473 @@
+"""genretag inside beets: ``beet genretag [QUERY]`` sets beets' genres by listening (docs/beets.md).
+
+A thin adapter: the matching items' files go through genretag's own scan
+(tagger.job.run_job: same cache, workers, backends and abstention), and
+each item's genres are decided by the code behind ``genretag tag``
+(tagger.tagging.why_not, propose, decide; tagger.albums for album mode,
+on beets' own albums).  beets owns the result: the genres are stored in
+its database and written to files only through ``item.try_write()``, when
+the ``write`` option or beets' ``import.write`` says so.  What an item held
+before is kept in flexible attributes, so ``beet genretag --undo`` can put
+it back.
+
+genretag itself never imports this module or beets; it is found by beets
+in the ``beetsplug`` namespace once ``genretag`` is in beets' ``plugins:``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import beets
+
+#: The oldest beets this plugin was run against (docs/beets.md says how); setup.cfg's ``beets`` extra agrees.
+MIN_BEETS = (2, 0)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def too_old(version: str) -> str | None:
+    """The one line a beets older than MIN_BEETS gets (None when it is recent enough)."""
+    if _version(version) >= MIN_BEETS:
+        return None
+    need = ".".join(map(str, MIN_BEETS))
+    return (f"genretag: the beets plugin needs beets {need} or newer, and this is beets {version}; "
+            f"upgrade with: pip install -U 'genretag[beets]'")
+
+
+_TOO_OLD = too_old(getattr(beets, "__version__", "0"))
+
+if _TOO_OLD is None:
+    from beets import ui
+    from beets.dbcore import types as dbtypes
+    from beets.plugins import BeetsPlugin
+
+    from tagger import albums, tagging
+    from tagger.cache import Cache, path_key
+    from tagger.errors import GenretagError
+    from tagger.params import DEFAULT_EXCERPT
+    from tagger.track import Track
+else:  # one line, and no plugin class: beets then loads nothing from this module
+    print(_TOO_OLD, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# The genretag: section of beets' config.yaml.
+
+BY = ("track", "album")
+EXISTING = ("keep", "merge", "overwrite")
+SOURCES = ("genretag", "empty")
+
+#: Flexible attributes this plugin sets on items.
+CONFIDENCE, MODEL, ABSTAINED = "genretag_confidence", "genretag_model", "genretag_abstained"
+PREVIOUS, WRITTEN = "genretag_previous", "genretag_written"  # for --undo: JSON lists of genres
+
+
+def _number(lo: float, hi: float | None = None, *, whole: bool = False, null: bool = False) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value is None and null:
+            return ""
+        kinds = (int,) if whole else (int, float)
+        what = ("a whole number" if whole else "a number") + (f" from {lo:g}" if hi is None else f" from {lo:g} to {hi:g}")
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < lo or (hi is not None and value > hi):
+            return f"expected {what}{' or null' if null else ''}"
+        return ""
+
+    return check
+
+
+def _choice(options: Sequence[str]) -> Callable[[Any], str]:
+    return lambda value: "" if value in options else f"expected one of {', '.join(options)}"
+
+
+def _flag(*, null: bool = False) -> Callable[[Any], str]:
+    return lambda value: "" if isinstance(value, bool) or (null and value is None) else (
+        "expected yes or no" + (" (or null: beets' import.write)" if null else ""))
+
+
+def _text(*, null: bool = False) -> Callable[[Any], str]:
+    return lambda value: "" if (isinstance(value, str) and value) or (null and value is None) else (
+        "expected text" + (" or null" if null else ""))
+
+
+#: key -> (default, check returning why a value is wrong or "").  docs/beets.md lists them for users.
+OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
+    "auto": (False, _flag()),  # analyse on `beet import`: off by default, listening takes a while
+    "backend": ("musicnn", _text()),
+    "db": (None, _text(null=True)),  # genretag's database; null: genretag's default
+    "jobs": (None, _number(0, whole=True, null=True)),  # null: every core; 0: in beets' own process
+    "excerpt": (30.0, _number(0)),  # seconds analysed per file; 0: the whole file
+    "min_confidence": (None, _number(0, 1, null=True)),  # abstain below this; null: the model's threshold
+    "by": ("track", _choice(BY)),
+    "existing": ("keep", _choice(EXISTING)),
+    "with_parents": (False, _flag()),
+    "count": (None, _number(1, whole=True, null=True)),  # genres per item; null: as `genretag tag --top`
+    "source": ("genretag", _choice(SOURCES)),  # empty: only items without a genre
+    "write": (None, _flag(null=True)),
+    "separator": ("; ", _text()),  # beets before 2.7 keeps genres in one string
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The genretag: section, checked, with the command line's overrides applied."""
+
+    auto: bool
+    backend: str
+    db: str | None
+    jobs: int | None
+    excerpt: float
+    min_confidence: float | None
+    by: str
+    existing: str
+    with_parents: bool
+    count: int | None
+    source: str
+    write: bool | None
+    separator: str
+
+    def tag_options(self) -> tagging.TagOptions:
+        """What ``genretag tag`` would be given for these settings."""
+        return tagging.TagOptions(overwrite=self.existing == "overwrite", merge=self.existing == "merge",
+                                  top=self.count, min_confidence=self.min_confidence, with_parents=self.with_parents,
+                                  by=self.by)
+
+
+def check_settings(values: dict[str, Any], where: Callable[[str], str]) -> Settings:
+    """The settings from the section's values; ui.UserError naming the file and key on the first problem.
+
+    ``where(key)`` names the file that sets the key.
+    """
+    for key in values:
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, list(OPTIONS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(OPTIONS)})"
+            raise ui.UserError(f"genretag: {where(key)}: unknown key {key!r} in the genretag: section{hint}")
+    for key, (_, check) in OPTIONS.items():
+        why = check(values.get(key))
+        if why:
+            raise ui.UserError(f"genretag: {where(key)}: genretag.{key} is {values.get(key)!r}: {why}")
+    return Settings(**{key: values[key] for key in OPTIONS})
+
+
+# ---------------------------------------------------------------------------
+# beets' genre field: a list from beets 2.7, one string joined by a separator before.
+
+
+def read_genres(item: Any, separator: str) -> list[str]:
+    """The item's genres as a list, whichever field this beets has."""
+    if "genres" in item._fields:
+        return [g for g in item.genres or [] if g]
+    text = item.genre or ""
+    return [g.strip() for g in text.split(separator.strip() or separator) if g.strip()] if text else []
+
+
+def set_genres(item: Any, values: Sequence[str], separator: str) -> None:
+    if "genres" in item._fields:
+        item.genres = list(values)
+    else:
+        item.genre = separator.join(values)
+
+
+def _shown(values: Sequence[str]) -> str:
+    return "; ".join(values) if values else "(none)"
+
+
+def _same(a: Sequence[str], b: Sequence[str]) -> bool:
+    return [g.casefold() for g in a] == [g.casefold() for g in b]
+
+
+def _key(item: Any) -> str:
+    return path_key(os.path.abspath(os.fsdecode(item.path)))[0]
+
+
+@dataclass
+class Change:
+    """What the plugin decided for one item."""
+
+    item: Any
+    current: list[str]
+    new: list[str]
+    action: str  # tagging's actions: "written" (here: set), "kept existing", "abstained", ...
+    reason: str = ""
+    confidence: float | None = None
+    model: str | None = None
+    abstained: str | None = None
+    analysed: bool = False  # there is a result to store in the flexible attributes
+
+    def line(self, pretend: bool) -> str:
+        if self.action == tagging.WRITTEN:
+            conf = f" ({self.confidence:.2f})" if self.confidence is not None else ""
+            return f"{self.item}: {_shown(self.current)} -> {_shown(self.new)}{conf}" + (" [pretend]" if pretend else "")
+        why = f"{self.action}: {self.reason}" if self.reason else self.action
+        return f"{self.item}: {_shown(self.current)} ({why})"
+
+
+# ---------------------------------------------------------------------------
+# The plugin.
+
+if _TOO_OLD is None:
+
+    class GenretagPlugin(BeetsPlugin):
+        """``beet genretag``, the import hook, and the flexible attributes for queries."""
+
+        item_types = {CONFIDENCE: dbtypes.NullFloat(3)}  # numeric queries: genretag_confidence:0.9..
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.config.add({key: default for key, (default, _) in OPTIONS.items()})
+            if self.config["auto"].get() is not False:  # yes, or a wrong value that import_begin reports
+                self.register_listener("import_begin", self._import_begin)
+                self.register_listener("import_task_files", self._imported)
+
+        # -- settings ------------------------------------------------------
+        def settings(self, **overrides: Any) -> Settings:
+            """The checked genretag: section; ``overrides`` (not None) from the command line win."""
+            values = {key: self.config[key].get() for key in self.config.keys()}
+            values.update({k: v for k, v in overrides.items() if v is not None})
+            return check_settings(values, self._where)
+
+        def _where(self, key: str) -> str:
+            for source in self.config.root().sources:
+                section = source.get(self.name) if isinstance(source, dict) else None
+                if isinstance(section, dict) and key in section and getattr(source, "filename", None):
+                    return str(source.filename)
+            return "beets' config"
+
+        # -- the command ---------------------------------------------------
+        def commands(self) -> list[Any]:
+            cmd = ui.Subcommand("genretag", help="set genres by listening (genretag)")
+            cmd.parser.usage += ("\n\nAnalyse the matching items with genretag and set their genres."
+                                 "\nExample: beet genretag -p album:Blue")  # fmt: skip
+            cmd.parser.add_option("-p", "--pretend", action="store_true", help="show the changes; change nothing")
+            cmd.parser.add_option("-w", "--write", action="store_true", default=None, help="write tags to files")
+            cmd.parser.add_option("-W", "--nowrite", action="store_false", dest="write", help="don't write tags")
+            cmd.parser.add_option("-u", "--undo", action="store_true",
+                                  help="put back the genres genretag replaced")
+            cmd.parser.add_option("--by", choices=BY, help="track, or album: one genre per beets album")
+            cmd.parser.add_option("--existing", choices=EXISTING, help="keep, merge or overwrite existing genres")
+            cmd.func = self._command
+            return [cmd]
+
+        def _command(self, lib: Any, opts: Any, args: list[str]) -> None:
+            settings = self.settings(by=opts.by, existing=opts.existing)
+            write = ui.should_write(opts.write if opts.write is not None else settings.write)
+            items = list(lib.items(args))
+            if opts.undo:
+                self._report(self.undo(items, settings, write, opts.pretend), opts.pretend, ui.print_)
+                return
+            try:
+                changes, scanned = self.run(lib, items, settings, write, opts.pretend)
+            except GenretagError as exc:
+                raise ui.UserError(f"genretag: {exc}") from None
+            self._report(changes, opts.pretend, ui.print_, scanned)
+
+        # -- the import hook -------------------------------------------------
+        def _import_begin(self, session: Any) -> None:
+            self.settings()  # a broken section stops the import before any file is touched
+
+        def _imported(self, session: Any, task: Any) -> None:
+            settings = self.settings()
+            if not settings.auto:
+                return
+            items = list(task.imported_items())
+            if not task.is_album:
+                settings = Settings(**{**settings.__dict__, "by": "track"})
+            try:
+                changes, scanned = self.run(session.lib, items, settings, ui.should_write(settings.write), False)
+            except GenretagError as exc:  # the import itself goes on
+                self._log.error("{}", exc)
+                return
+            self._report(changes, False, lambda line: self._log.info("{}", line), scanned)
+
+        # -- the work ------------------------------------------------------
+        def run(self, lib: Any, items: Sequence[Any], settings: Settings, write: bool,
+                pretend: bool) -> tuple[list[Change], Any]:
+            """Analyse ``items`` with genretag's scan and set (or, pretending, show) their genres.
+
+            Returns the changes and the scan's summary (None when no item needed one).
+            """
+            from tagger.job import ScanJob, run_job
+            from tagger.paths import default_db_path
+            from tagger.scan import ScanOptions
+
+            if settings.source == "empty":
+                items = [i for i in items if not read_genres(i, settings.separator)]
+            if not items:
+                return [], None
+            paths = [os.path.abspath(os.fsdecode(i.path)) for i in items]
+            options = ScanOptions(excerpt=settings.excerpt, min_confidence=settings.min_confidence, count_total=False)
+            db = settings.db or str(default_db_path())
+            outcome = run_job(ScanJob(paths, settings.backend, db_path=db, jobs=settings.jobs, options=options))
+            unreadable = dict(outcome.summary.walk_errors)
+            opts = settings.tag_options()
+            with Cache(db, "write") as cache:
+                rows = cache.fetch([_key(i) for i in items])
+                choices = self._album_choices(items, rows) if settings.by == "album" else {}
+                changes = []
+                for item, path in zip(items, paths):
+                    row = rows.get(_key(item))
+                    if row is None:
+                        current = read_genres(item, settings.separator)
+                        changes.append(Change(item, current, current, tagging.SKIPPED, unreadable.get(path, "not analysed")))
+                        continue
+                    change = decide(item, row, opts, settings.separator, choices.get(item.id))
+                    changes.append(change)
+                    if not pretend:
+                        self._apply(change, cache, write, settings.separator)
+            return changes, outcome.summary
+
+        def _album_choices(self, items: Sequence[Any], rows: dict[str, Track]) -> dict[int, albums.Choice]:
+            """Album mode on beets' albums: each album's tracks among ``items`` averaged, as `genretag tag --by album`."""
+            members: dict[int, list[tuple[Any, Track]]] = {}
+            for item in items:
+                row = rows.get(_key(item))
+                if item.album_id is not None and row is not None:
+                    members.setdefault(item.album_id, []).append((item, row))
+            out: dict[int, albums.Choice] = {}
+            for album_id, pairs in members.items():
+                album = pairs[0][0].get_album()
+                artist = (album.albumartist if album else "") or ""
+                group = albums.Album(f"beets:{album_id}", f"{artist} – {album.album if album else ''}",
+                                     rows=[row for _, row in pairs])
+                if album is not None and (album.comp or " ".join(artist.split()).casefold() in albums.VARIOUS):
+                    group.not_averaged = albums.COMPILATION
+                albums.decide(group, tagging.ranked)
+                out.update({item.id: albums.choice(group, row) for item, row in pairs})
+            return out
+
+        def _apply(self, change: Change, cache: Cache, write: bool, separator: str) -> None:
+            """Store the change in beets' database (and, writing, the file through beets)."""
+            item = change.item
+            if change.analysed:
+                item[CONFIDENCE] = change.confidence
+                item[MODEL] = change.model
+                if change.abstained:
+                    item[ABSTAINED] = change.abstained
+                elif ABSTAINED in item:
+                    del item[ABSTAINED]
+            changed = change.action == tagging.WRITTEN
+            if changed:
+                chained = PREVIOUS in item and _same(change.current, _loads(item.get(WRITTEN)))
+                if not chained:  # an outside change since genretag's last set starts a new chain
+                    item[PREVIOUS] = json.dumps(change.current)
+                item[WRITTEN] = json.dumps(change.new)
+                set_genres(item, change.new, separator)
+            item.store()
+            if changed and write:
+                write_through_beets(item, cache)
+
+        def undo(self, items: Iterable[Any], settings: Settings, write: bool, pretend: bool) -> list[Change]:
+            """Put back the genres genretag replaced, where an item still holds what genretag set."""
+            from tagger.paths import default_db_path
+
+            db = settings.db or str(default_db_path())
+            cache = Cache(db, "write") if os.path.exists(db) else None
+            changes = []
+            try:
+                for item in items:
+                    if PREVIOUS not in item:
+                        continue
+                    current = read_genres(item, settings.separator)
+                    previous = _loads(item.get(PREVIOUS))
+                    if not _same(current, _loads(item.get(WRITTEN))):
+                        changes.append(Change(item, current, current, tagging.SKIPPED,
+                                              "its genres changed since genretag set them; not undone"))
+                        continue
+                    changes.append(Change(item, current, previous, tagging.RESTORED))
+                    if pretend:
+                        continue
+                    set_genres(item, previous, settings.separator)
+                    del item[PREVIOUS]
+                    del item[WRITTEN]
+                    item.store()
+                    if write:
+                        write_through_beets(item, cache)
+            finally:
+                if cache is not None:
+                    cache.close()
+            return changes
+
+        def _report(self, changes: list[Change], pretend: bool, out: Callable[[str], None], scanned: Any = None) -> None:
+            if scanned is not None:
+                failed = scanned.failed + scanned.failed_cached
+                out(f"genretag: {scanned.analysed} analysed, {scanned.cached + scanned.repredicted} from genretag's "
+                    f"cache, {failed} failed ({scanned.backend}, {scanned.elapsed:.1f} s)")
+            for change in changes:
+                line = change.line(pretend)
+                if change.action == tagging.RESTORED:
+                    line = f"{change.item}: {_shown(change.current)} -> {_shown(change.new)} (restored)" + (
+                        " [pretend]" if pretend else "")
+                out(line)
+            counts: dict[str, int] = {}
+            for change in changes:
+                counts[change.action] = counts.get(change.action, 0) + 1
+            names = {tagging.WRITTEN: "would set" if pretend else "set",
+                     tagging.RESTORED: "would restore" if pretend else "restored"}
+            summary = ", ".join(f"{n} {names.get(a, a)}" for a, n in counts.items())
+            out(f"genretag: {len(changes)} items: {summary}" if changes else "genretag: no items to change")
+
+
+def _loads(text: Any) -> list[str]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def decide(item: Any, row: Track, opts: tagging.TagOptions, separator: str,
+           choice: albums.Choice | None = None) -> Change:
+    """One item's change from its cached row, as ``genretag tag`` decides (tagger.tagging)."""
+    current = read_genres(item, separator)
+    album = choice is not None and choice.ranking is not None
+    ranking = choice.ranking if album else tagging.ranked(row)
+    change = Change(item, current, current, tagging.SKIPPED, analysed=row.status == "ok" and not row.missing,
+                    confidence=ranking[0][1] if ranking else row.confidence, model=f"{row.backend} {row.model_id}",
+                    abstained=(choice.abstained if album else row.abstained) or None)
+    unusable = tagging.why_not(row, opts, choice)
+    if unusable is not None:
+        change.action, change.reason = unusable
+        if row.status == "error":
+            change.reason = f"analysis failed: {row.error}"
+        elif change.action == tagging.ABSTAINED:
+            change.reason = f"{change.abstained}; a lower genretag.min_confidence tags it"
+        return change
+    proposed, action, reason = tagging.propose(row, opts, choice.ranking if album else None)
+    if action:
+        change.action, change.reason = action, reason
+        return change
+    new, action, reason = tagging.decide(current, proposed, opts)
+    change.new = new
+    change.action, change.reason = action or tagging.WRITTEN, reason
+    if action == tagging.KEPT:
+        change.reason = f"has genres {_shown(current)} (existing: merge or overwrite replaces them)"
+    return change
+
+
+def write_through_beets(item: Any, cache: Cache | None) -> bool:
+    """``item.try_write()``, then genretag's cache follows the file's new stat (beets changed only tags)."""
+    path = os.fsdecode(item.path)
+    try:
+        before = os.stat(path)
+    except OSError:
+        before = None
+    written = bool(item.try_write())
+    if written and before is not None and cache is not None:
+        try:
+            cache.follow_write(_key(item), before, os.stat(path))
+        except OSError:
+            pass
+    return written
