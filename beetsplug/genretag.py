@@ -3,7 +3,7 @@
 A thin adapter: the matching items' files go through genretag's own scan
 (tagger.job.run_job: same cache, workers, backends and abstention), and
 each item's genres are decided by the code behind ``genretag tag``
-(tagger.tagging.why_not, propose, decide; tagger.albums for album mode,
+(tagger.tagging.unusable, propose, decide; tagger.albums for album mode,
 on beets' own albums).  beets owns the result: the genres are stored in
 its database and written to files only through ``item.try_write()``, when
 the ``write`` option or beets' ``import.write`` says so.  What an item held
@@ -437,9 +437,9 @@ def decide(item: Any, row: Track, opts: tagging.TagOptions, separator: str,
     change = Change(item, current, current, tagging.SKIPPED, analysed=row.status == "ok" and not row.missing,
                     confidence=ranking[0][1] if ranking else row.confidence, model=f"{row.backend} {row.model_id}",
                     abstained=(choice.abstained if album else row.abstained) or None)
-    unusable = tagging.why_not(row, opts, choice)
-    if unusable is not None:
-        change.action, change.reason = unusable
+    why = tagging.unusable(row, opts, choice)
+    if why is not None:
+        change.action, change.reason = why
         if row.status == "error":
             change.reason = f"analysis failed: {row.error}"
         elif change.action == tagging.ABSTAINED:

@@ -489,7 +489,7 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
     return (None, refusal) if refusal else (tf, "")
 
 
-def why_not(row: Track, opts: TagOptions, choice: albums.Choice | None = None) -> tuple[str, str] | None:
+def unusable(row: Track, opts: TagOptions, choice: albums.Choice | None = None) -> tuple[str, str] | None:
     """Why a cached row gives nothing to tag, as (action, reason), before any file is read; None when it may.
 
     ``choice`` (album mode) says whether the row is tagged from its album.
@@ -521,9 +521,9 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         return FileResult(key, current, proposed, action, reason, opts.field, warn, row.path_bytes,
                           choice.album.name if choice else None, choice.note if choice else "")
 
-    unusable = why_not(row, opts, choice)
-    if unusable is not None:
-        return result([], [], *unusable)
+    why = unusable(row, opts, choice)
+    if why is not None:
+        return result([], [], *why)
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
     proposed, action, reason = propose(row, opts, choice.ranking if album else None)
