@@ -16,6 +16,7 @@ in the ``beetsplug`` namespace once ``genretag`` is in beets' ``plugins:``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -208,9 +209,11 @@ class Change:
     analysed: bool = False  # there is a result to store in the flexible attributes
 
     def line(self, pretend: bool) -> str:
-        if self.action == tagging.WRITTEN:
-            conf = f" ({self.confidence:.2f})" if self.confidence is not None else ""
-            return f"{self.item}: {_shown(self.current)} -> {_shown(self.new)}{conf}" + (" [pretend]" if pretend else "")
+        """The item, its genres, and what happens to them (``-p``: would happen)."""
+        if self.action in (tagging.WRITTEN, tagging.RESTORED):
+            what = f" ({self.confidence:.2f})" if self.action == tagging.WRITTEN and self.confidence is not None else ""
+            what += " (restored)" if self.action == tagging.RESTORED else ""
+            return f"{self.item}: {_shown(self.current)} -> {_shown(self.new)}{what}" + (" [pretend]" if pretend else "")
         why = f"{self.action}: {self.reason}" if self.reason else self.action
         return f"{self.item}: {_shown(self.current)} ({why})"
 
@@ -270,8 +273,8 @@ if _TOO_OLD is None:
                 return
             try:
                 changes, scanned = self.run(lib, items, settings, write, opts.pretend)
-            except GenretagError as exc:
-                raise ui.UserError(f"genretag: {exc}") from None
+            except (GenretagError, OSError) as exc:
+                raise ui.UserError(f"genretag: {_message(exc)}") from None
             self._report(changes, opts.pretend, ui.print_, scanned)
 
         # -- the import hook -------------------------------------------------
@@ -284,11 +287,11 @@ if _TOO_OLD is None:
                 return
             items = list(task.imported_items())
             if not task.is_album:
-                settings = Settings(**{**settings.__dict__, "by": "track"})
+                settings = dataclasses.replace(settings, by="track")
             try:
                 changes, scanned = self.run(session.lib, items, settings, ui.should_write(settings.write), False)
-            except GenretagError as exc:  # the import itself goes on
-                self._log.error("{}", exc)
+            except (GenretagError, OSError) as exc:  # the import itself goes on
+                self._log.error("{}", _message(exc))
                 return
             self._report(changes, False, lambda line: self._log.info("{}", line), scanned)
 
@@ -309,8 +312,11 @@ if _TOO_OLD is None:
                 return [], None
             paths = [os.path.abspath(os.fsdecode(i.path)) for i in items]
             options = ScanOptions(excerpt=settings.excerpt, min_confidence=settings.min_confidence, count_total=False)
-            db = settings.db or str(default_db_path())
+            db = os.path.expanduser(settings.db) if settings.db else str(default_db_path())
             outcome = run_job(ScanJob(paths, settings.backend, db_path=db, jobs=settings.jobs, options=options))
+            if outcome.interrupted:  # Ctrl-C: set nothing; what was analysed is committed
+                raise ui.UserError("genretag: interrupted; what was analysed is kept in genretag's database, "
+                                   "so running it again goes on from there")
             unreadable = dict(outcome.summary.walk_errors)
             opts = settings.tag_options()
             with Cache(db, "write") as cache:
@@ -373,7 +379,7 @@ if _TOO_OLD is None:
             """Put back the genres genretag replaced, where an item still holds what genretag set."""
             from tagger.paths import default_db_path
 
-            db = settings.db or str(default_db_path())
+            db = os.path.expanduser(settings.db) if settings.db else str(default_db_path())
             cache = Cache(db, "write") if os.path.exists(db) else None
             changes = []
             try:
@@ -406,11 +412,7 @@ if _TOO_OLD is None:
                 out(f"genretag: {scanned.analysed} analysed, {scanned.cached + scanned.repredicted} from genretag's "
                     f"cache, {failed} failed ({scanned.backend}, {scanned.elapsed:.1f} s)")
             for change in changes:
-                line = change.line(pretend)
-                if change.action == tagging.RESTORED:
-                    line = f"{change.item}: {_shown(change.current)} -> {_shown(change.new)} (restored)" + (
-                        " [pretend]" if pretend else "")
-                out(line)
+                out(change.line(pretend))
             counts: dict[str, int] = {}
             for change in changes:
                 counts[change.action] = counts.get(change.action, 0) + 1
@@ -418,6 +420,13 @@ if _TOO_OLD is None:
                      tagging.RESTORED: "would restore" if pretend else "restored"}
             summary = ", ".join(f"{n} {names.get(a, a)}" for a, n in counts.items())
             out(f"genretag: {len(changes)} items: {summary}" if changes else "genretag: no items to change")
+
+
+def _message(exc: Exception) -> str:
+    """A GenretagError as it is; an OSError as its file and reason (as the genretag command line words them)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
 
 
 def _loads(text: Any) -> list[str]:

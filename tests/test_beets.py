@@ -332,3 +332,17 @@ def test_genre_string_before_beets_2_7() -> None:
     assert item.genre == "Jazz; Bebop"
     item.genre = ""
     assert plugin.read_genres(item, "; ") == []
+
+
+@pytest.mark.slow
+def test_a_vanished_file_is_reported_and_the_rest_go_on(lib: Path) -> None:
+    music(lib)["t2.ogg"].unlink()
+    (lib / "music" / "a2" / "s0.m4a").write_bytes(b"not audio at all")
+    done = beet(lib, "genretag")
+    lines = {line.split(":")[0]: line for line in done.stdout.splitlines() if line.startswith("Art - ")}
+    assert "skipped" in lines["Art - Album a1 - t2.ogg"], done.stdout
+    assert "analysis failed" in lines["Art - Album a2 - s0.m4a"], done.stdout
+    items = library_items(lib)
+    assert items["t1.mp3"]["genres"] and read_genres(music(lib)["t1.mp3"]) == items["t1.mp3"]["genres"]
+    assert items["s0.m4a"]["genres"] == [] and items["s0.m4a"]["genretag_confidence"] is None
+    assert "Traceback" not in done.stderr
