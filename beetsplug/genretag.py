@@ -231,8 +231,10 @@ if _TOO_OLD is None:
         def __init__(self) -> None:
             super().__init__()
             self.config.add({key: default for key, (default, _) in OPTIONS.items()})
+            self._sources: dict[int, tuple[str, os.stat_result]] = {}  # item id -> its file's key and stat before
             if self.config["auto"].get() is not False:  # yes, or a wrong value that import_begin reports
                 self.register_listener("import_begin", self._import_begin)
+                self.import_stages = [self._before_files]
                 self.register_listener("import_task_files", self._imported)
 
         # -- settings ------------------------------------------------------
@@ -281,11 +283,25 @@ if _TOO_OLD is None:
         def _import_begin(self, session: Any) -> None:
             self.settings()  # a broken section stops the import before any file is touched
 
+        def _before_files(self, session: Any, task: Any) -> None:
+            """Note where each file is before beets copies or moves it, to carry genretag's result along."""
+            for item in task.imported_items():
+                path = os.path.abspath(os.fsdecode(item.path))
+                try:
+                    self._sources[item.id] = (path_key(path)[0], os.stat(path))
+                except OSError:
+                    continue
+
         def _imported(self, session: Any, task: Any) -> None:
             settings = self.settings()
+            items = list(task.imported_items())
+            sources = {i.id: self._sources.pop(i.id) for i in items if i.id in self._sources}
             if not settings.auto:
                 return
-            items = list(task.imported_items())
+            db = _db_path(settings)
+            if sources and os.path.exists(db):
+                with Cache(db, "write") as cache:
+                    carry(cache, items, sources)
             if not task.is_album:
                 settings = dataclasses.replace(settings, by="track")
             try:
@@ -303,7 +319,6 @@ if _TOO_OLD is None:
             Returns the changes and the scan's summary (None when no item needed one).
             """
             from tagger.job import ScanJob, run_job
-            from tagger.paths import default_db_path
             from tagger.scan import ScanOptions
 
             if settings.source == "empty":
@@ -312,7 +327,7 @@ if _TOO_OLD is None:
                 return [], None
             paths = [os.path.abspath(os.fsdecode(i.path)) for i in items]
             options = ScanOptions(excerpt=settings.excerpt, min_confidence=settings.min_confidence, count_total=False)
-            db = os.path.expanduser(settings.db) if settings.db else str(default_db_path())
+            db = _db_path(settings)
             outcome = run_job(ScanJob(paths, settings.backend, db_path=db, jobs=settings.jobs, options=options))
             if outcome.interrupted:  # Ctrl-C: set nothing; what was analysed is committed
                 raise ui.UserError("genretag: interrupted; what was analysed is kept in genretag's database, "
@@ -377,9 +392,7 @@ if _TOO_OLD is None:
 
         def undo(self, items: Iterable[Any], settings: Settings, write: bool, pretend: bool) -> list[Change]:
             """Put back the genres genretag replaced, where an item still holds what genretag set."""
-            from tagger.paths import default_db_path
-
-            db = os.path.expanduser(settings.db) if settings.db else str(default_db_path())
+            db = _db_path(settings)
             cache = Cache(db, "write") if os.path.exists(db) else None
             changes = []
             try:
@@ -420,6 +433,38 @@ if _TOO_OLD is None:
                      tagging.RESTORED: "would restore" if pretend else "restored"}
             summary = ", ".join(f"{n} {names.get(a, a)}" for a, n in counts.items())
             out(f"genretag: {len(changes)} items: {summary}" if changes else "genretag: no items to change")
+
+
+def _db_path(settings: Settings) -> str:
+    """genretag's database: the ``db`` option (``~`` allowed), else genretag's default."""
+    from tagger.paths import default_db_path
+
+    return os.path.expanduser(settings.db) if settings.db else str(default_db_path())
+
+
+def carry(cache: Cache, items: Iterable[Any], sources: dict[int, tuple[str, os.stat_result]]) -> int:
+    """Carry genretag's results to the items beets copied or moved on import; how many were carried.
+
+    A file whose new place genretag already knows (unchanged) keeps that.
+    """
+    carried = 0
+    for item in items:
+        if item.id not in sources:
+            continue
+        old, before = sources[item.id]
+        path = os.path.abspath(os.fsdecode(item.path))
+        new, raw = path_key(path)
+        if new == old:
+            continue
+        try:
+            after = os.stat(path)
+        except OSError:
+            continue
+        known = cache.lookup([new]).get(new)
+        if known is not None and (known.size, known.mtime) == (after.st_size, after.st_mtime):
+            continue
+        carried += cache.carry(old, new, raw, before, after)
+    return carried
 
 
 def _message(exc: Exception) -> str:

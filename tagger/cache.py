@@ -685,6 +685,30 @@ class Cache:
             )
         return cursor.rowcount > 0
 
+    def carry(self, old: str, new: str, new_raw: bytes | None, before: os.stat_result, after: os.stat_result) -> bool:
+        """Give the file now at ``new`` the result cached for ``old``: another program (beets) copied or moved
+        it there, changing at most its tags.
+
+        Only when ``old``'s row still has ``before``, the stat the file had
+        then: the result is of these audio bytes.  Its features and
+        embeddings come along, so another backend needs no decoding either.
+        """
+        with self._writing():
+            cursor = self.db.conn.execute("select * from tracks where path = ? and size = ? and mtime = ?",
+                                          (old, before.st_size, before.st_mtime))
+            found = cursor.fetchone()
+            if found is None:
+                return False
+            row = dict(zip([d[0] for d in cursor.description], found))
+            row.update(path=new, path_bytes=new_raw, size=after.st_size, mtime=after.st_mtime, missing=0,
+                       missing_since=None, updated_at=now())
+            _upsert(self.db, "tracks", [row])
+            for table in ("features", "embeddings"):
+                cursor = self.db.conn.execute(f"select * from [{table}] where path = ?", (old,))
+                names = [d[0] for d in cursor.description]
+                _upsert(self.db, table, [dict(zip(names, r)) | {"path": new} for r in cursor.fetchall()])
+        return True
+
     def _set_track_stat(self, key: str, st: os.stat_result, stamp: str,
                         file_genres: Sequence[str] | None = None) -> None:
         self.db.conn.execute(

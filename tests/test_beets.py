@@ -70,13 +70,13 @@ def beet(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 
 def library_items(root: Path) -> dict[str, dict]:
-    """Every item in beets' database by file name: its genres and genretag's flexible attributes."""
+    """Every item in beets' database by title (the original file name): genres and genretag's flexible attributes."""
     from beets.library import Library
 
     lib = Library(str(root / "library.db"))
     try:
         return {
-            os.path.basename(os.fsdecode(item.path)): {
+            item.title: {
                 "genres": list(item.genres) if "genres" in item._fields else [item.genre] if item.genre else [],
                 **{k: item.get(k) for k in ("genretag_confidence", "genretag_model", "genretag_abstained",
                                               "genretag_previous")},
@@ -253,6 +253,24 @@ def test_import_hook_sets_genres_from_the_cache(lib: Path) -> None:
     assert len(got) == 1, f"album mode on an album import: one genre, got {got}"
     assert read_genres(extra) == items["n1.mp3"]["genres"]  # import.write: yes, written through beets
     assert items["n1.mp3"]["genretag_model"].startswith("musicnn ")
+
+
+@pytest.mark.slow
+def test_import_hook_carries_the_analysis_to_copied_files(lib: Path) -> None:
+    """beets copies the files into its directory: genretag's result for the source comes along."""
+    source = lib / "incoming" / "a3" / "n0.flac"
+    before = digest(source)
+    write_config(lib, "auto: yes\n")
+    (lib / "config.yaml").write_text((lib / "config.yaml").read_text().replace("copy: no", "copy: yes"))
+    done = beet(lib, "-v", "import", str(lib / "incoming"))
+    log = done.stdout + done.stderr
+    assert "0 analysed, 1 from genretag's cache" in log, log
+    copied = [p for p in (lib / "lib").rglob("*.flac")]
+    assert len(copied) == 1, copied
+    assert library_items(lib)["n0.flac"]["genres"] == read_genres(copied[0]) != []
+    assert digest(source) == before, "the imported original was written"
+    again = beet(lib, "genretag", "-p", "title:n0.flac")  # the copy, written by beets, is known too
+    assert "0 analysed, 1 from genretag's cache" in again.stdout, again.stdout
 
 
 # ---------------------------------------------------------------------------
