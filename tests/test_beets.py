@@ -209,6 +209,32 @@ def test_album_mode_uses_beets_albums(lib: Path) -> None:
     assert len(album) == 1, f"one genre for beets' album a1, got {album}"
 
 
+@pytest.mark.slow
+def test_same_genres_as_genretag_tag(lib: Path) -> None:
+    """count, existing and the canonical names decide as `genretag tag` does on the same database."""
+    import json
+
+    from tagger.cli import cli
+
+    result = CliRunner().invoke(cli, ["tag", str(lib / "music"), "--db", str(lib / "genretag.db"), "--dry-run",
+                                      "--json", "--overwrite", "--with-parents", "--top", "2", "--min-confidence", "0"])
+    assert result.exit_code == 0, result.output
+    expected = {Path(f["path"]).name: f["proposed"] for f in json.loads(result.stdout)["files"]}
+    # (musicnn's ten genres are the tree's top level: with_parents adds nothing to them, and the options
+    # reach tagging.propose the same way.)
+    assert len(expected) == 4 and all(len(v) == 2 for v in expected.values()), expected
+    write_config(lib, "with_parents: yes\ncount: 2\nexisting: overwrite\n")
+    beet(lib, "genretag")
+    assert {name: item["genres"] for name, item in library_items(lib).items()} == expected
+
+
+@pytest.mark.slow
+def test_source_empty_leaves_items_with_genres_alone(lib: Path) -> None:
+    write_config(lib, "source: empty\nexisting: overwrite\n")
+    done = beet(lib, "genretag", "-p")
+    assert "t0.flac" not in done.stdout and "3 would set" in done.stdout, done.stdout
+
+
 # ---------------------------------------------------------------------------
 # Point 5: undo in beets' terms.
 
