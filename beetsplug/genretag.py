@@ -27,6 +27,12 @@ from typing import Any
 
 import beets
 
+from tagger import albums, tagging
+from tagger.cache import Cache, path_key
+from tagger.errors import GenretagError
+from tagger.params import DEFAULT_EXCERPT
+from tagger.track import Track
+
 #: The oldest beets this plugin was run against (docs/beets.md says how); setup.cfg's ``beets`` extra agrees.
 MIN_BEETS = (2, 0)
 
@@ -54,12 +60,6 @@ if _TOO_OLD is None:
     from beets import ui
     from beets.dbcore import types as dbtypes
     from beets.plugins import BeetsPlugin
-
-    from tagger import albums, tagging
-    from tagger.cache import Cache, path_key
-    from tagger.errors import GenretagError
-    from tagger.params import DEFAULT_EXCERPT
-    from tagger.track import Track
 else:  # one line, and no plugin class: beets then loads nothing from this module
     print(_TOO_OLD, file=sys.stderr)
 
@@ -81,7 +81,7 @@ def _number(lo: float, hi: float | None = None, *, whole: bool = False, null: bo
         if value is None and null:
             return ""
         kinds = (int,) if whole else (int, float)
-        what = ("a whole number" if whole else "a number") + (f" from {lo:g}" if hi is None else f" from {lo:g} to {hi:g}")
+        what = ("a whole number" if whole else "a number") + f" from {lo:g}" + ("" if hi is None else f" to {hi:g}")
         if isinstance(value, bool) or not isinstance(value, kinds) or value < lo or (hi is not None and value > hi):
             return f"expected {what}{' or null' if null else ''}"
         return ""
@@ -109,7 +109,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "backend": ("musicnn", _text()),
     "db": (None, _text(null=True)),  # genretag's database; null: genretag's default
     "jobs": (None, _number(0, whole=True, null=True)),  # null: every core; 0: in beets' own process
-    "excerpt": (30.0, _number(0)),  # seconds analysed per file; 0: the whole file
+    "excerpt": (DEFAULT_EXCERPT, _number(0)),  # seconds analysed per file; 0: the whole file
     "min_confidence": (None, _number(0, 1, null=True)),  # abstain below this; null: the model's threshold
     "by": ("track", _choice(BY)),
     "existing": ("keep", _choice(EXISTING)),
@@ -213,7 +213,8 @@ class Change:
         if self.action in (tagging.WRITTEN, tagging.RESTORED):
             what = f" ({self.confidence:.2f})" if self.action == tagging.WRITTEN and self.confidence is not None else ""
             what += " (restored)" if self.action == tagging.RESTORED else ""
-            return f"{self.item}: {_shown(self.current)} -> {_shown(self.new)}{what}" + (" [pretend]" if pretend else "")
+            what += " [pretend]" if pretend else ""
+            return f"{self.item}: {_shown(self.current)} -> {_shown(self.new)}{what}"
         why = f"{self.action}: {self.reason}" if self.reason else self.action
         return f"{self.item}: {_shown(self.current)} ({why})"
 
@@ -342,7 +343,8 @@ if _TOO_OLD is None:
                     row = rows.get(_key(item))
                     if row is None:
                         current = read_genres(item, settings.separator)
-                        changes.append(Change(item, current, current, tagging.SKIPPED, unreadable.get(path, "not analysed")))
+                        why = unreadable.get(path, "not analysed")
+                        changes.append(Change(item, current, current, tagging.SKIPPED, why))
                         continue
                     change = decide(item, row, opts, settings.separator, choices.get(item.id))
                     changes.append(change)
@@ -351,7 +353,7 @@ if _TOO_OLD is None:
             return changes, outcome.summary
 
         def _album_choices(self, items: Sequence[Any], rows: dict[str, Track]) -> dict[int, albums.Choice]:
-            """Album mode on beets' albums: each album's tracks among ``items`` averaged, as `genretag tag --by album`."""
+            """Album mode on beets' albums: each one's tracks among ``items`` averaged, as `genretag tag --by album`."""
             members: dict[int, list[tuple[Any, Track]]] = {}
             for item in items:
                 row = rows.get(_key(item))
@@ -419,7 +421,9 @@ if _TOO_OLD is None:
                     cache.close()
             return changes
 
-        def _report(self, changes: list[Change], pretend: bool, out: Callable[[str], None], scanned: Any = None) -> None:
+        def _report(self, changes: list[Change], pretend: bool, out: Callable[[str], None],
+                    scanned: Any = None) -> None:
+            """The scan's counts, a line per item, and what happened, counted."""
             if scanned is not None:
                 failed = scanned.failed + scanned.failed_cached
                 out(f"genretag: {scanned.analysed} analysed, {scanned.cached + scanned.repredicted} from genretag's "
