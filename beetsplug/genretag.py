@@ -255,8 +255,8 @@ if _TOO_OLD is None:
         # -- the command ---------------------------------------------------
         def commands(self) -> list[Any]:
             cmd = ui.Subcommand("genretag", help="set genres by listening (genretag)")
-            cmd.parser.usage += ("\n\nAnalyse the matching items with genretag and set their genres."
-                                 "\nExample: beet genretag -p album:Blue")  # fmt: skip
+            cmd.parser.usage = ("%prog [options] [QUERY]\n\nAnalyse the matching items with genretag and set "
+                                "their genres (docs/beets.md).\nExample: beet genretag -p album:Blue")  # fmt: skip
             cmd.parser.add_option("-p", "--pretend", action="store_true", help="show the changes; change nothing")
             cmd.parser.add_option("-w", "--write", action="store_true", default=None, help="write tags to files")
             cmd.parser.add_option("-W", "--nowrite", action="store_false", dest="write", help="don't write tags")
