@@ -207,6 +207,7 @@ class Change:
     model: str | None = None
     abstained: str | None = None
     analysed: bool = False  # there is a result to store in the flexible attributes
+    album: bool = False  # a beets album's own genres, not an item's
 
     def line(self, pretend: bool) -> str:
         """The item, its genres, and what happens to them (``-p``: would happen)."""
@@ -272,7 +273,7 @@ if _TOO_OLD is None:
             write = ui.should_write(opts.write if opts.write is not None else settings.write)
             items = list(lib.items(args))
             if opts.undo:
-                self._report(self.undo(items, settings, write, opts.pretend), opts.pretend, ui.print_)
+                self._report(self.undo(lib, items, settings, write, opts.pretend), opts.pretend, ui.print_)
                 return
             try:
                 changes, scanned = self.run(lib, items, settings, write, opts.pretend)
@@ -350,7 +351,27 @@ if _TOO_OLD is None:
                     changes.append(change)
                     if not pretend:
                         self._apply(change, cache, write, settings.separator)
+            if settings.by == "album":
+                changes += self._albums(lib, changes, settings.separator, pretend)
             return changes, outcome.summary
+
+        def _albums(self, lib: Any, changes: list[Change], separator: str, pretend: bool) -> list[Change]:
+            """A beets album whose tracks all hold the same genres after ``changes`` gets them too (``beet ls -a``)."""
+            held = {c.item.id: c.new if c.action == tagging.WRITTEN else c.current for c in changes}
+            out = []
+            for album_id in sorted({c.item.album_id for c in changes if c.item.album_id is not None}):
+                album = lib.get_album(album_id)
+                if album is None:
+                    continue
+                genres = {tuple(held.get(i.id, read_genres(i, separator))) for i in album.items()}
+                current = read_genres(album, separator)
+                if len(genres) != 1 or not (new := list(genres.pop())) or _same(current, new):
+                    continue
+                out.append(Change(album, current, new, tagging.WRITTEN, album=True))
+                if not pretend:
+                    set_recorded(album, current, new, separator)
+                    album.store(inherit=False)  # its tracks hold these already
+            return out
 
         def _album_choices(self, items: Sequence[Any], rows: dict[str, Track]) -> dict[int, albums.Choice]:
             """Album mode on beets' albums: each one's tracks among ``items`` averaged, as `genretag tag --by album`."""
@@ -383,39 +404,36 @@ if _TOO_OLD is None:
                     del item[ABSTAINED]
             changed = change.action == tagging.WRITTEN
             if changed:
-                chained = PREVIOUS in item and _same(change.current, _loads(item.get(WRITTEN)))
-                if not chained:  # an outside change since genretag's last set starts a new chain
-                    item[PREVIOUS] = json.dumps(change.current)
-                item[WRITTEN] = json.dumps(change.new)
-                set_genres(item, change.new, separator)
+                set_recorded(item, change.current, change.new, separator)
             item.store()
             if changed and write:
                 write_through_beets(item, cache)
 
-        def undo(self, items: Iterable[Any], settings: Settings, write: bool, pretend: bool) -> list[Change]:
-            """Put back the genres genretag replaced, where an item still holds what genretag set."""
+        def undo(self, lib: Any, items: Sequence[Any], settings: Settings, write: bool,
+                 pretend: bool) -> list[Change]:
+            """Put back the genres genretag replaced, where an item (or its album) still holds what genretag set."""
             db = _db_path(settings)
             cache = Cache(db, "write") if os.path.exists(db) else None
+            album_ids = sorted({i.album_id for i in items if i.album_id is not None})
+            albums_ = [a for a in map(lib.get_album, album_ids) if a is not None]
             changes = []
             try:
-                for item in items:
-                    if PREVIOUS not in item:
+                for obj, is_album in [*((i, False) for i in items), *((a, True) for a in albums_)]:
+                    change = undoing(obj, settings.separator, album=is_album)
+                    if change is None:
                         continue
-                    current = read_genres(item, settings.separator)
-                    previous = _loads(item.get(PREVIOUS))
-                    if not _same(current, _loads(item.get(WRITTEN))):
-                        changes.append(Change(item, current, current, tagging.SKIPPED,
-                                              "its genres changed since genretag set them; not undone"))
+                    changes.append(change)
+                    if pretend or change.action != tagging.RESTORED:
                         continue
-                    changes.append(Change(item, current, previous, tagging.RESTORED))
-                    if pretend:
+                    set_genres(obj, change.new, settings.separator)
+                    del obj[PREVIOUS]
+                    del obj[WRITTEN]
+                    if change.album:
+                        obj.store(inherit=False)
                         continue
-                    set_genres(item, previous, settings.separator)
-                    del item[PREVIOUS]
-                    del item[WRITTEN]
-                    item.store()
+                    obj.store()
                     if write:
-                        write_through_beets(item, cache)
+                        write_through_beets(obj, cache)
             finally:
                 if cache is not None:
                     cache.close()
@@ -430,13 +448,41 @@ if _TOO_OLD is None:
                     f"cache, {failed} failed ({scanned.backend}, {scanned.elapsed:.1f} s)")
             for change in changes:
                 out(change.line(pretend))
-            counts: dict[str, int] = {}
-            for change in changes:
-                counts[change.action] = counts.get(change.action, 0) + 1
             names = {tagging.WRITTEN: "would set" if pretend else "set",
                      tagging.RESTORED: "would restore" if pretend else "restored"}
-            summary = ", ".join(f"{n} {names.get(a, a)}" for a, n in counts.items())
-            out(f"genretag: {len(changes)} items: {summary}" if changes else "genretag: no items to change")
+            for album, what in ((False, "item"), (True, "album")):
+                counts: dict[str, int] = {}
+                for change in changes:
+                    if change.album == album:
+                        counts[change.action] = counts.get(change.action, 0) + 1
+                if counts or not album:
+                    summary = ", ".join(f"{n} {names.get(a, a)}" for a, n in counts.items()) or "nothing to change"
+                    n = sum(counts.values())
+                    out(f"genretag: {n} {what}{'' if n == 1 else 's'}: {summary}")
+
+
+def set_recorded(obj: Any, current: list[str], new: list[str], separator: str) -> None:
+    """Set an item's or album's genres, keeping what it held for ``--undo``.
+
+    A set that follows genretag's own last one (nothing changed the genres
+    in between) keeps the first ``genretag_previous``: undo goes back to
+    before genretag.  After an outside change, the chain starts again.
+    """
+    if not (PREVIOUS in obj and _same(current, _loads(obj.get(WRITTEN)))):
+        obj[PREVIOUS] = json.dumps(current)
+    obj[WRITTEN] = json.dumps(new)
+    set_genres(obj, new, separator)
+
+
+def undoing(obj: Any, separator: str, album: bool = False) -> Change | None:
+    """What ``--undo`` does to an item or album: restore, or skip it (changed since); None: nothing recorded."""
+    if PREVIOUS not in obj:
+        return None
+    current = read_genres(obj, separator)
+    if not _same(current, _loads(obj.get(WRITTEN))):
+        return Change(obj, current, current, tagging.SKIPPED, "its genres changed since genretag set them; not undone",
+                      album=album)
+    return Change(obj, current, _loads(obj.get(PREVIOUS)), tagging.RESTORED, album=album)
 
 
 def _db_path(settings: Settings) -> str:

@@ -201,12 +201,29 @@ def test_nowrite_changes_the_database_only_and_overwrite_merge(lib: Path) -> Non
     assert read_genres(music(lib)["t0.flac"]) == items["t0.flac"]["genres"]
 
 
+def album_genres(root: Path) -> dict[str, list[str]]:
+    """Each beets album's own genres, by album name."""
+    from beets.library import Library
+
+    lib = Library(str(root / "library.db"))
+    try:
+        return {a.album: list(a.genres) if "genres" in a._fields else [a.genre] if a.genre else []
+                for a in lib.albums()}
+    finally:
+        lib._close()
+
+
 @pytest.mark.slow
 def test_album_mode_uses_beets_albums(lib: Path) -> None:
-    beet(lib, "genretag", "--by", "album", "--existing", "overwrite")
+    before = album_genres(lib)
+    done = beet(lib, "genretag", "--by", "album", "--existing", "overwrite")
     items = library_items(lib)
     album = {items[n]["genres"][0] for n in ("t0.flac", "t1.mp3", "t2.ogg")}
     assert len(album) == 1, f"one genre for beets' album a1, got {album}"
+    assert album_genres(lib)["Album a1"] == [album.pop()], "the album's own field follows its tracks"
+    assert "genretag: 2 albums: 2 set" in done.stdout, done.stdout
+    beet(lib, "genretag", "--undo")
+    assert album_genres(lib) == before
 
 
 @pytest.mark.slow
@@ -277,6 +294,7 @@ def test_import_hook_sets_genres_from_the_cache(lib: Path) -> None:
     items = library_items(lib)
     got = {items[n]["genres"][0] for n in ("n0.flac", "n1.mp3")}
     assert len(got) == 1, f"album mode on an album import: one genre, got {got}"
+    assert album_genres(lib)["Album a3"] == list(got)
     assert read_genres(extra) == items["n1.mp3"]["genres"]  # import.write: yes, written through beets
     assert items["n1.mp3"]["genretag_model"].startswith("musicnn ")
 
