@@ -48,14 +48,18 @@ import:
   quiet: yes
 genretag:
   db: {root}/genretag.db
-  jobs: 0
-  min_confidence: 0
+  jobs: {jobs}
+  min_confidence: {min_confidence}
 {extra}"""
 
 
-def write_config(root: Path, extra: str = "") -> None:
-    """config.yaml: the library, as-is imports in place, and a genretag: section (``extra`` adds to it)."""
-    (root / "config.yaml").write_text(CONFIG.format(root=root, extra=textwrap.indent(extra, "  ")))
+def write_config(root: Path, extra: str = "", jobs: int = 0, min_confidence: str = "0") -> None:
+    """config.yaml: the library, as-is imports in place, and a genretag: section (``extra`` adds to it).
+
+    ``jobs`` 0 analyses in beets' process; ``min_confidence`` 0 never abstains (the test audio is tones and noise).
+    """
+    text = CONFIG.format(root=root, jobs=jobs, min_confidence=min_confidence, extra=textwrap.indent(extra, "  "))
+    (root / "config.yaml").write_text(text)
 
 
 def beet(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -252,6 +256,22 @@ def test_source_empty_leaves_items_with_genres_alone(lib: Path) -> None:
     assert "t0.flac" not in done.stdout and "3 would set" in done.stdout, done.stdout
 
 
+@pytest.mark.slow
+def test_abstained_items_are_queryable_and_keep_their_genres(lib: Path) -> None:
+    """With the model's own threshold, tones and noise are too uncertain: no genre, the reason stored."""
+    write_config(lib, min_confidence="null")
+    done = beet(lib, "genretag")
+    items = library_items(lib)
+    abstained = {name for name, item in items.items() if item["genretag_abstained"]}
+    assert abstained, done.stdout
+    for name in abstained:
+        assert items[name]["genres"] == (["Jazz"] if name == "t0.flac" else []), name
+        assert "the model's threshold" in items[name]["genretag_abstained"]
+    listed = beet(lib, "ls", "-f", "$title", "genretag_abstained::.").stdout.split()
+    assert set(listed) == abstained
+    assert done.stdout.count("(abstained: ") == len(abstained)
+
+
 # ---------------------------------------------------------------------------
 # Point 5: undo in beets' terms.
 
@@ -286,7 +306,7 @@ def test_undo_puts_back_the_previous_genres(lib: Path) -> None:
 
 @pytest.mark.slow
 def test_import_hook_sets_genres_from_the_cache(lib: Path) -> None:
-    write_config(lib, "auto: yes\nby: album\n")
+    write_config(lib, "auto: yes\nby: album\n", jobs=1)  # a worker process, as `genretag scan` uses
     extra = make_files(lib / "incoming", {"n1.mp3": ("a3", "mp3", "noise", 5)})[0]  # new: not in the cache
     done = beet(lib, "-v", "import", str(lib / "incoming"))
     log = done.stdout + done.stderr
