@@ -272,11 +272,11 @@ if _TOO_OLD is None:
             settings = self.settings(by=opts.by, existing=opts.existing)
             write = ui.should_write(opts.write if opts.write is not None else settings.write)
             items = list(lib.items(args))
-            if opts.undo:
-                self._report(self.undo(lib, items, settings, write, opts.pretend), opts.pretend, ui.print_)
-                return
             try:
-                changes, scanned = self.run(lib, items, settings, write, opts.pretend)
+                if opts.undo:
+                    changes, scanned = self.undo(lib, items, settings, write, opts.pretend), None
+                else:
+                    changes, scanned = self.run(lib, items, settings, write, opts.pretend)
             except (GenretagError, OSError) as exc:
                 raise ui.UserError(f"genretag: {_message(exc)}") from None
             self._report(changes, opts.pretend, ui.print_, scanned)
@@ -301,12 +301,12 @@ if _TOO_OLD is None:
             if not settings.auto:
                 return
             db = _db_path(settings)
-            if sources and os.path.exists(db):
-                with Cache(db, "write") as cache:
-                    carry(cache, items, sources)
             if not task.is_album:
                 settings = dataclasses.replace(settings, by="track")
             try:
+                if sources and os.path.exists(db):
+                    with Cache(db, "write") as cache:
+                        carry(cache, items, sources)
                 changes, scanned = self.run(session.lib, items, settings, ui.should_write(settings.write), False)
             except (GenretagError, OSError) as exc:  # the import itself goes on
                 self._log.error("{}", _message(exc))

@@ -428,3 +428,23 @@ def test_a_vanished_file_is_reported_and_the_rest_go_on(lib: Path) -> None:
     assert items["t1.mp3"]["genres"] and read_genres(music(lib)["t1.mp3"]) == items["t1.mp3"]["genres"]
     assert items["s0.m4a"]["genres"] == [] and items["s0.m4a"]["genretag_confidence"] is None
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_foreign_file_as_genretags_database_is_one_line(tmp_path: Path) -> None:
+    """`db` names a file that is not genretag's: the command stops with one line, an import goes on."""
+    write_config(tmp_path, "auto: yes\n")
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("my notes\n")
+    (tmp_path / "config.yaml").write_text((tmp_path / "config.yaml").read_text().replace(
+        f"db: {tmp_path}/genretag.db", f"db: {foreign}"))
+    make_files(tmp_path / "music", {"t0.flac": FILES["t0.flac"]})
+    done = beet(tmp_path, "import", str(tmp_path / "music"))  # the import itself goes on
+    assert "not an SQLite database" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert list(library_items(tmp_path)) == ["t0.flac"]
+    for args in (["genretag"], ["genretag", "--undo"]):
+        done = beet(tmp_path, *args, check=False)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert [line for line in done.stderr.splitlines() if line.strip()] == [
+            f"error: genretag: {foreign}: not an SQLite database; genretag leaves it alone (check --db)"]
+    assert foreign.read_text() == "my notes\n"
