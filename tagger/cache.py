@@ -85,6 +85,8 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
 BUSY_SECONDS = 10.0  # how long a command waits for another one's write transaction
 LOOKUP_CHUNK = 500
+#: Roots per query of mark_missing: SQLite refuses an expression deeper than 1000 (each root is one "or").
+ROOTS_PER_QUERY = 200
 LISTINGS_KEPT = 64  # folders whose names mark_missing keeps at once (rows come by path, not by folder)
 READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
 CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
@@ -564,21 +566,24 @@ class Cache:
         lstat per file; a name not listed is confirmed with lstat, so what
         counts as gone is what ``os.path.lexists`` says.
         """
-        under, args = _under(roots)
-        sql = "select path, path_bytes from tracks where missing = 0" + (f" and {under}" if under else "")
-        gone: list[str] = []
+        roots = list(roots)  # many roots (`scan` given each file, as the beets plugin does): a query per chunk
+        chunks = [roots[i : i + ROOTS_PER_QUERY] for i in range(0, len(roots), ROOTS_PER_QUERY)] or [[]]
+        gone: dict[str, None] = {}  # in order, once even when roots overlap
         listed: dict[str, frozenset[str] | None] = {}
-        # One pass, unsorted: nothing is written until the cursor is done (unlike _select's callers).
-        for key, raw in self.db.conn.execute(sql, args):
-            path = os.fsdecode(raw) if raw else key
-            folder, name = os.path.split(path)
-            if folder not in listed:
-                if len(listed) >= LISTINGS_KEPT:
-                    listed.clear()
-                listed[folder] = _listing(folder)
-            names = listed[folder]
-            if (names is None or name not in names) and not os.path.lexists(path):
-                gone.append(key)
+        for chunk in chunks:
+            under, args = _under(chunk)
+            sql = "select path, path_bytes from tracks where missing = 0" + (f" and {under}" if under else "")
+            # One pass, unsorted: nothing is written until the cursor is done (unlike _select's callers).
+            for key, raw in self.db.conn.execute(sql, args):
+                path = os.fsdecode(raw) if raw else key
+                folder, name = os.path.split(path)
+                if folder not in listed:
+                    if len(listed) >= LISTINGS_KEPT:
+                        listed.clear()
+                    listed[folder] = _listing(folder)
+                names = listed[folder]
+                if (names is None or name not in names) and not os.path.lexists(path):
+                    gone[key] = None
         if gone:
             stamp = now()
             with self._writing():
