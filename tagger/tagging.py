@@ -400,16 +400,25 @@ class Boundary:
     def __init__(self, cache: Cache, paths: Sequence[str], follow_links: bool) -> None:
         given = [os.path.abspath(os.fsdecode(p)) for p in paths]
         self.named = "the paths given" if given else "the folders scanned into this database"
-        self.roots = [os.path.realpath(r) for r in (given or cache.scan_roots())]
+        self.roots = {os.path.realpath(r) for r in (given or cache.scan_roots())}
         self.follow_links = follow_links
 
     def refusal(self, real: str) -> str:
-        """Why a file whose real path is ``real`` must not be written ("" when it may be)."""
+        """Why a file whose real path is ``real`` must not be written ("" when it may be).
+
+        The path and its folders are looked up among the roots: a database
+        whose scans named every file (the beets plugin's) has as many roots as files.
+        """
         if self.follow_links:
             return ""
-        for root in self.roots:
-            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        path = real
+        while True:
+            if path in self.roots:
                 return ""
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
         return f"a link leading outside {self.named} (to {real}); not written (--follow-links writes through links)"
 
 
