@@ -271,15 +271,15 @@ if _TOO_OLD is None:
         def _command(self, lib: Any, opts: Any, args: list[str]) -> None:
             settings = self.settings(by=opts.by, existing=opts.existing)
             write = ui.should_write(opts.write if opts.write is not None else settings.write)
-            items = list(lib.items(args))
+            tally = Tally(opts.pretend, ui.print_)
             try:
                 if opts.undo:
-                    changes, scanned = self.undo(lib, items, settings, write, opts.pretend), None
+                    self.undo(lib, lib.items(args), settings, write, tally)
                 else:
-                    changes, scanned = self.run(lib, items, settings, write, opts.pretend)
+                    self.run(lib, lib.items(args), settings, write, tally)
             except (GenretagError, OSError) as exc:
                 raise ui.UserError(f"genretag: {_message(exc)}") from None
-            self._report(changes, opts.pretend, ui.print_, scanned)
+            tally.summary()
 
         # -- the import hook -------------------------------------------------
         def _import_begin(self, session: Any) -> None:
@@ -303,57 +303,64 @@ if _TOO_OLD is None:
             db = _db_path(settings)
             if not task.is_album:
                 settings = dataclasses.replace(settings, by="track")
+            tally = Tally(False, lambda line: self._log.info("{}", line))
             try:
                 if sources and os.path.exists(db):
                     with Cache(db, "write") as cache:
                         carry(cache, items, sources)
-                changes, scanned = self.run(session.lib, items, settings, ui.should_write(settings.write), False)
+                self.run(session.lib, items, settings, ui.should_write(settings.write), tally)
             except (GenretagError, OSError) as exc:  # the import itself goes on
                 self._log.error("{}", _message(exc))
                 return
-            self._report(changes, False, lambda line: self._log.info("{}", line), scanned)
+            tally.summary()
 
         # -- the work ------------------------------------------------------
-        def run(self, lib: Any, items: Sequence[Any], settings: Settings, write: bool,
-                pretend: bool) -> tuple[list[Change], Any]:
-            """Analyse ``items`` with genretag's scan and set (or, pretending, show) their genres.
+        def run(self, lib: Any, items: Iterable[Any], settings: Settings, write: bool, tally: Tally) -> None:
+            """Analyse ``items`` with genretag's scan, then set (or, pretending, show) their genres.
 
-            Returns the changes and the scan's summary (None when no item needed one).
+            The items are read twice, in between only their ids and paths are
+            kept: one scan covers them all, and the decisions go a batch of
+            cached results at a time (album mode: whole albums).
             """
             from tagger.job import ScanJob, run_job
             from tagger.scan import ScanOptions
 
-            if settings.source == "empty":
-                items = [i for i in items if not read_genres(i, settings.separator)]
-            if not items:
-                return [], None
-            paths = [os.path.abspath(os.fsdecode(i.path)) for i in items]
+            targets = [(i.id, i.album_id if settings.by == "album" else None, os.path.abspath(os.fsdecode(i.path)))
+                       for i in items if settings.source != "empty" or not read_genres(i, settings.separator)]
+            if not targets:
+                return
             options = ScanOptions(excerpt=settings.excerpt, min_confidence=settings.min_confidence, count_total=False)
             db = _db_path(settings)
+            paths = [path for _, _, path in targets]
             outcome = run_job(ScanJob(paths, settings.backend, db_path=db, jobs=settings.jobs, options=options))
+            del paths
             if outcome.interrupted:  # Ctrl-C: set nothing; what was analysed is committed
                 raise ui.UserError("genretag: interrupted; what was analysed is kept in genretag's database, "
                                    "so running it again goes on from there")
+            tally.scanned(outcome.summary)
             unreadable = dict(outcome.summary.walk_errors)
             opts = settings.tag_options()
             with Cache(db, "write") as cache:
-                rows = cache.fetch([_key(i) for i in items])
-                choices = self._album_choices(items, rows) if settings.by == "album" else {}
-                changes = []
-                for item, path in zip(items, paths):
-                    row = rows.get(_key(item))
-                    if row is None:
-                        current = read_genres(item, settings.separator)
-                        why = unreadable.get(path, "not analysed")
-                        changes.append(Change(item, current, current, tagging.SKIPPED, why))
-                        continue
-                    change = decide(item, row, opts, settings.separator, choices.get(item.id))
-                    changes.append(change)
-                    if not pretend:
-                        self._apply(change, cache, write, settings.separator)
-            if settings.by == "album":
-                changes += self._albums(lib, changes, settings.separator, pretend)
-            return changes, outcome.summary
+                for batch in _batches(targets):
+                    batch_items = [item for item in map(lib.get_item, [t[0] for t in batch]) if item is not None]
+                    rows = cache.fetch([_key(i) for i in batch_items])
+                    choices = self._album_choices(batch_items, rows) if settings.by == "album" else {}
+                    changes = []
+                    for item in batch_items:
+                        row = rows.get(_key(item))
+                        if row is None:
+                            current = read_genres(item, settings.separator)
+                            why = unreadable.get(os.path.abspath(os.fsdecode(item.path)), "not analysed")
+                            change = Change(item, current, current, tagging.SKIPPED, why)
+                        else:
+                            change = decide(item, row, opts, settings.separator, choices.get(item.id))
+                            if not tally.pretend:
+                                self._apply(change, cache, write, settings.separator)
+                        changes.append(change)
+                        tally.add(change)
+                    if settings.by == "album":
+                        for change in self._albums(lib, changes, settings.separator, tally.pretend):
+                            tally.add(change)
 
         def _albums(self, lib: Any, changes: list[Change], separator: str, pretend: bool) -> list[Change]:
             """A beets album whose tracks all hold the same genres after ``changes`` gets them too (``beet ls -a``)."""
@@ -409,56 +416,88 @@ if _TOO_OLD is None:
             if changed and write:
                 write_through_beets(item, cache)
 
-        def undo(self, lib: Any, items: Sequence[Any], settings: Settings, write: bool,
-                 pretend: bool) -> list[Change]:
+        def undo(self, lib: Any, items: Iterable[Any], settings: Settings, write: bool, tally: Tally) -> None:
             """Put back the genres genretag replaced, where an item (or its album) still holds what genretag set."""
             db = _db_path(settings)
             cache = Cache(db, "write") if os.path.exists(db) else None
-            album_ids = sorted({i.album_id for i in items if i.album_id is not None})
-            albums_ = [a for a in map(lib.get_album, album_ids) if a is not None]
-            changes = []
+            album_ids: set[int] = set()
             try:
-                for obj, is_album in [*((i, False) for i in items), *((a, True) for a in albums_)]:
-                    change = undoing(obj, settings.separator, album=is_album)
-                    if change is None:
-                        continue
-                    changes.append(change)
-                    if pretend or change.action != tagging.RESTORED:
-                        continue
-                    set_genres(obj, change.new, settings.separator)
-                    del obj[PREVIOUS]
-                    del obj[WRITTEN]
-                    if change.album:
-                        obj.store(inherit=False)
-                        continue
-                    obj.store()
-                    if write:
-                        write_through_beets(obj, cache)
+                for item in items:
+                    if item.album_id is not None:
+                        album_ids.add(item.album_id)
+                    self._restore(item, settings.separator, write, cache, tally)
+                for album in filter(None, map(lib.get_album, sorted(album_ids))):
+                    self._restore(album, settings.separator, write, cache, tally, album=True)
             finally:
                 if cache is not None:
                     cache.close()
-            return changes
 
-        def _report(self, changes: list[Change], pretend: bool, out: Callable[[str], None],
-                    scanned: Any = None) -> None:
-            """The scan's counts, a line per item, and what happened, counted."""
-            if scanned is not None:
-                failed = scanned.failed + scanned.failed_cached
-                out(f"genretag: {scanned.analysed} analysed, {scanned.cached + scanned.repredicted} from genretag's "
-                    f"cache, {failed} failed ({scanned.backend}, {scanned.elapsed:.1f} s)")
-            for change in changes:
-                out(change.line(pretend))
-            names = {tagging.WRITTEN: "would set" if pretend else "set",
-                     tagging.RESTORED: "would restore" if pretend else "restored"}
-            for album, what in ((False, "item"), (True, "album")):
-                counts: dict[str, int] = {}
-                for change in changes:
-                    if change.album == album:
-                        counts[change.action] = counts.get(change.action, 0) + 1
-                if counts or not album:
-                    summary = ", ".join(f"{n} {names.get(a, a)}" for a, n in counts.items()) or "nothing to change"
-                    n = sum(counts.values())
-                    out(f"genretag: {n} {what}{'' if n == 1 else 's'}: {summary}")
+        def _restore(self, obj: Any, separator: str, write: bool, cache: Cache | None, tally: Tally,
+                     album: bool = False) -> None:
+            change = undoing(obj, separator, album=album)
+            if change is None:
+                return
+            tally.add(change)
+            if tally.pretend or change.action != tagging.RESTORED:
+                return
+            set_genres(obj, change.new, separator)
+            del obj[PREVIOUS]
+            del obj[WRITTEN]
+            if album:
+                obj.store(inherit=False)
+                return
+            obj.store()
+            if write:
+                write_through_beets(obj, cache)
+
+
+class Tally:
+    """Prints each change as it is decided and counts them, for the summary lines."""
+
+    def __init__(self, pretend: bool, out: Callable[[str], None]) -> None:
+        self.pretend, self.out = pretend, out
+        self.counts: dict[bool, dict[str, int]] = {False: {}, True: {}}  # album? -> action -> n
+
+    def scanned(self, summary: Any) -> None:
+        failed = summary.failed + summary.failed_cached
+        self.out(f"genretag: {summary.analysed} analysed, {summary.cached + summary.repredicted} from genretag's "
+                 f"cache, {failed} failed ({summary.backend}, {summary.elapsed:.1f} s)")
+
+    def add(self, change: Change) -> None:
+        self.out(change.line(self.pretend))
+        counts = self.counts[change.album]
+        counts[change.action] = counts.get(change.action, 0) + 1
+
+    def summary(self) -> None:
+        names = {tagging.WRITTEN: "would set" if self.pretend else "set",
+                 tagging.RESTORED: "would restore" if self.pretend else "restored"}
+        for album, what in ((False, "item"), (True, "album")):
+            counts = self.counts[album]
+            if counts or not album:
+                n = sum(counts.values())
+                summary = ", ".join(f"{k} {names.get(a, a)}" for a, k in counts.items()) or "nothing to change"
+                self.out(f"genretag: {n} {what}{'' if n == 1 else 's'}: {summary}")
+
+
+#: Items decided per batch of cached results (an album is never split).
+BATCH = 500
+
+
+def _batches(targets: list[tuple[int, int | None, str]]) -> Iterable[list[tuple[int, int | None, str]]]:
+    """``targets`` (id, album id or None, path) in batches of about BATCH items, each album whole in one."""
+    by_album: dict[int | None, list[tuple[int, int | None, str]]] = {}
+    for target in targets:
+        by_album.setdefault(target[1], []).append(target)
+    batch: list[tuple[int, int | None, str]] = []
+    for album_id, members in by_album.items():
+        groups = [members] if album_id is not None else [[m] for m in members]
+        for group in groups:
+            if batch and len(batch) + len(group) > BATCH:
+                yield batch
+                batch = []
+            batch += group
+    if batch:
+        yield batch
 
 
 def set_recorded(obj: Any, current: list[str], new: list[str], separator: str) -> None:

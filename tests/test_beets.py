@@ -448,3 +448,13 @@ def test_a_foreign_file_as_genretags_database_is_one_line(tmp_path: Path) -> Non
         assert [line for line in done.stderr.splitlines() if line.strip()] == [
             f"error: genretag: {foreign}: not an SQLite database; genretag leaves it alone (check --db)"]
     assert foreign.read_text() == "my notes\n"
+
+
+def test_batches_keep_albums_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugin, "BATCH", 3)
+    targets = [(1, 7, "a"), (2, None, "b"), (3, 7, "c"), (4, 8, "d"), (5, 8, "e"), (6, None, "f"), (7, 9, "g")]
+    batches = [[t[0] for t in b] for b in plugin._batches(targets)]
+    assert sorted(sum(batches, [])) == list(range(1, 8))
+    assert all(len(b) <= 3 for b in batches)
+    for album in ({1, 3}, {4, 5}):  # each album in one batch
+        assert any(album <= set(b) for b in batches), batches
