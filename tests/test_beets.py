@@ -458,3 +458,14 @@ def test_batches_keep_albums_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(len(b) <= 3 for b in batches)
     for album in ({1, 3}, {4, 5}):  # each album in one batch
         assert any(album <= set(b) for b in batches), batches
+
+
+def test_beetsplug_stays_a_namespace_shared_with_beets() -> None:
+    """An __init__.py in our beetsplug/ would hide beets' own plugins (lastgenre, fromfilename...)."""
+    import importlib
+
+    import beetsplug
+
+    assert not (Path(plugin.__file__).parent / "__init__.py").exists()
+    assert getattr(beetsplug, "__file__", None) is None  # a namespace package
+    assert importlib.import_module("beetsplug.fromfilename").__file__.startswith(str(Path(beets.__file__).parents[1]))
