@@ -203,6 +203,12 @@ def test_nowrite_changes_the_database_only_and_overwrite_merge(lib: Path) -> Non
     # beet write: beets itself brings the files in line with its database.
     beet(lib, "write")
     assert read_genres(music(lib)["t0.flac"]) == items["t0.flac"]["genres"]
+    # The write option in the config says no too (beets' import.write says yes).
+    write_config(lib, "write: no\nexisting: overwrite\n")
+    written = {name: digest(path) for name, path in music(lib).items()}
+    beet(lib, "genretag")
+    assert len(library_items(lib)["t0.flac"]["genres"]) == 1
+    assert {name: digest(path) for name, path in music(lib).items()} == written
 
 
 def album_genres(root: Path) -> dict[str, list[str]]:
