@@ -92,6 +92,8 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
 BUSY_SECONDS = 10.0  # how long a command waits for another one's write transaction
 LOOKUP_CHUNK = 500
+#: Roots per query of mark_missing: SQLite refuses an expression deeper than 1000 (each root is one "or").
+ROOTS_PER_QUERY = 200
 LISTINGS_KEPT = 64  # folders whose names mark_missing keeps at once (rows come by path, not by folder)
 READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
 CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
@@ -603,21 +605,24 @@ class Cache:
         lstat per file; a name not listed is confirmed with lstat, so what
         counts as gone is what ``os.path.lexists`` says.
         """
-        under, args = _under(roots)
-        sql = "select path, path_bytes from tracks where missing = 0" + (f" and {under}" if under else "")
-        gone: list[str] = []
+        roots = list(roots)  # many roots (`scan` given each file, as the beets plugin does): a query per chunk
+        chunks = [roots[i : i + ROOTS_PER_QUERY] for i in range(0, len(roots), ROOTS_PER_QUERY)] or [[]]
+        gone: dict[str, None] = {}  # in order, once even when roots overlap
         listed: dict[str, frozenset[str] | None] = {}
-        # One pass, unsorted: nothing is written until the cursor is done (unlike _select's callers).
-        for key, raw in self.db.conn.execute(sql, args):
-            path = os.fsdecode(raw) if raw else key
-            folder, name = os.path.split(path)
-            if folder not in listed:
-                if len(listed) >= LISTINGS_KEPT:
-                    listed.clear()
-                listed[folder] = _listing(folder)
-            names = listed[folder]
-            if (names is None or name not in names) and not os.path.lexists(path):
-                gone.append(key)
+        for chunk in chunks:
+            under, args = _under(chunk)
+            sql = "select path, path_bytes from tracks where missing = 0" + (f" and {under}" if under else "")
+            # One pass, unsorted: nothing is written until the cursor is done (unlike _select's callers).
+            for key, raw in self.db.conn.execute(sql, args):
+                path = os.fsdecode(raw) if raw else key
+                folder, name = os.path.split(path)
+                if folder not in listed:
+                    if len(listed) >= LISTINGS_KEPT:
+                        listed.clear()
+                    listed[folder] = _listing(folder)
+                names = listed[folder]
+                if (names is None or name not in names) and not os.path.lexists(path):
+                    gone[key] = None
         if gone:
             stamp = now()
             with self._writing():
@@ -731,6 +736,44 @@ class Cache:
                 self.db.conn.executemany("delete from whole_tags where history_id = ?", [(i,) for i in ids])
             if track is not None and after is not None:
                 self._set_track_stat(track, after, stamp, file_genres)
+
+    def follow_write(self, key: str, before: os.stat_result, after: os.stat_result) -> bool:
+        """Give ``key``'s row the stat ``after`` a tags-only write by another program (beets), if it had ``before``.
+
+        As :meth:`confirm_tag_write` does for genretag's own writes: a rescan
+        then does not re-analyse a file whose audio did not change.  A row
+        with another stat (the file changed before that write) is left alone.
+        """
+        with self._writing():
+            cursor = self.db.conn.execute(
+                "update tracks set size = ?, mtime = ?, updated_at = ? where path = ? and size = ? and mtime = ?",
+                (after.st_size, after.st_mtime, now(), key, before.st_size, before.st_mtime),
+            )
+        return cursor.rowcount > 0
+
+    def carry(self, old: str, new: str, new_raw: bytes | None, before: os.stat_result, after: os.stat_result) -> bool:
+        """Give the file now at ``new`` the result cached for ``old``: another program (beets) copied or moved
+        it there, changing at most its tags.
+
+        Only when ``old``'s row still has ``before``, the stat the file had
+        then: the result is of these audio bytes.  Its features and
+        embeddings come along, so another backend needs no decoding either.
+        """
+        with self._writing():
+            cursor = self.db.conn.execute("select * from tracks where path = ? and size = ? and mtime = ?",
+                                          (old, before.st_size, before.st_mtime))
+            found = cursor.fetchone()
+            if found is None:
+                return False
+            row = dict(zip([d[0] for d in cursor.description], found))
+            row.update(path=new, path_bytes=new_raw, size=after.st_size, mtime=after.st_mtime, missing=0,
+                       missing_since=None, updated_at=now())
+            _upsert(self.db, "tracks", [row])
+            for table in ("features", "embeddings"):
+                cursor = self.db.conn.execute(f"select * from [{table}] where path = ?", (old,))
+                names = [d[0] for d in cursor.description]
+                _upsert(self.db, table, [dict(zip(names, r)) | {"path": new} for r in cursor.fetchall()])
+        return True
 
     def _set_track_stat(self, key: str, st: os.stat_result, stamp: str,
                         file_genres: Sequence[str] | None = None) -> None:

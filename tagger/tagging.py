@@ -436,16 +436,25 @@ class Boundary:
     def __init__(self, cache: Cache, paths: Sequence[str], follow_links: bool) -> None:
         given = [os.path.abspath(os.fsdecode(p)) for p in paths]
         self.named = "the paths given" if given else "the folders scanned into this database"
-        self.roots = [os.path.realpath(r) for r in (given or cache.scan_roots())]
+        self.roots = {os.path.realpath(r) for r in (given or cache.scan_roots())}
         self.follow_links = follow_links
 
     def refusal(self, real: str) -> str:
-        """Why a file whose real path is ``real`` must not be written ("" when it may be)."""
+        """Why a file whose real path is ``real`` must not be written ("" when it may be).
+
+        The path and its folders are looked up among the roots: a database
+        whose scans named every file (the beets plugin's) has as many roots as files.
+        """
         if self.follow_links:
             return ""
-        for root in self.roots:
-            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        path = real
+        while True:
+            if path in self.roots:
                 return ""
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
         return f"a link leading outside {self.named} (to {real}); not written (--follow-links writes through links)"
 
 
@@ -557,6 +566,28 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
     return (None, refusal) if refusal else (tf, "")
 
 
+def unusable(row: Track, opts: TagOptions, choice: albums.Choice | None = None) -> tuple[str, str] | None:
+    """Why a cached row gives nothing to tag, as (action, reason), before any file is read; None when it may.
+
+    ``choice`` (album mode) says whether the row is tagged from its album.
+    The beets plugin (beetsplug/genretag.py) asks the same before :func:`propose`.
+    """
+    album = choice is not None and choice.ranking is not None
+    if row.missing:
+        return SKIPPED, "missing since the last scan"
+    if row.status != "ok":
+        return SKIPPED, "no genre (its analysis failed)"
+    abstained = choice.abstained if album else row.abstained
+    if opts.from_tags:  # tags have their own threshold: abstaining on the genre does not apply
+        why = _why_no_tags(row)
+        return (NO_TAGS, why) if why else None
+    if abstained:
+        return ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it"
+    if not row.genre and not album:
+        return SKIPPED, "no genre (its analysis failed)"
+    return None
+
+
 def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries,
               choice: albums.Choice | None = None, in_place: WrittenInPlace | None = None) -> FileResult:
     """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
@@ -569,19 +600,9 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
                           choice.album.name if choice else None, choice.note if choice else "",
                           names if names > 1 else 0)
 
-    if row.missing:
-        return result([], [], SKIPPED, "missing since the last scan")
-    if row.status != "ok":
-        return result([], [], SKIPPED, "no genre (its analysis failed)")
-    abstained = choice.abstained if album else row.abstained
-    if opts.from_tags:  # tags have their own threshold: abstaining on the genre does not apply
-        why = _why_no_tags(row)
-        if why:
-            return result([], [], NO_TAGS, why)
-    elif abstained:
-        return result([], [], ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it")
-    elif not row.genre and not album:
-        return result([], [], SKIPPED, "no genre (its analysis failed)")
+    why = unusable(row, opts, choice)
+    if why is not None:
+        return result([], [], *why)
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
     proposed, action, reason = propose(row, opts, choice.ranking if album else None)

@@ -503,3 +503,21 @@ def test_a_second_tag_run_waits_for_the_first_then_fails_before_touching_files(l
     proc = genretag("tag", "--db", str(db))
     assert proc.returncode == 0, proc.stderr
     agree(lib, db, expect_written=True)
+
+
+def test_mark_missing_takes_thousands_of_roots(tmp_path: Path) -> None:
+    """A scan given each file (the beets plugin passes one path per item) checks them all.
+
+    One query over 1,500 roots was 1,500 nested "or"s, which SQLite refuses
+    (expression depth above 1000): the scan then failed at its very end.
+    """
+    from tagger.track import Track
+
+    files = [tmp_path / f"{i}.flac" for i in range(1500)]
+    for f in files[:3]:
+        f.write_bytes(b"x")
+    with Cache(tmp_path / "db.sqlite", "create") as cache:
+        cache.write_results([Track.row(path=str(f), status="ok", missing=False) for f in files[:3]])
+        files[1].unlink()
+        assert cache.mark_missing([str(f) for f in files]) == 1
+        assert [r["path"] for r in cache.tracks() if r["missing"]] == [str(files[1])]
