@@ -105,7 +105,7 @@ def decode(
     if not np.all(np.isfinite(mono)):
         mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
     if native_sr != sr:
-        mono = _resample(mono, native_sr, sr)
+        mono = resample(mono, native_sr, sr)
     return Excerpt(np.ascontiguousarray(mono, dtype=np.float32), sr, duration, offset)
 
 
@@ -149,7 +149,7 @@ def _sum_channels(channels: list[np.ndarray], out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """High-quality resampling with soxr, librosa's default resampler."""
     import soxr
 
