@@ -17,6 +17,24 @@ from .sklearn_base import SklearnBackend
 C_GRID = tuple(float(c) for c in np.round(np.logspace(-3, 2, 11), 5))  # 0.001 .. 100, half-decades
 
 
+class NetFrontEnd:
+    """A pretrained network as a genretag front end (tagger.backends.FrontEnd).
+
+    The network's ``id`` already names its weights and settings (windows or
+    patches heard), so cached outputs are reused only under the same ones.
+    """
+
+    def __init__(self, net: Any, sample_rate: int, tag_names: Sequence[str]) -> None:
+        self.net = net
+        self.id: str = net.id
+        self.sample_rate = int(sample_rate)
+        self.tag_names = tuple(tag_names)
+
+    def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        embedding, tags = self.net(y)
+        return np.asarray(embedding, dtype=np.float32), None if tags is None else np.asarray(tags, dtype=np.float32)
+
+
 class EmbeddingHead(SklearnBackend):
     """StandardScaler + multinomial logistic regression on a front end's embedding.
 
