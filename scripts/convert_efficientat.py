@@ -12,8 +12,8 @@ it) into the weights and bias of the convolution before it, and writes
 
 - ``plugins/models/efficientat_mn04.npz``: float32 arrays only (``np.load``
   reads it with ``allow_pickle=False``, so it cannot carry code), including the
-  mel filter bank (see ``kaldi_mel_banks``), so the runtime needs neither torch
-  nor torchaudio;
+  mel filter bank (torchaudio's own, see ``torchaudio_mel_banks``), so the runtime
+  needs neither torch nor torchaudio;
 - ``plugins/models/efficientat_mn04.labels.txt``: the 527 AudioSet class names,
   one a line, in the network's output order;
 - ``plugins/models/efficientat_mn04.LICENSE``: the MIT licence and the credit.
@@ -35,10 +35,12 @@ excerpt=None)`` (soundfile, mean of channels, soxr "HQ" from 22050 Hz), the
 same call the parity test makes, so both sides see the same samples.
 
 The reference code imports torchvision (for ``ConvNormActivation``) and
-torchaudio (for ``compliance.kaldi.get_mel_banks``); the CPU builds that match
-torch 2.13 have no compiled extensions that load here, so ``_reference_model``
-imports just those two pure-Python modules from the installed wheels without
-their packages' ``__init__`` (which load the extensions). The masking
+torchaudio (for ``compliance.kaldi.get_mel_banks``, which the conversion uses
+too); the builds of those that match torch 2.13 here have compiled extensions
+that do not load, so ``_import_without_extensions`` imports just those two
+pure-Python modules from the installed wheels (``pip install --no-deps
+torchvision==0.28.0 torchaudio==2.11.1 pillow``), without their packages'
+``__init__`` (which loads the extensions). The masking
 augmentations (torchaudio.transforms) are built with ``freqm=0, timem=0``:
 in eval mode the reference never applies them.
 """
@@ -94,10 +96,10 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sr: int, fmin: float, fmax: float) 
     torchaudio.compliance.kaldi.get_mel_banks with no VTLN warping (factor 1.0): mel(f) =
     1127 ln(1 + f / 700), triangles equally spaced in mel between fmin and fmax, evaluated at
     the FFT bins 0 .. n_fft/2 - 1; EfficientAT pads a zero column for the Nyquist bin.
-    Computed in float64. torchaudio computes it in float32, where ``mel - left`` cancels
-    digits of values near 3000 and torch's log is not correctly rounded, so its filters are
-    off by up to 1.3e-5 (measured by ``--reference``); repeating its float32 steps in numpy
-    does not reproduce that error (1.8e-5 apart). The effect on the log mel is ~3e-6.
+    Computed in float64, as a check on torchaudio's filters (which are what is shipped):
+    torchaudio computes them in float32, where ``mel - left`` cancels digits of values near
+    3000 and torch's log is not correctly rounded, so they differ by up to 1.3e-5; repeating
+    its float32 steps in numpy does not reproduce its rounding either (1.8e-5 apart).
     """
 
     def mel(f: np.ndarray | float) -> np.ndarray:
@@ -163,8 +165,7 @@ def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     left = sorted(set(state) - used)
     if left:
         raise SystemExit(f"unconverted tensors in the checkpoint: {left}")
-    out["mel_basis"] = kaldi_mel_banks(net_mod.N_MELS, net_mod.N_FFT, net_mod.SAMPLE_RATE,
-                                       net_mod.FMIN, net_mod.FMAX)
+    out["mel_basis"] = torchaudio_mel_banks()
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
     bad = {k: (a.shape, net_mod.SHAPES.get(k)) for k, a in arrays.items() if a.shape != net_mod.SHAPES.get(k)}
     if bad or set(arrays) != set(net_mod.SHAPES):
@@ -200,20 +201,51 @@ def write_files(arrays: dict[str, np.ndarray], weights_dir: Path) -> None:
 # -- the original model, for the parity fixture ----------------------------------------
 
 
-def _reference_model(code_dir: Path, checkpoint: Path):  # noqa: ANN202 (torch types)
-    """EfficientAT's own MN (mn04: width 0.4, defaults otherwise) and AugmentMelSTFT, in eval mode."""
+def _import_without_extensions() -> None:
+    """Make torchvision.ops.misc and torchaudio.compliance.kaldi importable (pure Python).
+
+    The torchvision and torchaudio wheels that match torch 2.13 here carry compiled extensions
+    that do not load (CUDA build, older ABI); their packages' ``__init__`` loads them. Empty
+    package modules pointing at the installed folders let just these two modules import.
+    """
     import importlib.util
 
-    import torch
-
+    if "torchaudio.compliance.kaldi" in sys.modules:
+        return
     roots = {name: Path(importlib.util.find_spec(name).origin).parent for name in ("torchvision", "torchaudio")}
     for package in ("torchvision", "torchvision.ops", "torchaudio"):
         top, *sub = package.split(".")
         module = types.ModuleType(package)
         module.__path__ = [str(roots[top].joinpath(*sub))]
         sys.modules[package] = module
-    import torchaudio.compliance.kaldi  # noqa: F401  (pure Python; preprocess.py calls it)
+    import torchaudio.compliance.kaldi  # noqa: F401
 
+
+def torchaudio_mel_banks() -> np.ndarray:
+    """EfficientAT's mel filters from torchaudio itself, as AugmentMelSTFT builds them in eval mode.
+
+    Taken from the original function rather than re-derived: where a strong tone sits on a
+    triangle's edge, the 1e-5 differences of an independent computation (see kaldi_mel_banks)
+    move that band's log mel by up to 5e-4.
+    """
+    _import_without_extensions()
+    from torchaudio.compliance import kaldi
+
+    banks, _ = kaldi.get_mel_banks(net_mod.N_MELS, net_mod.N_FFT, float(net_mod.SAMPLE_RATE), net_mod.FMIN,
+                                   net_mod.FMAX, 100.0, -500.0, 1.0)
+    banks = np.pad(banks.double().numpy(), ((0, 0), (0, 1)))  # AugmentMelSTFT's zero Nyquist column
+    gap = np.abs(banks - kaldi_mel_banks(net_mod.N_MELS, net_mod.N_FFT, net_mod.SAMPLE_RATE, net_mod.FMIN, net_mod.FMAX)).max()
+    print(f"mel filter bank: torchaudio's vs the formula in float64: max |diff| {gap:.2e}")
+    if gap > 1e-4:
+        raise SystemExit("torchaudio's mel filters do not follow the kaldi formula: wrong settings?")
+    return banks
+
+
+def _reference_model(code_dir: Path, checkpoint: Path):  # noqa: ANN202 (torch types)
+    """EfficientAT's own MN (mn04: width 0.4, defaults otherwise) and AugmentMelSTFT, in eval mode."""
+    import torch
+
+    _import_without_extensions()
     sys.path.insert(0, str(code_dir))
     with contextlib.chdir(code_dir), contextlib.redirect_stdout(io.StringIO()):  # helpers/utils reads metadata/
         from models.mn.model import get_model
@@ -224,8 +256,8 @@ def _reference_model(code_dir: Path, checkpoint: Path):  # noqa: ANN202 (torch t
         mel = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0)
     model.eval()
     mel.eval()
-    banks, _ = torchaudio.compliance.kaldi.get_mel_banks(128, 1024, 32000.0, 0.0, float(mel.fmax), 100.0, -500.0, 1.0)
-    return model, mel, np.pad(banks.numpy(), ((0, 0), (0, 1)))
+    assert (mel.fmin, mel.fmax) == (net_mod.FMIN, net_mod.FMAX), (mel.fmin, mel.fmax)
+    return model, mel
 
 
 def reference_outputs(model, mel, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -245,10 +277,7 @@ def write_reference(code_dir: Path, checkpoint: Path, clips: list[Path]) -> None
     from tagger.audio import decode
 
     torch.set_num_threads(1)
-    model, mel, torch_banks = _reference_model(code_dir, checkpoint)
-    ours = np.load(net_mod.WEIGHTS, allow_pickle=False)["mel_basis"]
-    print(f"mel filter bank: max |ours - torchaudio| = {np.abs(ours - torch_banks).max():.2e}")
-    assert np.abs(ours - torch_banks).max() < 1e-4
+    model, mel = _reference_model(code_dir, checkpoint)
     net = net_mod.EfficientATNet.load()
     fixture: dict[str, np.ndarray] = {}
     spec, features, probs = reference_outputs(model, mel, net_mod.synthetic_signal())
