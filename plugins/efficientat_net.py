@@ -48,7 +48,8 @@ MIN_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
 WHOLE = 0  # n_windows value: the whole input in one pass (the network is fully convolutional)
 DEFAULT_WINDOWS = 1  # see docs/efficientat.md: cost and output change of 1, 3 windows and WHOLE
 N_CLASSES = 527
-EMBEDDING_DIM = 384
+POOLED_DIM = 384  # the last conv's channels, averaged over frequency and time
+EMBEDDING_DIM = 512  # the classifier's hidden layer: the embedding (see docs/efficientat.md)
 WEIGHTS = Path(__file__).parent / "models" / "efficientat_mn04.npz"
 LABELS_FILE = WEIGHTS.with_suffix(".labels.txt")
 SYNTHETIC_SECONDS = 10.0
@@ -85,7 +86,6 @@ BLOCKS: tuple[Block, ...] = (
     Block(64, 5, 384, 64, True, True, 1),
 )  # fmt: skip
 STEM_CHANNELS = BLOCKS[0].inputs
-HIDDEN = 512
 
 
 def _se_squeeze(channels: int) -> int:
@@ -99,9 +99,9 @@ def _se_squeeze(channels: int) -> int:
 SHAPES: dict[str, tuple[int, ...]] = {
     "mel_basis": (N_MELS, N_FFT // 2 + 1),
     "stem.w": (STEM_CHANNELS, 9), "stem.b": (STEM_CHANNELS,),
-    "last.w": (EMBEDDING_DIM, BLOCKS[-1].outputs), "last.b": (EMBEDDING_DIM,),
-    "hidden.w": (HIDDEN, EMBEDDING_DIM), "hidden.b": (HIDDEN,),
-    "out.w": (N_CLASSES, HIDDEN), "out.b": (N_CLASSES,),
+    "last.w": (POOLED_DIM, BLOCKS[-1].outputs), "last.b": (POOLED_DIM,),
+    "hidden.w": (EMBEDDING_DIM, POOLED_DIM), "hidden.b": (EMBEDDING_DIM,),
+    "out.w": (N_CLASSES, EMBEDDING_DIM), "out.b": (N_CLASSES,),
 }  # fmt: skip
 for _i, _blk in enumerate(BLOCKS, start=1):
     if _blk.expanded != _blk.inputs:
@@ -112,6 +112,14 @@ for _i, _blk in enumerate(BLOCKS, start=1):
         _sq = _se_squeeze(_blk.expanded)
         SHAPES.update({f"b{_i}.se.fc1.w": (_sq, _blk.expanded), f"b{_i}.se.fc1.b": (_sq,),
                        f"b{_i}.se.fc2.w": (_blk.expanded, _sq), f"b{_i}.se.fc2.b": (_blk.expanded,)})
+
+
+class Outputs(NamedTuple):
+    """Per window: the pooled last feature map, the classifier's hidden layer, the class probabilities."""
+
+    pooled: np.ndarray  # (n, 384)
+    embedding: np.ndarray  # (n, 512)
+    probs: np.ndarray  # (n, 527)
 
 
 class TooShortError(ValueError):
@@ -130,7 +138,7 @@ def _read_labels(path: Path) -> tuple[str, ...]:
 
 
 class EfficientATNet:
-    """mn04_as: 32 kHz waveform -> log mel -> (384-d pooled features, 527 AudioSet probabilities)."""
+    """mn04_as: 32 kHz waveform -> log mel -> (512-d hidden layer, 527 AudioSet probabilities)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], digest: str, n_windows: int = DEFAULT_WINDOWS) -> None:
         if n_windows < 0:
@@ -166,7 +174,7 @@ class EfficientATNet:
                                        f"expected finite float32{list(shape)}")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "win": WIN_LENGTH, "hop": HOP, "n_mels": N_MELS,
                     "preemphasis": PREEMPHASIS, "window_s": WINDOW_SECONDS, "log": "(ln(mel+1e-5)+4.5)/5",
-                    "embedding": "pooled last conv"}
+                    "embedding": "hidden layer, mean over windows"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         return cls({k: arrays[k] for k in SHAPES}, digest, n_windows)
 
@@ -217,7 +225,12 @@ class EfficientATNet:
     # -- network -----------------------------------------------------------------
 
     def forward(self, mels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 128, frames) mels -> pooled features (n, 384) and AudioSet probabilities (n, 527)."""
+        """(n, 128, frames) mels -> embeddings (n, 512) and AudioSet probabilities (n, 527)."""
+        outputs = self.outputs(mels)
+        return outputs.embedding, outputs.probs
+
+    def outputs(self, mels: np.ndarray) -> Outputs:
+        """(n, 128, frames) mels -> pooled features (n, 384), hidden layer (n, 512), probabilities (n, 527)."""
         x = np.asarray(mels, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != N_MELS:
             raise ValueError(f"expected mels of shape (n, {N_MELS}, frames), got {x.shape}")
@@ -232,20 +245,20 @@ class EfficientATNet:
             h = self._conv1x1(h, f"b{i}.project", None)
             x = h + x if block.stride == 1 and block.inputs == block.outputs else h
         x = self._conv1x1(x, "last", hardswish=True)
-        features = x.mean(axis=(2, 3)).T  # (n, 384): the model's own "features" output
-        hidden = features @ w["hidden.w"].T + w["hidden.b"]
-        _activate(hidden, True)
+        pooled = np.ascontiguousarray(x.mean(axis=(2, 3)).T)  # (n, 384): the model's "features" output
+        hidden = pooled @ w["hidden.w"].T + w["hidden.b"]
+        _activate(hidden, True)  # dropout follows in training only
         logits = hidden @ w["out.w"].T + w["out.b"]
         probs = 1.0 / (1.0 + np.exp(-logits))
-        return np.ascontiguousarray(features, dtype=np.float32), probs.astype(np.float32)
+        return Outputs(pooled, hidden, probs.astype(np.float32))
 
     def __call__(self, y: np.ndarray, n_windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """One track's embedding (384,) and AudioSet probabilities (527,): means over its windows.
+        """One track's embedding (512,) and AudioSet probabilities (527,): means over its windows.
 
         ``n_windows`` defaults to the net's own (the one in ``id``); another value is for measuring.
         """
-        features, probs = self.forward(self.windows(y, n_windows))
-        return features.mean(axis=0), probs.mean(axis=0)
+        embedding, probs = self.forward(self.windows(y, n_windows))
+        return embedding.mean(axis=0), probs.mean(axis=0)
 
     def _conv1x1(self, x: np.ndarray, name: str, hardswish: bool | None) -> np.ndarray:
         """Pointwise conv (folded batch norm) on (c, n, f, t), then the activation (None: linear)."""

@@ -260,48 +260,61 @@ def _reference_model(code_dir: Path, checkpoint: Path):  # noqa: ANN202 (torch t
     return model, mel
 
 
-def reference_outputs(model, mel, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
-    """(mel (128, frames), 384-d pooled features, 527 sigmoid probabilities) of one waveform."""
+def reference_outputs(model, mel, y: np.ndarray) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """The original model on one waveform: mel (128, frames), the 384-d pooled features it
+    returns, its classifier's 512-d hidden layer (read with a hook on the Hardswish after the
+    first Linear: ``classifier.3``) and the 527 sigmoid probabilities."""
     import torch
 
-    with torch.no_grad():
-        spec = mel(torch.from_numpy(np.asarray(y, np.float32))[None])
-        logits, features = model(spec.unsqueeze(0))
-        return spec[0].numpy(), features[0].numpy(), torch.sigmoid(logits)[0].numpy()
+    seen = {}
+    hook = model.classifier[3].register_forward_hook(lambda _m, _i, out: seen.update(hidden=out.clone()))
+    try:
+        with torch.no_grad():
+            spec = mel(torch.from_numpy(np.asarray(y, np.float32))[None])
+            logits, features = model(spec.unsqueeze(0))
+    finally:
+        hook.remove()
+    return {"mel": spec[0].numpy(), "pooled": features[0].numpy(), "embedding": seen["hidden"][0].numpy(),
+            "probs": torch.sigmoid(logits)[0].numpy()}
 
 
 def write_reference(code_dir: Path, checkpoint: Path, clips: list[Path]) -> None:
-    """The original model's outputs on the synthetic signal and on the middle 10 s of each clip."""
+    """The original model's outputs on the synthetic signal and on the middle 10 s of each clip.
+
+    Only outputs are stored (GTZAN audio may not be committed), and of the mels only every
+    MEL_EVERY-th frame; the test regenerates the synthetic signal and decodes the clips.
+    """
     import torch
 
     from tagger.audio import decode
 
     torch.set_num_threads(1)
     model, mel = _reference_model(code_dir, checkpoint)
-    net = net_mod.EfficientATNet.load()
-    fixture: dict[str, np.ndarray] = {}
-    spec, features, probs = reference_outputs(model, mel, net_mod.synthetic_signal())
-    fixture.update(synthetic_mel=spec[:, ::MEL_EVERY], mel_every=np.array(MEL_EVERY), synthetic_embedding=features, synthetic_probs=probs,
-                   synthetic_params=np.array([net_mod.SYNTHETIC_SECONDS, net_mod.SAMPLE_RATE], np.float64))
-    clip_mel, clip_emb, clip_probs, names = [], [], [], []
+    signal = net_mod.synthetic_signal()
+    synthetic = reference_outputs(model, mel, signal)
+    synthetic["mel"] = synthetic["mel"][:, ::MEL_EVERY]
+    fixture = {f"synthetic_{k}": v for k, v in synthetic.items()}
+    fixture["synthetic_params"] = np.array([net_mod.SYNTHETIC_SECONDS, net_mod.SAMPLE_RATE], np.float64)
+    fixture["mel_every"] = np.array(MEL_EVERY)
+    per_clip = []
     for clip in clips:
         y = decode(clip, sr=net_mod.SAMPLE_RATE, excerpt=None).samples
-        (window,) = net_mod.window_starts(len(y), 1)
-        spec, features, probs = reference_outputs(model, mel, y[window:window + net_mod.WINDOW_SAMPLES])
-        clip_mel.append(spec[:, ::MEL_EVERY])
-        clip_emb.append(features)
-        clip_probs.append(probs)
-        names.append(f"{clip.parent.parent.name}/{clip.parent.name}/{clip.name}")
+        (start,) = net_mod.window_starts(len(y), 1)
+        out = reference_outputs(model, mel, y[start:start + net_mod.WINDOW_SAMPLES])
+        out["mel"] = out["mel"][:, ::MEL_EVERY]
+        per_clip.append(out)
     if clips:
-        fixture.update(clip_names=np.array(names), clip_mel=np.stack(clip_mel), clip_embedding=np.stack(clip_emb), clip_probs=np.stack(clip_probs))
+        fixture["clip_names"] = np.array([f"{c.parent.parent.name}/{c.parent.name}/{c.name}" for c in clips])
+        fixture.update({f"clip_{k}": np.stack([out[k] for out in per_clip]) for k in per_clip[0]})
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(REFERENCE, **fixture)
     print(f"wrote {REFERENCE} ({REFERENCE.stat().st_size / 1e3:.0f} kB)")
     # the parity figures docs/efficientat.md quotes
-    s_emb, s_probs = net.forward(net.mel(net_mod.synthetic_signal())[None])
-    print(f"synthetic: mel {np.abs(net.mel(net_mod.synthetic_signal())[:, ::MEL_EVERY] - fixture['synthetic_mel']).max():.2e}, "
-          f"embedding {np.abs(s_emb[0] - fixture['synthetic_embedding']).max():.2e}, "
-          f"probs {np.abs(s_probs[0] - fixture['synthetic_probs']).max():.2e}")
+    net = net_mod.EfficientATNet.load()
+    ours = net.outputs(net.mel(signal)[None])
+    gaps = {"mel": np.abs(net.mel(signal)[:, ::MEL_EVERY] - fixture["synthetic_mel"]).max()}
+    gaps.update({k: np.abs(getattr(ours, k)[0] - fixture[f"synthetic_{k}"]).max() for k in ("pooled", "embedding", "probs")})
+    print("synthetic signal, max |ours - original|: " + ", ".join(f"{k} {v:.1e}" for k, v in gaps.items()))
 
 
 def main(argv: list[str] | None = None) -> None:
