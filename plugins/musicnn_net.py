@@ -91,27 +91,11 @@ class MusicnnNet:
     def load(cls, path: Path | None = None) -> MusicnnNet:
         """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete."""
         path = Path(path) if path is not None else WEIGHTS
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(path, f"cannot read the musicnn weights: {exc.strerror or exc}") from None
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-            raise ModelError(path, f"corrupt musicnn weights file ({type(exc).__name__}: {exc})") from None
-        missing = sorted(set(SHAPES) - set(arrays))
-        if missing:
-            raise ModelError(path, f"incomplete musicnn weights file: missing {', '.join(missing)}")
-        for name, shape in SHAPES.items():
-            a = arrays[name]
-            if a.shape != shape or a.dtype != np.float32 or not np.all(np.isfinite(a)):
-                raise ModelError(path, f"bad musicnn weights: {name} is {a.dtype}{list(a.shape)}, "
-                                       f"expected finite float32{list(shape)}")
+        arrays, data = read_weights(path, SHAPES, "musicnn")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
                     "patch": PATCH_FRAMES, "stft": "centred reflect", "log": "log10(1e4*f16(S)+1)"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        return cls({k: arrays[k] for k in SHAPES}, f"musicnn_msd-{digest[:12]}")
+        return cls(arrays, f"musicnn_msd-{digest[:12]}")
 
     # -- front end ---------------------------------------------------------------
 
@@ -224,6 +208,32 @@ class MusicnnNet:
         """One track's embedding (200,) and tag probabilities (50,): means over its patches."""
         penultimate, probs = self.forward(self.patches(y16k, n_patches))
         return penultimate.mean(axis=0), probs.mean(axis=0)
+
+
+def read_weights(path: Path, shapes: dict[str, tuple[int, ...]], what: str) -> tuple[dict[str, np.ndarray], bytes]:
+    """The arrays ``shapes`` names, from an .npz read without pickles, and the file's bytes (for an id).
+
+    ModelError(path, reason) when the file is missing, corrupt, lacks an array, or holds one of
+    another shape or dtype, or a non-finite value.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(path, f"cannot read the {what} weights: {exc.strerror or exc}") from None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ModelError(path, f"corrupt {what} weights file ({type(exc).__name__}: {exc})") from None
+    missing = sorted(set(shapes) - set(arrays))
+    if missing:
+        raise ModelError(path, f"incomplete {what} weights file: missing {', '.join(missing)}")
+    for name, shape in shapes.items():
+        a = arrays[name]
+        if a.shape != shape or a.dtype != np.float32 or not np.all(np.isfinite(a)):
+            raise ModelError(path, f"bad {what} weights: {name} is {a.dtype}{list(a.shape)}, "
+                                   f"expected finite float32{list(shape)}")
+    return {name: arrays[name] for name in shapes}, data
 
 
 def patch_indices(total: int, n_patches: int | None) -> np.ndarray:
