@@ -139,10 +139,13 @@ class _JamendoNet:
 
     # -- network -----------------------------------------------------------------
 
+    def normalised_mel(self, windows: np.ndarray) -> np.ndarray:
+        """(n, INPUT_SAMPLES) windows -> the network's input: mel in dB through its input batch norm."""
+        return (self.mel(windows) * self.w["input.scale"] + self.w["input.shift"]).astype(np.float32)
+
     def forward(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, INPUT_SAMPLES) windows -> embeddings (n, EMBEDDING) and tag probabilities (n, 50)."""
-        x = self.mel(windows) * self.w["input.scale"] + self.w["input.shift"]
-        embedding, logits = self._network(x.astype(np.float32))
+        embedding, logits = self._network(self.normalised_mel(windows))
         return embedding, (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
     def _network(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -193,6 +196,15 @@ class JamendoMusicnn(_JamendoNet):
                      for name in ("mid1", "mid2", "mid3")}
 
     def _network(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.head(self.pooled(x))
+
+    def head(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 1506) pooled features -> penultimate layer (n, 200) and tag logits (n, 50)."""
+        penultimate = _relu_bias(pooled @ self.w["dense.w"], self.w["dense.b"])
+        return penultimate, penultimate @ self.w["out.w"] + self.w["out.b"]
+
+    def pooled(self, x: np.ndarray) -> np.ndarray:
+        """Normalised mel windows (n, 188, 96) -> the 753 feature maps' max and mean over time, (n, 1506)."""
         n, frames, w = len(x), self.FRAMES, self.w
         xp = np.pad(x, ((0, 0), (3, 3), (0, 0)))
         front = []
@@ -212,9 +224,7 @@ class JamendoMusicnn(_JamendoNet):
             h = z if i == 0 else z + h
             features.append(h)
         f = np.concatenate(features, axis=2)  # (n, 188, 753)
-        pooled = np.concatenate([f.max(axis=1), f.mean(axis=1)], axis=1)
-        penultimate = _relu_bias(pooled @ w["dense.w"], w["dense.b"])
-        return penultimate, penultimate @ w["out.w"] + w["out.b"]
+        return np.concatenate([f.max(axis=1), f.mean(axis=1)], axis=1)
 
 
 FCN_POOLS = ((2, 4), (2, 4), (2, 4), (3, 5), (4, 4))  # (mel, time) max-pooling after each conv
