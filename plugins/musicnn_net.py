@@ -43,6 +43,7 @@ MIN_SAMPLES = (PATCH_FRAMES - 1) * HOP  # the shortest waveform that yields one 
 # the speed and the embedding change behind this choice.
 DEFAULT_PATCHES = 3
 WEIGHTS = Path(__file__).parent / "models" / "musicnn_msd.npz"
+MTT_WEIGHTS = WEIGHTS.with_name("musicnn_mtt.npz")  # MTT_musicnn: same shapes, MagnaTagATune's tags
 FREQ_BLOCK = 8  # output mel bands per matmul in the timbral convolutions (see MusicnnNet._timbral)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -57,6 +58,17 @@ TAGS: tuple[str, ...] = (
     "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
     "sad", "House", "happy",
 )  # fmt: skip
+
+# The 50 MagnaTagATune tags of MTT_musicnn, in its output order (musicnn/configuration.py MTT_LABELS).
+MTT_TAGS: tuple[str, ...] = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing", "vocals",
+    "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop", "soft",
+    "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice", "female vocal",
+    "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+# model -> (default weights file, output tags); the id starts with "musicnn_<model>-".
+MODELS: dict[str, tuple[Path, tuple[str, ...]]] = {"msd": (WEIGHTS, TAGS), "mtt": (MTT_WEIGHTS, MTT_TAGS)}
 
 # Every array the weights file must hold, with its shape.
 SHAPES: dict[str, tuple[int, ...]] = {
@@ -78,24 +90,33 @@ class TooShortError(ValueError):
 
 
 class MusicnnNet:
-    """The MSD_musicnn network: waveform -> mel patches -> (200-d penultimate layer, 50 tag probabilities)."""
+    """The MSD_musicnn network: waveform -> mel patches -> (200-d penultimate layer, 50 tag probabilities).
 
-    def __init__(self, arrays: dict[str, np.ndarray], id: str) -> None:
+    ``load(model="mtt")`` gives MTT_musicnn: the same architecture and front end trained on
+    MagnaTagATune, whose tags (``self.tags``, MTT_TAGS) name classical, opera, sitar, ...
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], id: str, tags: tuple[str, ...] = TAGS) -> None:
         self.w = arrays
         self.id = id
+        self.tags = tags  # the names of the 50 probabilities, in order
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as librosa
         self._mel_t = np.ascontiguousarray(arrays["mel_basis"].T)
         self._banded = {name: _banded(arrays[f"{name}.w"]) for name in ("timbral74", "timbral77")}
 
     @classmethod
-    def load(cls, path: Path | None = None) -> MusicnnNet:
-        """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete."""
-        path = Path(path) if path is not None else WEIGHTS
+    def load(cls, path: Path | None = None, model: str = "msd") -> MusicnnNet:
+        """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete.
+
+        ``model`` ("msd" or "mtt", see MODELS) names the default file, the tags and the id's prefix.
+        """
+        default, tags = MODELS[model]
+        path = Path(path) if path is not None else default
         arrays, data = read_weights(path, SHAPES, "musicnn")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
                     "patch": PATCH_FRAMES, "stft": "centred reflect", "log": "log10(1e4*f16(S)+1)"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        return cls(arrays, f"musicnn_msd-{digest[:12]}")
+        return cls(arrays, f"musicnn_{model}-{digest[:12]}", tags)
 
     # -- front end ---------------------------------------------------------------
 
