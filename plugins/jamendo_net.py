@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from plugins import musicnn_net
-from plugins.musicnn_net import TooShortError, _banded, freq_pooled_conv, read_weights
+from plugins.musicnn_net import TooShortError, _banded, freq_pooled_conv, mono_waveform, read_weights
 
 __all__ = ["SAMPLE_RATE", "TAGS", "GENRE_TAGS", "WEIGHTS", "JamendoMusicnn", "JamendoFCN", "NETWORKS",
            "TooShortError", "synthetic_signal", "load"]
@@ -122,12 +122,7 @@ class _JamendoNet:
         Clipped to the waveform, so they overlap when it is shorter than n windows; ten 3 s
         windows tile a 30 s excerpt exactly. A waveform shorter than one window is repeated.
         """
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1:
-            raise ValueError(f"expected a mono waveform, got shape {y.shape}")
-        if len(y) < MIN_SAMPLES:
-            raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
-                                f"need at least {MIN_SECONDS:.2f} s")
+        y = mono_waveform(y, MIN_SAMPLES)
         if n_patches < 1:
             raise ValueError(f"n_patches must be at least 1, got {n_patches}")
         size = cls.INPUT_SAMPLES

@@ -136,12 +136,7 @@ class MusicnnNet:
 
     def _frames(self, y: np.ndarray) -> np.ndarray:
         """The STFT's frames as a view: centred, reflect-padded (librosa 0.7, which musicnn used)."""
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1:
-            raise ValueError(f"expected a mono waveform, got shape {y.shape}")
-        if len(y) < MIN_SAMPLES:
-            raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
-                                f"need at least {MIN_SAMPLES / SAMPLE_RATE:.2f} s (one 3 s patch)")
+        y = mono_waveform(y, MIN_SAMPLES, " (one 3 s patch)")
         return sliding_window_view(np.pad(y, N_FFT // 2, mode="reflect"), N_FFT)[::HOP]
 
     def _log_mel(self, frames: np.ndarray) -> np.ndarray:
@@ -229,6 +224,17 @@ class MusicnnNet:
         """One track's embedding (200,) and tag probabilities (50,): means over its patches."""
         penultimate, probs = self.forward(self.patches(y16k, n_patches))
         return penultimate.mean(axis=0), probs.mean(axis=0)
+
+
+def mono_waveform(y: np.ndarray, min_samples: int, why: str = "") -> np.ndarray:
+    """``y`` as float32, or ValueError when it is not mono, TooShortError below ``min_samples`` (16 kHz)."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected a mono waveform, got shape {y.shape}")
+    if len(y) < min_samples:
+        raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
+                            f"need at least {min_samples / SAMPLE_RATE:.2f} s{why}")
+    return y
 
 
 def read_weights(path: Path, shapes: dict[str, tuple[int, ...]], what: str) -> tuple[dict[str, np.ndarray], bytes]:
