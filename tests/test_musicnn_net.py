@@ -93,8 +93,11 @@ def test_shapes_patch_choice_and_probability_range(net: MusicnnNet) -> None:
     y = np.tile(synthetic_signal(), 5)  # 32.5 s -> 10 patches, like a 30 s excerpt
     every = net.patches(y, None)
     assert every.shape == (10, 187, 96) and every.dtype == np.float32
-    assert np.array_equal(net.patches(y, 1), every[[5]])  # the middle one
-    assert np.array_equal(net.patches(y, 3), every[[1, 5, 8]])  # centres of three equal parts
+    # Transforming fewer frames may change the FFT's last bit, which can flip a float16 rounding
+    # of the mel value: the same patches agree to 1e-3 (another patch differs by far more).
+    assert np.allclose(net.patches(y, 1), every[[5]], rtol=0, atol=1e-3)  # the middle one
+    assert np.allclose(net.patches(y, 3), every[[1, 5, 8]], rtol=0, atol=1e-3)  # centres of three equal parts
+    assert not np.allclose(every[4], every[5], rtol=0, atol=1e-3)
     assert np.array_equal(net.patches(y, 99), every)
     with pytest.raises(ValueError, match="at least 1"):
         net.patches(y, 0)
