@@ -272,12 +272,12 @@ def patch_indices(total: int, n_patches: int | None) -> np.ndarray:
     return (np.arange(n_patches) * 2 + 1) * total // (2 * n_patches)
 
 
-def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int,
-                     low: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int, low: bool = True,
+                     block: int = FREQ_BLOCK) -> tuple[np.ndarray, np.ndarray | None]:
     """A (time x freq) conv over mel patches, valid over frequency, as its max (and min) over frequency.
 
     ``xp`` is (n, frames + kt - 1, bands): patches already padded in time; ``banded`` is the
-    kernel as _banded lays it out. Returns (n * frames, channels) arrays.
+    kernel as _banded(kernel, block) lays it out. Returns (n * frames, channels) arrays.
 
     A plain im2col copies every (kt x kf) window of every band: 117 MB for 10 musicnn patches,
     and copying cost as much as the multiplication. Here the windows are over time only
@@ -286,21 +286,21 @@ def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int,
     and halves the time of musicnn's two timbral convolutions.
     """
     n, padded, n_bands = xp.shape
-    span = FREQ_BLOCK + kf - 1
+    span = block + kf - 1
     kt = banded.shape[0] // span
-    channels = banded.shape[1] // FREQ_BLOCK
+    channels = banded.shape[1] // block
     frames = padded - kt + 1
     bands = n_bands - kf + 1
-    blocks = -(-bands // FREQ_BLOCK)
-    width = blocks * FREQ_BLOCK + kf - 1
+    blocks = -(-bands // block)
+    width = blocks * block + kf - 1
     xq = np.pad(xp, ((0, 0), (0, 0), (0, width - n_bands)))
     cols = np.ascontiguousarray(sliding_window_view(xq, kt, axis=1)).reshape(n * frames, width * kt)
     top = np.full((len(cols), channels), -np.inf, np.float32)
     bottom = np.full((len(cols), channels), np.inf, np.float32) if low else None
     for j in range(blocks):
-        start = j * FREQ_BLOCK * kt
-        z = (cols[:, start:start + span * kt] @ banded).reshape(len(cols), FREQ_BLOCK, channels)
-        z = z[:, :min(FREQ_BLOCK, bands - j * FREQ_BLOCK)]
+        start = j * block * kt
+        z = (cols[:, start:start + span * kt] @ banded).reshape(len(cols), block, channels)
+        z = z[:, :min(block, bands - j * block)]
         np.maximum(top, z.max(axis=1), out=top)
         if bottom is not None:
             np.minimum(bottom, z.min(axis=1), out=bottom)
