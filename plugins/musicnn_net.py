@@ -67,8 +67,8 @@ MTT_TAGS: tuple[str, ...] = (
     "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice", "female vocal",
     "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
 )  # fmt: skip
-# model -> (default weights file, output tags); the id starts with "musicnn_<model>-".
-MODELS: dict[str, tuple[Path, tuple[str, ...]]] = {"msd": (WEIGHTS, TAGS), "mtt": (MTT_WEIGHTS, MTT_TAGS)}
+# model -> its output tags; the id starts with "musicnn_<model>-".
+MODELS: dict[str, tuple[str, ...]] = {"msd": TAGS, "mtt": MTT_TAGS}
 
 # Every array the weights file must hold, with its shape.
 SHAPES: dict[str, tuple[int, ...]] = {
@@ -110,8 +110,10 @@ class MusicnnNet:
 
         ``model`` ("msd" or "mtt", see MODELS) names the default file, the tags and the id's prefix.
         """
-        default, tags = MODELS[model]
-        path = Path(path) if path is not None else default
+        tags = MODELS[model]
+        if path is None:  # looked up at call time: WEIGHTS may be patched (tests, a relocated install)
+            path = WEIGHTS if model == "msd" else MTT_WEIGHTS
+        path = Path(path)
         arrays, data = read_weights(path, SHAPES, "musicnn")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
                     "patch": PATCH_FRAMES, "stft": "centred reflect", "log": "log10(1e4*f16(S)+1)"}
