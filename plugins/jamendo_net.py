@@ -33,7 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from plugins import musicnn_net
 from plugins.musicnn_net import TooShortError, _banded, freq_pooled_conv, mono_waveform, read_weights
 
-__all__ = ["SAMPLE_RATE", "TAGS", "GENRE_TAGS", "WEIGHTS", "JamendoMusicnn", "JamendoFCN", "NETWORKS",
+__all__ = ["SAMPLE_RATE", "TAGS", "GENRE_TAGS", "WEIGHTS", "JamendoNet", "JamendoMusicnn", "JamendoFCN", "NETWORKS",
            "TooShortError", "synthetic_signal", "load"]
 
 SAMPLE_RATE = 16000
@@ -73,7 +73,7 @@ def _front_end_shapes() -> dict[str, tuple[int, ...]]:
     return {"window": (N_FFT,), "mel_fb": (N_FFT // 2 + 1, N_MELS), "input.scale": (1,), "input.shift": (1,)}
 
 
-class _JamendoNet:
+class JamendoNet:
     """What both networks share: weights file, id, mel front end, windows, the mean over them."""
 
     name: str
@@ -92,7 +92,7 @@ class _JamendoNet:
         """Matmul-ready layouts computed once at load."""
 
     @classmethod
-    def load(cls, path: Path | None = None, n_patches: int | None = None) -> _JamendoNet:
+    def load(cls, path: Path | None = None, n_patches: int | None = None) -> JamendoNet:
         """Read and check the weights; ModelError(path, reason) when missing, corrupt or mis-shaped.
 
         The id names the weights' content, the front-end settings and the patch count.
@@ -163,7 +163,7 @@ def _relu_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0, out=z)
 
 
-class JamendoMusicnn(_JamendoNet):
+class JamendoMusicnn(JamendoNet):
     """Musicnn (Pons et al.) trained on MTG-Jamendo: 3 s windows -> (200-d penultimate layer, 50 tags).
 
     Timbral front end: (67 x 7) and (38 x 7) mel x time kernels, 204 channels each, max over
@@ -229,7 +229,7 @@ FCN_POOLS = ((2, 4), (2, 4), (2, 4), (3, 5), (4, 4))  # (mel, time) max-pooling 
 FCN_CHANNELS = (1, 64, 128, 128, 128, 64)
 
 
-class JamendoFCN(_JamendoNet):
+class JamendoFCN(JamendoNet):
     """FCN (Choi et al. 2016) trained on MTG-Jamendo: 29 s windows -> (64-d last conv layer, 50 tags).
 
     Five 3x3 convolutions (64, 128, 128, 128, 64 channels) with batch norm, ReLU and max-pooling
@@ -295,9 +295,9 @@ def synthetic_signal(seconds: float = 30.0) -> np.ndarray:
     return (y + 0.02 * np.random.default_rng(1).standard_normal(len(y))).astype(np.float32)
 
 
-NETWORKS: dict[str, type[_JamendoNet]] = {"musicnn": JamendoMusicnn, "fcn": JamendoFCN}
+NETWORKS: dict[str, type[JamendoNet]] = {"musicnn": JamendoMusicnn, "fcn": JamendoFCN}
 
 
-def load(name: str, path: Path | None = None, n_patches: int | None = None) -> _JamendoNet:
+def load(name: str, path: Path | None = None, n_patches: int | None = None) -> JamendoNet:
     """One of NETWORKS by name ("musicnn" or "fcn")."""
     return NETWORKS[name].load(path, n_patches)

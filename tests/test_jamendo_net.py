@@ -38,7 +38,7 @@ def one_blas_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", params=sorted(NETWORKS))
-def net(request: pytest.FixtureRequest) -> jamendo_net._JamendoNet:
+def net(request: pytest.FixtureRequest) -> jamendo_net.JamendoNet:
     return NETWORKS[request.param].load()
 
 
