@@ -3,6 +3,7 @@
 Measures what docs/jamendo.md reports, single-threaded as the scan's workers run BLAS::
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks.jamendo_net speed
+    python -m benchmarks.jamendo_net blocks  # musicnn's 10-window call per timbral block size
     python -m benchmarks.jamendo_net probe   # needs the GTZAN clips in ../shared/gtzan
 
 ``probe`` fits a logistic regression (standardised inputs, C=1) on each candidate embedding of
@@ -54,6 +55,22 @@ def speed(gtzan: Path, repeat: int) -> None:
                   f"({total / len(windows) * 1000:.0f} ms per window)")
 
 
+def blocks(gtzan: Path, repeat: int) -> None:
+    """musicnn's whole call on 10 windows for each timbral block size, sizes interleaved per round."""
+    from plugins import jamendo_net
+
+    y, name = _excerpt(gtzan)
+    sizes = (2, 3, 4, 6, 8)
+    best = dict.fromkeys(sizes, float("inf"))
+    for _ in range(repeat):
+        for size in sizes:
+            jamendo_net.TIMBRAL_BLOCK = size
+            net = jamendo_net.JamendoMusicnn.load()
+            best[size] = min(best[size], _cpu(lambda: net(y, 10), 1))
+    print(f"{name}, musicnn 10 windows, best of {repeat}: " +
+          ", ".join(f"block {size}: {t * 1000:.0f} ms" for size, t in best.items()))
+
+
 def probe(gtzan: Path) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -100,14 +117,19 @@ def probe(gtzan: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("speed", "probe"))
+    parser.add_argument("what", choices=("speed", "blocks", "probe"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gtzan", type=Path, default=GTZAN, help=f"GTZAN folder (default {GTZAN})")
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # as the scan's workers run
-        speed(args.gtzan, args.repeat) if args.what == "speed" else probe(args.gtzan)
+        if args.what == "speed":
+            speed(args.gtzan, args.repeat)
+        elif args.what == "blocks":
+            blocks(args.gtzan, args.repeat)
+        else:
+            probe(args.gtzan)
     print(f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 
 

@@ -31,9 +31,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from plugins import musicnn_net
-from plugins.musicnn_net import TooShortError, _banded, freq_pooled_conv, read_weights
+from plugins.musicnn_net import TooShortError, _banded, freq_pooled_conv, mono_waveform, read_weights
 
-__all__ = ["SAMPLE_RATE", "TAGS", "GENRE_TAGS", "WEIGHTS", "JamendoMusicnn", "JamendoFCN", "NETWORKS",
+__all__ = ["SAMPLE_RATE", "TAGS", "GENRE_TAGS", "WEIGHTS", "JamendoNet", "JamendoMusicnn", "JamendoFCN", "NETWORKS",
            "TooShortError", "synthetic_signal", "load"]
 
 SAMPLE_RATE = 16000
@@ -41,6 +41,9 @@ N_FFT = 512
 HOP = 256
 N_MELS = 96
 AMIN = 1e-10  # AmplitudeToDB's floor
+# Output mel bands per matmul in the timbral convolutions: 3 instead of MSD_musicnn's 8 does less
+# wasted arithmetic on these 30 and 59 bands, 10% faster (benchmarks/jamendo_net.py blocks).
+TIMBRAL_BLOCK = 3
 MIN_SECONDS = 1.0
 MIN_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
 MODELS = Path(__file__).parent / "models"
@@ -70,7 +73,7 @@ def _front_end_shapes() -> dict[str, tuple[int, ...]]:
     return {"window": (N_FFT,), "mel_fb": (N_FFT // 2 + 1, N_MELS), "input.scale": (1,), "input.shift": (1,)}
 
 
-class _JamendoNet:
+class JamendoNet:
     """What both networks share: weights file, id, mel front end, windows, the mean over them."""
 
     name: str
@@ -89,7 +92,7 @@ class _JamendoNet:
         """Matmul-ready layouts computed once at load."""
 
     @classmethod
-    def load(cls, path: Path | None = None, n_patches: int | None = None) -> _JamendoNet:
+    def load(cls, path: Path | None = None, n_patches: int | None = None) -> JamendoNet:
         """Read and check the weights; ModelError(path, reason) when missing, corrupt or mis-shaped.
 
         The id names the weights' content, the front-end settings and the patch count.
@@ -122,12 +125,7 @@ class _JamendoNet:
         Clipped to the waveform, so they overlap when it is shorter than n windows; ten 3 s
         windows tile a 30 s excerpt exactly. A waveform shorter than one window is repeated.
         """
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1:
-            raise ValueError(f"expected a mono waveform, got shape {y.shape}")
-        if len(y) < MIN_SAMPLES:
-            raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
-                                f"need at least {MIN_SECONDS:.2f} s")
+        y = mono_waveform(y, MIN_SAMPLES)
         if n_patches < 1:
             raise ValueError(f"n_patches must be at least 1, got {n_patches}")
         size = cls.INPUT_SAMPLES
@@ -165,7 +163,7 @@ def _relu_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0, out=z)
 
 
-class JamendoMusicnn(_JamendoNet):
+class JamendoMusicnn(JamendoNet):
     """Musicnn (Pons et al.) trained on MTG-Jamendo: 3 s windows -> (200-d penultimate layer, 50 tags).
 
     Timbral front end: (67 x 7) and (38 x 7) mel x time kernels, 204 channels each, max over
@@ -190,7 +188,7 @@ class JamendoMusicnn(_JamendoNet):
     }  # fmt: skip
 
     def _prepare(self) -> None:
-        self._banded = {name: _banded(self.w[f"{name}.w"]) for name in ("timbral67", "timbral38")}
+        self._banded = {name: _banded(self.w[f"{name}.w"], TIMBRAL_BLOCK) for name in ("timbral67", "timbral38")}
         # mid kernels with rows ordered (channel, time) as the time-window view lays out its columns
         self._mid = {name: np.ascontiguousarray(self.w[f"{name}.w"].transpose(1, 0, 2).reshape(-1, 64))
                      for name in ("mid1", "mid2", "mid3")}
@@ -209,7 +207,7 @@ class JamendoMusicnn(_JamendoNet):
         xp = np.pad(x, ((0, 0), (3, 3), (0, 0)))
         front = []
         for name in ("timbral67", "timbral38"):  # batch norm folded in: ReLU after the max is the same
-            top, _ = freq_pooled_conv(xp, self._banded[name], w[f"{name}.w"].shape[1], low=False)
+            top, _ = freq_pooled_conv(xp, self._banded[name], w[f"{name}.w"].shape[1], low=False, block=TIMBRAL_BLOCK)
             front.append(_relu_bias(top, w[f"{name}.b"]).reshape(n, frames, -1))
         mean = x.mean(axis=2)  # (n, frames): the temporal branch averages the bands first
         for name in ("temporal129", "temporal65", "temporal33"):
@@ -231,7 +229,7 @@ FCN_POOLS = ((2, 4), (2, 4), (2, 4), (3, 5), (4, 4))  # (mel, time) max-pooling 
 FCN_CHANNELS = (1, 64, 128, 128, 128, 64)
 
 
-class JamendoFCN(_JamendoNet):
+class JamendoFCN(JamendoNet):
     """FCN (Choi et al. 2016) trained on MTG-Jamendo: 29 s windows -> (64-d last conv layer, 50 tags).
 
     Five 3x3 convolutions (64, 128, 128, 128, 64 channels) with batch norm, ReLU and max-pooling
@@ -297,9 +295,9 @@ def synthetic_signal(seconds: float = 30.0) -> np.ndarray:
     return (y + 0.02 * np.random.default_rng(1).standard_normal(len(y))).astype(np.float32)
 
 
-NETWORKS: dict[str, type[_JamendoNet]] = {"musicnn": JamendoMusicnn, "fcn": JamendoFCN}
+NETWORKS: dict[str, type[JamendoNet]] = {"musicnn": JamendoMusicnn, "fcn": JamendoFCN}
 
 
-def load(name: str, path: Path | None = None, n_patches: int | None = None) -> _JamendoNet:
+def load(name: str, path: Path | None = None, n_patches: int | None = None) -> JamendoNet:
     """One of NETWORKS by name ("musicnn" or "fcn")."""
     return NETWORKS[name].load(path, n_patches)

@@ -43,6 +43,7 @@ MIN_SAMPLES = (PATCH_FRAMES - 1) * HOP  # the shortest waveform that yields one 
 # the speed and the embedding change behind this choice.
 DEFAULT_PATCHES = 3
 WEIGHTS = Path(__file__).parent / "models" / "musicnn_msd.npz"
+MTT_WEIGHTS = WEIGHTS.with_name("musicnn_mtt.npz")  # MTT_musicnn: same shapes, MagnaTagATune's tags
 FREQ_BLOCK = 8  # output mel bands per matmul in the timbral convolutions (see MusicnnNet._timbral)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -57,6 +58,17 @@ TAGS: tuple[str, ...] = (
     "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
     "sad", "House", "happy",
 )  # fmt: skip
+
+# The 50 MagnaTagATune tags of MTT_musicnn, in its output order (musicnn/configuration.py MTT_LABELS).
+MTT_TAGS: tuple[str, ...] = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing", "vocals",
+    "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop", "soft",
+    "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice", "female vocal",
+    "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+# model -> its output tags; the id starts with "musicnn_<model>-".
+MODELS: dict[str, tuple[str, ...]] = {"msd": TAGS, "mtt": MTT_TAGS}
 
 # Every array the weights file must hold, with its shape.
 SHAPES: dict[str, tuple[int, ...]] = {
@@ -78,24 +90,35 @@ class TooShortError(ValueError):
 
 
 class MusicnnNet:
-    """The MSD_musicnn network: waveform -> mel patches -> (200-d penultimate layer, 50 tag probabilities)."""
+    """The MSD_musicnn network: waveform -> mel patches -> (200-d penultimate layer, 50 tag probabilities).
 
-    def __init__(self, arrays: dict[str, np.ndarray], id: str) -> None:
+    ``load(model="mtt")`` gives MTT_musicnn: the same architecture and front end trained on
+    MagnaTagATune, whose tags (``self.tags``, MTT_TAGS) name classical, opera, sitar, ...
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], id: str, tags: tuple[str, ...] = TAGS) -> None:
         self.w = arrays
         self.id = id
+        self.tags = tags  # the names of the 50 probabilities, in order
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as librosa
         self._mel_t = np.ascontiguousarray(arrays["mel_basis"].T)
         self._banded = {name: _banded(arrays[f"{name}.w"]) for name in ("timbral74", "timbral77")}
 
     @classmethod
-    def load(cls, path: Path | None = None) -> MusicnnNet:
-        """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete."""
-        path = Path(path) if path is not None else WEIGHTS
+    def load(cls, path: Path | None = None, model: str = "msd") -> MusicnnNet:
+        """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete.
+
+        ``model`` ("msd" or "mtt", see MODELS) names the default file, the tags and the id's prefix.
+        """
+        tags = MODELS[model]
+        if path is None:  # looked up at call time: WEIGHTS may be patched (tests, a relocated install)
+            path = WEIGHTS if model == "msd" else MTT_WEIGHTS
+        path = Path(path)
         arrays, data = read_weights(path, SHAPES, "musicnn")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
                     "patch": PATCH_FRAMES, "stft": "centred reflect", "log": "log10(1e4*f16(S)+1)"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        return cls(arrays, f"musicnn_msd-{digest[:12]}")
+        return cls(arrays, f"musicnn_{model}-{digest[:12]}", tags)
 
     # -- front end ---------------------------------------------------------------
 
@@ -115,12 +138,7 @@ class MusicnnNet:
 
     def _frames(self, y: np.ndarray) -> np.ndarray:
         """The STFT's frames as a view: centred, reflect-padded (librosa 0.7, which musicnn used)."""
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1:
-            raise ValueError(f"expected a mono waveform, got shape {y.shape}")
-        if len(y) < MIN_SAMPLES:
-            raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
-                                f"need at least {MIN_SAMPLES / SAMPLE_RATE:.2f} s (one 3 s patch)")
+        y = mono_waveform(y, MIN_SAMPLES, " (one 3 s patch)")
         return sliding_window_view(np.pad(y, N_FFT // 2, mode="reflect"), N_FFT)[::HOP]
 
     def _log_mel(self, frames: np.ndarray) -> np.ndarray:
@@ -210,6 +228,17 @@ class MusicnnNet:
         return penultimate.mean(axis=0), probs.mean(axis=0)
 
 
+def mono_waveform(y: np.ndarray, min_samples: int, why: str = "") -> np.ndarray:
+    """``y`` as float32, or ValueError when it is not mono, TooShortError below ``min_samples`` (16 kHz)."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected a mono waveform, got shape {y.shape}")
+    if len(y) < min_samples:
+        raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
+                            f"need at least {min_samples / SAMPLE_RATE:.2f} s{why}")
+    return y
+
+
 def read_weights(path: Path, shapes: dict[str, tuple[int, ...]], what: str) -> tuple[dict[str, np.ndarray], bytes]:
     """The arrays ``shapes`` names, from an .npz read without pickles, and the file's bytes (for an id).
 
@@ -245,12 +274,12 @@ def patch_indices(total: int, n_patches: int | None) -> np.ndarray:
     return (np.arange(n_patches) * 2 + 1) * total // (2 * n_patches)
 
 
-def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int,
-                     low: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int, low: bool = True,
+                     block: int = FREQ_BLOCK) -> tuple[np.ndarray, np.ndarray | None]:
     """A (time x freq) conv over mel patches, valid over frequency, as its max (and min) over frequency.
 
     ``xp`` is (n, frames + kt - 1, bands): patches already padded in time; ``banded`` is the
-    kernel as _banded lays it out. Returns (n * frames, channels) arrays.
+    kernel as _banded(kernel, block) lays it out. Returns (n * frames, channels) arrays.
 
     A plain im2col copies every (kt x kf) window of every band: 117 MB for 10 musicnn patches,
     and copying cost as much as the multiplication. Here the windows are over time only
@@ -259,21 +288,21 @@ def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int,
     and halves the time of musicnn's two timbral convolutions.
     """
     n, padded, n_bands = xp.shape
-    span = FREQ_BLOCK + kf - 1
+    span = block + kf - 1
     kt = banded.shape[0] // span
-    channels = banded.shape[1] // FREQ_BLOCK
+    channels = banded.shape[1] // block
     frames = padded - kt + 1
     bands = n_bands - kf + 1
-    blocks = -(-bands // FREQ_BLOCK)
-    width = blocks * FREQ_BLOCK + kf - 1
+    blocks = -(-bands // block)
+    width = blocks * block + kf - 1
     xq = np.pad(xp, ((0, 0), (0, 0), (0, width - n_bands)))
     cols = np.ascontiguousarray(sliding_window_view(xq, kt, axis=1)).reshape(n * frames, width * kt)
     top = np.full((len(cols), channels), -np.inf, np.float32)
     bottom = np.full((len(cols), channels), np.inf, np.float32) if low else None
     for j in range(blocks):
-        start = j * FREQ_BLOCK * kt
-        z = (cols[:, start:start + span * kt] @ banded).reshape(len(cols), FREQ_BLOCK, channels)
-        z = z[:, :min(FREQ_BLOCK, bands - j * FREQ_BLOCK)]
+        start = j * block * kt
+        z = (cols[:, start:start + span * kt] @ banded).reshape(len(cols), block, channels)
+        z = z[:, :min(block, bands - j * block)]
         np.maximum(top, z.max(axis=1), out=top)
         if bottom is not None:
             np.minimum(bottom, z.min(axis=1), out=bottom)

@@ -128,7 +128,8 @@ CONVERTERS = {"musicnn": convert_musicnn, "fcn": convert_fcn}
 def write_weights(weights_dir: Path) -> None:
     MODELS.mkdir(parents=True, exist_ok=True)
     for name, convert in CONVERTERS.items():
-        arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in convert(_state(weights_dir / f"{name}.pth")).items()}
+        converted = convert(_state(weights_dir / f"{name}.pth"))
+        arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in converted.items()}
         path = MODELS / f"jamendo_{name}.npz"
         np.savez_compressed(path, **arrays)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(arrays)} arrays)")

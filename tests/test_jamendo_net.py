@@ -38,7 +38,7 @@ def one_blas_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", params=sorted(NETWORKS))
-def net(request: pytest.FixtureRequest) -> jamendo_net._JamendoNet:
+def net(request: pytest.FixtureRequest) -> jamendo_net.JamendoNet:
     return NETWORKS[request.param].load()
 
 
@@ -63,7 +63,8 @@ def test_waveform_to_tags_matches_the_original_on_a_synthetic_signal(net, refere
     track_embedding, track_probs = net(y)
     assert track_embedding.shape == (EMBEDDING[net.name],) and track_probs.shape == (50,)
     assert track_embedding.dtype == track_probs.dtype == np.float32
-    np.testing.assert_allclose(track_probs, reference[f"{net.name}.synthetic.probs"].mean(axis=0), rtol=0, atol=TOLERANCE)
+    expected = reference[f"{net.name}.synthetic.probs"].mean(axis=0)
+    np.testing.assert_allclose(track_probs, expected, rtol=0, atol=TOLERANCE)
 
 
 def test_tags_match_the_original_on_real_clips(net, reference: dict) -> None:
