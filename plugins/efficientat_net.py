@@ -23,9 +23,7 @@ convolution is k*k multiply-adds of shifted views, each over every channel at on
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +31,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tagger.errors import ModelError
+
+from .npz_weights import read_arrays
 
 SAMPLE_RATE = 32000
 N_FFT = 1024
@@ -157,28 +157,12 @@ class EfficientATNet:
     def load(cls, path: Path | None = None, n_windows: int = DEFAULT_WINDOWS) -> EfficientATNet:
         """Read and check the weights; ModelError(path, reason) when missing, corrupt or wrong-shaped."""
         path = Path(path) if path is not None else WEIGHTS
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(path, f"cannot read the EfficientAT weights: {exc.strerror or exc}") from None
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-            raise ModelError(path, f"corrupt EfficientAT weights file ({type(exc).__name__}: {exc})") from None
-        missing = sorted(set(SHAPES) - set(arrays))
-        if missing:
-            raise ModelError(path, f"incomplete EfficientAT weights file: missing {', '.join(missing)}")
-        for name, shape in SHAPES.items():
-            a = arrays[name]
-            if a.shape != shape or a.dtype != np.float32 or not np.all(np.isfinite(a)):
-                raise ModelError(path, f"bad EfficientAT weights: {name} is {a.dtype}{list(a.shape)}, "
-                                       f"expected finite float32{list(shape)}")
+        arrays, data = read_arrays(path, SHAPES, "EfficientAT")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "win": WIN_LENGTH, "hop": HOP, "n_mels": N_MELS,
                     "preemphasis": PREEMPHASIS, "window_s": WINDOW_SECONDS, "log": "(ln(mel+1e-5)+4.5)/5",
                     "embedding": "hidden layer, mean over windows"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-        return cls({k: arrays[k] for k in SHAPES}, digest, n_windows)
+        return cls(arrays, digest, n_windows)
 
     def with_windows(self, n_windows: int) -> EfficientATNet:
         """The same network cutting excerpts into ``n_windows`` windows (a different id)."""

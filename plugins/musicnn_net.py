@@ -23,15 +23,13 @@ patches of 187 frames (3 s) without overlap.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tagger.errors import ModelError
+from .npz_weights import read_arrays
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -91,27 +89,11 @@ class MusicnnNet:
     def load(cls, path: Path | None = None) -> MusicnnNet:
         """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete."""
         path = Path(path) if path is not None else WEIGHTS
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(path, f"cannot read the musicnn weights: {exc.strerror or exc}") from None
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-            raise ModelError(path, f"corrupt musicnn weights file ({type(exc).__name__}: {exc})") from None
-        missing = sorted(set(SHAPES) - set(arrays))
-        if missing:
-            raise ModelError(path, f"incomplete musicnn weights file: missing {', '.join(missing)}")
-        for name, shape in SHAPES.items():
-            a = arrays[name]
-            if a.shape != shape or a.dtype != np.float32 or not np.all(np.isfinite(a)):
-                raise ModelError(path, f"bad musicnn weights: {name} is {a.dtype}{list(a.shape)}, "
-                                       f"expected finite float32{list(shape)}")
+        arrays, data = read_arrays(path, SHAPES, "musicnn")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
                     "patch": PATCH_FRAMES, "stft": "centred reflect", "log": "log10(1e4*f16(S)+1)"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        return cls({k: arrays[k] for k in SHAPES}, f"musicnn_msd-{digest[:12]}")
+        return cls(arrays, f"musicnn_msd-{digest[:12]}")
 
     # -- front end ---------------------------------------------------------------
 

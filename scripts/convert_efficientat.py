@@ -169,7 +169,8 @@ def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
     bad = {k: (a.shape, net_mod.SHAPES.get(k)) for k, a in arrays.items() if a.shape != net_mod.SHAPES.get(k)}
     if bad or set(arrays) != set(net_mod.SHAPES):
-        raise SystemExit(f"converted arrays do not match efficientat_net.SHAPES: {bad or set(arrays) ^ set(net_mod.SHAPES)}")
+        mismatch = bad or set(arrays) ^ set(net_mod.SHAPES)
+        raise SystemExit(f"converted arrays do not match efficientat_net.SHAPES: {mismatch}")
     return arrays
 
 
@@ -234,7 +235,8 @@ def torchaudio_mel_banks() -> np.ndarray:
     banks, _ = kaldi.get_mel_banks(net_mod.N_MELS, net_mod.N_FFT, float(net_mod.SAMPLE_RATE), net_mod.FMIN,
                                    net_mod.FMAX, 100.0, -500.0, 1.0)
     banks = np.pad(banks.double().numpy(), ((0, 0), (0, 1)))  # AugmentMelSTFT's zero Nyquist column
-    gap = np.abs(banks - kaldi_mel_banks(net_mod.N_MELS, net_mod.N_FFT, net_mod.SAMPLE_RATE, net_mod.FMIN, net_mod.FMAX)).max()
+    formula = kaldi_mel_banks(net_mod.N_MELS, net_mod.N_FFT, net_mod.SAMPLE_RATE, net_mod.FMIN, net_mod.FMAX)
+    gap = np.abs(banks - formula).max()
     print(f"mel filter bank: torchaudio's vs the formula in float64: max |diff| {gap:.2e}")
     if gap > 1e-4:
         raise SystemExit("torchaudio's mel filters do not follow the kaldi formula: wrong settings?")
@@ -313,7 +315,8 @@ def write_reference(code_dir: Path, checkpoint: Path, clips: list[Path]) -> None
     net = net_mod.EfficientATNet.load()
     ours = net.outputs(net.mel(signal)[None])
     gaps = {"mel": np.abs(net.mel(signal)[:, ::MEL_EVERY] - fixture["synthetic_mel"]).max()}
-    gaps.update({k: np.abs(getattr(ours, k)[0] - fixture[f"synthetic_{k}"]).max() for k in ("pooled", "embedding", "probs")})
+    for k in ("pooled", "embedding", "probs"):
+        gaps[k] = np.abs(getattr(ours, k)[0] - fixture[f"synthetic_{k}"]).max()
     print("synthetic signal, max |ours - original|: " + ", ".join(f"{k} {v:.1e}" for k, v in gaps.items()))
 
 
