@@ -242,8 +242,7 @@ class EfficientATNet:
         hidden = pooled @ w["hidden.w"].T + w["hidden.b"]
         _activate(hidden, True)  # dropout follows in training only
         logits = hidden @ w["out.w"].T + w["out.b"]
-        probs = 1.0 / (1.0 + np.exp(-logits))
-        return Outputs(pooled, hidden, probs.astype(np.float32))
+        return Outputs(pooled, hidden, _sigmoid(logits))
 
     def __call__(self, y: np.ndarray, n_windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One track's embedding (512,) and AudioSet probabilities (527,): means over its windows.
@@ -268,8 +267,8 @@ class EfficientATNet:
         w = self.w
         s = x.mean(axis=(2, 3)).T  # (n, c)
         s = np.maximum(s @ w[f"{name}.fc1.w"].T + w[f"{name}.fc1.b"], 0)
-        s = 1.0 / (1.0 + np.exp(-(s @ w[f"{name}.fc2.w"].T + w[f"{name}.fc2.b"])))
-        return s.T[:, :, None, None].astype(np.float32)
+        s = _sigmoid(s @ w[f"{name}.fc2.w"].T + w[f"{name}.fc2.b"])
+        return s.T[:, :, None, None]
 
 
 def _mono(y: np.ndarray) -> np.ndarray:
@@ -277,6 +276,11 @@ def _mono(y: np.ndarray) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"expected a mono waveform, got shape {y.shape}")
     return y
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without exp's overflow for large negative x, float32."""
+    return (np.float32(0.5) * (np.float32(1) + np.tanh(np.float32(0.5) * x))).astype(np.float32, copy=False)
 
 
 def _activate(x: np.ndarray, hardswish: bool) -> None:

@@ -149,6 +149,15 @@ def test_short_input_is_one_window_and_too_short_a_clear_error(net: EfficientATN
         net.forward(np.zeros((1, 64, 100), np.float32))
 
 
+def test_loud_and_silent_input_give_finite_probabilities(net: EfficientATNet) -> None:
+    t = np.arange(12 * SAMPLE_RATE) / SAMPLE_RATE
+    loud = 100 * np.sign(np.sin(2 * np.pi * 220 * t)).astype(np.float32)  # far beyond full scale
+    for y in (loud, np.zeros_like(loud)):
+        embedding, probs = net(y)
+        assert np.all(np.isfinite(embedding)) and np.all(np.isfinite(probs))
+        assert 0 <= probs.min() and probs.max() <= 1
+
+
 def _arrays() -> dict[str, np.ndarray]:
     with np.load(efficientat_net.WEIGHTS, allow_pickle=False) as data:
         return dict(data)
