@@ -31,7 +31,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from plugins import musicnn_net
-from plugins.musicnn_net import TooShortError, _banded, freq_pooled_conv, mono_waveform, read_weights
+from plugins.musicnn_net import TooShortError, _banded, freq_pooled_conv, mono_waveform
+from plugins.npz_weights import read_arrays
 
 __all__ = ["SAMPLE_RATE", "TAGS", "GENRE_TAGS", "WEIGHTS", "JamendoNet", "JamendoMusicnn", "JamendoFCN", "NETWORKS",
            "TooShortError", "synthetic_signal", "load"]
@@ -101,7 +102,7 @@ class JamendoNet:
         n_patches = cls.DEFAULT_PATCHES if n_patches is None else n_patches
         if n_patches < 1:
             raise ValueError(f"n_patches must be at least 1, got {n_patches}")
-        arrays, data = read_weights(path, cls.SHAPES, f"MTG-Jamendo {cls.name}")
+        arrays, data = read_arrays(path, cls.SHAPES, f"MTG-Jamendo {cls.name}")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS, "window": cls.INPUT_SAMPLES,
                     "stft": "centred reflect, per window", "log": "10log10(max(S,1e-10))", "short": "repeat"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()

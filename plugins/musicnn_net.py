@@ -23,15 +23,13 @@ patches of 187 frames (3 s) without overlap.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tagger.errors import ModelError
+from .npz_weights import read_arrays
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -114,7 +112,7 @@ class MusicnnNet:
         if path is None:  # looked up at call time: WEIGHTS may be patched (tests, a relocated install)
             path = WEIGHTS if model == "msd" else MTT_WEIGHTS
         path = Path(path)
-        arrays, data = read_weights(path, SHAPES, "musicnn")
+        arrays, data = read_arrays(path, SHAPES, "musicnn")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
                     "patch": PATCH_FRAMES, "stft": "centred reflect", "log": "log10(1e4*f16(S)+1)"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -237,32 +235,6 @@ def mono_waveform(y: np.ndarray, min_samples: int, why: str = "") -> np.ndarray:
         raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
                             f"need at least {min_samples / SAMPLE_RATE:.2f} s{why}")
     return y
-
-
-def read_weights(path: Path, shapes: dict[str, tuple[int, ...]], what: str) -> tuple[dict[str, np.ndarray], bytes]:
-    """The arrays ``shapes`` names, from an .npz read without pickles, and the file's bytes (for an id).
-
-    ModelError(path, reason) when the file is missing, corrupt, lacks an array, or holds one of
-    another shape or dtype, or a non-finite value.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(path, f"cannot read the {what} weights: {exc.strerror or exc}") from None
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ModelError(path, f"corrupt {what} weights file ({type(exc).__name__}: {exc})") from None
-    missing = sorted(set(shapes) - set(arrays))
-    if missing:
-        raise ModelError(path, f"incomplete {what} weights file: missing {', '.join(missing)}")
-    for name, shape in shapes.items():
-        a = arrays[name]
-        if a.shape != shape or a.dtype != np.float32 or not np.all(np.isfinite(a)):
-            raise ModelError(path, f"bad {what} weights: {name} is {a.dtype}{list(a.shape)}, "
-                                   f"expected finite float32{list(shape)}")
-    return {name: arrays[name] for name in shapes}, data
 
 
 def patch_indices(total: int, n_patches: int | None) -> np.ndarray:

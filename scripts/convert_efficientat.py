@@ -169,7 +169,8 @@ def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
     bad = {k: (a.shape, net_mod.SHAPES.get(k)) for k, a in arrays.items() if a.shape != net_mod.SHAPES.get(k)}
     if bad or set(arrays) != set(net_mod.SHAPES):
-        raise SystemExit(f"converted arrays do not match efficientat_net.SHAPES: {bad or set(arrays) ^ set(net_mod.SHAPES)}")
+        mismatch = bad or set(arrays) ^ set(net_mod.SHAPES)
+        raise SystemExit(f"converted arrays do not match efficientat_net.SHAPES: {mismatch}")
     return arrays
 
 
@@ -234,7 +235,8 @@ def torchaudio_mel_banks() -> np.ndarray:
     banks, _ = kaldi.get_mel_banks(net_mod.N_MELS, net_mod.N_FFT, float(net_mod.SAMPLE_RATE), net_mod.FMIN,
                                    net_mod.FMAX, 100.0, -500.0, 1.0)
     banks = np.pad(banks.double().numpy(), ((0, 0), (0, 1)))  # AugmentMelSTFT's zero Nyquist column
-    gap = np.abs(banks - kaldi_mel_banks(net_mod.N_MELS, net_mod.N_FFT, net_mod.SAMPLE_RATE, net_mod.FMIN, net_mod.FMAX)).max()
+    formula = kaldi_mel_banks(net_mod.N_MELS, net_mod.N_FFT, net_mod.SAMPLE_RATE, net_mod.FMIN, net_mod.FMAX)
+    gap = np.abs(banks - formula).max()
     print(f"mel filter bank: torchaudio's vs the formula in float64: max |diff| {gap:.2e}")
     if gap > 1e-4:
         raise SystemExit("torchaudio's mel filters do not follow the kaldi formula: wrong settings?")
@@ -296,10 +298,12 @@ def write_reference(code_dir: Path, checkpoint: Path, clips: list[Path]) -> None
     fixture = {f"synthetic_{k}": v for k, v in synthetic.items()}
     fixture["synthetic_params"] = np.array([net_mod.SYNTHETIC_SECONDS, net_mod.SAMPLE_RATE], np.float64)
     fixture["mel_every"] = np.array(MEL_EVERY)
-    per_clip = []
+    per_clip, decoded, starts = [], [], []
     for clip in clips:
         y = decode(clip, sr=net_mod.SAMPLE_RATE, excerpt=None).samples
         (start,) = net_mod.window_starts(len(y), 1)
+        decoded.append(y)
+        starts.append(start)
         out = reference_outputs(model, mel, y[start:start + net_mod.WINDOW_SAMPLES])
         out["mel"] = out["mel"][:, ::MEL_EVERY]
         per_clip.append(out)
@@ -311,10 +315,22 @@ def write_reference(code_dir: Path, checkpoint: Path, clips: list[Path]) -> None
     print(f"wrote {REFERENCE} ({REFERENCE.stat().st_size / 1e3:.0f} kB)")
     # the parity figures docs/efficientat.md quotes
     net = net_mod.EfficientATNet.load()
-    ours = net.outputs(net.mel(signal)[None])
-    gaps = {"mel": np.abs(net.mel(signal)[:, ::MEL_EVERY] - fixture["synthetic_mel"]).max()}
-    gaps.update({k: np.abs(getattr(ours, k)[0] - fixture[f"synthetic_{k}"]).max() for k in ("pooled", "embedding", "probs")})
-    print("synthetic signal, max |ours - original|: " + ", ".join(f"{k} {v:.1e}" for k, v in gaps.items()))
+    _print_gaps(net, "synthetic signal", [signal], [synthetic])
+    if clips:
+        windows = [y[s:s + net_mod.WINDOW_SAMPLES] for y, s in zip(decoded, starts, strict=True)]
+        _print_gaps(net, f"{len(clips)} clips", windows, per_clip)
+
+
+def _print_gaps(net, what: str, signals: list[np.ndarray], refs: list[dict[str, np.ndarray]]) -> None:  # noqa: ANN001
+    """Largest |ours - original| over ``signals`` for the mel (stored frames), features, embedding, probabilities."""
+    gaps = dict.fromkeys(("mel", "pooled", "embedding", "probs"), 0.0)
+    for y, ref in zip(signals, refs, strict=True):
+        mel = net.mel(y)
+        ours = net.outputs(mel[None])
+        gaps["mel"] = max(gaps["mel"], float(np.abs(mel[:, ::MEL_EVERY] - ref["mel"]).max()))
+        for k in ("pooled", "embedding", "probs"):
+            gaps[k] = max(gaps[k], float(np.abs(getattr(ours, k)[0] - ref[k]).max()))
+    print(f"{what}, max |ours - original|: " + ", ".join(f"{k} {v:.1e}" for k, v in gaps.items()))
 
 
 def main(argv: list[str] | None = None) -> None:

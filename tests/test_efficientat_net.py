@@ -115,15 +115,17 @@ def test_windows_of_a_30_s_excerpt(net: EfficientATNet) -> None:
     np.testing.assert_allclose(embedding, per_window[0].mean(axis=0), rtol=0, atol=1e-6)
     whole_emb, whole_probs = net(y, n_windows=WHOLE)
     assert whole_emb.shape == (EMBEDDING_DIM,) and 0 <= whole_probs.min() and whole_probs.max() <= 1
+    np.testing.assert_array_equal(net(y)[0], whole_emb)  # the default: one pass over the excerpt
+    assert np.abs(whole_emb - embedding).max() > 1e-3  # and not the mean of the three windows
     with pytest.raises(ValueError, match="at least 1"):
         window_starts(len(y), -1)
 
 
 def test_window_count_is_part_of_the_id(net: EfficientATNet) -> None:
-    assert net.n_windows == efficientat_net.DEFAULT_WINDOWS and net.id.endswith(f"-w{net.n_windows}")
+    assert net.n_windows == efficientat_net.DEFAULT_WINDOWS == WHOLE and net.id.endswith("-whole")
     three = net.with_windows(3)
     assert three.id != net.id and three.id.endswith("-w3") and three.w is net.w
-    assert EfficientATNet.load(n_windows=WHOLE).id.endswith("-w0")
+    assert EfficientATNet.load(n_windows=1).id == net.id.replace("-whole", "-w1")
     y = np.tile(synthetic_signal(), 3)
     np.testing.assert_array_equal(three(y)[1], net(y, n_windows=3)[1])
     with pytest.raises(ValueError, match="n_windows"):
@@ -145,6 +147,15 @@ def test_short_input_is_one_window_and_too_short_a_clear_error(net: EfficientATN
         net(np.zeros((2, 5 * SAMPLE_RATE), np.float32))
     with pytest.raises(ValueError, match="expected mels"):
         net.forward(np.zeros((1, 64, 100), np.float32))
+
+
+def test_loud_and_silent_input_give_finite_probabilities(net: EfficientATNet) -> None:
+    t = np.arange(12 * SAMPLE_RATE) / SAMPLE_RATE
+    loud = 100 * np.sign(np.sin(2 * np.pi * 220 * t)).astype(np.float32)  # far beyond full scale
+    for y in (loud, np.zeros_like(loud)):
+        embedding, probs = net(y)
+        assert np.all(np.isfinite(embedding)) and np.all(np.isfinite(probs))
+        assert 0 <= probs.min() and probs.max() <= 1
 
 
 def _arrays() -> dict[str, np.ndarray]:
