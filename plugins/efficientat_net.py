@@ -47,6 +47,10 @@ WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
 MIN_SECONDS = 1.0  # shorter input is refused (TooShortError), not padded: see docs/efficientat.md
 MIN_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
 WHOLE = 0  # n_windows value: the whole input in one pass (the network is fully convolutional)
+# The most audio one forward pass takes: activations grow with the input (block 2's expanded map
+# is 24 x 64 x 100 per second), so a longer WHOLE input is cut into equal passes of at most this.
+MAX_PASS_SECONDS = 40
+MAX_PASS_SAMPLES = MAX_PASS_SECONDS * SAMPLE_RATE
 DEFAULT_WINDOWS = WHOLE  # docs/efficientat.md: the best genre probe of 1, 2, 3 windows and WHOLE, at ~50 ms
 N_CLASSES = 527
 POOLED_DIM = 384  # the last conv's channels, averaged over frequency and time
@@ -201,19 +205,29 @@ class EfficientATNet:
         return np.ascontiguousarray(mel.T)
 
     def windows(self, y: np.ndarray, n_windows: int | None = None) -> np.ndarray:
-        """(n, 128, 1000) mels of ``n_windows`` evenly spaced 10 s windows (WHOLE: (1, 128, frames)).
+        """(n, 128, frames) mels of the parts a call runs (see ``parts``): all at once, for inspection."""
+        return np.stack([self.mel(part) for part in self.parts(y, n_windows)])
 
-        Each window's mel is computed from its own samples, as the network saw 10 s clips.
-        Input of at most one window (but at least MIN_SECONDS) is one window as it is.
+    def parts(self, y: np.ndarray, n_windows: int | None = None) -> list[np.ndarray]:
+        """The stretches of ``y`` the network sees, as views, all of one length.
+
+        ``n_windows`` >= 1: that many 10 s windows spread evenly, each transformed from its own
+        samples as the network saw 10 s clips. WHOLE: the input itself, or, past
+        MAX_PASS_SECONDS, equal consecutive parts of at most that (up to parts - 1 trailing
+        samples left out). Input of at most 10 s (but at least MIN_SECONDS) is one part as it is.
         """
         y = _mono(y)
         n_windows = self.n_windows if n_windows is None else n_windows
         if len(y) < MIN_SAMPLES:
             raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
                                 f"need at least {MIN_SECONDS:.2f} s")
-        if n_windows == WHOLE or len(y) <= WINDOW_SAMPLES:
-            return self.mel(y)[None]
-        return np.stack([self.mel(y[s:s + WINDOW_SAMPLES]) for s in window_starts(len(y), n_windows)])
+        if len(y) <= WINDOW_SAMPLES:
+            return [y]
+        if n_windows != WHOLE:
+            return [y[s:s + WINDOW_SAMPLES] for s in window_starts(len(y), n_windows)]
+        count = -(-len(y) // MAX_PASS_SAMPLES)
+        size = len(y) // count
+        return [y[i * size:(i + 1) * size] for i in range(count)]
 
     # -- network -----------------------------------------------------------------
 
@@ -249,8 +263,15 @@ class EfficientATNet:
 
         ``n_windows`` defaults to the net's own (the one in ``id``); another value is for measuring.
         """
-        embedding, probs = self.forward(self.windows(y, n_windows))
-        return embedding.mean(axis=0), probs.mean(axis=0)
+        embedding = np.zeros(EMBEDDING_DIM, np.float32)
+        probs = np.zeros(N_CLASSES, np.float32)
+        parts = self.parts(y, n_windows)
+        per_pass = max(1, MAX_PASS_SAMPLES // len(parts[0]))  # memory stays bounded whatever the input
+        for start in range(0, len(parts), per_pass):
+            e, p = self.forward(np.stack([self.mel(part) for part in parts[start:start + per_pass]]))
+            embedding += e.sum(axis=0)
+            probs += p.sum(axis=0)
+        return embedding / np.float32(len(parts)), probs / np.float32(len(parts))
 
     def _conv1x1(self, x: np.ndarray, name: str, hardswish: bool | None) -> np.ndarray:
         """Pointwise conv (folded batch norm) on (c, n, f, t), then the activation (None: linear)."""

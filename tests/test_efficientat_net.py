@@ -21,6 +21,7 @@ from conftest import GTZAN
 from plugins import efficientat_net
 from plugins.efficientat_net import (
     EMBEDDING_DIM,
+    MAX_PASS_SAMPLES,
     MIN_SAMPLES,
     N_CLASSES,
     SAMPLE_RATE,
@@ -119,6 +120,21 @@ def test_windows_of_a_30_s_excerpt(net: EfficientATNet) -> None:
     assert np.abs(whole_emb - embedding).max() > 1e-3  # and not the mean of the three windows
     with pytest.raises(ValueError, match="at least 1"):
         window_starts(len(y), -1)
+
+
+def test_long_input_runs_in_bounded_passes(net: EfficientATNet) -> None:
+    """A whole track is not one pass (its activations would grow with it): equal parts of <= 40 s."""
+    y = np.tile(synthetic_signal(), 10)  # 100 s
+    parts = net.parts(y, WHOLE)
+    assert [len(p) for p in parts] == [len(y) // 3] * 3 and len(y) // 3 <= MAX_PASS_SAMPLES
+    assert parts[1].base is not None  # views, not copies
+    embedding, probs = net(y, n_windows=WHOLE)
+    one_by_one = [net.forward(net.mel(p)[None]) for p in parts]
+    np.testing.assert_allclose(embedding, np.mean([e[0] for e, _ in one_by_one], axis=0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(probs, np.mean([p[0] for _, p in one_by_one], axis=0), rtol=0, atol=1e-6)
+    # many windows go through in groups of at most 40 s, with the same mean as all at once
+    embedding, probs = net(y, n_windows=9)
+    np.testing.assert_allclose(probs, net.forward(net.windows(y, 9))[1].mean(axis=0), rtol=0, atol=1e-6)
 
 
 def test_window_count_is_part_of_the_id(net: EfficientATNet) -> None:
