@@ -36,7 +36,7 @@ class FusionBackend(EmbeddingHead):
     @classmethod
     def front_end(cls) -> FrontEnd:
         """Every part's front end (each loaded once per process), fused: ModelError naming a bad weights file."""
-        from tagger.fusion import fuse
+        from tagger.inputs import fuse
 
         return fuse(cls.PARTS)
 

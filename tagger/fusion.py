@@ -82,24 +82,3 @@ class FusedFrontEnd:
         return self.join({p.front_end: (p.embedding, p.tags) for p in self.run(y)})
 
 
-
-def fuse(backends: Sequence[str]) -> FusedFrontEnd:
-    """The front ends of these embedding backends side by side, each loaded once per process.
-
-    A part whose backend is not an embedding backend, or is the fused
-    backend itself, is a BackendError naming it.
-    """
-    from .backends import get_backend
-    from .errors import BackendError
-    from .inputs import front_end
-
-    parts = []
-    for name in backends:
-        cls = get_backend(name)
-        if cls.input_kind != "embedding":
-            raise BackendError(f"backend {name!r} has no front end to fuse (its input is {cls.input_kind})")
-        fe = front_end(name)
-        if isinstance(fe, FusedFrontEnd):
-            raise BackendError(f"backend {name!r} is itself fused; name its parts instead")
-        parts.append((name, fe))
-    return FusedFrontEnd(parts)

@@ -101,6 +101,24 @@ def front_end(backend: str) -> FrontEnd:
     return loaded
 
 
+def fuse(backends: Sequence[str]) -> FusedFrontEnd:
+    """The front ends of these embedding backends side by side, each loaded once per process.
+
+    A part whose backend is not an embedding backend, or is the fused
+    backend itself, is a BackendError naming it.
+    """
+    parts = []
+    for name in backends:
+        cls = get_backend(name)
+        if cls.input_kind != "embedding":
+            raise BackendError(f"backend {name!r} has no front end to fuse (its input is {cls.input_kind})")
+        fe = front_end(name)
+        if isinstance(fe, FusedFrontEnd):
+            raise BackendError(f"backend {name!r} is itself fused; name its parts instead")
+        parts.append((name, fe))
+    return FusedFrontEnd(parts)
+
+
 def _front_end_problem(fe: Any) -> str | None:
     if not callable(fe):
         return "is not callable"

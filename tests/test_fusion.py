@@ -22,7 +22,8 @@ from tagger import inputs
 from tagger.backends import Backend, register, unregister
 from tagger.cache import Cache
 from tagger.errors import BackendError, ModelError
-from tagger.fusion import FusedFrontEnd, fuse
+from tagger.fusion import FusedFrontEnd
+from tagger.inputs import fuse
 from tagger.models import load_model, make_card, save_model
 from tagger.runners import InlineRunner
 from tagger.scan import ScanOptions, scan

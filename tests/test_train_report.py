@@ -367,11 +367,11 @@ def test_errors_are_one_line(table, tmp_path):
 
 
 def test_train_svc_from_audio_caches_and_is_deterministic(audio_tree, home):
-    first = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2")
+    first = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     assert first["cached"] == 0 and [Path(p).name for p, _ in first["skipped"]] == ["blues.00099.wav"]
     assert first["counts"]["train"]["found"] == 12 and first["counts"]["test"]["found"] == 6
     assert len(list((home / "cache" / "training").glob("*.npy"))) == 24
-    second = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2")
+    second = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     assert second["cached"] == 24  # nothing decoded the second time
     assert second["metrics"]["confusion"] == first["metrics"]["confusion"]
     from tagger.models import load_model
@@ -386,7 +386,7 @@ def test_train_svc_from_audio_caches_and_is_deterministic(audio_tree, home):
 
 
 def test_slices_backend_slice_random_is_labelled_leaky(audio_tree, centroid, tmp_path):
-    honest = invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2")
+    honest = invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     card = card_of(honest["model"])
     assert card["training"]["n_train_rows"] == 2 * 12  # two 3 s slices per 6 s clip, sliced after the split
     assert not set(card["training"]["track_ids"]) & set(shipped_list("fault-filtered", "test"))
@@ -395,7 +395,7 @@ def test_slices_backend_slice_random_is_labelled_leaky(audio_tree, centroid, tmp
     assert row["slice_accuracy"] is not None and row["contamination"]["status"] == "clean" and not row["leaky"]
 
     leaky = invoke("train", "--backend", centroid, "--data", str(audio_tree), "--split", "slice-random",
-                   "--out", str(tmp_path / "leaky.npz"))
+                   "--out", str(tmp_path / "leaky.npz"), "--no-refit")
     assert leaky["leaky"]
     out = invoke("report", "--data", str(audio_tree), "--backend", centroid, "--model", str(tmp_path / "leaky.npz"),
                  "--split", "slice-random")
@@ -419,7 +419,7 @@ def test_augmented_copies_only_for_training_clips(audio_tree, centroid):
 
 def test_plots_are_png(audio_tree, centroid, tmp_path):
     pytest.importorskip("matplotlib", reason="--plots needs matplotlib (extra 'plots')")
-    invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2")
+    invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     out = invoke("report", "--data", str(audio_tree), "--backend", centroid, "--plots", str(tmp_path / "p"))
     names = sorted(Path(p).name for p in out["plots"])
     assert names == ["centroid-curves.png", "centroid-fault-filtered-confusion.png",
@@ -436,7 +436,7 @@ def test_valid_is_recut_when_train_part_lacks_a_genre(tmp_path, centroid):
             if genre == "metal" and tid in shipped_list("fault-filtered", "train"):
                 continue
             tone_clip(root / genre / f"{tid}.wav", gi, seed=n, seconds=3.5)
-    result = invoke("train", "--backend", centroid, "--data", str(root), "--jobs", "2")
+    result = invoke("train", "--backend", centroid, "--data", str(root), "--jobs", "2", "--no-refit")
     training = result["training"]
     assert "re-cut" in training["valid_part"] and "metal" in training["valid_part"]
     assert "metal" in card_of(result["model"])["genres"]

@@ -269,6 +269,8 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions, refit_of: str
                confusion=confusion.tolist(), folds=[m["track_accuracy"] for m in per_fold],
                track_accuracy=stats["track_accuracy"][0], track_accuracy_std=stats["track_accuracy"][1],
                macro_f1=stats["macro_f1"][0], macro_f1_std=stats["macro_f1"][1], history={})
+    if not folded:  # one test part: its per-genre figures as a saved model's would have them
+        row.update({key: per_fold[0].get(key) for key in ("per_genre", "slice_accuracy")})
     conf, correct = (np.concatenate(x) for x in zip(*pooled))
     row["precision_coverage"] = selective(conf, correct, None, with_curve=True) | {
         "pooled": f"every fold's test part ({k} models)", "folds": selective_folds,
