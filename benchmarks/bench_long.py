@@ -2,6 +2,8 @@
 
 ```bash
 nice -n 10 python -m benchmarks.bench_long --tracks 12 --copies 8 --repeat 3
+# the default backend against musicnn's (issue 19's budget), scans alternating in one run:
+nice -n 10 python -m benchmarks.bench_long --tracks 12 --copies 2 --repeat 3 --skip decode --backends musicnn fusion
 # against another version, scans alternating:
 git archive REV | (mkdir -p /tmp/base && tar -x -C /tmp/base)
 python -m benchmarks.bench_long --tracks 12 --copies 8 --repeat 3 --skip decode --baseline-code /tmp/base
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["decode", "scan"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--backends", nargs="+", default=["svc"],
+                    help="backends whose scans alternate; each is compared with the first (files/s, CPU, memory)")
     ap.add_argument("--baseline-code", type=Path,
                     help="another checkout (git archive REV | tar -x -C DIR): its scans alternate with this one's")
     args = ap.parse_args(argv)
@@ -157,16 +161,35 @@ def main(argv: list[str] | None = None) -> None:
         links = library.view(root, infos, f"long-{args.tracks}x{args.copies}", args.copies)
         lib = args.out / f"long-{args.tracks}x{args.copies}"
         runs, baseline_runs = [], []
+        by_backend: dict[str, list[measure.Run]] = {b: [] for b in args.backends}
         codes = [(None, runs)] + ([(args.baseline_code.resolve(), baseline_runs)] if args.baseline_code else [])
         for i in range(args.repeat):
-            for code, into in codes:  # alternating, so both see the same neighbours
-                with tempfile.TemporaryDirectory() as tmp:
-                    run = measure.genretag_scan("scan svc (long tracks)", lib, Path(tmp) / "db.sqlite", "svc",
-                                                args.jobs, "analysed", len(links), code=code)  # fmt: skip
-                into.append(run)
-                print(f"  scan {i + 1}{' (baseline)' if code else ''}: {run.rate:.1f} files/s end to end, "
-                      f"{run.steady_rate or 0:.1f} steady, {1000 * (run.steady_cpu_per_file or 0):.0f} ms CPU per "
-                      f"file steady (load {run.load_before:.2f} -> {run.load_after:.2f})", flush=True)
+            for backend in args.backends:
+                for code, into in codes:  # alternating, so all see the same neighbours
+                    with tempfile.TemporaryDirectory() as tmp:
+                        run = measure.genretag_scan(f"scan {backend} (long tracks)", lib, Path(tmp) / "db.sqlite",
+                                                    backend, args.jobs, "analysed", len(links), code=code)
+                    if backend == args.backends[0]:
+                        into.append(run)
+                    if code is None:
+                        by_backend[backend].append(run)
+                    print(f"  scan {backend} {i + 1}{' (baseline)' if code else ''}: {run.rate:.1f} files/s end to "
+                          f"end, {run.steady_rate or 0:.1f} steady, {1000 * (run.steady_cpu_per_file or 0):.0f} ms "
+                          f"CPU per file steady, main process {run.peak_main_mb:.0f} MB "
+                          f"(load {run.load_before:.2f} -> {run.load_after:.2f})", flush=True)
+        if len(args.backends) > 1:
+            first = by_backend[args.backends[0]]
+            result["backends"] = {}
+            for backend, brs in by_backend.items():
+                row = {"rate_median": round(statistics.median(r.rate for r in brs), 2),
+                       "steady_cpu_per_file_median": round(statistics.median(r.steady_cpu_per_file or 0 for r in brs), 4),
+                       "peak_main_mb_max": round(max(r.peak_main_mb for r in brs), 1),
+                       "rate_ratio": round(statistics.median(r.rate for r in brs)
+                                           / statistics.median(r.rate for r in first), 2)}
+                result["backends"][backend] = row
+                print(f"{backend}: {row['rate_median']} files/s end to end ({row['rate_ratio']} x "
+                      f"{args.backends[0]}'s), {1000 * row['steady_cpu_per_file_median']:.0f} ms CPU per file, "
+                      f"main process at most {row['peak_main_mb_max']:.0f} MB (medians of {args.repeat})")
         if baseline_runs:
             base_cpu = statistics.median(r.steady_cpu_per_file or 0 for r in baseline_runs)
             this_cpu = statistics.median(r.steady_cpu_per_file or 0 for r in runs)
@@ -183,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
             "cpu_bound_rate": round(args.jobs / steady_cpu, 1) if steady_cpu else None,
         }
         s = result["scan"]
-        print(f"scan svc, {len(links)} files, --jobs {args.jobs}, medians of {args.repeat}: {s['rate_median']} files/s"
+        print(f"scan {args.backends[0]}, {len(links)} files, --jobs {args.jobs}, medians of {args.repeat}: {s['rate_median']} files/s"
               f" end to end, {s['steady_rate_median']} steady, {1000 * steady_cpu:.0f} ms CPU per file"
               f" ({s['cpu_bound_rate']} files/s when {args.jobs} cores are free)")
     if args.json:

@@ -258,6 +258,7 @@ class KerasBackend(Backend):
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         if validation is not None and self.history_.get("val_loss"):
             self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
+            self.best_params_ = {"epochs": self.best_epoch_}  # a refit without valid trains this long
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

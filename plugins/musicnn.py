@@ -22,11 +22,10 @@ import numpy as np
 
 from tagger.backends import FrontEnd
 
-from .sklearn_base import SklearnBackend
+from .embedding_head import EmbeddingHead
 
 FORMAT = "genretag-musicnn/1"
 MODELS = Path(__file__).parent / "models"
-C_GRID = tuple(float(c) for c in np.round(np.logspace(-3, 2, 11), 5))  # 0.001 .. 100, half-decades
 #: The genre-like tags among MSD_musicnn's 50 (its spelling); none is classical or reggae.
 GENRE_TAGS = (
     "rock", "pop", "alternative", "indie", "electronic", "dance", "alternative rock", "jazz", "metal",
@@ -55,26 +54,13 @@ class MusicnnFrontEnd:
         return np.asarray(embedding, dtype=np.float32), np.asarray(tags, dtype=np.float32)
 
 
-class MusicnnBackend(SklearnBackend):
-    """StandardScaler + multinomial logistic regression on the MSD_musicnn embedding.
-
-    With a validation part, ``fit`` scores each C of ``C_grid`` on it, keeps
-    the best (ties to the smaller C, the stronger regularisation) and refits
-    on train + valid.  Without one it fits ``C`` as given.
-    """
+class MusicnnBackend(EmbeddingHead):
+    """StandardScaler + logistic regression (plugins/embedding_head.py) on the MSD_musicnn embedding."""
 
     name = "musicnn"
-    input_kind = "embedding"
     genre_tags = GENRE_TAGS
     FORMAT = FORMAT
-
-    def __init__(self, C: float = 1.0, C_grid: Sequence[float] = C_GRID, refit_on_valid: bool = True,
-                 max_iter: int = 2000, warm_start: bool = False) -> None:
-        self.C = C
-        self.C_grid = tuple(C_grid)
-        self.refit_on_valid = refit_on_valid
-        self.max_iter = max_iter
-        self.warm_start = warm_start  # multi-label: start from the last fit (genretag learn's folds)
+    EMBEDDING = "MSD_musicnn embedding (mean of the 200-d penultimate layer over 3 s patches)"
 
     @classmethod
     def front_end(cls) -> FrontEnd:
@@ -83,55 +69,6 @@ class MusicnnBackend(SklearnBackend):
 
         return MusicnnFrontEnd(MusicnnNet.load(), SAMPLE_RATE, TAGS, DEFAULT_PATCHES)
 
-    def _pipeline(self, C: float, seed: int) -> Any:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=self.max_iter, random_state=seed))
-
-    def fit(self, X: np.ndarray, y: Sequence[str], *, X_valid: np.ndarray | None = None,
-            y_valid: Sequence[str] | None = None, epochs: int | None = None, seed: int = 0,
-            callback: Any = None) -> MusicnnBackend:
-        if len(y) and not isinstance(y[0], str):  # label sets: a personal multi-label head (genretag learn)
-            return self._fit_multilabel(np.asarray(X, dtype=np.float64), [[str(g) for g in labels] for labels in y])
-        X, y = np.asarray(X, dtype=np.float64), np.asarray([str(g) for g in y])
-        self.validation_: dict[str, float] = {}
-        if X_valid is not None and y_valid is not None and len(X_valid):
-            X_valid, y_valid = np.asarray(X_valid, dtype=np.float64), np.asarray([str(g) for g in y_valid])
-            for C in self.C_grid:
-                acc = float(np.mean(self._pipeline(C, seed).fit(X, y).predict(X_valid) == y_valid))
-                self.validation_[f"C={C:g}"] = acc
-                if callback:
-                    callback({"step": f"C={C:g}", "val_accuracy": acc})
-            self.C = max(self.C_grid, key=lambda C: (self.validation_[f"C={C:g}"], -C))
-            if self.refit_on_valid:
-                X, y = np.concatenate([X, X_valid]), np.concatenate([y, y_valid])
-        self.pipeline_ = self._pipeline(self.C, seed).fit(X, y)
-        self.genres_ = [str(g) for g in self.pipeline_.classes_]
-        return self
-
-    def _fit_multilabel(self, X: np.ndarray, y: list[list[str]]) -> MusicnnBackend:
-        """One logistic regression per label on the standardised embedding (plugins/ovr_logistic.py), at ``C``."""
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        from .ovr_logistic import OvRLogistic
-
-        old = getattr(self, "pipeline_", None)
-        if not (self.warm_start and old is not None and isinstance(old[-1], OvRLogistic)):
-            old = make_pipeline(StandardScaler(), OvRLogistic(C=self.C, warm_start=self.warm_start))
-        self.pipeline_ = old.fit(X, y)
-        self.genres_ = [str(g) for g in self.pipeline_.classes_]
-        self.validation_ = {}
-        return self
-
     @classmethod
     def default_model(cls) -> Path | None:
         return MODELS / "musicnn.joblib"
-
-    def describe(self) -> dict[str, Any]:
-        head = "one-vs-rest logistic regressions (multi-label)" if self.multilabel_ else "logistic regression"
-        return {"architecture": "MSD_musicnn embedding (mean of the 200-d penultimate layer over 3 s patches) "
-                                f"+ StandardScaler + {head}",
-                "validation": getattr(self, "validation_", {})}

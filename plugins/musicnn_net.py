@@ -23,16 +23,13 @@ patches of 187 frames (3 s) without overlap.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tagger import userfiles
-from tagger.errors import FileError, ModelError
+from .npz_weights import read_arrays
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -44,6 +41,7 @@ MIN_SAMPLES = (PATCH_FRAMES - 1) * HOP  # the shortest waveform that yields one 
 # the speed and the embedding change behind this choice.
 DEFAULT_PATCHES = 3
 WEIGHTS = Path(__file__).parent / "models" / "musicnn_msd.npz"
+MTT_WEIGHTS = WEIGHTS.with_name("musicnn_mtt.npz")  # MTT_musicnn: same shapes, MagnaTagATune's tags
 FREQ_BLOCK = 8  # output mel bands per matmul in the timbral convolutions (see MusicnnNet._timbral)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -58,6 +56,17 @@ TAGS: tuple[str, ...] = (
     "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
     "sad", "House", "happy",
 )  # fmt: skip
+
+# The 50 MagnaTagATune tags of MTT_musicnn, in its output order (musicnn/configuration.py MTT_LABELS).
+MTT_TAGS: tuple[str, ...] = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing", "vocals",
+    "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop", "soft",
+    "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice", "female vocal",
+    "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+# model -> its output tags; the id starts with "musicnn_<model>-".
+MODELS: dict[str, tuple[str, ...]] = {"msd": TAGS, "mtt": MTT_TAGS}
 
 # Every array the weights file must hold, with its shape.
 SHAPES: dict[str, tuple[int, ...]] = {
@@ -79,40 +88,35 @@ class TooShortError(ValueError):
 
 
 class MusicnnNet:
-    """The MSD_musicnn network: waveform -> mel patches -> (200-d penultimate layer, 50 tag probabilities)."""
+    """The MSD_musicnn network: waveform -> mel patches -> (200-d penultimate layer, 50 tag probabilities).
 
-    def __init__(self, arrays: dict[str, np.ndarray], id: str) -> None:
+    ``load(model="mtt")`` gives MTT_musicnn: the same architecture and front end trained on
+    MagnaTagATune, whose tags (``self.tags``, MTT_TAGS) name classical, opera, sitar, ...
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], id: str, tags: tuple[str, ...] = TAGS) -> None:
         self.w = arrays
         self.id = id
+        self.tags = tags  # the names of the 50 probabilities, in order
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as librosa
         self._mel_t = np.ascontiguousarray(arrays["mel_basis"].T)
         self._banded = {name: _banded(arrays[f"{name}.w"]) for name in ("timbral74", "timbral77")}
 
     @classmethod
-    def load(cls, path: Path | None = None) -> MusicnnNet:
-        """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete."""
-        path = Path(path) if path is not None else WEIGHTS
-        try:  # a regular file of bounded size, as every input (tagger.userfiles)
-            data = userfiles.read_bytes(path, "musicnn weights file", userfiles.MODEL_LIMIT)
-        except FileError as exc:
-            raise ModelError(path, exc.reason) from None
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-            raise ModelError(path, f"corrupt musicnn weights file ({type(exc).__name__}: {exc})") from None
-        missing = sorted(set(SHAPES) - set(arrays))
-        if missing:
-            raise ModelError(path, f"incomplete musicnn weights file: missing {', '.join(missing)}")
-        for name, shape in SHAPES.items():
-            a = arrays[name]
-            if a.shape != shape or a.dtype != np.float32 or not np.all(np.isfinite(a)):
-                raise ModelError(path, f"bad musicnn weights: {name} is {a.dtype}{list(a.shape)}, "
-                                       f"expected finite float32{list(shape)}")
+    def load(cls, path: Path | None = None, model: str = "msd") -> MusicnnNet:
+        """Read and check the weights; ModelError(path, reason) when missing, corrupt or incomplete.
+
+        ``model`` ("msd" or "mtt", see MODELS) names the default file, the tags and the id's prefix.
+        """
+        tags = MODELS[model]
+        if path is None:  # looked up at call time: WEIGHTS may be patched (tests, a relocated install)
+            path = WEIGHTS if model == "msd" else MTT_WEIGHTS
+        path = Path(path)
+        arrays, data = read_arrays(path, SHAPES, "musicnn")
         settings = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
                     "patch": PATCH_FRAMES, "stft": "centred reflect", "log": "log10(1e4*f16(S)+1)"}
         digest = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        return cls({k: arrays[k] for k in SHAPES}, f"musicnn_msd-{digest[:12]}")
+        return cls(arrays, f"musicnn_{model}-{digest[:12]}", tags)
 
     # -- front end ---------------------------------------------------------------
 
@@ -132,12 +136,7 @@ class MusicnnNet:
 
     def _frames(self, y: np.ndarray) -> np.ndarray:
         """The STFT's frames as a view: centred, reflect-padded (librosa 0.7, which musicnn used)."""
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1:
-            raise ValueError(f"expected a mono waveform, got shape {y.shape}")
-        if len(y) < MIN_SAMPLES:
-            raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
-                                f"need at least {MIN_SAMPLES / SAMPLE_RATE:.2f} s (one 3 s patch)")
+        y = mono_waveform(y, MIN_SAMPLES, " (one 3 s patch)")
         return sliding_window_view(np.pad(y, N_FFT // 2, mode="reflect"), N_FFT)[::HOP]
 
     def _log_mel(self, frames: np.ndarray) -> np.ndarray:
@@ -172,32 +171,10 @@ class MusicnnNet:
         return self._norm(name, np.where(self.w[f"{name}.scale"] > 0, top, low))
 
     def _timbral(self, name: str, xp: np.ndarray) -> np.ndarray:
-        """One timbral conv, pooled over frequency, as FREQ_BLOCK output bands per matmul.
-
-        A plain im2col copies every (7 x kf) window of every band: 117 MB for 10 patches,
-        and copying cost as much as the multiplication. Here the windows are over time only
-        (7 x 96, one small copy); a band-block's input columns are then a strided view BLAS
-        reads in place, multiplied by the block's banded weights (see _banded). That does
-        8-11% more arithmetic and halves the time of these two convolutions.
-        """
-        banded = self._banded[name]
-        kt, kf, channels = self.w[f"{name}.w"].shape
-        bands = N_MELS - kf + 1
-        blocks = -(-bands // FREQ_BLOCK)
-        span = FREQ_BLOCK + kf - 1
-        width = blocks * FREQ_BLOCK + kf - 1
-        n = len(xp)
-        xq = np.pad(xp, ((0, 0), (0, 0), (0, width - N_MELS)))
-        cols = np.ascontiguousarray(sliding_window_view(xq, kt, axis=1)).reshape(n * PATCH_FRAMES, width * kt)
-        top = np.full((len(cols), channels), -np.inf, np.float32)
-        low = np.full((len(cols), channels), np.inf, np.float32)
-        for j in range(blocks):
-            start = j * FREQ_BLOCK * kt
-            z = (cols[:, start:start + span * kt] @ banded).reshape(len(cols), FREQ_BLOCK, channels)
-            z = z[:, :min(FREQ_BLOCK, bands - j * FREQ_BLOCK)]
-            np.maximum(top, z.max(axis=1), out=top)
-            np.minimum(low, z.min(axis=1), out=low)
-        return self._pooled(name, top, low).reshape(n, PATCH_FRAMES, channels)
+        """One timbral conv, pooled over frequency (see freq_pooled_conv)."""
+        kf = self.w[f"{name}.w"].shape[1]
+        top, low = freq_pooled_conv(xp, self._banded[name], kf)
+        return self._pooled(name, top, low).reshape(len(xp), PATCH_FRAMES, -1)
 
     def forward(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, 187, 96) patches -> penultimate layer (n, 200) and tag probabilities (n, 50)."""
@@ -249,6 +226,17 @@ class MusicnnNet:
         return penultimate.mean(axis=0), probs.mean(axis=0)
 
 
+def mono_waveform(y: np.ndarray, min_samples: int, why: str = "") -> np.ndarray:
+    """``y`` as float32, or ValueError when it is not mono, TooShortError below ``min_samples`` (16 kHz)."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected a mono waveform, got shape {y.shape}")
+    if len(y) < min_samples:
+        raise TooShortError(f"too short: {len(y) / SAMPLE_RATE:.2f} s of audio, "
+                            f"need at least {min_samples / SAMPLE_RATE:.2f} s{why}")
+    return y
+
+
 def patch_indices(total: int, n_patches: int | None) -> np.ndarray:
     """Which of ``total`` patches to use: all, or the centres of ``n_patches`` equal parts."""
     if n_patches is None or n_patches >= total:
@@ -256,6 +244,41 @@ def patch_indices(total: int, n_patches: int | None) -> np.ndarray:
     if n_patches < 1:
         raise ValueError(f"n_patches must be at least 1, got {n_patches}")
     return (np.arange(n_patches) * 2 + 1) * total // (2 * n_patches)
+
+
+def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int, low: bool = True,
+                     block: int = FREQ_BLOCK) -> tuple[np.ndarray, np.ndarray | None]:
+    """A (time x freq) conv over mel patches, valid over frequency, as its max (and min) over frequency.
+
+    ``xp`` is (n, frames + kt - 1, bands): patches already padded in time; ``banded`` is the
+    kernel as _banded(kernel, block) lays it out. Returns (n * frames, channels) arrays.
+
+    A plain im2col copies every (kt x kf) window of every band: 117 MB for 10 musicnn patches,
+    and copying cost as much as the multiplication. Here the windows are over time only
+    (kt x bands, one small copy); a band-block's input columns are then a strided view BLAS
+    reads in place, multiplied by the block's banded weights. That does 8-11% more arithmetic
+    and halves the time of musicnn's two timbral convolutions.
+    """
+    n, padded, n_bands = xp.shape
+    span = block + kf - 1
+    kt = banded.shape[0] // span
+    channels = banded.shape[1] // block
+    frames = padded - kt + 1
+    bands = n_bands - kf + 1
+    blocks = -(-bands // block)
+    width = blocks * block + kf - 1
+    xq = np.pad(xp, ((0, 0), (0, 0), (0, width - n_bands)))
+    cols = np.ascontiguousarray(sliding_window_view(xq, kt, axis=1)).reshape(n * frames, width * kt)
+    top = np.full((len(cols), channels), -np.inf, np.float32)
+    bottom = np.full((len(cols), channels), np.inf, np.float32) if low else None
+    for j in range(blocks):
+        start = j * block * kt
+        z = (cols[:, start:start + span * kt] @ banded).reshape(len(cols), block, channels)
+        z = z[:, :min(block, bands - j * block)]
+        np.maximum(top, z.max(axis=1), out=top)
+        if bottom is not None:
+            np.minimum(bottom, z.min(axis=1), out=bottom)
+    return top, bottom
 
 
 def _banded(kernel: np.ndarray, block: int = FREQ_BLOCK) -> np.ndarray:

@@ -33,8 +33,8 @@ class SVCBackend(SklearnBackend):
 
     With a validation part, ``fit`` scores every (C, gamma) of the grids on it
     with a plain SVC, keeps the ``vote`` best (ties to the smaller C, then
-    gamma) and refits them on train + valid.  Without one it fits ``C`` and
-    ``gamma`` alone.
+    gamma) and refits them on train + valid.  Without one it fits ``pairs``
+    when given (``best_params_`` of a tuned fit), else ``C`` and ``gamma`` alone.
     """
 
     name = "svc"
@@ -43,9 +43,11 @@ class SVCBackend(SklearnBackend):
 
     def __init__(self, C: float = 10.0, gamma: float | str = "scale", log_variances: bool = True,
                  C_grid: Sequence[float] = C_GRID, gamma_grid: Sequence[float | str] = GAMMA_GRID,
-                 vote: int = 5, refit_on_valid: bool = True) -> None:
+                 vote: int = 5, refit_on_valid: bool = True,
+                 pairs: Sequence[tuple[float, float | str]] | None = None) -> None:
         self.C = C
         self.gamma = gamma
+        self.pairs = pairs  # the voters to fit when there is no valid part (a refit of a tuned model)
         self.log_variances = log_variances
         self.C_grid = tuple(C_grid)
         self.gamma_grid = tuple(gamma_grid)
@@ -92,14 +94,14 @@ class SVCBackend(SklearnBackend):
             callback: Any = None) -> SVCBackend:
         X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
         self.validation_: dict[str, float] = {}
-        pairs: list[tuple[float, float | str]] = [(self.C, self.gamma)]
+        pairs = [tuple(p) for p in self.pairs] if self.pairs else [(self.C, self.gamma)]
         if X_valid is not None and y_valid is not None and len(X_valid):
             X_valid, y_valid = np.asarray(X_valid, dtype=np.float64), np.asarray(y_valid)
             pairs = self._rank_on_valid(X, y, X_valid, y_valid, callback)
-            self.C, self.gamma = pairs[0]
             if self.refit_on_valid:
                 X, y = np.concatenate([X, X_valid]), np.concatenate([y, y_valid])
         self.pairs_ = pairs
+        self.best_params_ = {"pairs": [list(p) for p in pairs]}
         with warnings.catch_warnings():
             # scikit-learn 1.9 deprecates SVC(probability=True) for removal in 1.11 (setup.cfg
             # pins below that); its replacement, sigmoid calibration, cost 1.5 points on dev folds.

@@ -95,7 +95,7 @@ def decode(
     data, native_sr, duration, offset = _first_that_reads(path, excerpt, _decode_soundfile, _decode_pyav)
     mono = _finite(path, _to_mono(data))
     if native_sr != sr:
-        mono = _resample(mono, native_sr, sr)
+        mono = resample(mono, native_sr, sr)
     return Excerpt(np.ascontiguousarray(mono, dtype=np.float32), sr, duration, offset)
 
 
@@ -188,7 +188,7 @@ def _sum_channels(channels: list[np.ndarray], out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """High-quality resampling with soxr, librosa's default resampler."""
     import soxr
 

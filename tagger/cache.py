@@ -19,9 +19,10 @@ queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
     the 57 GTZAN features per file, so a new feature model can re-predict
     without decoding again.
 ``embeddings``
-    per file, an embedding backend's ``front_end`` id, its embedding
+    per file and front end (``front_end`` is its id), the embedding
     ``vector`` and ``tags`` probabilities (float32 bytes), so a new head on
-    the same front end re-predicts without decoding.  ``tracks.tags`` holds
+    the same front end re-predicts without decoding, and a head over several
+    front ends (tagger/fusion.py) finds each one's output under its own id.  ``tracks.tags`` holds
     the tags as JSON for reading.  Features and embeddings of a file that
     changed are dropped when it is analysed again, so none outlives the
     version of the file it came from.
@@ -88,7 +89,7 @@ from .errors import DatabaseError
 from .features import FEATURE_NAMES
 from .track import STATUSES, TagWrite, Track, TrackStamp
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: embeddings keyed by (path, front_end)
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
 BUSY_SECONDS = 10.0  # how long a command waits for another one's write transaction
 LOOKUP_CHUNK = 500
@@ -113,6 +114,8 @@ _STAGE_WHERE: dict[str | None, list[str]] = {
 TRACK_COLUMNS: dict[str, type] = Track.columns()
 TAG_HISTORY_COLUMNS: dict[str, type] = TagWrite.columns()
 EMBEDDING_COLUMNS: dict[str, type] = {"path": str, "front_end": str, "vector": bytes, "tags": bytes}
+#: One row per file and front end: each pretrained network's output is kept under its own id.
+EMBEDDING_KEY = ("path", "front_end")
 
 #: Columns every genretag database has had since the first release: how one made before the mark is recognised.
 LEGACY_TRACK_COLUMNS = frozenset({"path", "size", "mtime", "status", "error", "params", "backend", "model_id",
@@ -161,21 +164,23 @@ def _listing(folder: str) -> frozenset[str] | None:
 
 
 def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or update by path, touching only the columns each row names.
+    """Insert or update by primary key (path; with the front end for embeddings), touching only the columns named.
 
     Rows that omit a column (an error row has no genre) leave the stored
     value alone, so an earlier result is never overwritten with nothing;
     ``first_seen`` is written only when the row is new.
     """
+    key_columns = EMBEDDING_KEY if table == "embeddings" else ("path",)
+    key = ", ".join(key_columns)
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
         cols = tuple(row)
         groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
     for cols, values in groups.items():
         names = ", ".join(f"[{c}]" for c in cols)
-        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in cols if c not in INSERT_ONLY)
+        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in cols if c not in INSERT_ONLY and c not in key_columns)
         sql = (f"insert into [{table}] ({names}) values ({', '.join('?' * len(cols))}) "
-               f"on conflict(path) do update set {updates}")
+               f"on conflict({key}) do update set {updates}")
         db.conn.executemany(sql, values)
 
 
@@ -426,7 +431,9 @@ class Cache:
             if "features" not in db.table_names():
                 db["features"].create({"path": str, **{name: float for name in FEATURE_NAMES}}, pk="path")
             if "embeddings" not in db.table_names():
-                db["embeddings"].create(EMBEDDING_COLUMNS, pk="path")
+                db["embeddings"].create(EMBEDDING_COLUMNS, pk=EMBEDDING_KEY)
+            elif db["embeddings"].pks != list(EMBEDDING_KEY):  # schema 1 kept one front end's row per file
+                db["embeddings"].transform(pk=EMBEDDING_KEY)
             if "tag_history" not in db.table_names():
                 db["tag_history"].create(TAG_HISTORY_COLUMNS, pk="id")
                 db["tag_history"].create_index(["path"])
@@ -450,11 +457,13 @@ class Cache:
                     db.execute(f"PRAGMA {pragma} = {value}")
 
     # -- reading ---------------------------------------------------------
-    def _by_keys(self, select: str, keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``select ... where path in (keys)``, queried in chunks to bound statement size."""
+    def _by_keys(self, select: str, keys: Sequence[str], where: str = "",
+                 args: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``select ... where [where and] path in (keys)``, queried in chunks to bound statement size."""
         for i in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[i : i + LOOKUP_CHUNK]
-            yield from self.db.conn.execute(f"{select} where path in ({','.join('?' * len(chunk))})", chunk).fetchall()
+            sql = f"{select} where {where + ' and ' if where else ''}path in ({','.join('?' * len(chunk))})"
+            yield from self.db.conn.execute(sql, [*args, *chunk]).fetchall()
 
     def lookup(self, keys: Sequence[str]) -> dict[str, TrackStamp]:
         """What a rescan decides on, for the given path keys (the ones present)."""
@@ -475,11 +484,11 @@ class Cache:
 
     def embeddings_for(self, keys: Sequence[str], front_end: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         """Cached (embedding, tags or None) of these path keys, as float32 arrays, made by ``front_end``."""
-        rows = self._by_keys("select path, vector, tags, front_end from embeddings", keys)
+        rows = self._by_keys("select path, vector, tags from embeddings", keys, "front_end = ?", [front_end])
         return {
             path: (np.frombuffer(vector, dtype=np.float32), None if tags is None else np.frombuffer(tags, np.float32))
-            for path, vector, tags, made_by in rows
-            if made_by == front_end and vector
+            for path, vector, tags in rows
+            if vector
         }
 
     def tracks(self, paths: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
@@ -582,10 +591,8 @@ class Cache:
         with self._writing():
             _upsert(self.db, "tracks", rows)
             for table, written in (("features", features), ("embeddings", embeddings)):
-                fresh = {r["path"] for r in written}
-                stale = [(k,) for k in changed if k not in fresh]
-                if stale:
-                    self.db.conn.executemany(f"delete from [{table}] where path = ?", stale)
+                if changed:  # every row of the old file goes, then this batch's rows of the new one come in
+                    self.db.conn.executemany(f"delete from [{table}] where path = ?", [(k,) for k in changed])
                 _upsert(self.db, table, written)
 
     def touch_present(self, keys: Sequence[str]) -> None:

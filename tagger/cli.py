@@ -33,7 +33,7 @@ from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices o
 
 #: What `scan` uses without --backend. musicnn, because on the same 171 GTZAN clips under artist-kfold it
 #: scored 0.739 against svc's 0.474 and scans at 8.7 files/s steady on 2 cores (README "Results", "Speed").
-DEFAULT_BACKEND = "musicnn"
+DEFAULT_BACKEND = "fusion"
 EXIT_FAILED = 1
 EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an exception genretag did not expect
 EXIT_INTERRUPTED = 130
@@ -879,11 +879,14 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="Add N augmented copies (noise, gain, pitch and time shift) of each training clip.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the model here instead of the data dir "
               "(it is then not made the current model).")
+@click.option("--refit/--no-refit", default=True, show_default=True,
+              help="After measuring the recipe on the protocol's test part, fit the saved model on every clip "
+                   "(train, valid and test) with the choices made on valid.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
 def train(backend: str, data: tuple[str, ...], features: str | None, split: str, fold: int | None, k: int | None,
-          jobs: int | None, epochs: int | None, seed: int, augment: int, out: str | None, as_json: bool,
+          jobs: int | None, epochs: int | None, seed: int, augment: int, out: str | None, refit: bool, as_json: bool,
           progress: bool | None) -> None:
     """Train a backend on GTZAN and make it that backend's current model.
 
@@ -902,7 +905,8 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 
     if out:  # the feature table, the data folders and the card beside it: training.train checks those
         _check_output(out, "model", None)
-    opts = TrainOptions(backend, data or None, features, split, fold or 0, k, epochs, seed, augment, out, jobs)
+    opts = TrainOptions(backend, data or None, features, split, fold or 0, k, epochs, seed, augment, out, jobs,
+                        refit)
     result = _with_progress("Analysing", progress, run_train, opts, on_epoch=None if as_json else print_epoch)
     if as_json:
         ui.print_json(result)

@@ -34,6 +34,7 @@ import numpy as np
 from .backends import FrontEnd, get_backend
 from .errors import BackendError, FileError, GenretagError
 from .features import FEATURE_NAMES, Analysis, analyse, preprocessing
+from .fusion import FusedFrontEnd
 from .params import AnalysisParams
 
 if TYPE_CHECKING:
@@ -98,6 +99,24 @@ def front_end(backend: str) -> FrontEnd:
         raise BackendError(f"backend {backend!r}: its front end {problem}")
     _front_ends[backend] = loaded
     return loaded
+
+
+def fuse(backends: Sequence[str]) -> FusedFrontEnd:
+    """The front ends of these embedding backends side by side, each loaded once per process.
+
+    A part whose backend is not an embedding backend, or is the fused
+    backend itself, is a BackendError naming it.
+    """
+    parts = []
+    for name in backends:
+        cls = get_backend(name)
+        if cls.input_kind != "embedding":
+            raise BackendError(f"backend {name!r} has no front end to fuse (its input is {cls.input_kind})")
+        fe = front_end(name)
+        if isinstance(fe, FusedFrontEnd):
+            raise BackendError(f"backend {name!r} is itself fused; name its parts instead")
+        parts.append((name, fe))
+    return FusedFrontEnd(parts)
 
 
 def _front_end_problem(fe: Any) -> str | None:
@@ -181,23 +200,41 @@ def compute(task: AnalysisTask, y: np.ndarray, sr: int) -> dict[str, Any]:
         out = analyse(y, sr, features=kind == "features", slices=kind == "slices")
         return checked(task.path, out)
     fe = _worker_front_end(task)
+    if isinstance(fe, FusedFrontEnd):
+        run = [(name, part) for name, part in fe.parts if part.id not in task.skip]
+        outputs = _run_front_end(task, f"backend {backend!r}", lambda: fe.run(y, skip=task.skip))
+        for out, (name, part) in zip(outputs, run):
+            _check_output(task.path, f"part {name!r} of the front end of backend {backend!r}", part,
+                          out.embedding, out.tags)
+        fields: dict[str, Any] = {"parts": outputs, "front_end": fe.id}
+        if not task.skip:  # else the scan joins the cached parts in (join_parts)
+            fields["embedding"], fields["tags"] = fe.join({o.front_end: (o.embedding, o.tags) for o in outputs})
+        return fields
+    embedding, tags = _run_front_end(task, f"backend {backend!r}", lambda: fe(y))
+    embedding, tags = _check_output(task.path, f"front end of backend {backend!r}", fe, embedding, tags)
+    return {"embedding": embedding, "tags": tags, "front_end": fe.id}
+
+
+def _run_front_end(task: AnalysisTask, who: str, run: Any) -> Any:
     try:
-        embedding, tags = fe(y)
+        return run()
     except MemoryError:
         raise
     except Exception as exc:  # a plugin's network can fail in any way; the file's error says so
-        reason = f"front end of backend {backend!r} failed: {type(exc).__name__}: {exc}"
-        raise FileError(task.path, reason) from None
+        raise FileError(task.path, f"front end of {who} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _check_output(path: str, who: str, fe: FrontEnd, embedding: Any,
+                  tags: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A front end's (embedding, tags) as float32 arrays; FileError when their shapes or values are wrong."""
     embedding = np.asarray(embedding, dtype=np.float32)
     if embedding.ndim != 1 or not embedding.size or not np.all(np.isfinite(embedding)):
-        raise FileError(task.path, f"front end of backend {backend!r} returned an embedding of shape "
-                                   f"{embedding.shape} (expected (d,), finite)")
+        raise FileError(path, f"{who} returned an embedding of shape {embedding.shape} (expected (d,), finite)")
     if tags is not None:
         tags = np.asarray(tags, dtype=np.float32)
         if tags.shape != (len(fe.tag_names),) or not np.all(np.isfinite(tags)):
-            raise FileError(task.path, f"front end of backend {backend!r} returned tags of shape {tags.shape} "
-                                       f"(expected ({len(fe.tag_names)},), finite)")
-    return {"embedding": embedding, "tags": tags, "front_end": fe.id}
+            raise FileError(path, f"{who} returned tags of shape {tags.shape} (expected ({len(fe.tag_names)},), finite)")
+    return embedding, tags
 
 
 def check_front_end(backend: str) -> str:
@@ -207,8 +244,26 @@ def check_front_end(backend: str) -> str:
 
 # -- in the parent: model rows, the cache ----------------------------------------
 def model_input(kind: str, result: AnalysisResult) -> np.ndarray | None:
-    """The analysed input of ``kind`` in a worker's result."""
+    """The analysed input of ``kind`` in a worker's result (one that skipped cached parts: :func:`join_parts`)."""
     return {"features": result.features, "slices": result.slices, "embedding": result.embedding}[kind]
+
+
+def join_parts(cache: Cache, key: str, result: AnalysisResult, fe: FusedFrontEnd) -> None:
+    """Set the embedding and tags of a fused result that skipped parts, taking those from the cache.
+
+    A part the cache no longer holds (another scan changed it meanwhile)
+    makes the result an error that a rescan analyses again.
+    """
+    outputs = {p.front_end: (p.embedding, p.tags) for p in result.parts or ()}
+    missing = [part.id for _, part in fe.parts if part.id not in outputs]
+    for part_id in missing:
+        found = cache.embeddings_for([key], part_id)
+        if key in found:
+            outputs[part_id] = found[key]
+    try:
+        result.embedding, result.tags = fe.join(outputs)
+    except KeyError as exc:
+        result.error = f"the cached output of front end {exc.args[0]} vanished during the scan; scan again"
 
 
 def rows(kind: str, value: np.ndarray) -> np.ndarray:
@@ -222,24 +277,55 @@ def stack(kind: str, values: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int
     return np.concatenate(per_track).astype(get_kind(kind).dtype, copy=False), [len(r) for r in per_track]
 
 
-def to_keep(key: str, result: AnalysisResult) -> tuple[str, dict[str, Any]] | None:
-    """(table, row) the cache keeps of an analysed track, so another model needs no decoding."""
+def to_keep(key: str, result: AnalysisResult) -> list[tuple[str, dict[str, Any]]]:
+    """(table, row) pairs the cache keeps of an analysed track, so another model needs no decoding.
+
+    A fused front end's result is kept part by part, each under its own id.
+    """
     if result.features is not None:
-        return "features", {"path": key, **dict(zip(FEATURE_NAMES, map(float, result.features)))}
+        return [("features", {"path": key, **dict(zip(FEATURE_NAMES, map(float, result.features)))})]
+    if result.parts is not None:
+        return [("embeddings", _embedding_row(key, p.front_end, p.embedding, p.tags)) for p in result.parts]
     if result.embedding is not None:
-        tags = None if result.tags is None else np.asarray(result.tags, dtype=np.float32).tobytes()
-        return "embeddings", {"path": key, "front_end": result.front_end,
-                              "vector": np.asarray(result.embedding, dtype=np.float32).tobytes(), "tags": tags}
-    return None
+        return [("embeddings", _embedding_row(key, result.front_end, result.embedding, result.tags))]
+    return []
 
 
-def kept(cache: Cache, model: Model, keys: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Cached (input, tags) of these tracks that ``model`` can use: features, or its front end's embeddings."""
+def _embedding_row(key: str, front_end: str | None, embedding: np.ndarray, tags: np.ndarray | None) -> dict[str, Any]:
+    return {"path": key, "front_end": front_end, "vector": np.asarray(embedding, dtype=np.float32).tobytes(),
+            "tags": None if tags is None else np.asarray(tags, dtype=np.float32).tobytes()}
+
+
+def cached_inputs(cache: Cache, model: Model, keys: Sequence[str]
+                  ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray | None]], dict[str, frozenset[str]]]:
+    """Cached (input, tags) of these tracks that ``model`` can use (features, or its front end's embeddings),
+    and the parts a fused front end has cached of the others (:func:`cached_embeddings`)."""
     if model.input_kind == "features":
-        return {k: (np.asarray(v, dtype=np.float64), None) for k, v in cache.features_for(keys).items()}
+        return {k: (np.asarray(v, dtype=np.float64), None) for k, v in cache.features_for(keys).items()}, {}
     if model.input_kind == "embedding" and model.front_end is not None:
-        return cache.embeddings_for(keys, model.front_end.id)
-    return {}
+        return cached_embeddings(cache, model.front_end, keys)
+    return {}, {}
+
+
+def cached_embeddings(cache: Cache, fe: FrontEnd, keys: Sequence[str]
+                      ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray | None]], dict[str, frozenset[str]]]:
+    """Cached (embedding, tags) of ``fe`` for these tracks, and for a fused one the part ids cached of the rest.
+
+    A fused front end's embedding is joined from its parts' rows; a track
+    holding only some of them is in the second dict, so its analysis can
+    skip the parts it has.
+    """
+    if not isinstance(fe, FusedFrontEnd):
+        return cache.embeddings_for(keys, fe.id), {}
+    found = {part.id: cache.embeddings_for(keys, part.id) for _, part in fe.parts}
+    whole, partial = {}, {}
+    for key in keys:
+        have = {part_id: rows[key] for part_id, rows in found.items() if key in rows}
+        if len(have) == len(fe.parts):
+            whole[key] = fe.join(have)
+        elif have:
+            partial[key] = frozenset(have)
+    return whole, partial
 
 
 def tag_probabilities(model: Model, tags: np.ndarray | None) -> dict[str, float] | None:

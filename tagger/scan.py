@@ -186,16 +186,16 @@ class _Scan:
             yield from self._redecide(redecide)
         if repredict:
             self.model.start_loading()
-            kept = inputs.kept(self.cache, self.model, [k for _, k, _ in repredict])
+            kept, partial = inputs.cached_inputs(self.cache, self.model, [k for _, k, _ in repredict])
             for path, key, raw in repredict:
                 if key in kept:
                     self._add(_Pending(key, raw, None, *kept[key]))
                     self.progress.advance(path, "repredicted")
                 else:
-                    yield self._task(path)
+                    yield self._task(path, partial.get(key, frozenset()))
 
-    def _task(self, path: str) -> AnalysisTask:
-        return AnalysisTask(path, self.analysis)
+    def _task(self, path: str, skip: frozenset[str] = frozenset()) -> AnalysisTask:
+        return AnalysisTask(path, self.analysis, skip)
 
     def _decide(self, path: str, row: TrackStamp | None) -> str:
         if row is None or self.opts.force:
@@ -273,6 +273,11 @@ class _Scan:
             result.embedding = None
             self.take(result)
             return
+        if result.embedding is None and result.parts is not None:  # it skipped parts the cache holds
+            inputs.join_parts(self.cache, key, result, front_end)
+            if result.error:
+                self.take(result)
+                return
         self.progress.advance(result.path, "analysed")
         self._add(_Pending(key, raw, result, inputs.model_input(self.model.input_kind, result), result.tags))
 
@@ -293,9 +298,8 @@ class _Scan:
         kept: dict[str, list[dict[str, Any]]] = {"features": [], "embeddings": []}
         tally: list[tuple[str, Any]] = []  # what the summary counts, once committed
         for item in to_predict:  # analysed inputs are kept even if prediction fails: a retry needs no decoding
-            keep = inputs.to_keep(item.key, item.result) if item.result is not None else None
-            if keep:
-                kept[keep[0]].append(keep[1])
+            for table, row in inputs.to_keep(item.key, item.result) if item.result is not None else ():
+                kept[table].append(row)
         for item, out in zip(to_predict, outputs):
             if isinstance(out, str):
                 item.row = self._error_row(item, out, stamp, failed_model=self.model.ident)

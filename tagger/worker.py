@@ -21,6 +21,7 @@ from . import inputs, tags
 from .audio import CHUNK_SECONDS, check_file, decode, open_stream
 from .errors import FileError
 from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
+from .fusion import PartOutput
 from .params import SAMPLE_RATE, AnalysisParams
 
 #: Peak level under which a file counts as silent (-80 dBFS).
@@ -39,6 +40,8 @@ class AnalysisTask:
 
     path: str
     params: AnalysisParams = AnalysisParams()
+    #: Ids of a fused front end's parts whose output the cache already holds for this file: not run again.
+    skip: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -56,6 +59,7 @@ class AnalysisResult:
     embedding: np.ndarray | None = None
     tags: np.ndarray | None = None  # the front end's tag probabilities, if it has tags
     front_end: str | None = None  # id of the front end that made ``embedding``
+    parts: list[PartOutput] | None = None  # a fused front end's outputs, part by part (embedding is then None)
     meta: tags.FileMeta | None = None  # the file's own tags; None when they cannot be read
     error: str | None = None
     elapsed: float = 0.0

@@ -140,7 +140,7 @@ def test_threshold_is_chosen_on_valid_never_test(dial, dial_table, tmp_path, mon
     expected, on_test = rule(valid_conf, valid_ok), rule(test_conf, test_ok)
     assert expected is not None and on_test is not None and expected != pytest.approx(on_test, abs=0.01)
 
-    result = invoke("train", "--backend", dial, "--features", str(table), "--out", str(tmp_path / "dial.npz"))
+    result = invoke("train", "--backend", dial, "--features", str(table), "--out", str(tmp_path / "dial.npz"), "--no-refit")
     section = card_of(tmp_path / "dial.npz")["abstain"]
     assert section["threshold"] == pytest.approx(expected)
     assert section["n_valid"] == len(valid_conf) and section["chosen_on"] == "valid part"
@@ -165,7 +165,7 @@ def test_a_small_valid_part_gives_way_to_out_of_fold_predictions_of_train_and_va
     assert len(valid_conf) < training.train.SMALL_VALID
     pooled = rule(np.r_[train_conf, valid_conf], np.r_[train_ok, valid_ok])
     assert pooled is not None and pooled != pytest.approx(rule(valid_conf, valid_ok), abs=0.01)
-    invoke("train", "--backend", dial, "--features", str(table), "--out", str(tmp_path / "dial.npz"))
+    invoke("train", "--backend", dial, "--features", str(table), "--out", str(tmp_path / "dial.npz"), "--no-refit")
     section = card_of(tmp_path / "dial.npz")["abstain"]
     assert "out-of-fold" in section["chosen_on"] and section["n_valid"] == len(train_conf) + len(valid_conf)
     assert section["threshold"] == pytest.approx(pooled)
@@ -199,7 +199,7 @@ def test_a_model_refitted_on_valid_is_not_judged_on_it(dial_table, tmp_path, mon
     register(MemoDial)
     try:
         table, truth = dial_table
-        invoke("train", "--backend", "memodial", "--features", str(table), "--out", str(tmp_path / "m.npz"))
+        invoke("train", "--backend", "memodial", "--features", str(table), "--out", str(tmp_path / "m.npz"), "--no-refit")
     finally:
         unregister("memodial")
     section = card_of(tmp_path / "m.npz")["abstain"]
@@ -245,7 +245,7 @@ def test_report_table_plot_and_json(dial, dial_table, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib", reason="--plots needs matplotlib (extra 'plots')")
     table, truth = dial_table
     model = tmp_path / "dial.npz"
-    invoke("train", "--backend", dial, "--features", str(table), "--out", str(model))
+    invoke("train", "--backend", dial, "--features", str(table), "--out", str(model), "--no-refit")
     threshold = card_of(model)["abstain"]["threshold"]
     out = invoke("report", "--backend", dial, "--model", str(model), "--features", str(table),
                  "--plots", str(tmp_path / "plots"))

@@ -334,7 +334,7 @@ def test_get_params_follows_kwargs_to_the_parent() -> None:
     assert params["filters"] == (8, 16) and params["learning_rate"] == 5e-4 and params["epochs"] == 3
     assert "common" not in params and cls(**params).get_params() == params
     assert set(get_backend("svc")().get_params()) == {"C", "gamma", "log_variances", "C_grid", "gamma_grid",
-                                                      "vote", "refit_on_valid"}
+                                                      "vote", "refit_on_valid", "pairs"}
 
 
 def test_resnet_schedule_warms_up_then_decays() -> None:

@@ -568,11 +568,13 @@ def test_musicnn_head_picks_C_on_valid_and_round_trips(tmp_path: Path) -> None:
     y = np.repeat(["blues", "jazz", "rock"], 20)
     X = centres[np.repeat(np.arange(3), 20)] + rng.normal(scale=2.0, size=(60, 200))
     head = MusicnnBackend(C_grid=(1e-3, 1.0)).fit(X[:45], y[:45], X_valid=X[45:], y_valid=y[45:])
-    assert head.C in (1e-3, 1.0) and set(head.validation_) == {"C=0.001", "C=1"}
+    assert head.C_ in (1e-3, 1.0) and set(head.validation_) == {"C=0.001", "C=1"}
+    assert head.C == 1.0 and head.best_params_ == {"C": head.C_}  # fit leaves the constructor's parameter alone
     assert head.genres_ == ["blues", "jazz", "rock"]
     head.save(tmp_path / "m.joblib")
     back = MusicnnBackend.load(tmp_path / "m.joblib")
     np.testing.assert_allclose(back.predict_proba(X), head.predict_proba(X))
+    assert back.C_ == head.C_
     assert np.mean(np.array(back.genres_)[back.predict_proba(X).argmax(1)] == y) > 0.9
     with pytest.raises(ValueError, match="not a genretag musicnn model"):
         from plugins.svc import SVCBackend

@@ -199,7 +199,7 @@ def test_partition_keeps_tracks_on_one_side_except_slice_random(protocol):
 
 
 def test_train_svc_from_table_then_report(table, home):
-    result = invoke("train", "--backend", "svc", "--features", str(table))
+    result = invoke("train", "--backend", "svc", "--features", str(table), "--no-refit")
     assert result["current"] and Path(result["model"]).parent == home / "models" / "svc"
     assert (home / "models" / "svc" / "current").read_text().strip() == Path(result["model"]).name
     card = card_of(result["model"])
@@ -235,7 +235,7 @@ def test_train_svc_from_table_then_report(table, home):
 def test_every_protocol_trains_and_labels_itself(table, tmp_path, protocol):
     out = tmp_path / f"{protocol}.joblib"
     result = invoke("train", "--backend", "svc", "--features", str(table), "--split", protocol, "--out", str(out),
-                    "--seed", "3")
+                    "--seed", "3", "--no-refit")
     assert not result["current"] and out.is_file()
     card = card_of(str(out))
     assert card["training"]["split"] == protocol and card["metrics"]["leaky"] == (protocol == "slice-random")
@@ -250,6 +250,37 @@ def test_every_protocol_trains_and_labels_itself(table, tmp_path, protocol):
     assert row["n_test"] == len(test)
     assert row["leaky"] == (protocol == "slice-random")
     assert any("leaky" in n for n in row["notes"]) == (protocol == "slice-random")
+
+
+def test_refit_saves_a_model_that_heard_every_clip_and_report_measures_its_recipe(table, tmp_path):
+    out = tmp_path / "refit.joblib"
+    result = invoke("train", "--backend", "svc", "--features", str(table), "--out", str(out))
+    card = card_of(str(out))
+    test = set(shipped_list("fault-filtered", "test"))
+    assert test <= set(card["training"]["track_ids"])  # the saved model heard the test clips too
+    refit = card["training"]["refit"]
+    assert refit["clips"] == 443 + 197 + 290 == len(card["training"]["track_ids"])
+    assert refit["params"]["pairs"]  # the voters chosen on valid, not tuned again on all clips
+    assert card["metrics"]["n_test"] == 290  # the protocol's measure stays the card's figure
+    assert "out-of-fold predictions of all 930 clips" in card["abstain"]["chosen_on"]
+    assert refit["protocol_abstain"]["chosen_on"].startswith("valid part")
+    # The refit model differs from the protocol's: it learned from clips that one did not.
+    proto = tmp_path / "proto.joblib"
+    invoke("train", "--backend", "svc", "--features", str(table), "--out", str(proto), "--no-refit")
+    from tagger.models import load_model
+
+    rows = from_table(table)
+    X = np.asarray(rows.inputs[:50], dtype=np.float64)
+    assert not np.allclose(load_model("svc", out).backend.predict_proba(X),
+                           load_model("svc", proto).backend.predict_proba(X))
+    assert result["metrics"]["track_accuracy"] == card_of(str(proto))["metrics"]["track_accuracy"]
+
+    # report never scores a model on clips it heard: it measures the recipe with a fresh model instead.
+    (row,) = invoke("report", "--features", str(table), "--model", str(out), "--backend", "svc")["rows"]
+    assert row["source"] == "a fresh model on the protocol's train part" and row["n_test"] == 290
+    assert row["track_accuracy"] == pytest.approx(card["metrics"]["track_accuracy"])
+    assert any("fit on every clip" in n for n in row["notes"])
+    assert "contamination" not in row
 
 
 def test_kfold_all_folds_reports_mean_and_std(table):
@@ -336,11 +367,11 @@ def test_errors_are_one_line(table, tmp_path):
 
 
 def test_train_svc_from_audio_caches_and_is_deterministic(audio_tree, home):
-    first = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2")
+    first = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     assert first["cached"] == 0 and [Path(p).name for p, _ in first["skipped"]] == ["blues.00099.wav"]
     assert first["counts"]["train"]["found"] == 12 and first["counts"]["test"]["found"] == 6
     assert len(list((home / "cache" / "training").glob("*.npy"))) == 24
-    second = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2")
+    second = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     assert second["cached"] == 24  # nothing decoded the second time
     assert second["metrics"]["confusion"] == first["metrics"]["confusion"]
     from tagger.models import load_model
@@ -355,7 +386,7 @@ def test_train_svc_from_audio_caches_and_is_deterministic(audio_tree, home):
 
 
 def test_slices_backend_slice_random_is_labelled_leaky(audio_tree, centroid, tmp_path):
-    honest = invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2")
+    honest = invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     card = card_of(honest["model"])
     assert card["training"]["n_train_rows"] == 2 * 12  # two 3 s slices per 6 s clip, sliced after the split
     assert not set(card["training"]["track_ids"]) & set(shipped_list("fault-filtered", "test"))
@@ -364,7 +395,7 @@ def test_slices_backend_slice_random_is_labelled_leaky(audio_tree, centroid, tmp
     assert row["slice_accuracy"] is not None and row["contamination"]["status"] == "clean" and not row["leaky"]
 
     leaky = invoke("train", "--backend", centroid, "--data", str(audio_tree), "--split", "slice-random",
-                   "--out", str(tmp_path / "leaky.npz"))
+                   "--out", str(tmp_path / "leaky.npz"), "--no-refit")
     assert leaky["leaky"]
     out = invoke("report", "--data", str(audio_tree), "--backend", centroid, "--model", str(tmp_path / "leaky.npz"),
                  "--split", "slice-random")
@@ -388,7 +419,7 @@ def test_augmented_copies_only_for_training_clips(audio_tree, centroid):
 
 def test_plots_are_png(audio_tree, centroid, tmp_path):
     pytest.importorskip("matplotlib", reason="--plots needs matplotlib (extra 'plots')")
-    invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2")
+    invoke("train", "--backend", centroid, "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     out = invoke("report", "--data", str(audio_tree), "--backend", centroid, "--plots", str(tmp_path / "p"))
     names = sorted(Path(p).name for p in out["plots"])
     assert names == ["centroid-curves.png", "centroid-fault-filtered-confusion.png",
@@ -405,7 +436,7 @@ def test_valid_is_recut_when_train_part_lacks_a_genre(tmp_path, centroid):
             if genre == "metal" and tid in shipped_list("fault-filtered", "train"):
                 continue
             tone_clip(root / genre / f"{tid}.wav", gi, seed=n, seconds=3.5)
-    result = invoke("train", "--backend", centroid, "--data", str(root), "--jobs", "2")
+    result = invoke("train", "--backend", centroid, "--data", str(root), "--jobs", "2", "--no-refit")
     training = result["training"]
     assert "re-cut" in training["valid_part"] and "metal" in training["valid_part"]
     assert "metal" in card_of(result["model"])["genres"]

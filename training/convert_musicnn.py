@@ -1,4 +1,4 @@
-"""Convert musicnn's MSD_musicnn TF1 checkpoint into the weights file genretag ships.
+"""Convert musicnn's MSD_musicnn (or MTT_musicnn) TF1 checkpoint into the weights file genretag ships.
 
 Run once at development time, not by users. The source is the musicnn 0.1.0
 wheel (ISC licence, (c) Music Technology Group, Universitat Pompeu Fabra;
@@ -10,6 +10,7 @@ audio tagging", ISMIR 2019 late-breaking demo)::
     python -m training.convert_musicnn --wheel-dir /tmp/musicnn \
         --reference ../shared/gtzan/audio/pop/pop.00005.wav \
         ../shared/gtzan/audio/jazz/jazz.00001.wav ../shared/gtzan/audio-16k/classical/classical.00025.wav
+    python -m training.convert_musicnn --wheel-dir /tmp/musicnn --checkpoint MTT_musicnn --reference
 
 The checkpoint prefix ``musicnn/MSD_musicnn/`` is opened directly with TF's
 checkpoint reader (``tf.train.load_checkpoint`` on the folder would follow the
@@ -19,7 +20,7 @@ and the step counter are left out. Each batch normalisation (evaluation mode, ep
 shift per channel; it cannot go into the conv weights because the network
 applies it *after* the ReLU (and before max-pooling).
 
-Writes ``plugins/models/musicnn_msd.npz`` (float32 arrays only: ``np.load``
+Writes ``plugins/models/musicnn_msd.npz`` (``musicnn_mtt.npz``; float32 arrays only: ``np.load``
 reads it with ``allow_pickle=False``, so it cannot carry code) and
 ``plugins/models/musicnn_msd.LICENSE`` (the wheel's licence text and the credit).
 
@@ -40,6 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "plugins" / "models" / "musicnn_msd.npz"
 LICENSE = REPO / "plugins" / "models" / "musicnn_msd.LICENSE"
 REFERENCE = REPO / "tests" / "data" / "musicnn_reference.npz"
+# checkpoint in the wheel -> (MusicnnNet.load's model, weights, licence, parity fixture). MTT_musicnn
+# has MSD_musicnn's shapes; its fixture holds outputs only, on the MSD fixture's patches.
+CHECKPOINTS = {
+    "MSD_musicnn": ("msd", WEIGHTS, LICENSE, REFERENCE),
+    "MTT_musicnn": ("mtt", WEIGHTS.with_name("musicnn_mtt.npz"), LICENSE.with_name("musicnn_mtt.LICENSE"),
+                    REFERENCE.with_name("musicnn_mtt_reference.npz")),
+}
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 
 # Layer creation order in musicnn/models.py build_musicnn (tf.compat.v1.layers
@@ -70,8 +78,8 @@ NORMS = {
     "dense": "batch_normalization_10",
 }
 CREDIT = """\
-genretag ships the weights of the MSD_musicnn model from musicnn 0.1.0
-(https://github.com/jordipons/musicnn), converted to plugins/models/musicnn_msd.npz
+genretag ships the weights of the {checkpoint} model from musicnn 0.1.0
+(https://github.com/jordipons/musicnn), converted to plugins/models/{weights}
 by training/convert_musicnn.py. Please cite:
 
   Jordi Pons and Xavier Serra, "musicnn: pre-trained convolutional neural networks
@@ -132,12 +140,15 @@ def convert(prefix: Path) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
 
 
-def write_weights(arrays: dict[str, np.ndarray], wheel_dir: Path) -> None:
+def write_weights(arrays: dict[str, np.ndarray], wheel_dir: Path, checkpoint: str = "MSD_musicnn") -> Path:
     """The .npz (compressed, no pickles) and the licence file beside it."""
-    WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(WEIGHTS, **arrays)
+    _, weights, licence_path, _ = CHECKPOINTS[checkpoint]
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(weights, **arrays)
     licence = (wheel_dir / "musicnn-0.1.0.dist-info" / "LICENSE.md").read_text(encoding="utf-8")
-    LICENSE.write_text(CREDIT + licence.strip() + "\n", encoding="utf-8")
+    credit = CREDIT.format(checkpoint=checkpoint, weights=weights.name)
+    licence_path.write_text(credit + licence.strip() + "\n", encoding="utf-8")
+    return weights
 
 
 def original_outputs(prefix: Path, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,45 +198,49 @@ def original_outputs(prefix: Path, patches: np.ndarray) -> tuple[np.ndarray, np.
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wheel-dir", type=Path, required=True, help="the unpacked musicnn 0.1.0 wheel")
-    parser.add_argument("--reference", type=Path, nargs="*", default=(),
-                        help="real clips for the parity fixture (tests/data/musicnn_reference.npz)")
+    parser.add_argument("--checkpoint", choices=sorted(CHECKPOINTS), default="MSD_musicnn")
+    parser.add_argument("--reference", type=Path, nargs="*", default=None,
+                        help="write the parity fixture: on these real clips (MSD_musicnn), or, given "
+                             "no clips, on the patches of tests/data/musicnn_reference.npz (MTT_musicnn)")
     args = parser.parse_args(argv)
-    prefix = args.wheel_dir / "musicnn" / "MSD_musicnn"  # files ".index", ".data-*", ".meta"
+    prefix = args.wheel_dir / "musicnn" / args.checkpoint  # files ".index", ".data-*", ".meta"
     arrays = convert(prefix)
-    write_weights(arrays, args.wheel_dir)
-    print(f"wrote {WEIGHTS} ({WEIGHTS.stat().st_size / 1e6:.1f} MB, {len(arrays)} arrays)")
-    if args.reference:
-        write_reference(prefix, args.reference)
+    weights = write_weights(arrays, args.wheel_dir, args.checkpoint)
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB, {len(arrays)} arrays)")
+    if args.reference is not None:
+        write_reference(prefix, args.reference, args.checkpoint)
 
 
-def write_reference(prefix: Path, clips: list[Path]) -> None:
+def write_reference(prefix: Path, clips: list[Path], checkpoint: str = "MSD_musicnn") -> None:
     """Two mel patches per real clip, and the original graph's outputs on them and on the synthetic signal.
 
     Only derived arrays are stored (GTZAN audio may not be committed); the synthetic
     signal's patches are not stored: the test regenerates the signal and runs the
-    whole waveform -> tags path on it.
+    whole waveform -> tags path on it. Given no clips, the patches are those of the
+    MSD_musicnn fixture (same front end), and are not stored again.
     """
     from plugins import musicnn_net
     from tagger.audio import decode
 
-    net = musicnn_net.MusicnnNet.load()
-    patches = np.concatenate([
-        net.patches(decode(clip, sr=musicnn_net.SAMPLE_RATE, excerpt=None).samples, 2) for clip in clips
-    ])
-    probs, penult = original_outputs(prefix, patches)
+    model, _, _, reference = CHECKPOINTS[checkpoint]
+    net = musicnn_net.MusicnnNet.load(model=model)
+    arrays: dict[str, np.ndarray] = {}
+    if clips:
+        patches = np.concatenate([
+            net.patches(decode(clip, sr=musicnn_net.SAMPLE_RATE, excerpt=None).samples, 2) for clip in clips
+        ])
+        arrays["clip_names"] = np.array([f"{c.parent.parent.name}/{c.parent.name}/{c.name}" for c in clips])
+        arrays["clip_patches"] = patches
+    else:
+        with np.load(REFERENCE, allow_pickle=False) as msd:
+            patches = msd["clip_patches"]
+            arrays["clip_names"] = msd["clip_names"]
+    arrays["clip_probs"], arrays["clip_penultimate"] = original_outputs(prefix, patches)
     synthetic = net.patches(musicnn_net.synthetic_signal(), None)
-    synthetic_probs, synthetic_penult = original_outputs(prefix, synthetic)
-    REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        REFERENCE,
-        clip_names=np.array([f"{c.parent.parent.name}/{c.parent.name}/{c.name}" for c in clips]),
-        clip_patches=patches,
-        clip_probs=probs,
-        clip_penultimate=penult,
-        synthetic_probs=synthetic_probs,
-        synthetic_penultimate=synthetic_penult,
-    )
-    print(f"wrote {REFERENCE} ({REFERENCE.stat().st_size / 1e3:.0f} kB)")
+    arrays["synthetic_probs"], arrays["synthetic_penultimate"] = original_outputs(prefix, synthetic)
+    reference.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(reference, **arrays)
+    print(f"wrote {reference} ({reference.stat().st_size / 1e3:.0f} kB)")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,8 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     if opts.all_folds:
         if why:
             raise GenretagError(f"--all-folds trains a model per fold: give --data or --features ({why})")
+        if opts.split not in FOLD_PROTOCOLS:
+            raise GenretagError(f"--all-folds goes with --split {' or '.join(FOLD_PROTOCOLS)}")
         if kind == "slices" and opts.backend == "all":
             return {"backend": name, "skipped": "--all-folds trains a network per fold: name this backend "
                     "with --backend to run it"}
@@ -142,6 +144,8 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
         return {"backend": name, "model": str(path), "skipped": why}
     model.load()
     clips = loader.get(kind, name)
+    if (card.get("training") or {}).get("refit"):  # it heard every clip: measure its recipe, never the model
+        return cross_validate(name, clips, opts, refit_of=str(path))
     seed, k, fold = _split_params(card, opts)
     split = make_split(opts.split, clips, seed=seed, k=k, fold=fold)
     test = partition(clips, split)["test"]
@@ -225,24 +229,25 @@ def _notes(row: dict[str, Any]) -> list[str]:
     return notes
 
 
-def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, Any]:
+def cross_validate(name: str, clips: ClipSet, opts: ReportOptions, refit_of: str | None = None) -> dict[str, Any]:
     """Train a fresh model per fold of a fold protocol and report mean ± std over the folds' test parts.
 
     Every clip is tested exactly once, by a model that never saw it (nor,
-    under artist-kfold, its artist).
+    under artist-kfold, its artist).  Another protocol has one test part,
+    measured by one fresh model.  ``refit_of`` names the saved model whose
+    recipe this measures, when that model heard every clip (train --refit).
     """
     from tagger.backends import get_backend
 
     from .train import choose_abstain, fit, make_split, pool_valid, seed_everything, upsampled_note
 
-    if opts.split not in FOLD_PROTOCOLS:
-        raise GenretagError(f"--all-folds goes with --split {' or '.join(FOLD_PROTOCOLS)}")
     cls = get_backend(name)
-    seed, k = opts.seed or 0, opts.k or FOLD_PROTOCOLS[opts.split]
+    folded = opts.split in FOLD_PROTOCOLS
+    seed, k = opts.seed or 0, (opts.k or FOLD_PROTOCOLS[opts.split]) if folded else 1
     per_fold, confusion, labels, pooled, selective_folds, out_of_fold = [], None, None, [], [], []
     for fold in range(k):
         seed_everything(seed)
-        split, _ = pool_valid(make_split(opts.split, clips, seed=seed, k=k, fold=fold), clips)
+        split, _ = pool_valid(make_split(opts.split, clips, seed=seed, k=k if folded else None, fold=fold), clips)
         parts = partition(clips, split)
         backend = fit(cls, parts, epochs=None, seed=seed)
         chosen = choose_abstain(cls, backend, parts, epochs=None, seed=seed)
@@ -258,17 +263,24 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions) -> dict[str, 
         confusion += _align(m, labels)
     stats = {key: _mean_std([m[key] for m in per_fold]) for key in ("track_accuracy", "macro_f1")}
     n = sum(m["n_test"] for m in per_fold)
-    row = _base(name, f"{k} fresh models ({name} defaults)", None, opts.split, False, clips.source,
+    made = f"{k} fresh models" if folded else "a fresh model"
+    row = _base(name, f"{made} ({name} defaults)", None, opts.split, split.leaky, clips.source,
                 {"found": n, "listed": n})
-    row.update(source=f"cross-validated, {k} folds", n_test=n, slice_accuracy=None, labels=labels,
+    row.update(source=f"cross-validated, {k} folds" if folded else "a fresh model on the protocol's train part",
+               n_test=n, slice_accuracy=None, labels=labels,
                confusion=confusion.tolist(), folds=[m["track_accuracy"] for m in per_fold],
                track_accuracy=stats["track_accuracy"][0], track_accuracy_std=stats["track_accuracy"][1],
                macro_f1=stats["macro_f1"][0], macro_f1_std=stats["macro_f1"][1], history={})
+    if not folded:  # one test part: its per-genre figures as a saved model's would have them
+        row.update({key: per_fold[0].get(key) for key in ("per_genre", "slice_accuracy")})
     conf, correct = (np.concatenate(x) for x in zip(*pooled))
     row["precision_coverage"] = selective(conf, correct, None, with_curve=True) | {
         "pooled": f"every fold's test part ({k} models)", "folds": selective_folds,
         "at_valid_thresholds": _fold_thresholds(selective_folds)}
-    row["notes"] = [f"mean ± std over {k} folds; the confusion matrix adds up every fold's test part"]
+    row["notes"] = [f"mean ± std over {k} folds; the confusion matrix adds up every fold's test part"] if folded else []
+    if refit_of:
+        row["notes"].insert(0, f"{refit_of} was fit on every clip (train --refit), so its recipe is measured "
+                               f"here by {made} that never heard the test clips")
     if opts.by == "album":
         from .album_eval import compare
 
