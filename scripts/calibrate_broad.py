@@ -117,8 +117,10 @@ def false_alarm(raw: np.ndarray, negative: np.ndarray, share: float, floor: floa
     i = LEVELS.index(limit) if limit in LEVELS else None
     if i is None:
         raise SystemExit(f"--false-alarms {share}: choose one of {[round(1 - x, 2) for x in LEVELS[1:-1]]}")
-    floored = knots[i] < floor
-    knots[i] = max(knots[i], floor)
+    allowed = int(share * len(neg))  # the quantile interpolates: never let more than this many clips through
+    above = float(np.sort(neg)[-(allowed + 1)]) + 1e-6 if allowed < len(neg) else 0.0
+    floored = max(knots[i], above) < floor
+    knots[i] = max(knots[i], above, floor)
     for j in range(1, len(knots)):  # ascending, strictly, for interpolation
         knots[j] = max(knots[j], knots[j - 1] + 1e-6)
     fires = int((neg >= knots[i]).sum())

@@ -207,7 +207,7 @@ class TrackStamp(NamedTuple):
     missing: int | None
     abstain_threshold: float | None
     failed_model: str | None
-    broad_id: str | None
+    broad_id: str | None = None  # the broad source's data id, or "off" (tagger/broad.py)
 
 
 def meta_fields(meta: FileMeta | None) -> dict[str, Any]:
