@@ -156,6 +156,8 @@ def decide(head_genre: str | None, head_reason: str | None, tags: Mapping[str, f
         head = vocabulary.canonical(head_genre)
         children = [c for c in clearing if head is not None and head in vocabulary.parents(c.key)]
         return Decision(head_genre, None, HEAD, broad=[(c.name, round(c.score, 4)) for c in children])
+    if not parts:  # no network tags (a features backend): nothing to say beyond the head's reason
+        return Decision(None, head_reason, None)
     if clearing:
         best = clearing[0]
         return Decision(best.name, None, BROAD, round(best.score, 4), [(c.name, round(c.score, 4)) for c in clearing])
@@ -163,8 +165,6 @@ def decide(head_genre: str | None, head_reason: str | None, tags: Mapping[str, f
 
 
 def _why_not(parts: str, found: Sequence[Candidate], broad: Broad) -> str:
-    if not parts:
-        return "broad: no network tags stored for it"
     if parts not in broad.calibration:
         return f"broad: no calibration for tags of {parts} ({broad.path})"
     usable = [c for c in found if c.threshold is not None]
