@@ -143,8 +143,12 @@ def toml_value(v: object) -> str:
     return str(v)
 
 
-def write(tables: dict[str, dict[str, dict]], header: str) -> None:
+def write(tables: dict[str, dict[str, dict]], measured: dict[str, dict], header: str) -> None:
     lines = [header.rstrip("\n"), MARK + "; everything below is replaced ------", ""]
+    for parts, figures in measured.items():  # what `genretag report` shows beside the head's figures
+        lines.append(f'[measured."{parts}"]')
+        lines += [f"{k} = {toml_value(v)}" for k, v in figures.items()]
+        lines.append("")
     for parts, genres in tables.items():
         for key, table in genres.items():
             lines.append(f'[calibration."{parts}".{key}]')
@@ -176,6 +180,7 @@ def main() -> None:
         tags[backend] = outputs(name, load, items)["tags"]
     gtzan = set(keys)
     tables: dict[str, dict[str, dict]] = {}
+    measured: dict[str, dict] = {}
     print(f"{len(ids)} GTZAN clips; precision target {PRECISION} at the 90% Wilson lower bound; "
           f"false alarms <= {args.false_alarms:.0%}, raw floor {args.raw_floor}")
     for size in range(1, len(tags) + 1):
@@ -213,9 +218,11 @@ def main() -> None:
             if kept.any():
                 print(f"  broad alone on GTZAN's genres, held out by artist fold: coverage {kept.mean():.2f} "
                       f"({kept.sum()} of {len(ids)}), precision {right[kept].mean():.2f}")
+            measured[key_parts] = {"clips": len(ids), "given": int(kept.sum()), "right": int(right[kept].sum()),
+                                   "genres": sorted(g for g in held_scores if tables[key_parts][g]["threshold"] is not None)}
     if args.dry_run:
         return
-    write(tables, header)
+    write(tables, measured, header)
     print(f"\nwrote {DATA}")
     if args.samples:
         samples(Path(args.samples), broad.load(DATA), names)

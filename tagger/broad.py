@@ -65,6 +65,7 @@ class Broad:
     near: Mapping[str, tuple[str, ...]]  # tree key -> GTZAN genres that are no false alarm
     calibration: Mapping[str, Mapping[str, Calibration]]  # "a+b" -> tree key -> calibration
     id: str = ""  # content hash: a changed file makes a rescan decide again
+    measured: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # backends -> held-out figures
 
     @property
     def backends(self) -> frozenset[str]:
@@ -174,6 +175,25 @@ def _why_not(parts: str, found: Sequence[Candidate], broad: Broad) -> str:
     return f"broad: best {best.name} {best.score:.3f} below {best.threshold:.4g}"
 
 
+def measured_for(backend: str) -> dict[str, Any] | None:
+    """The broad source's held-out figures on GTZAN's genres for the tags ``backend`` stores (for ``report``)."""
+    from .backends import get_backend
+    from .errors import GenretagError
+
+    data = shipped()
+    try:
+        cls = get_backend(backend)
+    except GenretagError:
+        return None
+    parts = tuple(getattr(cls, "PARTS", ())) or ((backend,) if backend in data.backends else ())
+    found = data.measured.get("+".join(sorted(parts)))
+    if not found or not found.get("clips"):
+        return None
+    given, right, clips = int(found["given"]), int(found["right"]), int(found["clips"])
+    return {"backends": "+".join(sorted(parts)), "clips": clips, "given": given, "coverage": given / clips,
+            "precision": right / given if given else None, "genres": list(found.get("genres", []))}
+
+
 # -- the data file -------------------------------------------------------------------------
 @functools.cache
 def shipped() -> Broad:
@@ -199,7 +219,7 @@ def parse(text: str, origin: str) -> Broad:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FileError(origin, f"not valid TOML: {exc}") from None
-    unknown = set(data) - {"genres", "calibration"}
+    unknown = set(data) - {"genres", "calibration", "measured"}
     if unknown or not isinstance(data.get("genres"), dict):
         raise FileError(origin, f"needs a [genres.<key>] table per genre (unknown tables: {sorted(unknown)})")
     tree = vocabulary.tree().genres
@@ -225,8 +245,11 @@ def parse(text: str, origin: str) -> Broad:
             raise FileError(origin, f"[calibration.{parts!r}] must be a table")
         calibration[parts] = {key: _calibration(origin, f"[calibration.{parts!r}.{key}]", key, entry, genres)
                               for key, entry in table.items()}
+    measured = data.get("measured", {})
+    if not isinstance(measured, dict) or not all(isinstance(m, dict) for m in measured.values()):
+        raise FileError(origin, "[measured.<backends>] must be tables")
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Broad(origin, genres, near, calibration, f"broad-{digest}")
+    return Broad(origin, genres, near, calibration, f"broad-{digest}", measured)
 
 
 def _strings(value: Any) -> bool:

@@ -158,3 +158,15 @@ def test_a_bad_data_file_is_named_with_its_fault(tmp_path, text, words):
     assert str(path) in str(err.value) and words in str(err.value)
     with pytest.raises(FileError, match="cannot read"):
         broad.load(tmp_path / "absent.toml")
+
+
+def test_report_gives_the_broad_source_beside_the_head():
+    result = CliRunner().invoke(cli, ["report", "--backend", "musicnn", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    measured = broad.shipped().measured["musicnn"]
+    assert row["precision_coverage"] and row["broad"]["clips"] == measured["clips"] == 173
+    assert row["broad"]["coverage"] == pytest.approx(measured["given"] / 173)
+    assert row["broad"]["precision"] == pytest.approx(measured["right"] / measured["given"])
+    text = CliRunner().invoke(cli, ["report", "--backend", "musicnn"]).output
+    assert "broad source alone (musicnn tags" in text
