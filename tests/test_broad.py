@@ -170,3 +170,10 @@ def test_report_gives_the_broad_source_beside_the_head():
     assert row["broad"]["precision"] == pytest.approx(measured["right"] / measured["given"])
     text = CliRunner().invoke(cli, ["report", "--backend", "musicnn"]).output
     assert "broad source alone (musicnn tags" in text
+
+
+def test_from_tags_is_deprecated_with_a_note(library):
+    lib, db, paths = library
+    result = CliRunner().invoke(cli, ["tag", "--db", str(db), "--dry-run", "--from-tags", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "--from-tags is deprecated" in result.stderr and "broad source" in result.stderr
