@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import abstain
+from . import broad as broadmod
 from .tags import FileMeta, TagError
 from .track import Track
 
@@ -116,6 +117,7 @@ class Album:
     seconds: float = 0.0  # their total weight
     abstained: str | None = None  # why the album has no genre
     outliers: dict[str, Ranking] = field(default_factory=dict)  # path key -> that track's own ranking
+    source: str | None = None  # where its genre came from: "head" or "broad" (tagger/broad.py)
 
     @property
     def genre(self) -> str | None:
@@ -126,7 +128,8 @@ class Album:
         return {"album": self.name, "key": self.key, "tracks": len(self.rows), "used": self.used,
                 "seconds": round(self.seconds, 3), "genre": self.genre, "confidence": best[1],
                 "top3": [[g, p] for g, p in self.ranking[:3]], "abstained": self.abstained,
-                "not_averaged": self.not_averaged, "outliers": sorted(self.outliers)}  # fmt: skip
+                "not_averaged": self.not_averaged, "outliers": sorted(self.outliers),
+                "source": self.source if self.genre else None}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,8 @@ def usable(row: Track) -> bool:
     return not row.missing and row.status == "ok"
 
 
-def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = False) -> Album:
+def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = False,
+           broad: broadmod.Broad | None = None) -> Album:
     """Fill in the album's weighted mean, abstention and outliers; ``rank`` gives a row's own ranking.
 
     Failed and missing tracks (and, with ``from_tags``, tracks with no tags)
@@ -266,9 +270,23 @@ def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = 
     if not from_tags and thresholds and p < max(thresholds):
         tracks = f"{len(rows)} track" + ("" if len(rows) == 1 else "s")
         album.abstained = abstain.reason(label, p, max(thresholds), f"mean of {tracks}; the threshold their scan used")
+    if not from_tags:
+        _broad(album, rows, broad)
+        if album.source == broadmod.BROAD:
+            return album  # the album's genre is not a head label: no track's own ranking to compare it with
     if len(rows) > 1:
         album.outliers = {path: ranking for path, ranking in own.items() if is_outlier(ranking, label)}
     return album
+
+
+def _broad(album: Album, rows: Sequence[Track], broad: broadmod.Broad | None) -> None:
+    """The one genre rule (tagger/broad.py) on the album: its tracks' tags averaged as its probabilities were."""
+    tags = weighted_mean((r.tags or {}, weight(r)) for r in rows if r.tags) if broad is not None else []
+    head = None if album.abstained else album.ranking[0][0]
+    d = broadmod.decide(head, album.abstained, dict(tags), rows[0].backend or "", broad)
+    album.source, album.abstained = d.source, d.abstained
+    if d.source == broadmod.BROAD:
+        album.ranking = list(d.broad)
 
 
 def choice(album: Album, row: Track, keep_outliers: bool = False) -> Choice:
@@ -286,9 +304,9 @@ def choice(album: Album, row: Track, keep_outliers: bool = False) -> Choice:
 
 def plan(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
          roots: Iterable[str] = (), from_tags: bool = False,
-         meta: Callable[[Track], FileMeta | None] = file_meta) -> list[Album]:
+         meta: Callable[[Track], FileMeta | None] = file_meta, broad: broadmod.Broad | None = None) -> list[Album]:
     """Group ``rows`` and decide every album: what ``tag --by album`` and ``show --by album`` act on."""
-    return [decide(a, rank, from_tags=from_tags) for a in group(rows, by, roots, meta)]
+    return [decide(a, rank, from_tags=from_tags, broad=broad) for a in group(rows, by, roots, meta)]
 
 
 def matches(album: Album, status: str | None, genre: str | None) -> bool:

@@ -120,8 +120,10 @@ TAG_OPTIONS = [
     click.option("--min-confidence", type=Finite(0, 1), default=None, metavar="P",
                  help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
                       "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
-    click.option("--from-tags", is_flag=True, help="Write the backend's genre-like tags (e.g. musicnn's "
-                 "electronic, folk, punk) instead of its genre."),
+    click.option("--from-tags", is_flag=True, help="Deprecated (the broad source, on by default, names such "
+                 "genres with calibrated thresholds): write the backend's genre-like tags with one fixed cut."),
+    click.option("--broad/--no-broad", default=True, show_default=True, help="Where the head abstains, give "
+                 "the genres the networks' own outputs name past their calibrated thresholds (docs/broad.md)."),
     click.option("--field", metavar="NAME", help="Write this custom field (e.g. GENRETAG) instead of the genre."),
     click.option("--id3v23", is_flag=True, help="Write ID3v2.3 for old players [default: ID3v2.4]."),
     click.option("--separator", default="; ", show_default=True, help="Joins genres in ID3v2.3 (no multi-value)."),
@@ -145,7 +147,7 @@ TAG_OPTIONS = [
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
     names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
-             "genre_map", "follow_links", "with_parents", "by", "keep_outliers", "hard_links")
+             "genre_map", "follow_links", "with_parents", "by", "keep_outliers", "hard_links", "broad")
     # scan takes --min-confidence without --write too: it is also its abstain threshold.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 
@@ -361,7 +363,7 @@ def _asks_for_help(ctx: click.Context) -> bool:
 def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: str | None, jobs: int | None,
          excerpt: float, force: bool, retry_failed: bool, include: tuple[str, ...], exclude: tuple[str, ...],
          hidden: bool, timeout: float, scheduler: str | None, cluster: str | None, as_json: bool,
-         progress: bool | None, write: bool, min_confidence: float | None, tagging: Any) -> None:
+         progress: bool | None, write: bool, min_confidence: float | None, broad: bool, tagging: Any) -> None:
     """Analyse the audio files under PATHS and cache a genre for each.
 
     A rescan only analyses new or changed files.  Ctrl-C stops cleanly;
@@ -385,6 +387,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     from .walk import WalkOptions
 
     options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, min_confidence=min_confidence,
+                          broad=broad,
                           walk=WalkOptions(include=include, exclude=exclude, hidden=hidden),
                           count_total=progress is not False)  # --no-progress: no total to count
     job = ScanJob(paths, backend, model_path, db_path, jobs, timeout, scheduler, cluster, options,
@@ -412,17 +415,19 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
     A genre already in a file is kept unless --overwrite or --merge.  The
     old values are saved first: `genretag undo` puts them back.  A file
     changed since it was scanned is skipped, and so is a track the scan
-    abstained on (too uncertain).  --from-tags writes the backend's
-    genre-like tags instead (musicnn's electronic, folk, punk, ...).
+    abstained on (too uncertain).  Genres the broad source gave where the
+    head abstained are written too (--no-broad: not).
 
     \b
     Example:
         genretag tag ~/Music --dry-run
         genretag tag ~/Music --top 2 --min-confidence 0.3 --merge
-        genretag tag ~/Music --from-tags --top 2
+        genretag tag ~/Music --no-broad --dry-run
     """
-    from .tagging import apply
+    from .tagging import FROM_TAGS_DEPRECATED, apply
 
+    if tagging.from_tags:
+        click.echo(f"Warning: {FROM_TAGS_DEPRECATED}", err=True)
     with _open_cache(db_path, "write") as cache:
         outcome = _with_progress("Tagging", progress, apply, cache, tagging, paths)
     _print_outcome(outcome, as_json)
@@ -495,7 +500,7 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
     with_tags = any(r.get("tags") for r in rows)  # a tagging backend (musicnn) scanned some of them
     ui.out().print(ui.table(
         None, ["file", "genre", "conf.", "top 3", *(["top tags"] if with_tags else []), "status"],
-        [(r["path"], r["genre"], _fmt_conf(r["confidence"]), _fmt_top(r["top3"]),
+        [(r["path"], _fmt_genre(r), _fmt_conf(r["confidence"]), _fmt_top(r["top3"]),
           *([_fmt_tags(r.get("tags"))] if with_tags else []), _fmt_status(r)) for r in rows],
         justify=["left", "left", "right", "left", *(["left"] if with_tags else []), "left"],
     ))  # fmt: skip
@@ -539,6 +544,15 @@ def _fmt_status(row: dict[str, Any]) -> str:
     if row["error"]:
         return f"error: {row['error']}"
     return f"abstained: {row['abstained']}" if row.get("abstained") else row["status"]
+
+
+def _fmt_genre(row: dict[str, Any]) -> str | None:
+    """The genre and, when the broad source gave it, its calibrated score: "Electronic (broad 0.99)"."""
+    from .broad import BROAD
+
+    if row.get("genre_source") == BROAD and row.get("genre_score") is not None:
+        return f"{row['genre']} (broad {row['genre_score']:.2f})"
+    return row["genre"]
 
 
 def _fmt_conf(value: float | None) -> str:

@@ -21,6 +21,7 @@ from .track import Track
 EXPORT_COLUMNS = (
     "path", "genre", "confidence", "top3", "status", "error", "abstained", "missing", "backend", "model_id",
     "duration", "size", "mtime", "analysed_at", "updated_at", "probabilities", "tags", "path_bytes_b64",
+    "genre_source", "genre_score", "broad",  # where the genre came from (tagger/broad.py)
 )  # fmt: skip
 
 

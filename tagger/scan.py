@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import abstain, multilabel
+from . import broad as broadmod
 from . import cache as cachemod
 from . import inputs
 from .cache import Cache, path_key
@@ -51,6 +52,8 @@ class ScanOptions:
     count_total: bool = True
     #: Abstain below this best probability; None: the model card's threshold; 0: never.
     min_confidence: float | None = None
+    #: Name genres beyond the head's from the networks' own outputs when the head abstains (tagger/broad.py).
+    broad: bool = True
 
 
 @dataclass
@@ -126,6 +129,8 @@ class _Scan:
         self.threshold, self.source = abstain_threshold(model, options.min_confidence)
         self.multilabel = multilabel.card_thresholds(model.card)  # per-genre thresholds of a `learn` model
         self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
+        self.broad = broadmod.shipped() if options.broad else None
+        self.broad_id = self.broad.id if self.broad else broadmod.OFF
 
     # -- planning --------------------------------------------------------
     def _walk_error(self, path: str, reason: str) -> None:
@@ -214,7 +219,8 @@ class _Scan:
             # Another model's predict_proba failed on it: the file itself may be fine.
             return "repredict" if row.failed_model not in (None, self.model.ident) else "failed"
         if row.backend == self.model.name and row.model_id == self.model.id:
-            return "cached" if row.abstain_threshold == self.threshold else "redecide"
+            same = row.abstain_threshold == self.threshold and row.broad_id == self.broad_id
+            return "cached" if same else "redecide"
         return "repredict"
 
     def _redecide(self, keys: list[str]) -> Iterator[AnalysisTask]:
@@ -225,12 +231,12 @@ class _Scan:
             if list(probs) != self.model.genres:  # nothing to decide from: analyse again
                 yield self._task(track.fs_path)
                 continue
-            genre, why = self._decision(list(probs.values()))
-            rows.append(Track.row(path=track.path, status="ok", genre=genre, abstained=why,
-                                  abstain_threshold=self.threshold, updated_at=stamp))
+            decided = self._decided(list(probs.values()), track.tags)
+            rows.append(Track.row(path=track.path, status="ok", abstain_threshold=self.threshold, updated_at=stamp,
+                                  **decided))
             self.summary.cached += 1
             self.summary.redecided += 1
-            self._count(genre)
+            self._count(decided["genre"])
         self.cache.write_results(rows)
 
     def _decision(self, probs: Sequence[float] | np.ndarray) -> tuple[str | None, str | None]:
@@ -243,6 +249,14 @@ class _Scan:
         if uncertain:
             return None, abstain.reason(genre, conf, self.threshold or 0.0, self.source)
         return genre, None
+
+    def _decided(self, probs: Sequence[float] | np.ndarray, tags: dict[str, float] | None) -> dict[str, Any]:
+        """The head's decision, then the broad source's where it abstains (tagger/broad.py), as Track fields."""
+        genre, why = self._decision(probs)
+        d = broadmod.decide(genre, why, tags, self.model.name, self.broad)
+        score = d.score if d.source == broadmod.BROAD else (float(np.max(probs)) if d.source else None)
+        return {"genre": d.genre, "abstained": d.abstained, "genre_source": d.source, "genre_score": score,
+                "broad": d.broad or None, "broad_id": self.broad_id}
 
     def _count(self, genre: str | None) -> None:
         if genre is None:  # status ok without a genre: abstained
@@ -306,7 +320,8 @@ class _Scan:
                 tally.append(("failed", (item.result.path if item.result else item.key, out)))
                 continue
             info = summarise(self.model.genres, out)
-            info["genre"], info["abstained"] = self._decision(out)
+            info["tags"] = inputs.tag_probabilities(self.model, item.tags)
+            info |= self._decided(out, info["tags"])
             tally.append(("repredicted" if item.result is None else "analysed", info["genre"]))
             item.row = self._ok_row(item, info, stamp)
         for item in batch:
@@ -344,7 +359,8 @@ class _Scan:
             genre=info["genre"], confidence=info["confidence"], top3=info["top3"],
             probabilities=info["probabilities"], analysed_at=stamp,
             abstained=info["abstained"], abstain_threshold=self.threshold,
-            tags=inputs.tag_probabilities(self.model, item.tags), failed_model=None,
+            tags=info["tags"], failed_model=None, genre_source=info["genre_source"],
+            genre_score=info["genre_score"], broad=info["broad"], broad_id=info["broad_id"],
         )  # fmt: skip
 
     def _error_row(self, item: _Pending, error: str, stamp: str, failed_model: str | None = None) -> dict[str, Any]:

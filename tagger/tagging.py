@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from . import albums, multilabel, tags, userfiles, vocabulary
+from . import broad as broadmod
+from .broad import BROAD
 from .cache import Cache, path_key
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
@@ -51,6 +53,8 @@ from .track import TagWrite, Track
 #: independent sigmoids (a track can be 0.6 rock and 0.5 indie), not shares of
 #: one softmax, so 0.3 already says "this tag applies" for most tag models.
 TAGS_MIN_CONFIDENCE = 0.3
+FROM_TAGS_DEPRECATED = ("--from-tags is deprecated and will be removed: the broad source (on by default; "
+                        "docs/broad.md) names genres from the networks' tags with calibrated thresholds")
 
 # What happened to a file, as shown in the table and counted in the summary.
 WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE = "written", "would write", "restored", "would restore"
@@ -85,6 +89,7 @@ class TagOptions:
     by: str = "track"  # "album" or "folder": one genre per album (tagger/albums.py)
     keep_outliers: bool = False  # album mode: a track that disagrees strongly keeps its own genre
     hard_links: str = IN_PLACE  # a file with several names: edit it in place, split it off, or skip it
+    broad: bool = True  # write the genres the broad source gave where the head abstained (tagger/broad.py)
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
@@ -195,8 +200,12 @@ def propose(row: Track, opts: TagOptions,
     album's) replaces the row's own.  A multi-label model's row (or album)
     gets every genre reaching its own threshold (tagger.multilabel), up to ``top``.
     """
+    broad_genres = ranking is None and not opts.from_tags and row.genre_source == BROAD and bool(row.broad)
+    if broad_genres:  # the head abstained: the broad source's genres, best first
+        ranking = [(str(g), float(p)) for g, p in row.broad or ()]
     own = ranked(row, opts.from_tags) if ranking is None else ranking
-    thresholds = None if opts.from_tags else multilabel.model_thresholds(row.backend, row.model_id)
+    thresholds = (None if opts.from_tags or broad_genres
+                  else multilabel.model_thresholds(row.backend, row.model_id))
     if thresholds is not None:  # a personal multi-label model (genretag learn)
         chosen, why = multilabel.decide(dict(own), thresholds, override=row.abstain_threshold)
         if not chosen:
@@ -531,10 +540,11 @@ def _interrupted(cache: Cache, out: Outcome) -> None:
             pass
 
 
-def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False) -> list[albums.Album]:
+def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False,
+               broad: bool = True) -> list[albums.Album]:
     """The albums of the files under ``paths``, decided (for ``tag`` and ``show --by album``)."""
     return albums.plan(cache.records(paths), by, lambda track: ranked(track, from_tags), roots=cache.scan_roots(),
-                       from_tags=from_tags)
+                       from_tags=from_tags, broad=broadmod.shipped() if broad and not from_tags else None)
 
 
 def _planned(cache: Cache, opts: TagOptions, paths: Sequence[str],
@@ -548,7 +558,7 @@ def _planned(cache: Cache, opts: TagOptions, paths: Sequence[str],
         for track in cache.records(paths):
             yield track, None
         return
-    out.albums = album_plan(cache, paths, opts.by, opts.from_tags)
+    out.albums = album_plan(cache, paths, opts.by, opts.from_tags, opts.broad)
     for album in out.albums:
         for track in album.rows:
             yield track, albums.choice(album, track, opts.keep_outliers)
@@ -583,6 +593,8 @@ def unusable(row: Track, opts: TagOptions, choice: albums.Choice | None = None) 
         return (NO_TAGS, why) if why else None
     if abstained:
         return ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it"
+    if not opts.broad and (choice.album.source if album else row.genre_source) == BROAD:
+        return ABSTAINED, "the head abstained and --no-broad leaves out the broad source's genre"
     if not row.genre and not album:
         return SKIPPED, "no genre (its analysis failed)"
     return None
@@ -632,15 +644,26 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         return result(current, new, SKIPPED, "changed since it was scanned (run `genretag scan` first)", warn=True)
     if names > 1 and opts.hard_links == SKIP:
         return result(current, new, SKIPPED, f"hard-linked ({names} names); not written (--hard-links skip)")
+    source = source_note(row, choice.album if album else None)
     if opts.dry_run:
-        return result(current, new, WOULD_WRITE)
+        return result(current, new, WOULD_WRITE, source)
     try:
         _write(cache, row, tf, current, new, opts)
     except TagError as exc:
         return result(current, new, ERROR, exc.reason)
     if in_place is not None and names > 1 and opts.hard_links == IN_PLACE:
         in_place.add(key, tf.stat)
-    return result(current, new, WRITTEN)
+    return result(current, new, WRITTEN, source)
+
+
+def source_note(row: Track, album: albums.Album | None = None) -> str:
+    """Where a written genre came from, with its score: "head 0.81" or "broad 0.99" (album mode: the album's)."""
+    if album is not None:
+        best = album.ranking[0][1] if album.ranking else None
+        return f"{album.source} {best:.2f}" if album.source and best is not None else ""
+    if row.genre_source and row.genre_score is not None:
+        return f"{row.genre_source} {row.genre_score:.2f}"
+    return ""
 
 
 def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: list[str],

@@ -148,6 +148,13 @@ class Track(Stored):
     album_artist: str | None = _column()
     compilation: bool | None = _column(int, FLAG)
     file_genres: list[str] | None = _column(codec=JSON)  # the genre field's values, split on ; and /
+    # Where the genre came from (tagger/broad.py): "head" (the trained head) or "broad" (the networks' own
+    # outputs, calibrated); its score (the head's probability or the broad genre's calibrated score); the
+    # broad genres given (or refining the head's), [name, score] best first; the broad data's id or "off".
+    genre_source: str | None = _column()
+    genre_score: float | None = _column(float)
+    broad: list[tuple[str, float]] | None = _column(codec=JSON)
+    broad_id: str | None = _column()
 
     def __post_init__(self) -> None:
         if self.top3 is not None:
@@ -200,6 +207,7 @@ class TrackStamp(NamedTuple):
     missing: int | None
     abstain_threshold: float | None
     failed_model: str | None
+    broad_id: str | None = None  # the broad source's data id, or "off" (tagger/broad.py)
 
 
 def meta_fields(meta: FileMeta | None) -> dict[str, Any]:

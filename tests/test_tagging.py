@@ -641,7 +641,7 @@ def test_decide_keeps_merges_and_overwrites() -> None:
 
 
 def test_display_names_and_genre_map_files(tmp_path: Path) -> None:
-    assert [display_name(g) for g in ("hiphop", "rock", "drum and bass")] == ["Hip-Hop", "Rock", "Drum And Bass"]
+    assert [display_name(g) for g in ("hiphop", "rock", "sea shanty")] == ["Hip-Hop", "Rock", "Sea Shanty"]
     assert display_name("hiphop", {"hip-hop": "Rap"}) == "Rap"  # by default name too
     (tmp_path / "m.txt").write_text("# c\nHipHop = Hip Hop\ndisco =\n\n", encoding="utf-8")
     assert load_genre_map(tmp_path / "m.txt") == {"hiphop": "Hip Hop", "disco": None}

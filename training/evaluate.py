@@ -167,7 +167,12 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
 def _row_or_error(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     """A backend's row; with ``--backend all``, a misbehaving one becomes an error row, not the end of the report."""
     try:
-        return _row(name, opts, loader)
+        row = _row(name, opts, loader)
+        if row.get("precision_coverage"):
+            from tagger.broad import measured_for
+
+            row["broad"] = measured_for(name)  # beside the head's: the broad source on GTZAN's genres
+        return row
     except (BackendError, ModelError) as exc:
         if opts.backend != "all":
             raise
@@ -356,6 +361,12 @@ def print_report(result: dict[str, Any]) -> None:
             ))  # fmt: skip
         if r.get("precision_coverage"):
             _print_precision_coverage(ui, r)
+        if r.get("broad"):
+            b = r["broad"]
+            ui.out().print(f"{r['backend']}: broad source alone ({b['backends']} tags; {', '.join(b['genres'])}): "
+                           f"coverage {b['coverage']:.2f} ({b['given']} of {b['clips']} GTZAN clips), precision "
+                           f"{_fmt(b['precision'])}, thresholds chosen on the other artist folds "
+                           f"(scripts/calibrate_broad.py)", markup=False, highlight=False)
         for note in r.get("notes", []):
             ui.err().print(f"[yellow]{r['backend']}:[/] {note}", highlight=False)
         if r.get("by_album"):
