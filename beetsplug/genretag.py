@@ -114,6 +114,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "by": ("track", _choice(BY)),
     "existing": ("keep", _choice(EXISTING)),
     "with_parents": (False, _flag()),
+    "broad": (True, _flag()),  # where the head abstains, the networks' own genre outputs may name it (tagger/broad.py)
     "count": (None, _number(1, whole=True, null=True)),  # genres per item; null: as `genretag tag --top`
     "source": ("genretag", _choice(SOURCES)),  # empty: only items without a genre
     "write": (None, _flag(null=True)),
@@ -134,6 +135,7 @@ class Settings:
     by: str
     existing: str
     with_parents: bool
+    broad: bool
     count: int | None
     source: str
     write: bool | None
@@ -143,7 +145,7 @@ class Settings:
         """What ``genretag tag`` would be given for these settings."""
         return tagging.TagOptions(overwrite=self.existing == "overwrite", merge=self.existing == "merge",
                                   top=self.count, min_confidence=self.min_confidence, with_parents=self.with_parents,
-                                  by=self.by)
+                                  by=self.by, broad=self.broad)
 
 
 def check_settings(values: dict[str, Any], where: Callable[[str], str]) -> Settings:
@@ -329,7 +331,8 @@ if _TOO_OLD is None:
                        for i in items if settings.source != "empty" or not read_genres(i, settings.separator)]
             if not targets:
                 return
-            options = ScanOptions(excerpt=settings.excerpt, min_confidence=settings.min_confidence, count_total=False)
+            options = ScanOptions(excerpt=settings.excerpt, min_confidence=settings.min_confidence, count_total=False,
+                                  broad=settings.broad)
             db = _db_path(settings)
             paths = [path for _, _, path in targets]
             outcome = run_job(ScanJob(paths, settings.backend, db_path=db, jobs=settings.jobs, options=options))

@@ -264,8 +264,8 @@ def test_source_empty_leaves_items_with_genres_alone(lib: Path) -> None:
 
 @pytest.mark.slow
 def test_abstained_items_are_queryable_and_keep_their_genres(lib: Path) -> None:
-    """With the model's own threshold, tones and noise are too uncertain: no genre, the reason stored."""
-    write_config(lib, min_confidence="null")
+    """With the model's own threshold and no broad source, tones and noise are too uncertain: the reason stored."""
+    write_config(lib, "broad: no\n", min_confidence="null")
     done = beet(lib, "genretag")
     items = library_items(lib)
     abstained = {name for name, item in items.items() if item["genretag_abstained"]}

@@ -200,7 +200,7 @@ def test_bad_weights_file_is_a_model_error_naming_it(tmp_path: Path, damage: str
     with pytest.raises(ModelError) as info:
         EfficientATNet.load(path)
     assert info.value.path == str(path) and str(path) in str(info.value)
-    expected = {"missing": "cannot read", "garbage": "corrupt", "truncated": "corrupt",
+    expected = {"missing": "weights file not found", "garbage": "corrupt", "truncated": "corrupt",
                 "incomplete": "missing b7.dw.w", "wrong shape": "b14.se.fc1.w", "pickle": "corrupt",
                 "nan": "hidden.b"}[damage]
     assert expected in info.value.reason

@@ -500,7 +500,7 @@ def test_train_and_report_an_embedding_backend(bands_site: Path, tmp_path: Path)
     model = tmp_path / "trained.npz"
     home = {"GENRETAG_HOME": str(tmp_path / "home")}
     proc = run_cli("train", "--backend", "bands", "--data", str(data), "--split", "kfold", "--k", "3", "--out",
-                   str(model), "--json", "--no-progress", "-j", "1", site=bands_site, env=home)
+                   str(model), "--json", "--no-progress", "-j", "1", "--no-refit", site=bands_site, env=home)
     assert proc.returncode == 0, proc.stderr
     trained = json.loads(proc.stdout)
     assert trained["metrics"]["track_accuracy"] == 1.0

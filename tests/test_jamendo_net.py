@@ -147,7 +147,7 @@ def test_bad_weights_file_is_a_model_error_naming_it(tmp_path: Path, name: str, 
     with pytest.raises(ModelError) as info:
         NETWORKS[name].load(path)
     assert info.value.path == str(path) and str(path) in str(info.value)
-    expected = {"missing": "cannot read", "garbage": "corrupt", "truncated": "corrupt", "incomplete": "missing out.w",
+    expected = {"missing": "weights file not found", "garbage": "corrupt", "truncated": "corrupt", "incomplete": "missing out.w",
                 "wrong shape": "out.w", "pickle": "corrupt", "nan": "expected finite"}[damage]
     assert expected in info.value.reason and f"MTG-Jamendo {name}" in info.value.reason
 

@@ -174,7 +174,7 @@ def test_default_scan_works_without_tensorflow(no_tensorflow: dict[str, str], tm
                     env=no_tensorflow)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert (summary["backend"], summary["analysed"], summary["failed"]) == ("musicnn", len(files), 0)
+    assert (summary["backend"], summary["analysed"], summary["failed"]) == ("fusion", len(files), 0)
 
 
 def args_of(command: str, tmp_path: Path, backend: str) -> list[str]:
