@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,53 +168,85 @@ def _is_compilation(metas: Sequence[FileMeta | None]) -> bool:
     return any(m is not None and (m.compilation or _norm(m.album_artist) in VARIOUS) for m in metas)
 
 
+def block(row: Track, by: str, meta: Callable[[Track], FileMeta | None] = file_meta) -> str:
+    """What brings together every track that can share an album: its album name, normalised (``by`` album,
+    tags readable), else "" (grouped by folder).  Rows ordered by (block, folder, path) group in one pass."""
+    m = meta(row) if by == ALBUM else None
+    return _norm(m.album) if m is not None else ""
+
+
 def group(rows: Iterable[Track], by: str, roots: Iterable[str] = (),
           meta: Callable[[Track], FileMeta | None] = file_meta) -> list[Album]:
-    """The albums (and track-mode groups) of ``rows``, in the order of their first track's path.
+    """The albums (and track-mode groups) of ``rows`` in any order, in the order of their first track's path.
 
     ``roots`` are the scanned folders: files without album tags directly in
     one are loose files, never a folder album.  See the module docstring.
+    Holds every row: for a library, :func:`group_sorted` over
+    ``Cache.records_grouped``.
+    """
+    if by not in (ALBUM, FOLDER):
+        raise ValueError(f"album grouping is by album or folder, not {by!r}")
+    ordered = sorted(rows, key=lambda r: (block(r, by, meta), os.path.dirname(r.path), r.path))
+    return sorted(group_sorted(ordered, by, roots, meta), key=lambda a: a.rows[0].path)
+
+
+def group_sorted(rows: Iterable[Track], by: str, roots: Iterable[str] = (),
+                 meta: Callable[[Track], FileMeta | None] = file_meta) -> Iterator[Album]:
+    """The albums of ``rows`` given ordered by (:func:`block`, folder, path), yielded as each one is complete.
+
+    Only one block is held at a time: the tracks sharing one album name
+    (an album found in several folders is in one block), or one folder's
+    tracks without album tags.  Each album's rows come sorted by path.
     """
     if by not in (ALBUM, FOLDER):
         raise ValueError(f"album grouping is by album or folder, not {by!r}")
     top = {os.path.abspath(r).rstrip(os.sep) or os.sep for r in roots}
-    folders: dict[str, list[tuple[Track, FileMeta | None]]] = {}
+    current: tuple[str, str] | None = None
+    members: list[tuple[Track, FileMeta | None]] = []
     for row in rows:
-        folders.setdefault(os.path.dirname(row.path), []).append((row, meta(row)))
+        m = meta(row)
+        name = _norm(m.album) if by == ALBUM and m is not None else ""
+        here = (name, "" if name else os.path.dirname(row.path))  # a named album spans folders
+        if here != current and members:
+            yield from _albums_of(members, current[0] if current else "", top)
+            members = []
+        current = here
+        members.append((row, m))
+    if members and current is not None:
+        yield from _albums_of(members, current[0], top)
+
+
+def _albums_of(members: list[tuple[Track, FileMeta | None]], name: str, top: set[str]) -> Iterator[Album]:
+    """The albums of one block: the tracks of one album name (by folder, then album artist), or of one folder."""
     albums: dict[str, Album] = {}
 
-    def add(key: str, name: str, members: list[tuple[Track, FileMeta | None]], why: str | None) -> None:
-        album = albums.setdefault(key, Album(key, name))
-        album.rows += [r for r, _ in members]
+    def add(key: str, title: str, group: list[tuple[Track, FileMeta | None]], why: str | None) -> None:
+        album = albums.setdefault(key, Album(key, title))
+        album.rows += [r for r, _ in group]
         if why and not album.not_averaged:
             album.not_averaged = why
 
-    for folder, members in folders.items():
-        loose = folder in top
-        by_name: dict[str, list[tuple[Track, FileMeta | None]]] = {}
-        untagged = []
+    if name:
+        folders: dict[str, list[tuple[Track, FileMeta | None]]] = {}
         for row, m in members:
-            if by == ALBUM and m is not None and _norm(m.album):
-                by_name.setdefault(_norm(m.album), []).append((row, m))
-            else:
-                untagged.append((row, m))
-        for same in by_name.values():
+            folders.setdefault(os.path.dirname(row.path), []).append((row, m))
+        for same in folders.values():
             _add_tagged(add, same)
-        if untagged:
-            metas = [m for _, m in untagged]
-            artists = [m.album_artist or m.artist for m in metas if m is not None]
-            why = (COMPILATION if _is_compilation(metas) else LOOSE if loose
-                   else MIXED if len({_norm(a) for a in artists if a}) > 1 and main_artist(artists) is None
-                   else None)  # fmt: skip
-            if why == LOOSE:  # each loose file is its own group
-                for row, m in untagged:
-                    add(f"file:{row.path}", row.path, [(row, m)], LOOSE)
-            else:
-                add(f"folder:{folder}", folder, untagged, why)
-    ordered = sorted(albums.values(), key=lambda a: min(r.path for r in a.rows))
-    for album in ordered:
+    else:
+        folder = os.path.dirname(members[0][0].path)
+        metas = [m for _, m in members]
+        artists = [m.album_artist or m.artist for m in metas if m is not None]
+        why = (COMPILATION if _is_compilation(metas) else LOOSE if folder in top
+               else MIXED if len({_norm(a) for a in artists if a}) > 1 and main_artist(artists) is None
+               else None)  # fmt: skip
+        if why == LOOSE:  # each loose file is its own group
+            for row, m in members:
+                add(f"file:{row.path}", row.path, [(row, m)], LOOSE)
+        else:
+            add(f"folder:{folder}", folder, members, why)
+    for album in sorted(albums.values(), key=lambda a: min(r.path for r in a.rows)):
         album.rows.sort(key=lambda r: r.path)
-    return ordered
+        yield album
 
 
 def _add_tagged(add: Callable[..., None], members: list[tuple[Track, FileMeta]]) -> None:
@@ -287,8 +319,16 @@ def choice(album: Album, row: Track, keep_outliers: bool = False) -> Choice:
 def plan(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
          roots: Iterable[str] = (), from_tags: bool = False,
          meta: Callable[[Track], FileMeta | None] = file_meta) -> list[Album]:
-    """Group ``rows`` and decide every album: what ``tag --by album`` and ``show --by album`` act on."""
+    """Group ``rows`` (any order, all held) and decide every album."""
     return [decide(a, rank, from_tags=from_tags) for a in group(rows, by, roots, meta)]
+
+
+def plan_sorted(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
+                roots: Iterable[str] = (), from_tags: bool = False,
+                meta: Callable[[Track], FileMeta | None] = file_meta) -> Iterator[Album]:
+    """:func:`plan` of rows ordered as :func:`group_sorted` needs them, one album at a time, as it consumes
+    them: what ``tag --by album`` and ``show --by album`` act on."""
+    return (decide(a, rank, from_tags=from_tags) for a in group_sorted(rows, by, roots, meta))
 
 
 def matches(album: Album, status: str | None, genre: str | None) -> bool:

@@ -64,7 +64,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -105,6 +105,9 @@ TRACK_COLUMNS: dict[str, type] = Track.columns()
 TAG_HISTORY_COLUMNS: dict[str, type] = TagWrite.columns()
 EMBEDDING_COLUMNS: dict[str, type] = {"path": str, "front_end": str, "vector": bytes, "tags": bytes}
 
+#: What Cache.records_grouped's key sees of a track: its name and own tags (tagger.albums.block).
+GROUP_COLUMNS = ("path", "path_bytes", "artist", "album", "album_artist", "compilation", "file_genres")
+
 #: Columns every genretag database has had since the first release: how one made before the mark is recognised.
 LEGACY_TRACK_COLUMNS = frozenset({"path", "size", "mtime", "status", "error", "params", "backend", "model_id",
                                   "genre", "confidence", "top3", "probabilities", "missing"})
@@ -141,6 +144,19 @@ def _under(paths: Iterable[str]) -> tuple[str, list[str]]:
         base = key.rstrip(os.sep) + os.sep
         args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
     return ("(" + " or ".join(clauses) + ")" if clauses else ""), args
+
+
+def _filter(status: str | None, genre: str | None) -> tuple[list[str], list[Any]]:
+    """The where clauses (and arguments) of Cache.records' ``status`` and ``genre`` filters."""
+    if status not in _STATUS_WHERE:
+        raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+    where, params = list(_STATUS_WHERE[status]), []
+    if status in ("ok", "error"):
+        params.append(status)
+    if genre:
+        where.append("genre = ?")
+        params.append(genre)
+    return where, params
 
 
 def _listing(folder: str) -> frozenset[str] | None:
@@ -456,16 +472,59 @@ class Cache:
         the others are files still there, "abstained" being "ok" without a
         genre because the model was too uncertain.
         """
-        if status not in _STATUS_WHERE:
-            raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
-        where, params = list(_STATUS_WHERE[status]), []
-        if status in ("ok", "error"):
-            params.append(status)
-        if genre:
-            where.append("genre = ?")
-            params.append(genre)
+        where, params = _filter(status, genre)
         for row in self._select("tracks", paths, " and ".join(where) or None, params, ("path",)):
             yield Track.from_row(row)
+
+    def any_tags(self, paths: Iterable[str] = (), *, status: str | None = None, genre: str | None = None) -> bool:
+        """Whether any record :meth:`records` would give has tags (a tagging backend scanned it): one query."""
+        where, params = _filter(status, genre)
+        under, args = _under(paths)
+        sql = " and ".join(["tags is not null", *where, *([under] if under else [])])
+        return self.db.conn.execute(f"select 1 from tracks where {sql} limit 1", [*params, *args]).fetchone() is not None
+
+    def records_grouped(self, paths: Iterable[str], key: Callable[[Track], str]) -> Iterator[Track]:
+        """Stream the records under ``paths`` ordered by (``key(track)``, folder, path): album mode's order.
+
+        ``key`` sees the track's path and own-tag fields (GROUP_COLUMNS) and
+        runs inside SQLite, which sorts (spilling to a temporary file, not
+        holding rows in Python); the order is kept in a temporary table of
+        path keys and read back a page at a time, as :meth:`_select` does.
+        """
+        conn = self.db.conn
+
+        def sort_key(*values: Any) -> str:
+            return key(Track.from_row(dict(zip(GROUP_COLUMNS, values))))
+
+        conn.create_function("genretag_group", len(GROUP_COLUMNS), sort_key)
+        conn.create_function("genretag_folder", 1, os.path.dirname, deterministic=True)
+        under, args = _under(paths)
+        conn.execute("BEGIN")  # temp tables only: a read-only database allows them
+        try:
+            conn.execute("drop table if exists temp.grouped")
+            conn.execute("create temp table grouped (seq integer primary key, path text)")
+            conn.execute(f"insert into temp.grouped (path) select path from tracks {'where ' + under if under else ''} "
+                         f"order by genretag_group({', '.join(GROUP_COLUMNS)}), genretag_folder(path), path", args)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        try:
+            after = 0
+            while True:
+                cursor = conn.execute("select g.seq, t.* from temp.grouped g join tracks t on t.path = g.path "
+                                      f"where g.seq > ? order by g.seq limit {READ_PAGE}", (after,))
+                names = [d[0] for d in cursor.description]
+                rows = cursor.fetchall()
+                for row in rows:
+                    yield Track.from_row(dict(zip(names[1:], row[1:])))
+                if len(rows) < READ_PAGE:
+                    return
+                after = rows[-1][0]
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("drop table if exists temp.grouped")
+                conn.commit()
 
     def open_writes(self, paths: Iterable[str] = (), *, key: str | None = None,
                     stage: str | None = None) -> Iterator[TagWrite]:
