@@ -94,7 +94,9 @@ class MusicnnBackend(SklearnBackend):
             y_valid: Sequence[str] | None = None, epochs: int | None = None, seed: int = 0,
             callback: Any = None) -> MusicnnBackend:
         if len(y) and not isinstance(y[0], str):  # label sets: a personal multi-label head (genretag learn)
-            return self._fit_multilabel(np.asarray(X, dtype=np.float64), [[str(g) for g in labels] for labels in y])
+            X = np.asarray(X)  # float32 stays float32: learn's 500,000 x 200 embeddings are 400 MB, not 800
+            return self._fit_multilabel(X if X.dtype in (np.float32, np.float64) else X.astype(np.float64),
+                                        [[str(g) for g in labels] for labels in y])
         X, y = np.asarray(X, dtype=np.float64), np.asarray([str(g) for g in y])
         self.validation_: dict[str, float] = {}
         if X_valid is not None and y_valid is not None and len(X_valid):

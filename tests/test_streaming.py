@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from audiofiles import add_test_tags, make_audio
 
@@ -259,3 +260,47 @@ def test_learn_never_prints_raw_escapes(tmp_path: Path, capsys) -> None:
     text = shown.out + shown.err
     assert "\x1b" not in text and "\x00" not in text and "\x07" not in text
     assert "Alpha\\x1b[2J" in shown.out and "Beta\\x00" in shown.out
+
+
+# ---------------------------------------------------------------------------
+# learn's head at scale (plugins/ovr_logistic.py).
+
+
+def test_ovr_logistic_fits_each_label_as_scikit_learn_does() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from plugins import ovr_logistic
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 6)) @ rng.normal(size=(6, 6))  # correlated inputs
+    hot = X @ rng.normal(size=(6, 3)) + rng.normal(size=(1500, 3)) > 0.5
+    y = [[g for g, on in zip("abc", row) if on] for row in hot]
+    ours = ovr_logistic.OvRLogistic(C=0.5, tol=1e-8, max_iter=1000)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ovr_logistic, "BLOCK", 400, raising=False)  # several blocks, the last one short
+        ours.fit(X, y)
+    for j, label in enumerate(ours.classes_):
+        theirs = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(X, [label in s for s in y])
+        np.testing.assert_allclose(ours.coef_[j], theirs.coef_[0], atol=5e-3)
+        np.testing.assert_allclose(ours.intercept_[j], theirs.intercept_[0], atol=5e-3)
+
+
+def test_ovr_logistic_holds_no_samples_by_labels_matrix() -> None:
+    """Structural: fitting 20,000 samples x 200 labels allocates less than one (samples x labels) float32 matrix."""
+    import tracemalloc
+
+    from plugins import ovr_logistic
+
+    rng = np.random.default_rng(1)
+    n, labels = 20_000, 200
+    X = rng.normal(size=(n, 16)).astype(np.float32)
+    y = [[f"g{k}"] for k in rng.integers(0, labels, n)]
+    tracemalloc.start()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ovr_logistic, "BLOCK", 1024, raising=False)  # products and temporaries are a block's, whatever n
+            ovr_logistic.OvRLogistic(C=0.1, max_iter=3).fit(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < n * labels * 4, f"{peak / 1e6:.1f} MB"  # before: the targets alone were n x labels float64
