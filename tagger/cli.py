@@ -165,6 +165,8 @@ def _run_streamed(kind: str, by: str, fmt: str, progress: bool | None, run: Call
     from .tagging import result_columns
 
     view = ui.ResultStream(*result_columns(kind, by), fmt)
+    if progress is None and sys.stdout.isatty():  # the rows on the terminal are the progress; a bar would redraw over them
+        progress = False
     outcome = _with_progress("Tagging" if kind == "tag" else "Restoring", progress, run, *args, sink=view.add,
                              **kwargs)
     view.close(outcome)

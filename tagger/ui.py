@@ -68,6 +68,7 @@ class RichProgress:
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                 TextColumn("ETA"), TimeRemainingColumn(), console=err(), transient=True,
+                redirect_stdout=False,  # rows streamed to a piped stdout must stay there, not join the bar on stderr
             )  # fmt: skip
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=None, rate="")
