@@ -169,10 +169,59 @@ def _is_compilation(metas: Sequence[FileMeta | None]) -> bool:
 
 
 def block(row: Track, by: str, meta: Callable[[Track], FileMeta | None] = file_meta) -> str:
-    """What brings together every track that can share an album: its album name, normalised (``by`` album,
-    tags readable), else "" (grouped by folder).  Rows ordered by (block, folder, path) group in one pass."""
+    """A track's album name, normalised (``by`` album, tags readable), else "" (grouped by folder).
+
+    Rows ordered by (block, folder, path) bring each folder's tracks of one
+    album name together: what :func:`album_keys` needs.
+    """
     m = meta(row) if by == ALBUM else None
     return _norm(m.album) if m is not None else ""
+
+
+def album_keys(rows: Iterable[Track], by: str, meta: Callable[[Track], FileMeta | None] = file_meta) -> Iterator[str]:
+    """Each row's album key, in order, for rows ordered by (:func:`block`, folder, path).
+
+    The key (album name and resolved album artist, or the folder for tracks
+    without album tags) is what the tracks of one album share across
+    folders; resolving the artist needs the folder's other tracks of that
+    name, so one folder's are held at a time.  Ordered by (key, folder,
+    path), each album's tracks come together (:func:`group_sorted`).
+    """
+    members: list[tuple[Track, FileMeta | None]] = []
+    current: tuple[str, str] | None = None
+    for row in rows:
+        m = meta(row)
+        name = _norm(m.album) if by == ALBUM and m is not None else ""
+        here = (name, os.path.dirname(row.path))
+        if here != current and members:
+            yield from _keys_of(members, current[0] if current else "")
+            members = []
+        current = here
+        members.append((row, m))
+    if members and current is not None:
+        yield from _keys_of(members, current[0])
+
+
+def _keys_of(members: list[tuple[Track, FileMeta | None]], name: str) -> Iterator[str]:
+    """The album keys of one folder's tracks of one album name ("": the folder's tracks without album tags)."""
+    if not name:
+        folder = os.path.dirname(members[0][0].path)
+        yield from (f"\0{folder}" for _ in members)
+        return
+    fallback = _fallback(members)
+    for _, m in members:
+        yield f"{name}\0{_artist_key(m, fallback)}"
+
+
+def _fallback(members: Sequence[tuple[Track, FileMeta | None]]) -> str | None:
+    """The album artist of a folder's same-name tracks that have no album-artist tag (see _add_tagged)."""
+    without = [m.artist for _, m in members if m is not None and not _norm(m.album_artist)]
+    return main_artist(without) if without else None
+
+
+def _artist_key(m: FileMeta | None, fallback: str | None) -> str:
+    artist = m.album_artist if m is not None and _norm(m.album_artist) else fallback
+    return _norm(artist) if artist else "various artists"
 
 
 def group(rows: Iterable[Track], by: str, roots: Iterable[str] = (),
@@ -182,43 +231,44 @@ def group(rows: Iterable[Track], by: str, roots: Iterable[str] = (),
     ``roots`` are the scanned folders: files without album tags directly in
     one are loose files, never a folder album.  See the module docstring.
     Holds every row: for a library, :func:`group_sorted` over
-    ``Cache.records_grouped``.
+    ``Cache.records_grouped``, which orders them in SQLite.
     """
     if by not in (ALBUM, FOLDER):
         raise ValueError(f"album grouping is by album or folder, not {by!r}")
     ordered = sorted(rows, key=lambda r: (block(r, by, meta), os.path.dirname(r.path), r.path))
-    return sorted(group_sorted(ordered, by, roots, meta), key=lambda a: a.rows[0].path)
+    keyed = sorted(zip(album_keys(ordered, by, meta), range(len(ordered))))
+    pairs = [(key, ordered[i]) for key, i in keyed]
+    return sorted(group_sorted(pairs, by, roots, meta), key=lambda a: a.rows[0].path)
 
 
-def group_sorted(rows: Iterable[Track], by: str, roots: Iterable[str] = (),
+def group_sorted(rows: Iterable[tuple[str, Track]], by: str, roots: Iterable[str] = (),
                  meta: Callable[[Track], FileMeta | None] = file_meta) -> Iterator[Album]:
-    """The albums of ``rows`` given ordered by (:func:`block`, folder, path), yielded as each one is complete.
+    """The albums of (album key, track) pairs ordered by key (:func:`album_keys`), each yielded when complete.
 
-    Only one block is held at a time: the tracks sharing one album name
-    (an album found in several folders is in one block), or one folder's
-    tracks without album tags.  Each album's rows come sorted by path.
+    Only one album's tracks are held at a time (all of one folder's
+    tracks without album tags: its loose files are each their own group).
+    Each album's rows come sorted by path.
     """
     if by not in (ALBUM, FOLDER):
         raise ValueError(f"album grouping is by album or folder, not {by!r}")
     top = {os.path.abspath(r).rstrip(os.sep) or os.sep for r in roots}
-    current: tuple[str, str] | None = None
+    current: str | None = None
     members: list[tuple[Track, FileMeta | None]] = []
-    for row in rows:
-        m = meta(row)
-        name = _norm(m.album) if by == ALBUM and m is not None else ""
-        here = (name, "" if name else os.path.dirname(row.path))  # a named album spans folders
-        if here != current and members:
-            yield from _albums_of(members, current[0] if current else "", top)
+    for key, row in rows:
+        if key != current and members:
+            yield from _albums_of(members, top, by)
             members = []
-        current = here
-        members.append((row, m))
-    if members and current is not None:
-        yield from _albums_of(members, current[0], top)
+        current = key
+        members.append((row, meta(row)))
+    if members:
+        yield from _albums_of(members, top, by)
 
 
-def _albums_of(members: list[tuple[Track, FileMeta | None]], name: str, top: set[str]) -> Iterator[Album]:
-    """The albums of one block: the tracks of one album name (by folder, then album artist), or of one folder."""
+def _albums_of(members: list[tuple[Track, FileMeta | None]], top: set[str], by: str) -> Iterator[Album]:
+    """The albums of one album key's tracks: one album (split by folder only for its artist), or one folder."""
     albums: dict[str, Album] = {}
+    m0 = members[0][1]
+    name = _norm(m0.album) if by == ALBUM and m0 is not None else ""
 
     def add(key: str, title: str, group: list[tuple[Track, FileMeta | None]], why: str | None) -> None:
         album = albums.setdefault(key, Album(key, title))
@@ -323,11 +373,11 @@ def plan(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
     return [decide(a, rank, from_tags=from_tags) for a in group(rows, by, roots, meta)]
 
 
-def plan_sorted(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
+def plan_sorted(rows: Iterable[tuple[str, Track]], by: str, rank: Callable[[Track], Ranking], *,
                 roots: Iterable[str] = (), from_tags: bool = False,
                 meta: Callable[[Track], FileMeta | None] = file_meta) -> Iterator[Album]:
-    """:func:`plan` of rows ordered as :func:`group_sorted` needs them, one album at a time, as it consumes
-    them: what ``tag --by album`` and ``show --by album`` act on."""
+    """:func:`plan` of (album key, track) pairs ordered as :func:`group_sorted` needs them, one album at a
+    time, as it consumes them: what ``tag --by album`` and ``show --by album`` act on."""
     return (decide(a, rank, from_tags=from_tags) for a in group_sorted(rows, by, roots, meta))
 
 

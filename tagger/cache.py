@@ -483,48 +483,87 @@ class Cache:
         sql = " and ".join(["tags is not null", *where, *([under] if under else [])])
         return self.db.conn.execute(f"select 1 from tracks where {sql} limit 1", [*params, *args]).fetchone() is not None
 
-    def records_grouped(self, paths: Iterable[str], key: Callable[[Track], str]) -> Iterator[Track]:
-        """Stream the records under ``paths`` ordered by (``key(track)``, folder, path): album mode's order.
+    def records_grouped(self, paths: Iterable[str], block: Callable[[Track], str],
+                        keys: Callable[[Iterator[Track]], Iterator[str]]) -> Iterator[tuple[str, Track]]:
+        """Stream (key, record) under ``paths`` so that records sharing a key come together: album mode's order.
 
-        ``key`` sees the track's path and own-tag fields (GROUP_COLUMNS) and
-        runs inside SQLite, which sorts (spilling to a temporary file, not
-        holding rows in Python); the order is kept in a temporary table of
-        path keys and read back a page at a time, as :meth:`_select` does.
+        Two passes, neither holding rows in Python: SQLite sorts the path
+        keys by (``block(track)``, folder, path) into a temporary table
+        (spilling to a temporary file, not memory); ``keys`` reads the tracks
+        in that order and gives each its key (it may look ahead, e.g. a
+        folder); then the table, indexed by (key, that order), is read back a
+        page at a time, as :meth:`_select` does.  ``block`` and ``keys`` see
+        a track's path and own-tag fields (GROUP_COLUMNS) only.
         """
         conn = self.db.conn
+        columns = ", ".join(f"t.{c}" for c in GROUP_COLUMNS)
 
         def sort_key(*values: Any) -> str:
-            return key(Track.from_row(dict(zip(GROUP_COLUMNS, values))))
+            return block(Track.from_row(dict(zip(GROUP_COLUMNS, values))))
 
-        conn.create_function("genretag_group", len(GROUP_COLUMNS), sort_key)
+        conn.create_function("genretag_block", len(GROUP_COLUMNS), sort_key)
         conn.create_function("genretag_folder", 1, os.path.dirname, deterministic=True)
         under, args = _under(paths)
-        conn.execute("BEGIN")  # temp tables only: a read-only database allows them
+        self._temp("drop table if exists temp.grouped", "create temp table grouped (seq integer primary key, "
+                   "path text, key text)",
+                   (f"insert into temp.grouped (path) select path from tracks {'where ' + under if under else ''} "
+                    f"order by genretag_block({', '.join(GROUP_COLUMNS)}), genretag_folder(path), path", args))
         try:
-            conn.execute("drop table if exists temp.grouped")
-            conn.execute("create temp table grouped (seq integer primary key, path text)")
-            conn.execute(f"insert into temp.grouped (path) select path from tracks {'where ' + under if under else ''} "
-                         f"order by genretag_group({', '.join(GROUP_COLUMNS)}), genretag_folder(path), path", args)
+            seqs: list[int] = []
+
+            def light() -> Iterator[Track]:
+                after = 0
+                while True:
+                    rows = conn.execute(f"select g.seq, {columns} from temp.grouped g join tracks t on t.path = g.path "
+                                        f"where g.seq > ? order by g.seq limit {READ_PAGE}", (after,)).fetchall()
+                    for row in rows:
+                        seqs.append(row[0])
+                        yield Track.from_row(dict(zip(GROUP_COLUMNS, row[1:])))
+                    if len(rows) < READ_PAGE:
+                        return
+                    after = rows[-1][0]
+
+            done, batch = 0, []
+            for key in keys(light()):
+                batch.append((key, seqs[done]))
+                done += 1
+                if len(batch) == READ_PAGE:
+                    self._temp(("update temp.grouped set key = ? where seq = ?", batch))
+                    del seqs[:done]
+                    done, batch = 0, []
+            self._temp(*([("update temp.grouped set key = ? where seq = ?", batch)] if batch else []),
+                       "create index temp.grouped_key on grouped (key, seq)")
+            after_key, after_seq = "", 0
+            while True:
+                cursor = conn.execute("select g.key, g.seq, t.* from temp.grouped g join tracks t on t.path = g.path "
+                                      "where (g.key, g.seq) > (?, ?) order by g.key, g.seq "
+                                      f"limit {READ_PAGE}", (after_key, after_seq))
+                names = [d[0] for d in cursor.description]
+                rows = cursor.fetchall()
+                for row in rows:
+                    yield row[0], Track.from_row(dict(zip(names[2:], row[2:])))
+                if len(rows) < READ_PAGE:
+                    return
+                after_key, after_seq = rows[-1][0], rows[-1][1]
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._temp("drop table if exists temp.grouped")
+
+    def _temp(self, *statements: str | tuple[str, Sequence[Any]]) -> None:
+        """Run statements on temporary tables in one transaction (a read-only database allows them)."""
+        conn = self.db.conn
+        conn.execute("BEGIN")
+        try:
+            for statement in statements:
+                sql, args = (statement, ()) if isinstance(statement, str) else statement
+                if args and isinstance(args[0], tuple):
+                    conn.executemany(sql, args)
+                else:
+                    conn.execute(sql, args)
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
-        try:
-            after = 0
-            while True:
-                cursor = conn.execute("select g.seq, t.* from temp.grouped g join tracks t on t.path = g.path "
-                                      f"where g.seq > ? order by g.seq limit {READ_PAGE}", (after,))
-                names = [d[0] for d in cursor.description]
-                rows = cursor.fetchall()
-                for row in rows:
-                    yield Track.from_row(dict(zip(names[1:], row[1:])))
-                if len(rows) < READ_PAGE:
-                    return
-                after = rows[-1][0]
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("drop table if exists temp.grouped")
-                conn.commit()
 
     def open_writes(self, paths: Iterable[str] = (), *, key: str | None = None,
                     stage: str | None = None) -> Iterator[TagWrite]:

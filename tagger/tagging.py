@@ -490,11 +490,12 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
 def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False) -> Iterator[albums.Album]:
     """The albums of the files under ``paths``, decided one by one (for ``tag`` and ``show --by album``).
 
-    The records come ordered by album (Cache.records_grouped), so only the
-    tracks sharing one album name are held at a time (tagger.albums.plan_sorted).
+    The records come ordered by album (Cache.records_grouped), so only one
+    album's tracks are held at a time (tagger.albums.plan_sorted).
     """
-    return albums.plan_sorted(cache.records_grouped(paths, lambda track: albums.block(track, by)), by,
-                              lambda track: ranked(track, from_tags), roots=cache.scan_roots(), from_tags=from_tags)
+    pairs = cache.records_grouped(paths, lambda track: albums.block(track, by), lambda ts: albums.album_keys(ts, by))
+    return albums.plan_sorted(pairs, by, lambda track: ranked(track, from_tags), roots=cache.scan_roots(),
+                              from_tags=from_tags)
 
 
 def _planned(cache: Cache, opts: TagOptions, paths: Sequence[str],
