@@ -669,6 +669,7 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
     write still open, exactly (including "no such field").  A file changed
     since genretag's last write to it is skipped unless ``force``; one
     outside the roots is skipped unless ``follow_links`` (see Boundary).
+    Each result goes to ``sink`` as it is known, as in :func:`apply`.
     """
     cache.lock_tag_writes()
     settle(cache, paths)
