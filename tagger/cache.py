@@ -476,13 +476,6 @@ class Cache:
         for row in self._select("tracks", paths, " and ".join(where) or None, params, ("path",)):
             yield Track.from_row(row)
 
-    def any_tags(self, paths: Iterable[str] = (), *, status: str | None = None, genre: str | None = None) -> bool:
-        """Whether any record :meth:`records` would give has tags (a tagging backend scanned it): one query."""
-        where, params = _filter(status, genre)
-        under, args = _under(paths)
-        sql = " and ".join(["tags is not null", *where, *([under] if under else [])])
-        return self.db.conn.execute(f"select 1 from tracks where {sql} limit 1", [*params, *args]).fetchone() is not None
-
     def records_grouped(self, paths: Iterable[str], block: Callable[[Track], str],
                         keys: Callable[[Iterator[Track]], Iterator[str]]) -> Iterator[tuple[str, Track]]:
         """Stream (key, record) under ``paths`` so that records sharing a key come together: album mode's order.

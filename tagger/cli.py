@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import os
 import sys
 from collections.abc import Callable
@@ -479,7 +480,9 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
                 rows.add(track.public())
             rows.close()
             return
-        with_tags = cache.any_tags(paths, status=status, genre=genre)  # a tagging backend (musicnn) scanned some
+        head = list(itertools.islice(tracks, ui.SAMPLE_ROWS))  # the rows the columns are sized on decide them too
+        with_tags = any(t.tags for t in head)  # a tagging backend (musicnn) scanned them
+        tracks = itertools.chain(head, tracks)
         table = ui.RowTable(["file", "genre", "conf.", "top 3", *(["top tags"] if with_tags else []), "status"],
                             ["left", "left", "right", "left", *(["left"] if with_tags else []), "left"])
         for t in tracks:
