@@ -12,7 +12,8 @@ with a decaying spectrum so their dimensions correlate as a network's do.
 Then, ``--repeat`` times, the real command runs on it in a fresh process
 (``genretag learn ROOT --db DB --json``: collect from the cache, 5 grouped
 folds, thresholds, the final fit, saving the model).  Reported: median
-wall seconds, the child's CPU seconds and the load average, how many genres
+wall seconds, the child's CPU seconds, its peak resident memory (the largest
+run's ``ru_maxrss``) and the load average, how many genres
 are learnable (and how many of the random ones), and the pooled held-out
 precision of the learnable genres, as JSON.
 """
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         "learnable_random": sum(g["learnable"] and g["genre"].startswith("Random") for g in result["genres"]),
         "heldout_of_learnable": result["heldout"],
         "fill_seconds": round(filled, 1), "learn_seconds": [round(r, 2) for r in runs],
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),  # the largest learn run
         "median_seconds": round(statistics.median(runs), 2), "cpu_seconds": [round(c, 2) for c in cpu],
         "load_average_before_each": [round(x, 2) for x in loads], "load_average_after": os.getloadavg(),
         "cpus": os.cpu_count(),

@@ -35,6 +35,7 @@ GENRE_TAGS = (
 )  # fmt: skip
 
 
+
 class MusicnnFrontEnd:
     """MusicnnNet as a genretag front end: 16 kHz mono -> (200-d embedding, 50 tag probabilities).
 

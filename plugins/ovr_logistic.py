@@ -23,6 +23,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 FTOL = 1e-6
 #: Preconditioning: inputs are whitened with eigenvalues floored by this share of their mean (see fit).
 SHRINK = 0.05
+#: Samples per block of fit's and predict_proba's (samples x labels) products: their memory is a block's,
+#: whatever the samples (500,000 files x 200 genres would be 400 MB per float32 matrix, and fit made several).
+BLOCK = 16384
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -49,7 +52,9 @@ class OvRLogistic(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: Sequence[Iterable[str]]) -> OvRLogistic:
         from scipy.optimize import minimize
 
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
         last = (self.coef_, self.intercept_, list(self.classes_)) if hasattr(self, "coef_") else None
         sets = [{str(label) for label in labels} for labels in y]
         if len(sets) != len(X):
@@ -58,36 +63,48 @@ class OvRLogistic(ClassifierMixin, BaseEstimator):
         if not len(self.classes_):
             raise ValueError("no labels to learn")
         index = {label: j for j, label in enumerate(self.classes_)}
-        Y = np.zeros((len(X), len(self.classes_)))
-        for i, labels in enumerate(sets):
-            Y[i, [index[label] for label in labels]] = 1.0
+        # The positive (sample, label) pairs, by sample: no dense (samples x labels) matrix of targets.
+        pos_rows = np.fromiter((i for i, labels in enumerate(sets) for _ in labels), dtype=np.int64)
+        pos_cols = np.fromiter((index[label] for labels in sets for label in sorted(labels)), dtype=np.int64)
         n, d = X.shape
-        L = Y.shape[1]
+        L = len(self.classes_)
+        rate = np.bincount(pos_cols, minlength=L) / n
         # Solved for U with W = P U, P the inverse square root of the inputs' (shrunk) covariance: the same
         # objective and minimum, but correlated inputs (a network's embedding) no longer slow L-BFGS down
-        # (78 iterations -> 26 on correlated synthetic embeddings).
-        centred = X - X.mean(axis=0)
-        lam, V = np.linalg.eigh(centred.T @ centred / n)
+        # (78 iterations -> 26 on correlated synthetic embeddings).  Moments accumulate block by block.
+        total, gram = np.zeros(d), np.zeros((d, d))
+        for a in range(0, n, BLOCK):
+            part = X[a : a + BLOCK].astype(np.float64)
+            total += part.sum(axis=0)
+            gram += part.T @ part
+        mean = total / n
+        lam, V = np.linalg.eigh(gram / n - np.outer(mean, mean))
         lam = np.maximum(lam, 0) + SHRINK * max(float(lam.mean()), 1e-12)
         P = (V / np.sqrt(lam)) @ V.T
         P2 = P @ P
-        # float32 for the big (samples x labels) products: half the time of float64; sums stay float64.
-        Xb = np.hstack([X @ P, np.ones((n, 1))]).astype(np.float32)  # the last weight row is the intercept
-        positives = np.nonzero(Y)
         C = float(self.C)
+        bounds = np.searchsorted(pos_rows, np.arange(0, n + BLOCK, BLOCK))  # each block's positive pairs
 
         def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
             U = flat.reshape(d + 1, L)
-            Z = Xb @ U.astype(np.float32)
             W = P @ U[:-1]
-            loss = _softplus_sum(Z) - float(Z[positives].sum(dtype=np.float64)) + 0.5 * float(np.sum(W * W)) / C
-            S = _sigmoid(Z)
-            S[positives] -= 1.0  # sigmoid(z) - y; each (sample, label) pair once
-            grad = (Xb.T @ S).astype(np.float64)
-            grad[:-1] += P2 @ U[:-1] / C
+            W32, b32 = W.astype(np.float32), U[-1].astype(np.float32)
+            loss, G, gb = 0.0, np.zeros((d, L)), np.zeros(L)
+            # float32 for the big (block x labels) products: half the time of float64; sums stay float64.
+            for k, a in enumerate(range(0, n, BLOCK)):
+                part = X[a : a + BLOCK].astype(np.float32, copy=False)
+                Z = part @ W32 + b32
+                rows, cols = pos_rows[bounds[k] : bounds[k + 1]] - a, pos_cols[bounds[k] : bounds[k + 1]]
+                loss += _softplus_sum(Z) - float(Z[rows, cols].sum(dtype=np.float64))
+                S = _sigmoid(Z)
+                S[rows, cols] -= 1.0  # sigmoid(z) - y; each (sample, label) pair once
+                G += part.T @ S
+                gb += S.sum(axis=0, dtype=np.float64)
+            loss += 0.5 * float(np.sum(W * W)) / C
+            grad = np.vstack([P @ G + P2 @ U[:-1] / C, gb])  # d/dU of the loss, through W = P U
             return loss / n, grad.ravel() / n  # scaled by 1/n: the same minimum, better conditioned
 
-        start = self._start(Y, d, last)
+        start = self._start(rate, d, last)
         start[:-1] = np.linalg.solve(P, start[:-1])  # the start in U's coordinates
         result = minimize(objective, start.ravel(), jac=True, method="L-BFGS-B",
                           options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": FTOL})
@@ -98,10 +115,9 @@ class OvRLogistic(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = d
         return self
 
-    def _start(self, Y: np.ndarray, d: int, last: tuple[np.ndarray, np.ndarray, list[str]] | None) -> np.ndarray:
+    def _start(self, rate: np.ndarray, d: int, last: tuple[np.ndarray, np.ndarray, list[str]] | None) -> np.ndarray:
         """Initial weights: the last fit's for labels it knew (warm_start), else zero with base-rate intercepts."""
-        rate = Y.mean(axis=0)
-        W = np.zeros((d + 1, Y.shape[1]))
+        W = np.zeros((d + 1, len(rate)))
         W[-1] = np.log((rate + 1e-6) / (1 - rate + 1e-6))
         if self.warm_start and last is not None and last[0].shape[1] == d:
             coef, intercept, labels = last
@@ -116,7 +132,10 @@ class OvRLogistic(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(n, labels): each label's probability on its own, in ``classes_`` order."""
-        return _sigmoid(self.decision_function(X))
+        out = np.empty((len(X), len(self.classes_)))
+        for a in range(0, len(X), BLOCK):  # no (samples x labels) temporaries beyond a block
+            out[a : a + BLOCK] = _sigmoid(self.decision_function(X[a : a + BLOCK]))
+        return out
 
     def predict(self, X: np.ndarray) -> list[list[str]]:
         """The labels above 0.5 per sample (learn chooses its own thresholds; this is for completeness)."""

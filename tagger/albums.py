@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,53 +171,135 @@ def _is_compilation(metas: Sequence[FileMeta | None]) -> bool:
     return any(m is not None and (m.compilation or _norm(m.album_artist) in VARIOUS) for m in metas)
 
 
+def block(row: Track, by: str, meta: Callable[[Track], FileMeta | None] = file_meta) -> str:
+    """A track's album name, normalised (``by`` album, tags readable), else "" (grouped by folder).
+
+    Rows ordered by (block, folder, path) bring each folder's tracks of one
+    album name together: what :func:`album_keys` needs.
+    """
+    m = meta(row) if by == ALBUM else None
+    return _norm(m.album) if m is not None else ""
+
+
+def album_keys(rows: Iterable[Track], by: str, meta: Callable[[Track], FileMeta | None] = file_meta) -> Iterator[str]:
+    """Each row's album key, in order, for rows ordered by (:func:`block`, folder, path).
+
+    The key (album name and resolved album artist, or the folder for tracks
+    without album tags) is what the tracks of one album share across
+    folders; resolving the artist needs the folder's other tracks of that
+    name, so one folder's are held at a time.  Ordered by (key, folder,
+    path), each album's tracks come together (:func:`group_sorted`).
+    """
+    members: list[tuple[Track, FileMeta | None]] = []
+    current: tuple[str, str] | None = None
+    for row in rows:
+        m = meta(row)
+        name = _norm(m.album) if by == ALBUM and m is not None else ""
+        here = (name, os.path.dirname(row.path))
+        if here != current and members:
+            yield from _keys_of(members, current[0] if current else "")
+            members = []
+        current = here
+        members.append((row, m))
+    if members and current is not None:
+        yield from _keys_of(members, current[0])
+
+
+def _keys_of(members: list[tuple[Track, FileMeta | None]], name: str) -> Iterator[str]:
+    """The album keys of one folder's tracks of one album name ("": the folder's tracks without album tags)."""
+    if not name:
+        folder = os.path.dirname(members[0][0].path)
+        yield from (f"\0{folder}" for _ in members)
+        return
+    fallback = _fallback(members)
+    for _, m in members:
+        yield f"{name}\0{_artist_key(m, fallback)}"
+
+
+def _fallback(members: Sequence[tuple[Track, FileMeta | None]]) -> str | None:
+    """The album artist of a folder's same-name tracks that have no album-artist tag (see _add_tagged)."""
+    without = [m.artist for _, m in members if m is not None and not _norm(m.album_artist)]
+    return main_artist(without) if without else None
+
+
+def _artist_key(m: FileMeta | None, fallback: str | None) -> str:
+    artist = m.album_artist if m is not None and _norm(m.album_artist) else fallback
+    return _norm(artist) if artist else "various artists"
+
+
 def group(rows: Iterable[Track], by: str, roots: Iterable[str] = (),
           meta: Callable[[Track], FileMeta | None] = file_meta) -> list[Album]:
-    """The albums (and track-mode groups) of ``rows``, in the order of their first track's path.
+    """The albums (and track-mode groups) of ``rows`` in any order, in the order of their first track's path.
 
     ``roots`` are the scanned folders: files without album tags directly in
     one are loose files, never a folder album.  See the module docstring.
+    Holds every row: for a library, :func:`group_sorted` over
+    ``Cache.records_grouped``, which orders them in SQLite.
+    """
+    if by not in (ALBUM, FOLDER):
+        raise ValueError(f"album grouping is by album or folder, not {by!r}")
+    ordered = sorted(rows, key=lambda r: (block(r, by, meta), os.path.dirname(r.path), r.path))
+    keyed = sorted(zip(album_keys(ordered, by, meta), range(len(ordered))))
+    pairs = [(key, ordered[i]) for key, i in keyed]
+    return sorted(group_sorted(pairs, by, roots, meta), key=lambda a: a.rows[0].path)
+
+
+def group_sorted(rows: Iterable[tuple[str, Track]], by: str, roots: Iterable[str] = (),
+                 meta: Callable[[Track], FileMeta | None] = file_meta) -> Iterator[Album]:
+    """The albums of (album key, track) pairs ordered by key (:func:`album_keys`), each yielded when complete.
+
+    Only one album's tracks are held at a time (all of one folder's
+    tracks without album tags: its loose files are each their own group).
+    Each album's rows come sorted by path.
     """
     if by not in (ALBUM, FOLDER):
         raise ValueError(f"album grouping is by album or folder, not {by!r}")
     top = {os.path.abspath(r).rstrip(os.sep) or os.sep for r in roots}
-    folders: dict[str, list[tuple[Track, FileMeta | None]]] = {}
-    for row in rows:
-        folders.setdefault(os.path.dirname(row.path), []).append((row, meta(row)))
-    albums: dict[str, Album] = {}
+    current: str | None = None
+    members: list[tuple[Track, FileMeta | None]] = []
+    for key, row in rows:
+        if key != current and members:
+            yield from _albums_of(members, top, by)
+            members = []
+        current = key
+        members.append((row, meta(row)))
+    if members:
+        yield from _albums_of(members, top, by)
 
-    def add(key: str, name: str, members: list[tuple[Track, FileMeta | None]], why: str | None) -> None:
-        album = albums.setdefault(key, Album(key, name))
-        album.rows += [r for r, _ in members]
+
+def _albums_of(members: list[tuple[Track, FileMeta | None]], top: set[str], by: str) -> Iterator[Album]:
+    """The albums of one album key's tracks: one album (split by folder only for its artist), or one folder."""
+    albums: dict[str, Album] = {}
+    m0 = members[0][1]
+    name = _norm(m0.album) if by == ALBUM and m0 is not None else ""
+
+    def add(key: str, title: str, group: list[tuple[Track, FileMeta | None]], why: str | None) -> None:
+        album = albums.setdefault(key, Album(key, title))
+        album.rows += [r for r, _ in group]
         if why and not album.not_averaged:
             album.not_averaged = why
 
-    for folder, members in folders.items():
-        loose = folder in top
-        by_name: dict[str, list[tuple[Track, FileMeta | None]]] = {}
-        untagged = []
+    if name:
+        folders: dict[str, list[tuple[Track, FileMeta | None]]] = {}
         for row, m in members:
-            if by == ALBUM and m is not None and _norm(m.album):
-                by_name.setdefault(_norm(m.album), []).append((row, m))
-            else:
-                untagged.append((row, m))
-        for same in by_name.values():
+            folders.setdefault(os.path.dirname(row.path), []).append((row, m))
+        for same in folders.values():
             _add_tagged(add, same)
-        if untagged:
-            metas = [m for _, m in untagged]
-            artists = [m.album_artist or m.artist for m in metas if m is not None]
-            why = (COMPILATION if _is_compilation(metas) else LOOSE if loose
-                   else MIXED if len({_norm(a) for a in artists if a}) > 1 and main_artist(artists) is None
-                   else None)  # fmt: skip
-            if why == LOOSE:  # each loose file is its own group
-                for row, m in untagged:
-                    add(f"file:{row.path}", row.path, [(row, m)], LOOSE)
-            else:
-                add(f"folder:{folder}", folder, untagged, why)
-    ordered = sorted(albums.values(), key=lambda a: min(r.path for r in a.rows))
-    for album in ordered:
+    else:
+        folder = os.path.dirname(members[0][0].path)
+        metas = [m for _, m in members]
+        artists = [m.album_artist or m.artist for m in metas if m is not None]
+        why = (COMPILATION if _is_compilation(metas) else LOOSE if folder in top
+               else MIXED if len({_norm(a) for a in artists if a}) > 1 and main_artist(artists) is None
+               else None)  # fmt: skip
+        if why == LOOSE:  # each loose file is its own group
+            for row, m in members:
+                add(f"file:{row.path}", row.path, [(row, m)], LOOSE)
+        else:
+            add(f"folder:{folder}", folder, members, why)
+    for album in sorted(albums.values(), key=lambda a: min(r.path for r in a.rows)):
         album.rows.sort(key=lambda r: r.path)
-    return ordered
+        yield album
 
 
 def _add_tagged(add: Callable[..., None], members: list[tuple[Track, FileMeta]]) -> None:
@@ -305,8 +387,17 @@ def choice(album: Album, row: Track, keep_outliers: bool = False) -> Choice:
 def plan(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
          roots: Iterable[str] = (), from_tags: bool = False,
          meta: Callable[[Track], FileMeta | None] = file_meta, broad: broadmod.Broad | None = None) -> list[Album]:
-    """Group ``rows`` and decide every album: what ``tag --by album`` and ``show --by album`` act on."""
+    """Group ``rows`` (any order, all held) and decide every album."""
     return [decide(a, rank, from_tags=from_tags, broad=broad) for a in group(rows, by, roots, meta)]
+
+
+def plan_sorted(rows: Iterable[tuple[str, Track]], by: str, rank: Callable[[Track], Ranking], *,
+                roots: Iterable[str] = (), from_tags: bool = False,
+                meta: Callable[[Track], FileMeta | None] = file_meta,
+                broad: broadmod.Broad | None = None) -> Iterator[Album]:
+    """:func:`plan` of (album key, track) pairs ordered as :func:`group_sorted` needs them, one album at a
+    time, as it consumes them: what ``tag --by album`` and ``show --by album`` act on."""
+    return (decide(a, rank, from_tags=from_tags, broad=broad) for a in group_sorted(rows, by, roots, meta))
 
 
 def matches(album: Album, status: str | None, genre: str | None) -> bool:

@@ -72,7 +72,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -117,6 +117,9 @@ EMBEDDING_COLUMNS: dict[str, type] = {"path": str, "front_end": str, "vector": b
 #: One row per file and front end: each pretrained network's output is kept under its own id.
 EMBEDDING_KEY = ("path", "front_end")
 
+#: What Cache.records_grouped's key sees of a track: its name and own tags (tagger.albums.block).
+GROUP_COLUMNS = ("path", "path_bytes", "artist", "album", "album_artist", "compilation", "file_genres")
+
 #: Columns every genretag database has had since the first release: how one made before the mark is recognised.
 LEGACY_TRACK_COLUMNS = frozenset({"path", "size", "mtime", "status", "error", "params", "backend", "model_id",
                                   "genre", "confidence", "top3", "probabilities", "missing"})
@@ -153,6 +156,19 @@ def _under(paths: Iterable[str]) -> tuple[str, list[str]]:
         base = key.rstrip(os.sep) + os.sep
         args += [key, base, base[:-1] + chr(ord(os.sep) + 1)]
     return ("(" + " or ".join(clauses) + ")" if clauses else ""), args
+
+
+def _filter(status: str | None, genre: str | None) -> tuple[list[str], list[Any]]:
+    """The where clauses (and arguments) of Cache.records' ``status`` and ``genre`` filters."""
+    if status not in _STATUS_WHERE:
+        raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+    where, params = list(_STATUS_WHERE[status]), []
+    if status in ("ok", "error"):
+        params.append(status)
+    if genre:
+        where.append("genre = ?")
+        params.append(genre)
+    return where, params
 
 
 def _listing(folder: str) -> frozenset[str] | None:
@@ -506,16 +522,91 @@ class Cache:
         the others are files still there, "abstained" being "ok" without a
         genre because the model was too uncertain.
         """
-        if status not in _STATUS_WHERE:
-            raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
-        where, params = list(_STATUS_WHERE[status]), []
-        if status in ("ok", "error"):
-            params.append(status)
-        if genre:
-            where.append("genre = ?")
-            params.append(genre)
+        where, params = _filter(status, genre)
         for row in self._select("tracks", paths, " and ".join(where) or None, params, ("path",)):
             yield Track.from_row(row)
+
+    def records_grouped(self, paths: Iterable[str], block: Callable[[Track], str],
+                        keys: Callable[[Iterator[Track]], Iterator[str]]) -> Iterator[tuple[str, Track]]:
+        """Stream (key, record) under ``paths`` so that records sharing a key come together: album mode's order.
+
+        Two passes, neither holding rows in Python: SQLite sorts the path
+        keys by (``block(track)``, folder, path) into a temporary table
+        (spilling to a temporary file, not memory); ``keys`` reads the tracks
+        in that order and gives each its key (it may look ahead, e.g. a
+        folder); then the table, indexed by (key, that order), is read back a
+        page at a time, as :meth:`_select` does.  ``block`` and ``keys`` see
+        a track's path and own-tag fields (GROUP_COLUMNS) only.
+        """
+        conn = self.db.conn
+        columns = ", ".join(f"t.{c}" for c in GROUP_COLUMNS)
+
+        def sort_key(*values: Any) -> str:
+            return block(Track.from_row(dict(zip(GROUP_COLUMNS, values))))
+
+        conn.create_function("genretag_block", len(GROUP_COLUMNS), sort_key)
+        conn.create_function("genretag_folder", 1, os.path.dirname, deterministic=True)
+        under, args = _under(paths)
+        self._temp("drop table if exists temp.grouped", "create temp table grouped (seq integer primary key, "
+                   "path text, key text)",
+                   (f"insert into temp.grouped (path) select path from tracks {'where ' + under if under else ''} "
+                    f"order by genretag_block({', '.join(GROUP_COLUMNS)}), genretag_folder(path), path", args))
+        try:
+            seqs: list[int] = []
+
+            def light() -> Iterator[Track]:
+                after = 0
+                while True:
+                    rows = conn.execute(f"select g.seq, {columns} from temp.grouped g join tracks t on t.path = g.path "
+                                        f"where g.seq > ? order by g.seq limit {READ_PAGE}", (after,)).fetchall()
+                    for row in rows:
+                        seqs.append(row[0])
+                        yield Track.from_row(dict(zip(GROUP_COLUMNS, row[1:])))
+                    if len(rows) < READ_PAGE:
+                        return
+                    after = rows[-1][0]
+
+            done, batch = 0, []
+            for key in keys(light()):
+                batch.append((key, seqs[done]))
+                done += 1
+                if len(batch) == READ_PAGE:
+                    self._temp(("update temp.grouped set key = ? where seq = ?", batch))
+                    del seqs[:done]
+                    done, batch = 0, []
+            self._temp(*([("update temp.grouped set key = ? where seq = ?", batch)] if batch else []),
+                       "create index temp.grouped_key on grouped (key, seq)")
+            after_key, after_seq = "", 0
+            while True:
+                cursor = conn.execute("select g.key, g.seq, t.* from temp.grouped g join tracks t on t.path = g.path "
+                                      "where (g.key, g.seq) > (?, ?) order by g.key, g.seq "
+                                      f"limit {READ_PAGE}", (after_key, after_seq))
+                names = [d[0] for d in cursor.description]
+                rows = cursor.fetchall()
+                for row in rows:
+                    yield row[0], Track.from_row(dict(zip(names[2:], row[2:])))
+                if len(rows) < READ_PAGE:
+                    return
+                after_key, after_seq = rows[-1][0], rows[-1][1]
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._temp("drop table if exists temp.grouped")
+
+    def _temp(self, *statements: str | tuple[str, Sequence[Any]]) -> None:
+        """Run statements on temporary tables in one transaction (a read-only database allows them)."""
+        conn = self.db.conn
+        conn.execute("BEGIN")
+        try:
+            for statement in statements:
+                sql, args = (statement, ()) if isinstance(statement, str) else statement
+                if args and isinstance(args[0], tuple):
+                    conn.executemany(sql, args)
+                else:
+                    conn.execute(sql, args)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
     def open_writes(self, paths: Iterable[str] = (), *, key: str | None = None,
                     stage: str | None = None) -> Iterator[TagWrite]:

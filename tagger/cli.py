@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import os
 import sys
 from collections.abc import Callable
@@ -186,19 +187,27 @@ def _with_progress(label: str, enabled: bool | None, run: Callable[..., Any], *a
         return run(*args, progress=bar, **kwargs)
 
 
-def _print_outcome(outcome: Any, as_json: bool, own_json: bool = True) -> None:
-    """A tag or undo run's table or JSON (unless the caller prints it), its warnings and summary line."""
-    from . import ui
+JSON_LINES_HELP = "Print one JSON object per line as they come (JSON Lines), for very large listings."
 
-    if as_json and own_json:
-        ui.print_json(outcome.as_dict())
-    for warning in outcome.warnings():
-        ui.err().print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
-    if as_json:
-        return
-    if outcome.results:
-        ui.out().print(ui.table(None, outcome.headers, outcome.rows()))
-    ui.err().print(outcome.summary_line(), markup=False, highlight=False)
+
+def _fmt(as_json: bool, json_lines: bool) -> str:
+    """How a listing is printed: "table", "json" (one document, streamed) or "jsonl"."""
+    return "jsonl" if json_lines else "json" if as_json else "table"
+
+
+def _run_streamed(kind: str, by: str, fmt: str, progress: bool | None, run: Callable[..., Any], *args: Any,
+                  **kwargs: Any) -> Any:
+    """A tag or undo run whose results print as they come (tagger.ui.ResultStream), then its summary."""
+    from . import ui
+    from .tagging import result_columns
+
+    view = ui.ResultStream(*result_columns(kind, by), fmt)
+    if progress is None and sys.stdout.isatty():  # the rows on the terminal are the progress; a bar would redraw over them
+        progress = False
+    outcome = _with_progress("Tagging" if kind == "tag" else "Restoring", progress, run, *args, sink=view.add,
+                             **kwargs)
+    view.close(outcome)
+    return outcome
 
 
 def _exit_for(outcome: Any) -> None:
@@ -397,8 +406,13 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
         ui.print_json(outcome.as_dict())
     else:
         ui.print_scan_summary(outcome.summary.as_dict())
-    if outcome.tagging is not None:
-        _print_outcome(outcome.tagging, as_json, own_json=False)
+    if outcome.tagging is not None:  # with --json, the results are in the document above: only the warnings
+        from .tagging import result_columns
+
+        view = ui.ResultStream(*result_columns("tag", tagging.by), "warnings" if as_json else "table")
+        for result in outcome.tagged:
+            view.add(result)
+        view.close(outcome.tagging)
     _exit_for(outcome)
 
 
@@ -406,10 +420,12 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
 @click.argument("paths", nargs=-1, type=click.Path())
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the per-file results as JSON.")
+@click.option("--json-lines", is_flag=True, help=JSON_LINES_HELP)
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @tag_options
 @_handle_errors
-def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bool | None, tagging: Any) -> None:
+def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: bool, progress: bool | None,
+        tagging: Any) -> None:
     """Write the cached genres into the tags of the files under PATHS (or all scanned files).
 
     A genre already in a file is kept unless --overwrite or --merge.  The
@@ -429,8 +445,7 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
     if tagging.from_tags:
         click.echo(f"Warning: {FROM_TAGS_DEPRECATED}", err=True)
     with _open_cache(db_path, "write") as cache:
-        outcome = _with_progress("Tagging", progress, apply, cache, tagging, paths)
-    _print_outcome(outcome, as_json)
+        outcome = _run_streamed("tag", tagging.by, _fmt(as_json, json_lines), progress, apply, cache, tagging, paths)
     _exit_for(outcome)
 
 
@@ -442,10 +457,11 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, progress: bo
 @click.option("--force", is_flag=True, help="Restore files changed since genretag wrote them too.")
 @click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the per-file results as JSON.")
+@click.option("--json-lines", is_flag=True, help=JSON_LINES_HELP)
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @_handle_errors
 def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run: bool, force: bool,
-         follow_links: bool, as_json: bool, progress: bool | None) -> None:
+         follow_links: bool, as_json: bool, json_lines: bool, progress: bool | None) -> None:
     """Put back the genres the files under PATHS had before genretag wrote them.
 
     Restores exactly, including "no genre tag".  A file changed since
@@ -463,9 +479,8 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
     if paths and everything:
         raise click.UsageError("give PATHS or --all, not both")
     with _open_cache(db_path, "write") as cache:
-        outcome = _with_progress("Restoring", progress, run_undo, cache, paths, dry_run=dry_run, force=force,
-                                 follow_links=follow_links)
-    _print_outcome(outcome, as_json)
+        outcome = _run_streamed("undo", "track", _fmt(as_json, json_lines), progress, run_undo, cache, paths,
+                                dry_run=dry_run, force=force, follow_links=follow_links)
     _exit_for(outcome)
 
 
@@ -478,10 +493,13 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
 @click.option("--by", type=click.Choice(BY), default="track", show_default=True,
               help="album/folder: one row per album, grouped as `tag --by` groups (--genre, --status: the album's).")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+@click.option("--json-lines", is_flag=True, help=JSON_LINES_HELP)
 @_handle_errors
 def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
-         as_json: bool) -> None:
+         as_json: bool, json_lines: bool) -> None:
     """Show cached results, for PATHS (files or folders) or everything.
+
+    Rows print as they are read, whatever the library's size.
 
     \b
     Example:
@@ -489,43 +507,58 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
         genretag show ~/Music --by album
     """
     from . import ui
+    from .jsontext import JsonRows
 
     if by != "track":
-        return _show_albums(paths, db_path, status, genre, by, as_json)
+        return _show_albums(paths, db_path, status, genre, by, _fmt(as_json, json_lines))
+    count = 0
     with _open_cache(db_path, "read") as cache:
-        rows = [t.public() for t in cache.records(paths, status=status, genre=genre)]
-    if as_json:
-        ui.print_json(rows)
-        return
-    with_tags = any(r.get("tags") for r in rows)  # a tagging backend (musicnn) scanned some of them
-    ui.out().print(ui.table(
-        None, ["file", "genre", "conf.", "top 3", *(["top tags"] if with_tags else []), "status"],
-        [(r["path"], _fmt_genre(r), _fmt_conf(r["confidence"]), _fmt_top(r["top3"]),
-          *([_fmt_tags(r.get("tags"))] if with_tags else []), _fmt_status(r)) for r in rows],
-        justify=["left", "left", "right", "left", *(["left"] if with_tags else []), "left"],
-    ))  # fmt: skip
-    ui.err().print(f"{len(rows)} file(s)")
+        tracks = cache.records(paths, status=status, genre=genre)
+        if as_json or json_lines:
+            rows = JsonRows(lines=json_lines)
+            for track in tracks:
+                rows.add(track.public())
+            rows.close()
+            return
+        head = list(itertools.islice(tracks, ui.SAMPLE_ROWS))  # the rows the columns are sized on decide them too
+        with_tags = any(t.tags for t in head)  # a tagging backend (musicnn) scanned them
+        tracks = itertools.chain(head, tracks)
+        table = ui.RowTable(["file", "genre", "conf.", "top 3", *(["top tags"] if with_tags else []), "status"],
+                            ["left", "left", "right", "left", *(["left"] if with_tags else []), "left"])
+        for t in tracks:
+            table.add((t.path, _fmt_genre(t), _fmt_conf(t.confidence), _fmt_top(t.top3),
+                       *([_fmt_tags(t.tags)] if with_tags else []), _fmt_status(t)))  # fmt: skip
+        table.close()
+        count = table.count
+    ui.say(f"{count} file(s)")
 
 
 def _show_albums(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
-                 as_json: bool) -> None:
+                 fmt: str) -> None:
     """``show --by album``: one row per album (or group kept in track mode), as ``tag --by`` decides them."""
     from . import ui
     from .albums import matches
+    from .jsontext import JsonRows
     from .tagging import album_plan
 
+    tracks = 0
     with _open_cache(db_path, "read") as cache:
-        rows = [a.as_dict() for a in album_plan(cache, paths, by) if matches(a, status, genre)]
-    if as_json:
-        ui.print_json(rows)
-        return
-    ui.out().print(ui.table(
-        None, ["album", "tracks", "genre", "conf.", "top 3", "status"],
-        [(a["album"], a["tracks"], a["genre"], _fmt_conf(a["confidence"] if a["genre"] else None), _fmt_top(a["top3"]),
-          _fmt_album_status(a)) for a in rows],
-        justify=["left", "right", "left", "right", "left", "left"],
-    ))  # fmt: skip
-    ui.err().print(f"{len(rows)} album(s) and group(s), {sum(a['tracks'] for a in rows)} file(s)")
+        albums = (a for a in album_plan(cache, paths, by) if matches(a, status, genre))
+        if fmt != "table":
+            rows = JsonRows(lines=fmt == "jsonl")
+            for album in albums:
+                rows.add(album.as_dict())
+            rows.close()
+            return
+        table = ui.RowTable(["album", "tracks", "genre", "conf.", "top 3", "status"],
+                            ["left", "right", "left", "right", "left", "left"])
+        for album in albums:
+            a = album.as_dict()
+            table.add((a["album"], a["tracks"], a["genre"], _fmt_conf(a["confidence"] if a["genre"] else None),
+                       _fmt_top(a["top3"]), _fmt_album_status(a)))
+            tracks += a["tracks"]
+        table.close()
+    ui.say(f"{table.count} album(s) and group(s), {tracks} file(s)")
 
 
 def _fmt_album_status(album: dict[str, Any]) -> str:
@@ -538,21 +571,21 @@ def _fmt_album_status(album: dict[str, Any]) -> str:
     return used + (f"; outliers: {outliers}" if outliers else "")
 
 
-def _fmt_status(row: dict[str, Any]) -> str:
-    if row["missing"]:
+def _fmt_status(track: Any) -> str:
+    if track.missing:
         return "missing"
-    if row["error"]:
-        return f"error: {row['error']}"
-    return f"abstained: {row['abstained']}" if row.get("abstained") else row["status"]
+    if track.error:
+        return f"error: {track.error}"
+    return f"abstained: {track.abstained}" if track.abstained else track.status or ""
 
 
-def _fmt_genre(row: dict[str, Any]) -> str | None:
+def _fmt_genre(track: Any) -> str | None:
     """The genre and, when the broad source gave it, its calibrated score: "Electronic (broad 0.99)"."""
     from .broad import BROAD
 
-    if row.get("genre_source") == BROAD and row.get("genre_score") is not None:
-        return f"{row['genre']} (broad {row['genre_score']:.2f})"
-    return row["genre"]
+    if track.genre_source == BROAD and track.genre_score is not None:
+        return f"{track.genre} (broad {track.genre_score:.2f})"
+    return track.genre
 
 
 def _fmt_conf(value: float | None) -> str:
@@ -773,7 +806,7 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
     try:
         def step(what: str) -> None:
             if not as_json:
-                ui.err().print(f"cross-validation: {what}", markup=False, highlight=False)
+                ui.say(f"cross-validation: {what}")
 
         result = run_learn(cache, paths, LearnOptions(precision=precision, save=not dry_run), step)
     finally:
@@ -811,31 +844,30 @@ def _print_learn(result: Any) -> None:
         ["genre", "files", "artists", "threshold", "precision (files)", f"{CONFIDENCE:.0%} low", "recall",
          "held-out precision (files)", "held-out recall", ""], rows,
         justify=["left"] + ["right"] * 8 + ["left"]))  # fmt: skip
-    say = ui.err().print
+    say = ui.say
     say(f"threshold: the lowest whose out-of-fold precision's {CONFIDENCE:.0%} lower bound (low) reaches the "
         f"target keeping at least {MIN_SUPPORT} files (precision and recall there flatter); held-out: each fold "
         "judged at a threshold chosen so on the other folds only; learnable: held-out precision at least "
         f"{result.precision - TOLERANCE:.2f} (target - {TOLERANCE:.2f}) on at least {MIN_SUPPORT} files; "
-        "(files): the files a precision rests on", markup=False, highlight=False)
+        "(files): the files a precision rests on")
     if result.too_few:
         few = ", ".join(f"{g['genre']} ({g['files']} files, {g['artists']} artists)" for g in result.too_few)
-        say(f"left out, too few to measure (fewer than {MIN_FILES} files or {MIN_ARTISTS} artists): {few}",
-            markup=False, highlight=False)
+        say(f"left out, too few to measure (fewer than {MIN_FILES} files or {MIN_ARTISTS} artists): {few}")
     if result.own_writes:
-        say(f"{result.own_writes} genre values genretag wrote were not used as labels", markup=False, highlight=False)
+        say(f"{result.own_writes} genre values genretag wrote were not used as labels")
     for path, why in result.unreadable[:20]:
-        say(f"warning: {path}: tags unreadable, left out: {why}", style="yellow", markup=False, highlight=False)
+        say(f"warning: {path}: tags unreadable, left out: {why}", style="yellow")
     if result.need_embeddings:
         say(f"{len(result.need_embeddings)} tagged files have no musicnn embedding yet and were left out; "
-            f"to include them: {result.scan_command}", style="yellow", markup=False, highlight=False)
+            f"to include them: {result.scan_command}", style="yellow")
     if result.model:
         prev = result.model["previous"]
         back = (f"; to switch back: genretag models use {prev['id']}" if prev else "")
         say(f"musicnn: personal model {result.model['id']} ({result.model['file']}) is now current "
-            f"({len(result.learnable)} genres){back}", markup=False, highlight=False)
+            f"({len(result.learnable)} genres){back}")
         roots = " ".join(shlex.quote(r) for r in result.roots)
         say(f"next: `genretag scan {roots}` predicts with it from the cached embeddings (no decoding), "
-            f"then `genretag tag {roots} --dry-run`", markup=False, highlight=False)
+            f"then `genretag tag {roots} --dry-run`")
 
 
 @cli.command()

@@ -21,7 +21,7 @@ from .paths import default_db_path
 from .progress import NullProgress, Progress
 from .runners import make_runner
 from .scan import ScanOptions, ScanSummary, scan
-from .tagging import CoveredFiles, Outcome, TagOptions, apply
+from .tagging import CoveredFiles, FileResult, Outcome, TagOptions, apply
 
 #: A progress display for one named stage of the job ("Scanning", "Tagging").
 Stage = Callable[[str], ContextManager[Progress]]
@@ -50,6 +50,8 @@ class JobOutcome:
 
     summary: ScanSummary
     tagging: Outcome | None = None
+    #: The tagging's results, kept for the scan's report (``scan --write`` prints them after its summary).
+    tagged: list[FileResult] = field(default_factory=list)
 
     @property
     def interrupted(self) -> bool:
@@ -62,7 +64,10 @@ class JobOutcome:
         return bool(self.summary.failed or self.summary.failed_cached or (self.tagging and self.tagging.failed))
 
     def as_dict(self) -> dict[str, Any]:
-        return self.summary.as_dict() | ({"tagging": self.tagging.as_dict()} if self.tagging else {})
+        if self.tagging is None:
+            return self.summary.as_dict()
+        files = [r.as_dict() for r in self.tagged]
+        return self.summary.as_dict() | {"tagging": {"files": files, **self.tagging.summary()}}
 
 
 def _no_display(label: str) -> ContextManager[Progress]:
@@ -86,5 +91,6 @@ def run_job(job: ScanJob, stage: Stage | None = None) -> JobOutcome:
         outcome = JobOutcome(summary)
         if covered is not None and job.tagging is not None and not summary.interrupted:  # results are committed
             with stage("Tagging") as bar:
-                outcome.tagging = apply(cache, job.tagging, job.paths, only=covered.keys, progress=bar)
+                outcome.tagging = apply(cache, job.tagging, job.paths, only=covered.keys, progress=bar,
+                                        sink=outcome.tagged.append)
     return outcome

@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 #: Suffix of the field that carries a text field's exact bytes.
 BYTES_SUFFIX = "_bytes_b64"
+#: Characters a terminal acts on instead of showing: C0 controls (ESC starts a sequence, NUL, newline, CR,
+#: backspace, tab), DEL, C1 controls (U+009B is a one-character CSI) and the bidirectional overrides and
+#: isolates (a name that reads backwards).  printable() shows each as an escape.
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 
 def raw_bytes(text: str) -> bytes | None:
@@ -37,6 +43,17 @@ def readable(text: str) -> str:
     """``text`` with undecodable bytes shown as ``\\xNN``: valid Unicode, for people and strict parsers."""
     raw = raw_bytes(text)
     return text if raw is None else raw.decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: :func:`readable`, and every character in _UNPRINTABLE as an escape.
+
+    A file name or a genre tag is anyone's text: raw, ``\\x1b]0;...`` would
+    retitle the window, ``\\x1b[2J`` clear the screen, a NUL or a newline
+    break a line apart.  The one function every human-readable view passes
+    such text through (tables, warnings, summaries); JSON is exact instead.
+    """
+    return readable(text).translate(_UNPRINTABLE)
 
 
 def b64(raw: bytes) -> str:
@@ -72,3 +89,36 @@ def utf8_safe(value: Any) -> Any:
 def dumps(value: Any, **kwargs: Any) -> str:
     """``json.dumps`` of :func:`utf8_safe` ``(value)``: never a lone surrogate in the output."""
     return json.dumps(utf8_safe(value), **kwargs)
+
+
+class JsonRows:
+    """Records written as they come: one JSON document (an array, or ``head`` such as ``{"files": [``)
+    or, with ``lines``, JSON Lines (one record a line).  Nothing is kept, so memory stays flat.
+
+    :meth:`close` ends the document; a ``tail`` dict becomes the rest of the
+    object ``head`` opened (JSON Lines: one last line ``{"summary": tail}``).
+    """
+
+    def __init__(self, out: TextIO | None = None, *, lines: bool = False, head: str = "[") -> None:
+        self._out, self.lines, self.head, self.count = out, lines, head, 0
+        if not lines:
+            self._write(head)
+
+    def _write(self, text: str) -> None:
+        (self._out or sys.stdout).write(text)  # looked up now: the stream a caller swapped in (click's runner)
+
+    def add(self, record: Any) -> None:
+        text = dumps(record, default=str)
+        self._write(text + "\n" if self.lines else ("," if self.count else "") + "\n  " + text)
+        self.count += 1
+
+    def close(self, tail: dict[str, Any] | None = None) -> None:
+        if self.lines:
+            if tail is not None:
+                self._write(dumps({"summary": tail}, default=str) + "\n")
+        else:
+            self._write("\n]" if self.count else "]")
+            if self.head.startswith("{"):
+                self._write("," + dumps(tail, indent=2, default=str)[1:] if tail else "}")
+            self._write("\n")
+        (self._out or sys.stdout).flush()

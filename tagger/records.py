@@ -15,7 +15,7 @@ from typing import TextIO
 
 from .cache import Cache
 from .features import FEATURE_NAMES
-from .jsontext import dumps, utf8_safe
+from .jsontext import JsonRows, utf8_safe
 from .track import Track
 
 EXPORT_COLUMNS = (
@@ -30,17 +30,16 @@ def export_rows(cache: Cache, tracks: Iterable[Track], out: TextIO, fmt: str, *,
     """Write records as CSV (flat, lists and dicts as JSON in cells) or a JSON array; return how many."""
     columns = list(EXPORT_COLUMNS) + (list(FEATURE_NAMES) if with_features else [])
     writer = None
+    rows = JsonRows(out) if fmt == "json" else None
     n = 0
-    if fmt == "json":
-        out.write("[")
     for track in tracks:
         rec = track.public()
         if with_features:
             vector = cache.features_for([track.path]).get(track.path)
             rec.update(zip(FEATURE_NAMES, vector) if vector else ())
         rec = utf8_safe({c: rec.get(c) for c in columns})  # e.g. an error text quoting an odd name
-        if fmt == "json":
-            out.write(("," if n else "") + "\n  " + dumps(rec))
+        if rows is not None:
+            rows.add(rec)
         else:
             if writer is None:
                 writer = csv.DictWriter(out, fieldnames=columns)
@@ -48,8 +47,8 @@ def export_rows(cache: Cache, tracks: Iterable[Track], out: TextIO, fmt: str, *,
             writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
                              for k, v in rec.items() if k in columns})  # a cell reads "Électro", not "\\u00c9lectro"
         n += 1
-    if fmt == "json":
-        out.write("\n]\n" if n else "]\n")
+    if rows is not None:
+        rows.close()
     elif writer is None:
         csv.DictWriter(out, fieldnames=columns).writeheader()
     return n

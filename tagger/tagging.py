@@ -32,7 +32,7 @@ import dataclasses
 import functools
 import os
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -317,58 +317,100 @@ class FileResult:
                 **({"links": self.links} if self.links else {})}  # fmt: skip
 
 
+def result_columns(kind: str, by: str = albums.TRACK) -> tuple[list[str], Callable[[FileResult], tuple[str, ...]]]:
+    """The table of a ``kind`` ("tag" or "undo") run: its headers, and one result's row under them."""
+    album = by != albums.TRACK
+
+    def cells(r: FileResult) -> tuple[str, ...]:
+        return (r.path, *([r.album or ""] if album else []), "; ".join(r.current), "; ".join(r.proposed), r.status)
+
+    return ["file", *(["album"] if album else []), "current", "proposed" if kind == "tag" else "restored",
+            "action"], cells
+
+
+@dataclass
+class AlbumTally:
+    """Album mode's counts for the summary line, kept as albums go by (not the albums themselves)."""
+
+    averaged: int = 0
+    abstained: int = 0
+    outliers: int = 0
+    track_mode: Counter[str] = dataclasses.field(default_factory=Counter)  # why -> files kept in track mode
+
+    def add(self, album: albums.Album) -> None:
+        if album.not_averaged:
+            self.track_mode[album.not_averaged] += len(album.rows)
+            return
+        self.averaged += 1
+        self.abstained += bool(album.abstained)
+        self.outliers += len(album.outliers)
+
+    def line(self) -> str:
+        """"3 album(s), 1 abstained, 2 outlier(s); 4 file(s) in track mode (compilation 3, ...)", for summaries."""
+        line = f"{self.averaged} album(s)"
+        line += f", {self.abstained} abstained" if self.abstained else ""
+        line += f", {self.outliers} outlier track(s)" if self.outliers else ""
+        if self.track_mode:
+            line += (f"; {sum(self.track_mode.values())} file(s) in track mode ("
+                     + ", ".join(f"{w}: {n}" for w, n in self.track_mode.items()) + ")")
+        return line
+
+
 @dataclass
 class Outcome:
-    """What a tag or undo run did, file by file."""
+    """What a tag or undo run did: counts, not files.
+
+    Each file's result goes to ``sink`` as soon as it is known (the command
+    prints it there and then) and only its action is counted here, so a run
+    over 500,000 files holds no list of them.
+    """
 
     kind: str  # "tag" or "undo"
     dry_run: bool = False
-    results: list[FileResult] = dataclasses.field(default_factory=list)
     interrupted: bool = False
     temporaries: list[str] = dataclasses.field(default_factory=list)  # stale ones removed (dry run: found)
     by: str = "track"  # album mode: "album" or "folder"
-    albums: list[albums.Album] = dataclasses.field(default_factory=list)
+    albums: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # album mode: each album's as_dict()
+    tally: AlbumTally = dataclasses.field(default_factory=AlbumTally)
+    files: int = 0
+    hard_linked: int = 0  # files with several names among the results
     hard_links: str = IN_PLACE  # tag: the --hard-links choice, for the summary
     cut_short: str | None = None  # the file Ctrl-C stopped the run in
+    actions: Counter[str] = dataclasses.field(default_factory=Counter)
+    sink: Callable[[FileResult], None] | None = dataclasses.field(default=None, repr=False)
+
+    def add(self, result: FileResult) -> None:
+        self.files += 1
+        self.actions[result.action] += 1
+        self.hard_linked += bool(result.links)
+        if self.sink is not None:
+            self.sink(result)
+
+    def add_album(self, album: albums.Album) -> None:
+        self.albums.append(album.as_dict())
+        self.tally.add(album)
 
     @property
     def counts(self) -> dict[str, int]:
-        seen = Counter(r.action for r in self.results)
-        return {a: seen[a] for a in ACTIONS if seen[a]}
+        return {a: self.actions[a] for a in ACTIONS if self.actions[a]}
 
     @property
     def failed(self) -> int:
         return self.counts.get(ERROR, 0)
 
-    @property
-    def hard_linked(self) -> int:
-        """Files with several names among the results (each counts once, whatever its fields)."""
-        return len({r.path for r in self.results if r.links})
-
-    @property
-    def headers(self) -> list[str]:
-        album = ["album"] if self.by != albums.TRACK else []
-        return ["file", *album, "current", "proposed" if self.kind == "tag" else "restored", "action"]
-
-    def rows(self) -> list[tuple[str, ...]]:
-        album = self.by != albums.TRACK
-        return [(r.path, *([r.album or ""] if album else []), "; ".join(r.current), "; ".join(r.proposed), r.status)
-                for r in self.results]  # fmt: skip
-
     def warnings(self) -> list[str]:
+        """The run's own warnings (each file's come with its result: FileResult.warn)."""
         done = "found (dry run: not removed)" if self.dry_run else "removed"
-        return [f"{r.path}: {r.reason}" for r in self.results if r.warn] + [
-            f"{readable(t)}: stale temporary file of an interrupted genretag run, {done}" for t in self.temporaries
-        ]
+        return [f"{readable(t)}: stale temporary file of an interrupted genretag run, {done}" for t in self.temporaries]
 
     def summary_line(self) -> str:
-        if not self.results:
+        if not self.files:
             if self.interrupted:
                 done = "any other file was done" if self.cut_short else "any file was done"
                 return f"interrupted{self._at()} before {done}; run it again to finish"
             return ("nothing to tag: no cached results here (run `genretag scan` first)" if self.kind == "tag"
                     else "nothing to undo: genretag has not written genres here")  # fmt: skip
-        line = f"{len(self.results)} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
+        line = f"{self.files} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
         if self.hard_linked:
             line += f"; {self.hard_linked} hard-linked"
             line += f" (--hard-links {self.hard_links})" if self.kind == "tag" else ""
@@ -376,7 +418,7 @@ class Outcome:
             line += (f"; {self.counts[ABSTAINED]} skipped as abstained (the model was too uncertain; "
                      "`genretag show --status abstained`)")
         if self.by != albums.TRACK:
-            line += "; " + album_summary(self.albums)
+            line += "; " + self.tally.line()
         if self.dry_run:
             line += " (dry run: no file was changed)"
         if self.interrupted:
@@ -389,27 +431,11 @@ class Outcome:
         verb = "writing" if self.kind == "tag" else "restoring"
         return f" while {verb} {readable(self.cut_short)} (its journal entry is settled: it is either old or new)"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"files": [r.as_dict() for r in self.results], "counts": self.counts, "failed": self.failed,
-                "hard_linked": self.hard_linked,
-                "dry_run": self.dry_run, "interrupted": self.interrupted,
-                "stale_temporaries": self.temporaries,
-                **({"by": self.by, "albums": [a.as_dict() for a in self.albums]}
-                   if self.by != albums.TRACK else {})}  # fmt: skip
-
-
-def album_summary(groups: Sequence[albums.Album]) -> str:
-    """"3 album(s), 1 abstained, 2 outlier(s); 4 file(s) in track mode (compilation 3, ...)", for summaries."""
-    averaged = [a for a in groups if not a.not_averaged]
-    line = f"{len(averaged)} album(s)"
-    abstained = sum(1 for a in averaged if a.abstained)
-    outliers = sum(len(a.outliers) for a in averaged)
-    line += f", {abstained} abstained" if abstained else ""
-    line += f", {outliers} outlier track(s)" if outliers else ""
-    why = Counter(a.not_averaged for a in groups if a.not_averaged for _ in a.rows)
-    if why:
-        line += f"; {sum(why.values())} file(s) in track mode (" + ", ".join(f"{w}: {n}" for w, n in why.items()) + ")"
-    return line
+    def summary(self) -> dict[str, Any]:
+        """What ``--json`` gives after the files: counts and the run's state (album mode: the albums)."""
+        return {"counts": self.counts, "failed": self.failed, "hard_linked": self.hard_linked, "dry_run": self.dry_run,
+                "interrupted": self.interrupted, "stale_temporaries": self.temporaries,
+                **({"by": self.by, "albums": self.albums} if self.by != albums.TRACK else {})}  # fmt: skip
 
 
 class CoveredFiles:
@@ -503,27 +529,30 @@ class WrittenInPlace:
 
 
 def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Collection[str] | None = None,
-          progress: Progress | None = None) -> Outcome:
+          progress: Progress | None = None, sink: Callable[[FileResult], None] | None = None) -> Outcome:
     """Write the cached genres of the files under ``paths`` (all when empty) into their tags.
 
     ``only`` limits the run to these path keys (``scan --write``: the files
-    that scan saw).  Per-file problems become ``error`` results and the run
-    goes on; Ctrl-C stops between files with ``interrupted`` set.
+    that scan saw).  Each file's result goes to ``sink`` as soon as it is
+    known (the outcome only counts them).  Per-file problems become
+    ``error`` results and the run goes on; Ctrl-C stops between files with
+    ``interrupted`` set.
     """
     cache.lock_tag_writes()
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
     multilabel.model_thresholds.cache_clear()  # and models trained
-    out = Outcome("tag", opts.dry_run, by=opts.by, hard_links=opts.hard_links)
+    out = Outcome("tag", opts.dry_run, by=opts.by, sink=sink, hard_links=opts.hard_links)
     boundary, temps, in_place = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run), WrittenInPlace()
     try:
         for track, choice in _planned(cache, opts, paths, out):
             if only is None or track.path in only:
                 out.cut_short = track.fs_path
-                out.results.append(_tag_file(cache, track, opts, boundary, temps, choice, in_place))
+                result = _tag_file(cache, track, opts, boundary, temps, choice, in_place)
                 out.cut_short = None
+                out.add(result)
                 if progress is not None:
-                    progress.advance(track.path, out.results[-1].action)
+                    progress.advance(track.path, result.action)
     except KeyboardInterrupt:
         _interrupted(cache, out)
     out.temporaries = temps.found
@@ -541,10 +570,15 @@ def _interrupted(cache: Cache, out: Outcome) -> None:
 
 
 def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False,
-               broad: bool = True) -> list[albums.Album]:
-    """The albums of the files under ``paths``, decided (for ``tag`` and ``show --by album``)."""
-    return albums.plan(cache.records(paths), by, lambda track: ranked(track, from_tags), roots=cache.scan_roots(),
-                       from_tags=from_tags, broad=broadmod.shipped() if broad and not from_tags else None)
+               broad: bool = True) -> Iterator[albums.Album]:
+    """The albums of the files under ``paths``, decided one by one (for ``tag`` and ``show --by album``).
+
+    The records come ordered by album (Cache.records_grouped), so only one
+    album's tracks are held at a time (tagger.albums.plan_sorted).
+    """
+    pairs = cache.records_grouped(paths, lambda track: albums.block(track, by), lambda ts: albums.album_keys(ts, by))
+    return albums.plan_sorted(pairs, by, lambda track: ranked(track, from_tags), roots=cache.scan_roots(),
+                              from_tags=from_tags, broad=broadmod.shipped() if broad and not from_tags else None)
 
 
 def _planned(cache: Cache, opts: TagOptions, paths: Sequence[str],
@@ -558,8 +592,8 @@ def _planned(cache: Cache, opts: TagOptions, paths: Sequence[str],
         for track in cache.records(paths):
             yield track, None
         return
-    out.albums = album_plan(cache, paths, opts.by, opts.from_tags, opts.broad)
-    for album in out.albums:
+    for album in album_plan(cache, paths, opts.by, opts.from_tags, opts.broad):
+        out.add_album(album)
         for track in album.rows:
             yield track, albums.choice(album, track, opts.keep_outliers)
 
@@ -766,24 +800,26 @@ def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
 
 
 def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, force: bool = False,
-         follow_links: bool = False, progress: Progress | None = None) -> Outcome:
+         follow_links: bool = False, progress: Progress | None = None,
+         sink: Callable[[FileResult], None] | None = None) -> Outcome:
     """Put back the genre fields genretag wrote under ``paths`` (everything when empty).
 
     Each file and field gets the values it had before genretag's first
     write still open, exactly (including "no such field").  A file changed
     since genretag's last write to it is skipped unless ``force``; one
     outside the roots is skipped unless ``follow_links`` (see Boundary).
+    Each result goes to ``sink`` as it is known, as in :func:`apply`.
     """
     cache.lock_tag_writes()
     settle(cache, paths)
-    out = Outcome("undo", dry_run)
+    out = Outcome("undo", dry_run, sink=sink)
     boundary, temps = Boundary(cache, paths, follow_links), Temporaries(dry_run)
     try:
         for key, writes in groupby(cache.open_writes(paths), key=lambda w: w.path):
             writes_list = list(writes)
             out.cut_short = writes_list[0].fs_path
             for result in _undo_file(cache, writes_list, dry_run, force, boundary, temps):
-                out.results.append(result)
+                out.add(result)
                 if progress is not None:
                     progress.advance(key, result.action)
             out.cut_short = None

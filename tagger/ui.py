@@ -1,15 +1,18 @@
 """Terminal output: a rich progress bar on a terminal, plain lines when piped, tables.
 
-Imported only by commands that print, never at ``genretag --help``.
+Imported only by commands that print, never at ``genretag --help``.  Text
+from files (names, tags) reaches the terminal only through
+:func:`tagger.jsontext.printable` (:func:`cell`, :func:`say`).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -23,9 +26,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .jsontext import dumps
+from .jsontext import JsonRows, dumps, printable
 
 PIPE_WIDTH = 1000  # piped output is for grep and files: never fold a path
+#: A streamed table's columns are sized from its first SAMPLE_ROWS rows, or the rows that came in
+#: SAMPLE_SECONDS, whichever is first: rows print as they come, in bounded memory, whatever the library's size.
+SAMPLE_ROWS = 200
+SAMPLE_SECONDS = 0.3
 
 
 def out() -> Console:
@@ -61,6 +68,7 @@ class RichProgress:
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                 TextColumn("ETA"), TimeRemainingColumn(), console=err(), transient=True,
+                redirect_stdout=False,  # rows streamed to a piped stdout must stay there, not join the bar on stderr
             )  # fmt: skip
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=None, rate="")
@@ -96,15 +104,112 @@ class RichProgress:
         print(f"{self.label.lower()}: {self.done}{of} files, {rate:.1f} files/s ({parts})", file=sys.stderr, flush=True)
 
 
+def cell(value: Any) -> str:
+    """A value as a table shows it: "" for None, control characters and escape sequences made visible."""
+    return "" if value is None else printable(str(value))
+
+
+def say(text: str, style: str | None = None) -> None:
+    """One line to stderr (warnings, summaries) with any file-borne text in it made printable."""
+    err().print(printable(text), style=style, markup=False, highlight=False)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
           justify: Sequence[str] | None = None) -> Table:
-    """A plain rich table; numbers right-aligned where ``justify`` says so."""
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    """A plain rich table, for short listings; numbers right-aligned where ``justify`` says so."""
+    t = Table(title=title and escape(printable(title)), title_justify="left", show_edge=False, pad_edge=False)
     for i, col in enumerate(columns):
         t.add_column(col, justify=(justify[i] if justify else "left"), overflow="fold")
     for row in rows:  # escaped: a file named "a [bold]b[/bold].mp3" must print as it is
-        t.add_row(*("" if v is None else escape(str(v)) for v in row))
+        t.add_row(*(escape(cell(v)) for v in row))
     return t
+
+
+class RowTable:
+    """A table printed row by row as rows come, for listings as long as the library (show, tag, undo).
+
+    The columns are sized from a sample of the first rows (SAMPLE_ROWS, or
+    what came within SAMPLE_SECONDS); a later, longer cell widens only its
+    own line, never folds or cuts.  Plain text on stdout, no rich rendering
+    per row: a rich table measured every cell of every row before printing
+    anything (78 of 85 s of ``show`` on 100,000 files).
+    """
+
+    def __init__(self, headers: Sequence[str], justify: Sequence[str] | None = None, *,
+                 sample: int | None = None, wait: float | None = None) -> None:
+        self.headers = list(headers)
+        self.justify = list(justify or ["left"] * len(headers))
+        self.sample = SAMPLE_ROWS if sample is None else sample
+        self.wait = SAMPLE_SECONDS if wait is None else wait
+        self.count = 0
+        self.started = time.monotonic()
+        self._buffer: list[list[str]] = []
+        self._widths: list[int] | None = None
+
+    def add(self, row: Sequence[Any]) -> None:
+        cells = [cell(v) for v in row]
+        self.count += 1
+        if self._widths is not None:
+            sys.stdout.write(self._line(cells))
+            return
+        self._buffer.append(cells)
+        if len(self._buffer) >= self.sample or time.monotonic() - self.started >= self.wait:
+            self._start()
+
+    def close(self) -> None:
+        if self._widths is None and self._buffer:
+            self._start()
+        sys.stdout.flush()
+
+    def _start(self) -> None:
+        """Size the columns on the rows so far, print the header and them."""
+        rows = [self.headers, *self._buffer]
+        self._widths = [max(cell_len(r[i]) for r in rows) for i in range(len(self.headers))]
+        out = [self._line(self.headers), self._line(["─" * w for w in self._widths])]
+        out += [self._line(r) for r in self._buffer]
+        self._buffer = []
+        sys.stdout.write("".join(out))
+        sys.stdout.flush()  # the first rows show now, not when a pipe's buffer fills
+
+    def _line(self, cells: Sequence[str]) -> str:
+        widths = self._widths or []
+        parts = []
+        for i, text in enumerate(cells):
+            pad = " " * max(widths[i] - cell_len(text), 0) if i < len(widths) and i < len(cells) - 1 else ""
+            parts.append(pad + text if self.justify[i] == "right" else text + pad)
+        return "  ".join(parts).rstrip() + "\n"
+
+
+class ResultStream:
+    """A tag or undo run's results shown as they come, then its summary: a :class:`RowTable` (summary line
+    on stderr), one JSON document (``{"files": [...], "counts": ...}``), JSON Lines (the summary last), or
+    ("warnings") only the warnings, for a caller that prints the results itself.
+
+    A result's own warning (``warn``: a refused link, a file changed since
+    its scan) goes to stderr at once, as the run goes on.
+    """
+
+    def __init__(self, headers: Sequence[str], cells: Callable[[Any], Sequence[Any]], fmt: str = "table") -> None:
+        self.cells = cells
+        self.json = JsonRows(lines=fmt == "jsonl", head='{"files": [') if fmt in ("json", "jsonl") else None
+        self.table = RowTable(headers) if fmt == "table" else None
+
+    def add(self, result: Any) -> None:
+        if result.warn:
+            say(f"warning: {result.path}: {result.reason}", style="yellow")
+        if self.json is not None:
+            self.json.add(result.as_dict())
+        elif self.table is not None:
+            self.table.add(self.cells(result))
+
+    def close(self, outcome: Any) -> None:
+        for warning in outcome.warnings():
+            say(f"warning: {warning}", style="yellow")
+        if self.json is not None:
+            self.json.close(outcome.summary())
+        elif self.table is not None:
+            self.table.close()
+            say(outcome.summary_line())
 
 
 def print_json(data: Any) -> None:
@@ -138,6 +243,6 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
                                 "`genretag show --status error` lists all)",
                                 ["file", "reason"], [(e["path"], e["error"]) for e in shown]))
     for e in summary["walk_errors"][:20]:
-        err().print(f"[yellow]warning:[/] {e['path']}: {e['error']}", highlight=False)
+        say(f"warning: {e['path']}: {e['error']}", style="yellow")
     if summary["interrupted"]:
         err().print("[yellow]Interrupted:[/] results so far are saved; run the same command to resume.")
