@@ -347,7 +347,7 @@ if _TOO_OLD is None:
                 for batch in _batches(targets):
                     batch_items = [item for item in map(lib.get_item, [t[0] for t in batch]) if item is not None]
                     rows = cache.fetch([_key(i) for i in batch_items])
-                    choices = self._album_choices(batch_items, rows) if settings.by == "album" else {}
+                    choices = self._album_choices(batch_items, rows, settings.broad) if settings.by == "album" else {}
                     changes = []
                     for item in batch_items:
                         row = rows.get(_key(item))
@@ -383,8 +383,12 @@ if _TOO_OLD is None:
                     album.store(inherit=False)  # its tracks hold these already
             return out
 
-        def _album_choices(self, items: Sequence[Any], rows: dict[str, Track]) -> dict[int, albums.Choice]:
+        def _album_choices(self, items: Sequence[Any], rows: dict[str, Track],
+                           broad: bool = True) -> dict[int, albums.Choice]:
             """Album mode on beets' albums: each one's tracks among ``items`` averaged, as `genretag tag --by album`."""
+            from tagger import broad as broadmod
+
+            source = broadmod.shipped() if broad else None
             members: dict[int, list[tuple[Any, Track]]] = {}
             for item in items:
                 row = rows.get(_key(item))
@@ -398,7 +402,7 @@ if _TOO_OLD is None:
                                      rows=[row for _, row in pairs])
                 if album is not None and (album.comp or " ".join(artist.split()).casefold() in albums.VARIOUS):
                     group.not_averaged = albums.COMPILATION
-                albums.decide(group, tagging.ranked)
+                albums.decide(group, tagging.ranked, broad=source)
                 out.update({item.id: albums.choice(group, row) for item, row in pairs})
             return out
 
