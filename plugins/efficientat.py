@@ -10,13 +10,10 @@ the network, its licence and its cost.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from tagger.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead, NetFrontEnd
-
-MODELS = Path(__file__).parent / "models"
 
 
 def load_front_end(n_windows: int | None = None) -> NetFrontEnd:
@@ -37,7 +34,3 @@ class EfficientATBackend(EmbeddingHead):
     @classmethod
     def front_end(cls) -> FrontEnd:
         return load_front_end()
-
-    @classmethod
-    def default_model(cls) -> Path | None:
-        return MODELS / "efficientat.joblib"

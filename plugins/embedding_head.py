@@ -8,6 +8,7 @@ of C on the valid part and genretag learn's multi-label variant are here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from .sklearn_base import SklearnBackend
 
 C_GRID = tuple(float(c) for c in np.round(np.logspace(-3, 2, 11), 5))  # 0.001 .. 100, half-decades
+MODELS = Path(__file__).parent / "models"
 #: Rows per step of the multi-label head's scaler fit (bounded temporaries; see _fit_multilabel).
 SCALER_CHUNK = 16384
 
@@ -110,6 +112,11 @@ class EmbeddingHead(SklearnBackend):
         self.genres_ = [str(g) for g in self.pipeline_.classes_]
         self.validation_ = {}
         return self
+
+    @classmethod
+    def default_model(cls) -> Path | None:
+        """The head genretag ships for this backend: plugins/models/<name>.joblib (a subclass's own name finds none)."""
+        return MODELS / f"{cls.name}.joblib"
 
     def _extra_state(self) -> dict[str, Any]:
         return {"C_": getattr(self, "C_", None)}

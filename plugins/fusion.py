@@ -14,14 +14,11 @@ A third party combines other front ends by subclassing with its own
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from tagger.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead
-
-MODELS = Path(__file__).parent / "models"
 
 
 class FusionBackend(EmbeddingHead):
@@ -39,10 +36,6 @@ class FusionBackend(EmbeddingHead):
         from tagger.inputs import fuse
 
         return fuse(cls.PARTS)
-
-    @classmethod
-    def default_model(cls) -> Path | None:
-        return MODELS / f"{cls.name}.joblib" if cls.name == FusionBackend.name else None
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "parts": list(self.PARTS)}

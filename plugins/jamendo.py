@@ -9,13 +9,10 @@ docs/jamendo.md has the networks, their licence and their cost.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from tagger.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead, NetFrontEnd
-
-MODELS = Path(__file__).parent / "models"
 
 
 def load_front_end(network: str = "musicnn", n_patches: int | None = None) -> NetFrontEnd:
@@ -35,7 +32,3 @@ class JamendoBackend(EmbeddingHead):
     @classmethod
     def front_end(cls) -> FrontEnd:
         return load_front_end()
-
-    @classmethod
-    def default_model(cls) -> Path | None:
-        return MODELS / "jamendo.joblib"

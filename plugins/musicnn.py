@@ -15,7 +15,6 @@ Importing this module imports neither the network nor TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ from tagger.backends import FrontEnd
 from .embedding_head import EmbeddingHead
 
 FORMAT = "genretag-musicnn/1"
-MODELS = Path(__file__).parent / "models"
 #: The genre-like tags among MSD_musicnn's 50 (its spelling); none is classical or reggae.
 GENRE_TAGS = (
     "rock", "pop", "alternative", "indie", "electronic", "dance", "alternative rock", "jazz", "metal",
@@ -33,7 +31,6 @@ GENRE_TAGS = (
     "ambient", "experimental", "Hip-Hop", "country", "easy listening", "funk", "electro", "heavy metal",
     "Progressive rock", "rnb", "indie pop", "House",
 )  # fmt: skip
-
 
 
 class MusicnnFrontEnd:
@@ -69,7 +66,3 @@ class MusicnnBackend(EmbeddingHead):
         from .musicnn_net import DEFAULT_PATCHES, SAMPLE_RATE, TAGS, MusicnnNet
 
         return MusicnnFrontEnd(MusicnnNet.load(), SAMPLE_RATE, TAGS, DEFAULT_PATCHES)
-
-    @classmethod
-    def default_model(cls) -> Path | None:
-        return MODELS / "musicnn.joblib"
