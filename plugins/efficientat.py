@@ -25,11 +25,11 @@ def load_front_end(n_windows: int | None = None) -> NetFrontEnd:
 
 
 class EfficientATBackend(EmbeddingHead):
-    """StandardScaler + logistic regression on mn04's pooled last convolution."""
+    """StandardScaler + logistic regression on mn04's 512-d classifier hidden layer (mean over its passes)."""
 
     name = "efficientat"
     FORMAT = "genretag-efficientat/1"
-    EMBEDDING = "EfficientAT mn04 embedding (AudioSet; pooled last convolution)"
+    EMBEDDING = "EfficientAT mn04 embedding (AudioSet; the classifier's 512-d hidden layer)"
 
     @classmethod
     def front_end(cls) -> FrontEnd:
