@@ -258,13 +258,13 @@ def test_learn_never_prints_raw_escapes(tmp_path: Path, capsys) -> None:
     if not (Path(__file__).resolve().parents[1] / "plugins" / "models" / "musicnn_msd.npz").is_file():
         pytest.skip("musicnn weights not installed")
     db, root = tmp_path / "g.db", tmp_path / "music"
-    learnlib.fill(db, root, signal=["Alpha\x1b[2J", "Beta\x00"], random=["Gamma\x1b]0;x\x07"], random_share=0.02,
-                  artists_per_genre=4, files_per_artist=6, strength=6.0)
+    learnlib.fill(db, root, signal=["Alpha\x1b[2J", "Beta\x00", "Delta", "Epsilon"], random=["Gamma\x1b]0;x\x07"],
+                  random_share=0.02, artists_per_genre=4, files_per_artist=6, strength=6.0)
     main("learn", str(root), "--db", str(db), "--dry-run")
     shown = capsys.readouterr()
     text = shown.out + shown.err
     assert "\x1b" not in text and "\x00" not in text and "\x07" not in text
-    assert "Alpha\\x1b[2J" in shown.out and "Beta\\x00" in shown.out
+    assert "Delta" in shown.out  # learn ran; genres no tag may hold are left out (tagger.outputs.acceptable_label)
 
 
 # ---------------------------------------------------------------------------
