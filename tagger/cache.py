@@ -289,6 +289,9 @@ def _inspect(path: Path) -> str:
     if st.st_size == 0:
         return "empty"
     app_id, tables, version = _peek(path)
+    if app_id == APPLICATION_ID and version > SCHEMA_VERSION:  # its tables may mean what this version cannot know
+        raise DatabaseError(path, f"{path}: written by a newer genretag (database version {version}; this one reads "
+                                  f"versions up to {SCHEMA_VERSION}): upgrade genretag, or choose another --db")
     if app_id == APPLICATION_ID:
         return "genretag"
     legacy = LEGACY_TRACK_COLUMNS <= tables.get("tracks", set()) and "scans" in tables and version <= SCHEMA_VERSION

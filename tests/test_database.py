@@ -25,7 +25,7 @@ import pytest
 from audiofiles import make_audio
 from click.testing import CliRunner
 
-from tagger.cache import Cache
+from tagger.cache import SCHEMA_VERSION, Cache
 from tagger.cli import cli
 from tagger.tags import read_genres
 
@@ -236,6 +236,49 @@ def test_foreign_database_is_refused_byte_for_byte_unchanged(wal: bool, applicat
         assert files_of(tmp_path) == before, name  # same bytes, same mtime, no -wal or -shm
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
         assert con.execute("select count(*) from tracks").fetchone() == (2,)
+
+
+def test_a_database_from_a_newer_genretag_is_refused_unchanged(tmp_path: Path) -> None:
+    """Issue 23, point 5: a newer schema's tables may mean what this version cannot know; it is not touched."""
+    lib = tmp_path / "Music"
+    one_track(lib)
+    db = tmp_path / "newer.db"
+    with Cache(db):
+        pass
+    con = sqlite3.connect(db)
+    con.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
+    con.commit()
+    con.close()
+    before = files_of(tmp_path)
+    for name in COMMANDS:
+        proc = genretag(*command(name, lib, db))
+        assert_one_error_line(proc, str(db), f"database version {SCHEMA_VERSION + 1}; this one reads versions up "
+                                             f"to {SCHEMA_VERSION}")
+        assert files_of(tmp_path) == before, name
+
+
+def test_a_database_of_the_previous_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Issue 23, point 5: tests/data/db-schema1-219243f.sqlite was made by genretag at 219243f (schema 1):
+    `genretag scan LIB --backend musicnn --jobs 0` on two 4 s files.  It opens, its rows and embeddings kept."""
+    db = tmp_path / "old.sqlite"
+    shutil.copyfile(Path(__file__).parent / "data" / "db-schema1-219243f.sqlite", db)
+    with sqlite3.connect(db) as con:
+        assert con.execute("pragma user_version").fetchone() == (1,)
+        before = con.execute("select path, status, backend, model_id, probabilities from tracks order by path").fetchall()
+        vectors = dict(con.execute("select path, vector from embeddings").fetchall())
+        (front_end,) = {fe for (fe,) in con.execute("select front_end from embeddings")}
+    with Cache(db) as cache:
+        kept = cache.embeddings_for(sorted(vectors), front_end)
+        assert {k: v[0].tobytes() for k, v in kept.items()} == vectors
+    with sqlite3.connect(db) as con:
+        assert con.execute("pragma user_version").fetchone() == (SCHEMA_VERSION,)
+        assert con.execute("select path, status, backend, model_id, probabilities from tracks order by path"
+                           ).fetchall() == before
+        pk = [r[1] for r in sorted(con.execute("pragma table_info(embeddings)").fetchall(), key=lambda r: r[5]) if r[5]]
+        assert pk == ["path", "front_end"]
+    result = CliRunner().invoke(cli, ["show", "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(r["path"]).name for r in json.loads(result.stdout)) == ["noise.ogg", "tone.flac"]
 
 
 LEFT_OVER_WAL = """
