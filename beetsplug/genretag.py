@@ -29,6 +29,7 @@ import beets
 
 from tagger import albums, tagging
 from tagger.cache import Cache, path_key
+from tagger.defaults import DEFAULT_BACKEND
 from tagger.errors import GenretagError
 from tagger.params import DEFAULT_EXCERPT
 from tagger.track import Track
@@ -106,7 +107,7 @@ def _text(*, null: bool = False) -> Callable[[Any], str]:
 #: key -> (default, check returning why a value is wrong or "").  docs/beets.md lists them for users.
 OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "auto": (False, _flag()),  # analyse on `beet import`: off by default, listening takes a while
-    "backend": ("musicnn", _text()),
+    "backend": (DEFAULT_BACKEND, _text()),  # genretag's own default
     "db": (None, _text(null=True)),  # genretag's database; null: genretag's default
     "jobs": (None, _number(0, whole=True, null=True)),  # null: every core; 0: in beets' own process
     "excerpt": (DEFAULT_EXCERPT, _number(0)),  # seconds analysed per file; 0: the whole file

@@ -29,12 +29,10 @@ from typing import Any
 import click
 
 from . import interrupts
+from .defaults import DEFAULT_BACKEND
 from .params import DEFAULT_EXCERPT
 from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices of --status
 
-#: What `scan` uses without --backend. musicnn, because on the same 171 GTZAN clips under artist-kfold it
-#: scored 0.739 against svc's 0.474 and scans at 8.7 files/s steady on 2 cores (README "Results", "Speed").
-DEFAULT_BACKEND = "fusion"
 EXIT_FAILED = 1
 EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an exception genretag did not expect
 EXIT_INTERRUPTED = 130

@@ -31,6 +31,7 @@ import click
 from click.core import ParameterSource
 
 from . import userfiles
+from .defaults import DEFAULT_BACKEND
 from .errors import FileError
 from .paths import default_config_path
 
@@ -309,7 +310,7 @@ def _source(source: ParameterSource | None, option: click.Option, config: Config
 EXAMPLE: tuple[tuple[str, str, str, str | None], ...] = (
     ("db", '"~/Music/.genretag.db"', "the database (relative paths start at this file's folder)", None),
     ("jobs", "2", "worker processes for scan, train and report; 0 analyses in one process", None),
-    ("backend", '"fusion"', "classifier backend (`genretag backends`); svc is the fastest", "scan"),
+    ("backend", f'"{DEFAULT_BACKEND}"', "classifier backend (`genretag backends`); svc is the fastest", "scan"),
     ("excerpt", "30", "seconds analysed from the middle of each file; 0 for the whole file", "scan"),
     ("exclude", '["Podcasts/*", "*.m4b"]', "files and folders never scanned", "scan"),
     ("include", '["*.flac", "*.mp3", "*.m4a"]', "only files matching these", "scan"),

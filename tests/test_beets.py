@@ -3,7 +3,7 @@
 Issue 21.  Each test gets a beets library in a temporary folder: real
 files of four formats made by tests/audiofiles.py, imported with
 ``beet import`` (as-is, in place), analysed once per module with the
-shipped default model (musicnn) into a genretag database the config names.
+shipped default model (fusion) into a genretag database the config names.
 beets runs in a subprocess (``python -m beets``), so the plugin is found
 the way beets finds it: in the ``beetsplug`` namespace, by its name in
 ``plugins:``.  What is checked is beets' database (through beets' Library),
@@ -65,7 +65,7 @@ def write_config(root: Path, extra: str = "", jobs: int = 0, min_confidence: str
 def beet(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m beets <args>`` with its config folder at ``root`` (BEETSDIR)."""
     env = {**os.environ, "BEETSDIR": str(root)}
-    env.pop("GENRETAG_BACKEND", None)  # the plugin's own default (musicnn) must be what runs
+    env.pop("GENRETAG_BACKEND", None)  # the plugin's own default (genretag's: fusion) must be what runs
     done = subprocess.run([sys.executable, "-m", "beets", *args], env=env, capture_output=True, text=True,
                           timeout=600)
     if check:
@@ -106,7 +106,7 @@ def make_files(folder: Path, names: dict[str, tuple[str, str, str, int]]) -> lis
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A library imported into beets and analysed once: (its folder, a pristine copy to restore it from).
 
-    The analysis (musicnn, in this process) also covers ``incoming/``, files
+    The analysis (fusion, in this process) also covers ``incoming/``, files
     not yet in beets, for the import hook.
     """
     from tagger.cli import cli
@@ -116,7 +116,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     make_files(root / "music", FILES)
     make_files(root / "incoming", {"n0.flac": ("a3", "flac", "tone", 4)})
     write_config(root)
-    result = CliRunner().invoke(cli, ["scan", str(root / "music"), str(root / "incoming"), "--backend", "musicnn",
+    result = CliRunner().invoke(cli, ["scan", str(root / "music"), str(root / "incoming"), "--backend", "fusion",
                                       "--db", str(root / "genretag.db"), "--jobs", "0", "--min-confidence", "0"])
     assert result.exit_code == 0, result.output
     beet(root, "import", str(root / "music"))
@@ -159,7 +159,7 @@ def test_sets_genres_in_beets_and_files_through_beets(lib: Path) -> None:
         item = items[name]
         assert len(item["genres"]) == 1 and item["genres"][0], item
         assert read_genres(files[name]) == item["genres"], f"{name}: beets' database and the file disagree"
-        assert item["genretag_model"].startswith("musicnn "), item
+        assert item["genretag_model"].startswith("fusion "), item
         assert 0.0 < float(item["genretag_confidence"]) <= 1.0
         assert item["genretag_abstained"] is None  # min_confidence 0: nothing abstains
     assert float(items["t0.flac"]["genretag_confidence"]) > 0  # analysed and stored even when kept
@@ -247,7 +247,7 @@ def test_same_genres_as_genretag_tag(lib: Path) -> None:
                                       "--json", "--overwrite", "--with-parents", "--top", "2", "--min-confidence", "0"])
     assert result.exit_code == 0, result.output
     expected = {Path(f["path"]).name: f["proposed"] for f in json.loads(result.stdout)["files"]}
-    # (musicnn's ten genres are the tree's top level: with_parents adds nothing to them, and the options
+    # (the head's ten genres are the tree's top level: with_parents adds nothing to them, and the options
     # reach tagging.propose the same way.)
     assert len(expected) == 4 and all(len(v) == 2 for v in expected.values()), expected
     write_config(lib, "with_parents: yes\ncount: 2\nexisting: overwrite\n")
@@ -265,7 +265,7 @@ def test_source_empty_leaves_items_with_genres_alone(lib: Path) -> None:
 @pytest.mark.slow
 def test_abstained_items_are_queryable_and_keep_their_genres(lib: Path) -> None:
     """With the model's own threshold and no broad source, tones and noise are too uncertain: the reason stored."""
-    write_config(lib, "broad: no\n", min_confidence="null")
+    write_config(lib, "backend: musicnn\nbroad: no\n", min_confidence="null")  # fusion is sure of these tones
     done = beet(lib, "genretag")
     items = library_items(lib)
     abstained = {name for name, item in items.items() if item["genretag_abstained"]}
@@ -322,7 +322,7 @@ def test_import_hook_sets_genres_from_the_cache(lib: Path) -> None:
     assert len(got) == 1, f"album mode on an album import: one genre, got {got}"
     assert album_genres(lib)["Album a3"] == list(got)
     assert read_genres(extra) == items["n1.mp3"]["genres"]  # import.write: yes, written through beets
-    assert items["n1.mp3"]["genretag_model"].startswith("musicnn ")
+    assert items["n1.mp3"]["genretag_model"].startswith("fusion ")
 
 
 @pytest.mark.slow
