@@ -332,5 +332,7 @@ def tag_probabilities(model: Model, tags: np.ndarray | None) -> dict[str, float]
     """A track's tag probabilities as kept in its record (``Track.tags``): most likely first, or None."""
     if tags is None or model.front_end is None or not model.front_end.tag_names:
         return None
-    pairs = sorted(zip(model.front_end.tag_names, tags.tolist()), key=lambda p: -p[1])
-    return {name: round(float(p), TAG_DIGITS) for name, p in pairs}
+    # NaN: a fused part with tag names that gave none for this track (FusedFrontEnd.join); it has nothing to say
+    pairs = sorted(((n, p) for n, p in zip(model.front_end.tag_names, tags.tolist()) if np.isfinite(p)),
+                   key=lambda p: -p[1])
+    return {name: round(float(p), TAG_DIGITS) for name, p in pairs} or None

@@ -160,6 +160,27 @@ def test_parts_hear_one_decode_each_at_its_own_rate() -> None:
         FusedFrontEnd([("a", Probe("x", 8000)), ("a", Probe("y", 8000))])
 
 
+def test_a_part_that_gives_no_tags_leaves_no_tags_behind(tmp_path: Path) -> None:
+    """A part with tag names may return None for a track: its names are left out, the others' kept (valid JSON)."""
+    class Quiet:
+        id, sample_rate, tag_names = "quiet", 8000, ("hush",)
+
+        def __call__(self, y: np.ndarray) -> tuple[np.ndarray, None]:
+            return np.asarray([float(np.mean(y**2))], np.float32), None
+
+    class Loud(Quiet):
+        id, tag_names = "loud", ("boom",)
+
+        def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.asarray([1.0], np.float32), np.asarray([0.7], np.float32)
+
+    fused = FusedFrontEnd([("quiet", Quiet()), ("loud", Loud())])
+    _, tags = fused(signal(1.0, 8000, kind="noise", seed=3)[:, 0])
+    model = type("M", (), {"front_end": fused})()
+    assert inputs.tag_probabilities(model, tags) == {"loud:boom": 0.7}
+    assert inputs.tag_probabilities(model, np.asarray([np.nan, np.nan], np.float32)) is None
+
+
 def test_only_embedding_backends_can_be_fused() -> None:
     with pytest.raises(BackendError, match="backend 'svc' has no front end to fuse"):
         fuse(["bands", "svc"])
