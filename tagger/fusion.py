@@ -15,7 +15,7 @@ party's included, can be a part.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,9 +46,8 @@ class FusedFrontEnd:
         if len(set(names)) != len(names):
             raise ValueError(f"a fused front end names each part once, not {names}")
         self.parts: tuple[tuple[str, FrontEnd], ...] = tuple(parts)
-        self.part_ids: tuple[str, ...] = tuple(fe.id for _, fe in parts)
         self.sample_rate: int = max(int(fe.sample_rate) for _, fe in parts)
-        digest = hashlib.sha256("\n".join(self.part_ids).encode()).hexdigest()[:16]
+        digest = hashlib.sha256("\n".join(fe.id for _, fe in parts).encode()).hexdigest()[:16]
         self.id: str = f"fused-{digest}"
         self.tag_names: tuple[str, ...] = tuple(f"{name}:{tag}" for name, fe in parts for tag in fe.tag_names)
 
@@ -79,6 +78,11 @@ class FusedFrontEnd:
         return np.concatenate(embeddings), (np.concatenate(tags) if tags else np.zeros(0, np.float32))
 
     def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.join({p.front_end: (p.embedding, p.tags) for p in self.run(y)})
+        return self.join(by_id(self.run(y)))
+
+
+def by_id(outputs: Iterable[PartOutput]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Parts' outputs as :meth:`FusedFrontEnd.join` takes them: (embedding, tags) by part id."""
+    return {p.front_end: (p.embedding, p.tags) for p in outputs}
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from .backends import FrontEnd, get_backend
 from .errors import BackendError, FileError, GenretagError
 from .features import FEATURE_NAMES, Analysis, analyse, preprocessing
-from .fusion import FusedFrontEnd
+from .fusion import FusedFrontEnd, by_id
 from .params import AnalysisParams
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def compute(task: AnalysisTask, y: np.ndarray, sr: int) -> dict[str, Any]:
                           out.embedding, out.tags)
         fields: dict[str, Any] = {"parts": outputs, "front_end": fe.id}
         if not task.skip:  # else the scan joins the cached parts in (join_parts)
-            fields["embedding"], fields["tags"] = fe.join({o.front_end: (o.embedding, o.tags) for o in outputs})
+            fields["embedding"], fields["tags"] = fe.join(by_id(outputs))
         return fields
     embedding, tags = _run_front_end(task, f"backend {backend!r}", lambda: fe(y))
     embedding, tags = _check_output(task.path, f"front end of backend {backend!r}", fe, embedding, tags)
@@ -254,7 +254,7 @@ def join_parts(cache: Cache, key: str, result: AnalysisResult, fe: FusedFrontEnd
     A part the cache no longer holds (another scan changed it meanwhile)
     makes the result an error that a rescan analyses again.
     """
-    outputs = {p.front_end: (p.embedding, p.tags) for p in result.parts or ()}
+    outputs = by_id(result.parts or ())
     missing = [part.id for _, part in fe.parts if part.id not in outputs]
     for part_id in missing:
         found = cache.embeddings_for([key], part_id)

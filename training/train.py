@@ -201,19 +201,10 @@ def refit_on_all(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int
         conf, correct = _out_of_fold(cls, {"train": every, "valid": none}, epochs=epochs, seed=seed, params=params)
         abstain = choose_threshold(conf, correct, chosen_on=f"out-of-fold predictions of all {n} clips "
                                    f"({INNER_FOLDS} artist-grouped folds, the saved model's parameters)")
-    section = {"clips": n, "rows": len(every), "params": _plain(chosen),
+    section = {"clips": n, "rows": len(every), "params": dict(chosen),  # make_card makes it plain JSON
                "note": "the saved model was fit on every clip of train, valid and test after the protocol "
                        "measured the same recipe; the metrics are that measure's, not this model's"}
     return final, section, abstain
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, NumPy scalars as numbers: what a JSON card holds."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _out_of_fold(cls: type, parts: dict[str, Part], *, epochs: int | None, seed: int,
