@@ -25,6 +25,7 @@ import pytest
 from audiofiles import make_audio
 from click.testing import CliRunner
 
+from conftest import copy_scanned
 from tagger.cache import SCHEMA_VERSION, Cache
 from tagger.cli import cli
 from tagger.tags import read_genres
@@ -100,16 +101,7 @@ def scanned_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def lib_db(scanned_db: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A private copy of the scanned library (mtimes kept) and its database, re-pointed at the copy."""
-    src, src_db = scanned_db
-    lib, db = tmp_path / "Music", tmp_path / "cache.db"
-    shutil.copytree(src, lib)
-    shutil.copyfile(src_db, db)
-    with sqlite3.connect(db) as con:
-        con.execute("update tracks set path = ? || substr(path, ?)", (str(lib), len(str(src)) + 1))
-        # tag without paths writes only under the scanned roots: the copy's root is the scanned one now
-        con.execute("update scans set roots = replace(roots, ?, ?)", (str(src), str(lib)))
-    con.close()
-    return lib, db
+    return copy_scanned(*scanned_db, tmp_path)
 
 
 # ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from audiofiles import add_test_tags, make_audio
 from click.testing import CliRunner
-from conftest import SAMPLES
+from conftest import SAMPLES, copy_scanned
 from mutagen import id3
 
 from tagger import tags
@@ -64,14 +64,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def lib(scanned: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the scanned library (mtimes kept, rows re-pointed), and its database."""
-    src, src_db = scanned
-    music, db = tmp_path / "Music", tmp_path / "cache.db"
-    shutil.copytree(src, music)
-    shutil.copyfile(src_db, db)
-    with sqlite3.connect(db) as con:
-        con.execute("update tracks set path = ? || substr(path, ?)", (str(music), len(str(src)) + 1))
-        con.execute("update scans set roots = ?", (json.dumps([str(music)]),))
-    return music, db
+    return copy_scanned(*scanned, tmp_path)
 
 
 # ---------------------------------------------------------------------------
