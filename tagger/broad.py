@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import vocabulary
+from . import userfiles, vocabulary
 from .errors import FileError
 
 DATA_FILE = "broad_genres.toml"
@@ -206,10 +206,10 @@ def load(path: str | Path | None = None) -> Broad:
     """The data file at ``path`` (default: the shipped one); FileError naming it when unreadable or invalid."""
     if path is None:
         return shipped()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileError(path, f"cannot read the broad genres file: {exc}") from None
+    try:  # a regular file of bounded size, as every input (tagger.userfiles)
+        text = userfiles.read_text(path, "broad genres file")
+    except FileError as exc:
+        raise FileError(path, f"cannot read the broad genres file: {exc.reason}") from None
     return parse(text, str(path))
 
 

@@ -9,6 +9,8 @@ fused musicnn front end would have stored them.
 
 from __future__ import annotations
 
+import os
+
 import json
 import sqlite3
 from pathlib import Path
@@ -158,6 +160,13 @@ def test_a_bad_data_file_is_named_with_its_fault(tmp_path, text, words):
     assert str(path) in str(err.value) and words in str(err.value)
     with pytest.raises(FileError, match="cannot read"):
         broad.load(tmp_path / "absent.toml")
+
+
+def test_a_data_file_that_is_a_fifo_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "broad.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(FileError, match="is a FIFO"):  # read_text on it would block for ever
+        broad.load(fifo)
 
 
 def test_report_gives_the_broad_source_beside_the_head():
