@@ -9,9 +9,8 @@ fused musicnn front end would have stored them.
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import sqlite3
 from pathlib import Path
 
