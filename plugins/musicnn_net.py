@@ -2,7 +2,7 @@
 
 The pretrained network of the ``musicnn`` package (0.1.0, ISC, (c) Music
 Technology Group, Universitat Pompeu Fabra), converted once by
-``training/convert_musicnn.py`` into ``models/musicnn_msd.npz``: float32
+``scripts/convert_musicnn.py`` into ``models/musicnn_msd.npz``: float32
 arrays only, read with ``allow_pickle=False``, so the file cannot run code.
 Evaluation mode: batch norm with its moving averages (folded into a scale and
 a shift), no dropout.

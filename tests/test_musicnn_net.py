@@ -1,7 +1,7 @@
 """The shipped MSD_musicnn and MTT_musicnn networks: parity with the original TF1 graphs, front end, bad weights.
 
 tests/data/musicnn_reference.npz holds outputs of the ORIGINAL graph (the author's saved
-.meta restored from the checkpoint, see training/convert_musicnn.py) on mel patches of three
+.meta restored from the checkpoint, see scripts/convert_musicnn.py) on mel patches of three
 real GTZAN clips and on a synthetic signal the test regenerates; nothing is downloaded.
 tests/data/musicnn_mtt_reference.npz holds MTT_musicnn's original outputs on the same patches.
 """

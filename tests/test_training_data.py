@@ -400,10 +400,25 @@ def test_get_split_errors():
 # --- svc recipe search (the pieces a model file depends on) -----------------
 
 
+def research(name: str):
+    """A research script of scripts/ (not installed), imported from the checkout."""
+    import importlib.util
+    import sys
+
+    if f"scripts.{name}" in sys.modules:
+        return sys.modules[f"scripts.{name}"]
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_svc_recipe_pipeline_is_stock_and_finite():
     import pickle
 
-    from training import svc_search
+    svc_search = research("svc_search")
 
     recipe = next(r for r in svc_search.RECIPES if r.name == "logvar-top5")
     rng = np.random.default_rng(0)
@@ -422,7 +437,7 @@ def test_svc_recipe_pipeline_is_stock_and_finite():
 
 
 def test_dev_folds_keep_artists_together():
-    from training.svc_search import dev_folds
+    dev_folds = research("svc_search").dev_folds
 
     labels = [g for g in GENRES for _ in range(20)]
     groups = [f"{g}-artist{i // 4}" for g in GENRES for i in range(20)]  # 5 artists per genre
@@ -436,7 +451,7 @@ def test_dev_folds_keep_artists_together():
 
 
 def test_read_artists(tmp_path):
-    from training.svc_search import read_artists
+    read_artists = research("svc_search").read_artists
 
     index = tmp_path / "index.txt"
     index.write_text(

@@ -1,4 +1,4 @@
-"""What fewer musicnn patches cost in accuracy: ``python -m training.musicnn_patches --data DIR [--data DIR]``.
+"""What fewer musicnn patches cost in accuracy: ``python -m scripts.musicnn_patches --data DIR [--data DIR]``.
 
 The musicnn front end averages its embedding over ``n`` evenly spaced 3 s
 patches of a track's 30 s excerpt (plugins/musicnn_net.py); fewer patches
@@ -9,7 +9,7 @@ scan with that count would cache and scores the musicnn head under
 --all-folds``), so the counts are compared on the same clips and folds.
 
 Example:
-    python -m training.musicnn_patches --data ../shared/gtzan/audio --data ../shared/gtzan/audio-16k
+    python -m scripts.musicnn_patches --data ../shared/gtzan/audio --data ../shared/gtzan/audio-16k
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import time
 
 import numpy as np
 
-from .data import check_readable, find_clips
-from .dataset import Part
-from .evaluate import score
-from .splits import FOLD_PROTOCOLS, get_split
+from training.data import check_readable, find_clips
+from training.dataset import Part
+from training.scoring import score
+from training.splits import FOLD_PROTOCOLS, get_split
 
 COUNTS: tuple[int | None, ...] = (1, 2, 3, 5, None)
 

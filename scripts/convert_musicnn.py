@@ -7,10 +7,10 @@ audio tagging", ISMIR 2019 late-breaking demo)::
 
     pip download musicnn==0.1.0 --no-deps -d /tmp/musicnn
     unzip /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl -d /tmp/musicnn
-    python -m training.convert_musicnn --wheel-dir /tmp/musicnn \
+    python -m scripts.convert_musicnn --wheel-dir /tmp/musicnn \
         --reference ../shared/gtzan/audio/pop/pop.00005.wav \
         ../shared/gtzan/audio/jazz/jazz.00001.wav ../shared/gtzan/audio-16k/classical/classical.00025.wav
-    python -m training.convert_musicnn --wheel-dir /tmp/musicnn --checkpoint MTT_musicnn --reference
+    python -m scripts.convert_musicnn --wheel-dir /tmp/musicnn --checkpoint MTT_musicnn --reference
 
 The checkpoint prefix ``musicnn/MSD_musicnn/`` is opened directly with TF's
 checkpoint reader (``tf.train.load_checkpoint`` on the folder would follow the
@@ -80,7 +80,7 @@ NORMS = {
 CREDIT = """\
 genretag ships the weights of the {checkpoint} model from musicnn 0.1.0
 (https://github.com/jordipons/musicnn), converted to plugins/models/{weights}
-by training/convert_musicnn.py. Please cite:
+by scripts/convert_musicnn.py. Please cite:
 
   Jordi Pons and Xavier Serra, "musicnn: pre-trained convolutional neural networks
   for music audio tagging", Late-Breaking/Demo session, ISMIR 2019.

@@ -25,7 +25,7 @@ printed for the record, with a paired comparison of winner and baseline.
 Labels are the argmax of ``predict_proba``, as the product reports them.
 Usage::
 
-    python -m training.svc_search --features /work/shared/gtzan/features/features_30_sec.csv
+    python -m scripts.svc_search --features /work/shared/gtzan/features/features_30_sec.csv
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import splits
-from .data import load_feature_table
-from .splits import get_split, group_folds
+from training import splits
+from training.data import load_feature_table
+from training.splits import get_split, group_folds
 
 PROTOCOLS = ("fault-filtered", "stratified")
 C_GRID = tuple(float(c) for c in np.round(np.logspace(-1, 3, 9), 4))  # 0.1 .. 1000
@@ -322,7 +322,7 @@ def bootstrap_ci(a_ok, b_ok, n: int = 2000, seed: int = 0) -> tuple[float, float
 
 def main(argv: list[str] | None = None) -> int:
     """Run the search and print the tables."""
-    parser = argparse.ArgumentParser(prog="python -m training.svc_search", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.svc_search", description=__doc__.split("\n")[0])
     parser.add_argument("--features", type=Path, required=True, help="features_30_sec.csv")
     parser.add_argument(
         "--artists", type=Path, default=None,
