@@ -717,7 +717,7 @@ def config(ctx: click.Context, command_args: tuple[str, ...], init: bool, force:
     A source is the default, the config file (with its line), the
     environment or the command line.  With COMMAND and its options, shows
     what that command line would use.  Keys are the long option names; see
-    README "Config file".
+    docs/config.md.
 
     \b
     Example:
