@@ -8,9 +8,9 @@ Evaluation mode: batch norm with its moving averages (folded into a scale and
 a shift), no dropout.
 
 Why numpy and not TensorFlow: on one thread (the workers limit BLAS to one)
-TensorFlow's convolutions are only 15-25% faster than these matmuls, and a
-process that imports TensorFlow peaks at 1.1 GB instead of 0.23 GB (measured
-in docs/musicnn.md). This module imports neither TensorFlow nor librosa.
+TensorFlow is only a little faster, and a process that imports it needs
+several times the memory (docs/musicnn.md). This module imports neither
+TensorFlow nor librosa.
 
 The front end reproduces musicnn's extractor: 16 kHz mono, power mel
 spectrogram (n_fft 512, hop 256, 96 Slaney bands, centred STFT with reflect
@@ -253,11 +253,10 @@ def freq_pooled_conv(xp: np.ndarray, banded: np.ndarray, kf: int, low: bool = Tr
     ``xp`` is (n, frames + kt - 1, bands): patches already padded in time; ``banded`` is the
     kernel as _banded(kernel, block) lays it out. Returns (n * frames, channels) arrays.
 
-    A plain im2col copies every (kt x kf) window of every band: 117 MB for 10 musicnn patches,
-    and copying cost as much as the multiplication. Here the windows are over time only
-    (kt x bands, one small copy); a band-block's input columns are then a strided view BLAS
-    reads in place, multiplied by the block's banded weights. That does 8-11% more arithmetic
-    and halves the time of musicnn's two timbral convolutions.
+    A plain im2col copies every (kt x kf) window of every band, and copying costs as much as
+    the multiplication. Here the windows are over time only (kt x bands, one small copy); a
+    band-block's input columns are then a strided view BLAS reads in place, multiplied by the
+    block's banded weights: a little more arithmetic, much less copying (docs/musicnn.md).
     """
     n, padded, n_bands = xp.shape
     span = block + kf - 1

@@ -3,9 +3,9 @@
 libsndfile (through soundfile) reads WAV, AIFF, FLAC and MP3 and can seek,
 so only the excerpt is decoded.  AAC and ALAC in MP4 containers, Ogg Vorbis
 and Opus go through PyAV, which ships FFmpeg inside its wheel, so
-``pip install`` stays the whole set-up; FFmpeg also seeks, and decodes a
-30 s excerpt of Vorbis 1.4 times and of Opus 2.8 times faster than
-libsndfile, which remains their fallback.
+``pip install`` stays the whole set-up; FFmpeg also seeks, and decodes
+Vorbis and Opus faster than libsndfile (docs/speed.md), which remains
+their fallback.
 
 A window longer than CHUNK_SECONDS (``--excerpt 0`` on a long recording) is
 not decoded at once: :func:`open_stream` hands it out chunk by chunk, so
@@ -240,9 +240,9 @@ def min_frames(sr: int) -> int:
 def _read_frames(f: object, first: int, count: int) -> np.ndarray:
     """Read ``count`` frames from ``first``, keeping what decodes before a damaged part.
 
-    One read first: soundfile seeks again after every read, which costs the
-    MP3 decoder ~0.3 ms a time (6 ms an excerpt in 64k-frame blocks).  Only
-    when that read fails is the excerpt read again block by block.
+    One read first: soundfile seeks again after every read, which is slow
+    for MP3.  Only when that read fails is the excerpt read again block by
+    block.
     """
     import soundfile as sf
 
@@ -326,8 +326,8 @@ def _opus_to_mono(stream: Any) -> None:
     The analysis averages the channels anyway.  Told the output has one,
     the decoder adds the two before its inverse MDCT and post-filter, so it
     runs those once instead of twice and half as many samples are copied
-    and joined: a 30 s excerpt costs 0.87 times as much
-    (docs/speed.md, benchmarks/bench_decode_ab.py).  For music (CELT frames) the samples are those of the
+    and joined (docs/speed.md, "Opus mixed down by its decoder").  For
+    music (CELT frames) the samples are those of the
     stereo decode averaged, to within 2e-7; speech frames at low bit rates
     (SILK, hybrid) are mixed in SILK's mid/side domain, no further from
     the source's mix (tests/test_audio.py).  Only the plain mono/stereo

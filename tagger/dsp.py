@@ -4,22 +4,13 @@ Each function reproduces a librosa computation (same boundary handling,
 same float32 accumulation where the result depends on it) but works on the
 frames-major spectrogram ``S[t, f]`` that one real FFT yields.
 
-The running medians are what make HPSS affordable: scipy's generic rank
-filter takes about 0.6 s per 30 s clip for each of the two HPSS needs (its
-fast 1-D path, applied to padded columns laid end to end, 65 ms); a sorted
-window per column, updated without branches so that it vectorises across
-columns, takes about 10 ms compiled, and no NumPy formulation found comes
-under 0.19 s.  That kernel and five small passes (the HPSS mask, the power
-spectrum, centroid and bandwidth, roll-off and rms, where NumPy's
-temporaries cost 2 to 5 times as much) are compiled by numba: eagerly, for
-the one signature each is called with, and cached on disk.  They are
-written as plain loops, without array expressions, which compile about four
-times faster: all six take about 4 s of CPU once per install (announced
-on stderr, :func:`kernels`) and about 0.5 s to load from the cache
-afterwards.  The rest is NumPy.  (Before issue 12 every kernel was
-numba-compiled with array expressions, and librosa compiled its own
-kernels for the filter banks: 23 s of silent warm-up on the first scan
-after installing.)
+The running median that makes HPSS affordable (a sorted window per column,
+updated without branches so it vectorises across columns) and five small
+passes where NumPy's temporaries cost several times as much are compiled by
+numba, eagerly for the one signature each is called with, and cached on
+disk; they are plain loops because those compile much faster than array
+expressions (:func:`kernels` announces the one-time compile).  The rest is
+NumPy.  Timings: docs/speed.md, "The analysis kernels".
 """
 
 from __future__ import annotations
@@ -231,8 +222,8 @@ def _f32(x: np.ndarray) -> np.ndarray:
 def median_along_columns(x: np.ndarray, size: int) -> np.ndarray:
     """Median filter of odd ``size`` along axis 0 of a 2-D array (float32 result).
 
-    Equals ``scipy.ndimage.median_filter(x, size=(size, 1), mode="reflect")``:
-    about 10 ms for a 1293 x 1025 spectrogram.
+    Equals ``scipy.ndimage.median_filter(x, size=(size, 1), mode="reflect")``,
+    many times faster (docs/speed.md).
     """
     x = _f32(x)
     out = np.empty_like(x)
@@ -341,7 +332,7 @@ def overlap_add(frames: np.ndarray, window: np.ndarray, hop: int, scale: np.ndar
     of librosa.istft; ``offset`` drops the centring padding.  Frames are
     added in time order at every sample, as a frame-by-frame loop would.
     With ``overwrite`` a float32 C-contiguous ``frames`` is windowed in place,
-    which spares a second 10 MB array per 30 s (about 2 ms).
+    which spares a second copy of the frames.
     """
     count, n_fft = frames.shape
     total = np.zeros(hop * (count - 1) + n_fft, dtype=np.float32)

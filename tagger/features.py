@@ -7,14 +7,12 @@ population variance over frames, and the tempo of ``librosa.beat.beat_track``
 (onset strength aggregated by the median over mel bands).  With these the
 table is reproduced; see tests/test_features.py for the measured parity.
 
-Speed: one real FFT (float32, frames-major ``S[t, f]``) feeds every feature,
-the slices and HPSS.  HPSS runs on compiled running medians
-(:mod:`tagger.dsp`) instead of scipy's 2-D rank filter, which took 85% of the
-time; its percussive signal is the input minus the harmonic one (the two
-soft masks sum to one), so only one inverse STFT is needed.  Per-frame
-statistics (rms, zero crossings, centroid, bandwidth, roll-off) are single
-passes.  A 30 s clip takes about 55 ms of CPU instead of 1.3 s with librosa
-calls (benchmarks/ and docs/speed.md have the measurements).
+One real FFT (float32, frames-major ``S[t, f]``) feeds every feature, the
+slices and HPSS, so nothing is transformed twice.  HPSS runs on compiled
+running medians (:mod:`tagger.dsp`), and its percussive signal is the input
+minus the harmonic one (the two soft masks sum to one), so only one inverse
+STFT is needed.  Per-frame statistics are single passes.  Timings:
+docs/speed.md.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 librosa builds these with plain NumPy too, but importing the modules that
 hold them compiles librosa's numba kernels (zero crossings, local maxima,
-pitch interpolation, ...): about 15 s of CPU the first time after installing,
-and 2 s of start-up in every fork server after that.  The definitions below
+pitch interpolation, ...), a long wait after installing and a slower start
+of every fork server (docs/speed.md).  The definitions below
 are librosa 0.10/0.11's (``librosa.filters.mel`` with Slaney's mel scale and
 normalisation, ``librosa.filters.chroma`` with its defaults), and
 tests/test_features.py checks them against librosa itself.

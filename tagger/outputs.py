@@ -1,6 +1,6 @@
 """Checks on what a backend hands back, shared by scan, train and report.
 
-A backend may be anyone's code, written from the README alone.  Its
+A backend may be anyone's code, written from docs/backends.md alone.  Its
 ``predict_proba`` can return the wrong shape, NaN, scores that are not
 probabilities, or columns that do not match ``genres_``; scored as they
 come, NaN rows became the first genre and a broken model was saved and
@@ -63,7 +63,7 @@ def acceptable_label(genre: str) -> bool:
     """Whether ``genre`` can be a genre label: at most MAX_GENRE printable characters, no outer spaces.
 
     Labels end up in tags, tables and terminals: a NUL, newline or escape
-    sequence in one made ``tag`` crash (issue 22), so none is accepted.
+    sequence in one would break them, so none is accepted.
     """
     return 0 < len(genre) <= MAX_GENRE and genre.isprintable() and genre == genre.strip()
 

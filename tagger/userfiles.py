@@ -2,7 +2,7 @@
 
 Input: a genre map, a feature table, a config file, a model, its card or
 pointer.  Each is checked to be a regular file of bounded size before it is
-opened (issue 22): a FIFO would block the read forever and ``/dev/zero``
+opened: a FIFO would block the read forever and ``/dev/zero``
 would fill memory.  The file is stat'ed first, so a device is never opened,
 then opened non-blocking and checked again on the open descriptor, so a
 FIFO swapped in between cannot block either.
