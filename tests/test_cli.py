@@ -106,7 +106,7 @@ def test_default_database_lives_in_the_data_dir(library: Path, genretag_home: Pa
 
 
 def test_scan_without_backend_uses_fusion_with_its_shipped_model(tmp_path: Path, monkeypatch) -> None:
-    """The default backend is fusion (README "Results": +4.6 points over musicnn under artist-kfold)."""
+    """The default backend is fusion (README "Results", docs/training.md: +4.6 points over musicnn under artist-kfold)."""
     from audiofiles import make_audio
 
     monkeypatch.delenv("GENRETAG_BACKEND")
