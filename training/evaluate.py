@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from tagger import abstain
+from tagger.defaults import ALL_BACKENDS, DEFAULT_BY, DEFAULT_JOBS, DEFAULT_PROTOCOL, FOLD_PROTOCOLS
 from tagger.errors import BackendError, GenretagError, ModelError, NoModelError
 from tagger.inputs import get_kind
 from tagger.progress import Progress
 
 from .dataset import ClipSet, Part, partition
 from .scoring import evaluate, measure, predict_rows, selective, track_probs
-from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS
 
 
 def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: str, seed: int) -> dict[str, Any]:
@@ -48,11 +48,11 @@ def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: st
     return {"status": "clean", "overlap": [], "message": ""}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReportOptions:
     """What ``genretag report`` measures: which models, on which data and protocol."""
 
-    backend: str = "all"
+    backend: str = ALL_BACKENDS
     model: str | None = None
     data: str | Sequence[str] | None = None
     features: str | None = None
@@ -62,15 +62,15 @@ class ReportOptions:
     k: int | None = None
     all_folds: bool = False
     plots: str | None = None
-    jobs: int | None = None
-    by: str = "track"  # "album": also compare album mode on artist-grouped clips (training/album_eval.py)
+    jobs: int | None = DEFAULT_JOBS
+    by: str = DEFAULT_BY  # "album": also compare album mode on artist-grouped clips (training/album_eval.py)
 
 
 def report(opts: ReportOptions, progress: Progress | None = None) -> dict[str, Any]:
     """One row per model: measured on the data given, or as its card recorded when none is."""
     from tagger.backends import discover, get_backend
 
-    if opts.backend == "all":
+    if opts.backend == ALL_BACKENDS:
         if opts.model:
             raise GenretagError("--model names one model: give its --backend too")
         names = sorted(name for name, info in discover().items() if info.ok)
@@ -174,7 +174,7 @@ def _row_or_error(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, 
             row["broad"] = measured_for(name)  # beside the head's: the broad source on GTZAN's genres
         return row
     except (BackendError, ModelError) as exc:
-        if opts.backend != "all":
+        if opts.backend != ALL_BACKENDS:
             raise
         return {"backend": name, "error": str(exc)}
 

@@ -33,14 +33,13 @@ from importlib import resources
 
 import numpy as np
 
+from tagger.defaults import FOLD_PROTOCOLS, PROTOCOLS  # noqa: F401 (FOLD_PROTOCOLS: re-exported)
+
 from .data import track_id
 
-#: Every protocol name ``get_split`` accepts; the first is the default.
-PROTOCOLS: tuple[str, ...] = ("fault-filtered", "stratified", "kfold", "artist-kfold", "slice-random")
-#: Protocols that cut the given clips into k folds (``fold`` and ``k`` apply), with their default k.
-FOLD_PROTOCOLS: dict[str, int] = {"kfold": 10, "artist-kfold": 5}
+# PROTOCOLS (the protocol names ``get_split`` accepts; the first is the default) and FOLD_PROTOCOLS
+# (those cutting the clips into k folds, with their default k) live in tagger/defaults.py.
 ARTIST_INDEX = "GTZANindex_sturm2012.txt"
-DEFAULT_PROTOCOL = PROTOCOLS[0]
 PARTS: tuple[str, ...] = ("train", "valid", "test")
 
 # Protocol -> suffix of its shipped list files in training/splits_data/.
