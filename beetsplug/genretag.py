@@ -124,7 +124,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """The genretag: section, checked, with the command line's overrides applied."""
 

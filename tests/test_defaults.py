@@ -135,8 +135,8 @@ def test_options_classes_default_as_the_command_line(name: str) -> None:
         if expected in (None, ()):  # no value on the command line: the command converts it or the library decides
             continue
         value = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-        assert value == expected, f"{cls.__name__}.{field.name} defaults to {value!r}, `{name} --{option.name}` to " \
-                                  f"{expected!r}: both should use tagger/defaults.py"
+        assert value == expected, (f"{cls.__name__}.{field.name} defaults to {value!r}, `{command.name} "
+                                   f"{option.opts[-1]}` to {expected!r}: both should use tagger/defaults.py")
         compared += 1
     assert compared  # the comparison really ran over options that name fields
 
