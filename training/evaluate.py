@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from tagger import abstain
-from tagger.defaults import ALL_BACKENDS, DEFAULT_BY, DEFAULT_JOBS, DEFAULT_PROTOCOL, FOLD_PROTOCOLS
+from tagger.defaults import (ALL_BACKENDS, DEFAULT_BY, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_SEED,
+                             FOLD_PROTOCOLS)
 from tagger.errors import BackendError, GenretagError, ModelError, NoModelError
 from tagger.inputs import get_kind
 from tagger.progress import Progress
@@ -189,7 +190,8 @@ def _split_params(card: dict[str, Any], opts: ReportOptions) -> tuple[int, int, 
             return value
         return training.get(key) if same and training.get(key) is not None else default
 
-    return pick(opts.seed, "split_seed", 0), pick(opts.k, "k", FOLD_PROTOCOLS.get(opts.split, 10)), pick(opts.fold, "fold", 0)
+    return (pick(opts.seed, "split_seed", DEFAULT_SEED), pick(opts.k, "k", FOLD_PROTOCOLS.get(opts.split, 10)),
+            pick(opts.fold, "fold", DEFAULT_FOLD))
 
 
 def _base(name: str, model: str, model_id: str | None, protocol: str, leaky: bool, data: str,
@@ -248,7 +250,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions, refit_of: str
 
     cls = get_backend(name)
     folded = opts.split in FOLD_PROTOCOLS
-    seed, k = opts.seed or 0, (opts.k or FOLD_PROTOCOLS[opts.split]) if folded else 1
+    seed, k = DEFAULT_SEED if opts.seed is None else opts.seed, (opts.k or FOLD_PROTOCOLS[opts.split]) if folded else 1
     per_fold, confusion, labels, pooled, selective_folds, out_of_fold = [], None, None, [], [], []
     for fold in range(k):
         seed_everything(seed)

@@ -33,7 +33,8 @@ from importlib import resources
 
 import numpy as np
 
-from tagger.defaults import FOLD_PROTOCOLS, PROTOCOLS  # noqa: F401 (FOLD_PROTOCOLS: re-exported)
+from tagger.defaults import FOLD_PROTOCOLS  # noqa: F401 (re-exported: training.musicnn_patches)
+from tagger.defaults import DEFAULT_FOLD, DEFAULT_SEED, PROTOCOLS
 
 from .data import track_id
 
@@ -123,9 +124,9 @@ def get_split(
     track_ids: Sequence[str],
     labels: Sequence[str],
     *,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     k: int = 10,
-    fold: int = 0,
+    fold: int = DEFAULT_FOLD,
 ) -> Split:
     """The ``name`` protocol's split of the clips ``track_ids`` (with genres ``labels``).
 
