@@ -29,9 +29,9 @@ import beets
 
 from tagger import albums, tagging
 from tagger.cache import Cache, path_key
-from tagger.defaults import DEFAULT_BACKEND
+from tagger.defaults import (ALBUM, DEFAULT_BACKEND, DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT, DEFAULT_JOBS,
+                             DEFAULT_SEPARATOR, MIN_CONFIDENCE, TRACK)
 from tagger.errors import GenretagError
-from tagger.params import DEFAULT_EXCERPT
 from tagger.track import Track
 
 #: The oldest beets this plugin was run against (docs/beets.md says how); setup.cfg's ``beets`` extra agrees.
@@ -68,7 +68,7 @@ else:  # one line, and no plugin class: beets then loads nothing from this modul
 # ---------------------------------------------------------------------------
 # The genretag: section of beets' config.yaml.
 
-BY = ("track", "album")
+BY = (TRACK, ALBUM)
 EXISTING = ("keep", "merge", "overwrite")
 SOURCES = ("genretag", "empty")
 
@@ -109,21 +109,22 @@ OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "auto": (False, _flag()),  # analyse on `beet import`: off by default, listening takes a while
     "backend": (DEFAULT_BACKEND, _text()),  # genretag's own default
     "db": (None, _text(null=True)),  # genretag's database; null: genretag's default
-    "jobs": (None, _number(0, whole=True, null=True)),  # null: every core; 0: in beets' own process
+    "jobs": (DEFAULT_JOBS, _number(0, whole=True, null=True)),  # null: every core; 0: in beets' own process
     "excerpt": (DEFAULT_EXCERPT, _number(0)),  # seconds analysed per file; 0: the whole file
-    "min_confidence": (None, _number(0, 1, null=True)),  # abstain below this; null: the model's threshold
-    "by": ("track", _choice(BY)),
+    "min_confidence": (MIN_CONFIDENCE, _number(0, 1, null=True)),  # abstain below this; null: the model's threshold
+    "by": (DEFAULT_BY, _choice(BY)),
     "existing": ("keep", _choice(EXISTING)),
     "with_parents": (False, _flag()),
-    "broad": (True, _flag()),  # where the head abstains, the networks' own genre outputs may name it (tagger/broad.py)
+    # where the head abstains, the networks' own genre outputs may name it (tagger/broad.py)
+    "broad": (DEFAULT_BROAD, _flag()),
     "count": (None, _number(1, whole=True, null=True)),  # genres per item; null: as `genretag tag --top`
     "source": ("genretag", _choice(SOURCES)),  # empty: only items without a genre
     "write": (None, _flag(null=True)),
-    "separator": ("; ", _text()),  # beets before 2.7 keeps genres in one string
+    "separator": (DEFAULT_SEPARATOR, _text()),  # beets before 2.7 keeps genres in one string
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """The genretag: section, checked, with the command line's overrides applied."""
 
@@ -336,7 +337,8 @@ if _TOO_OLD is None:
                                   broad=settings.broad)
             db = _db_path(settings)
             paths = [path for _, _, path in targets]
-            outcome = run_job(ScanJob(paths, settings.backend, db_path=db, jobs=settings.jobs, options=options))
+            job = ScanJob(paths=paths, backend=settings.backend, db_path=db, jobs=settings.jobs, options=options)
+            outcome = run_job(job)
             del paths
             if outcome.interrupted:  # Ctrl-C: set nothing; what was analysed is committed
                 raise ui.UserError("genretag: interrupted; what was analysed is kept in genretag's database, "

@@ -37,11 +37,10 @@ from typing import Any
 
 from . import abstain
 from . import broad as broadmod
+from .defaults import ALBUM, FOLDER, TRACK
+from .defaults import ALBUM_MODES as MODES
 from .tags import FileMeta, TagError
 from .track import Track
-
-TRACK, ALBUM, FOLDER = "track", "album", "folder"
-MODES = (TRACK, ALBUM, FOLDER)
 
 #: Album-artist values that mean "a compilation" (compared case-folded).
 VARIOUS = frozenset({"various artists", "various", "va", "v.a.", "v/a", "varios artistas", "verschiedene interpreten",

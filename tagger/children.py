@@ -10,8 +10,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-#: Seconds one file may take before its worker is stopped (``scan --timeout``).
-DEFAULT_TIMEOUT = 300.0
+from .defaults import DEFAULT_TIMEOUT
 
 #: Python's -P: no working folder (nor script folder) first on a child interpreter's sys.path.
 SAFE_PATH = ("PYTHONSAFEPATH", "1")

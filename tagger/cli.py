@@ -29,9 +29,11 @@ from typing import Any
 import click
 
 from . import interrupts
-from .defaults import DEFAULT_BACKEND
-from .params import DEFAULT_EXCERPT
-from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices of --status
+from .defaults import (ALBUM_MODES, ALL_BACKENDS, CLUSTERS, DEFAULT_AUGMENT, DEFAULT_BACKEND, DEFAULT_BROAD, DEFAULT_BY,
+                       DEFAULT_EXCERPT, DEFAULT_EXPORT_FORMAT, DEFAULT_FOLD, DEFAULT_HARD_LINKS, DEFAULT_JOBS,
+                       DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED, DEFAULT_SEPARATOR, DEFAULT_TIMEOUT, DEFAULT_TOP,
+                       EXPORT_FORMATS, FOLD_PROTOCOLS, HARD_LINKS, LEARN_PRECISION, MAX_SEED, MAX_TIMEOUT,
+                       MIN_CONFIDENCE, MIN_FOLDS, PROTOCOLS, REPORT_MODES, STATUSES, STDOUT)
 
 EXIT_FAILED = 1
 EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an exception genretag did not expect
@@ -52,10 +54,8 @@ class Finite(click.FloatRange):
         return number
 
 
-#: Seeds of the split, model and augmentation: NumPy's legacy seeding takes 0 to 2**32 - 1 only.
-SEED = click.IntRange(0, 2**32 - 1)
-#: The longest --timeout: a week per file is already "no limit"; larger values overflowed the waits (issue 22).
-MAX_TIMEOUT = 7 * 24 * 3600.0
+#: Seeds of the split, model and augmentation.
+SEED = click.IntRange(0, MAX_SEED)
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,38 +106,38 @@ def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Classifier backend (see `genretag backends`); svc is the fastest.")(fn)
 
 
-BY = ("track", "album", "folder")  # tagger.albums.MODES, import-free
 FOLLOW_LINKS_HELP = ("Also write files reached through symlinks that lead outside PATHS "
                      "(without PATHS: outside the scanned folders) [default: refuse them].")
 TAG_OPTIONS = [
     click.option("--dry-run", is_flag=True, help="Only show a table of current and proposed genres."),
     click.option("--overwrite", is_flag=True, help="Replace genres already in the files [default: keep them]."),
     click.option("--merge", is_flag=True, help="Add the new genres after the ones already in the files."),
-    click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
+    click.option("--top", type=click.IntRange(min=1), default=DEFAULT_TOP, metavar="N",
                  help="Write up to N genres, most likely first [default: 1; a model from `genretag learn`: "
                       "every genre reaching its own threshold]."),
-    click.option("--min-confidence", type=Finite(0, 1), default=None, metavar="P",
+    click.option("--min-confidence", type=Finite(0, 1), default=MIN_CONFIDENCE, metavar="P",
                  help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
                       "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
     click.option("--from-tags", is_flag=True, help="Deprecated (the broad source, on by default, names such "
                  "genres with calibrated thresholds): write the backend's genre-like tags with one fixed cut."),
-    click.option("--broad/--no-broad", default=True, show_default=True, help="Where the head abstains, give "
+    click.option("--broad/--no-broad", default=DEFAULT_BROAD, show_default=True, help="Where the head abstains, give "
                  "the genres the networks' own outputs name past their calibrated thresholds (docs/broad.md)."),
     click.option("--field", metavar="NAME", help="Write this custom field (e.g. GENRETAG) instead of the genre."),
     click.option("--id3v23", is_flag=True, help="Write ID3v2.3 for old players [default: ID3v2.4]."),
-    click.option("--separator", default="; ", show_default=True, help="Joins genres in ID3v2.3 (no multi-value)."),
+    click.option("--separator", default=DEFAULT_SEPARATOR, show_default=True,
+                 help="Joins genres in ID3v2.3 (no multi-value)."),
     click.option("--genre-map", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
                  help="Rename or drop labels: JSON, or lines like 'hiphop = Hip-Hop' and 'disco ='."),
     click.option("--follow-links", is_flag=True, help=FOLLOW_LINKS_HELP),
     click.option("--with-parents", is_flag=True, help="Also write each genre's broader genres from genretag's "
                  "genre tree, first ('Rock; Alternative Rock')."),
-    click.option("--by", type=click.Choice(BY), default="track", show_default=True,
+    click.option("--by", type=click.Choice(ALBUM_MODES), default=DEFAULT_BY, show_default=True,
                  help="album: one genre per album (album and album-artist tags, else folder), from its tracks' "
                       "weighted mean; folder: per folder whatever the tags. Compilations and loose files keep "
                       "their own."),
     click.option("--keep-outliers", is_flag=True, help="With --by album/folder: a track that disagrees strongly "
                  "with its album gets its own genre."),
-    click.option("--hard-links", type=click.Choice(("in-place", "split", "skip")), default="in-place",
+    click.option("--hard-links", type=click.Choice(HARD_LINKS), default=DEFAULT_HARD_LINKS,
                  show_default=True, help="A file with several names (hard links): in-place keeps every name "
                  "sharing the new tags; split gives this name its own copy (undo joins it again); skip leaves it."),
 ]  # fmt: skip
@@ -349,7 +349,7 @@ def _asks_for_help(ctx: click.Context) -> bool:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @backend_options
 @db_option
-@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=DEFAULT_JOBS,
               help="Worker processes [default: all cores]; 0 analyses in this process.")
 @click.option("--excerpt", type=Finite(min=0), default=DEFAULT_EXCERPT, show_default=True,
               help="Seconds analysed from the middle of each file; 0 for the whole file.")
@@ -358,10 +358,10 @@ def _asks_for_help(ctx: click.Context) -> bool:
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (name or relative path); repeatable.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching; repeatable.")
 @click.option("--hidden", is_flag=True, help="Also scan hidden files and folders.")
-@click.option("--timeout", type=Finite(0, MAX_TIMEOUT), default=300.0, show_default=True,
+@click.option("--timeout", type=Finite(0, MAX_TIMEOUT), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds one file may take before its worker is stopped (at most a week); 0 for none.")
 @click.option("--scheduler", metavar="ADDRESS", help="Run analysis on an existing Dask cluster (tcp://host:8786).")
-@click.option("--cluster", type=click.Choice(["local"]), help="Start a local Dask cluster for the analysis.")
+@click.option("--cluster", type=click.Choice(CLUSTERS), help="Start a local Dask cluster for the analysis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @click.option("--write", is_flag=True, help="Then write the genres into the scanned files' tags (as `genretag tag`).")
@@ -397,8 +397,8 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
                           broad=broad,
                           walk=WalkOptions(include=include, exclude=exclude, hidden=hidden),
                           count_total=progress is not False)  # --no-progress: no total to count
-    job = ScanJob(paths, backend, model_path, db_path, jobs, timeout, scheduler, cluster, options,
-                  tagging if write else None)
+    job = ScanJob(paths=paths, backend=backend, model_path=model_path, db_path=db_path, jobs=jobs, timeout=timeout,
+                  scheduler=scheduler, cluster=cluster, options=options, tagging=tagging if write else None)
     outcome = run_job(job, lambda label: ui.RichProgress(label, enabled=progress))
     if as_json:
         ui.print_json(outcome.as_dict())
@@ -488,7 +488,7 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
 @click.option("--status", type=click.Choice(STATUSES), help="Only files with this status (abstained: ok but "
               "too uncertain for a genre).")
 @click.option("--genre", help="Only files predicted as this genre.")
-@click.option("--by", type=click.Choice(BY), default="track", show_default=True,
+@click.option("--by", type=click.Choice(ALBUM_MODES), default=DEFAULT_BY, show_default=True,
               help="album/folder: one row per album, grouped as `tag --by` groups (--genre, --status: the album's).")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @click.option("--json-lines", is_flag=True, help=JSON_LINES_HELP)
@@ -602,8 +602,10 @@ def _fmt_tags(tags: dict[str, float] | None, n: int = 3) -> str:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write [default: stdout].")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default=DEFAULT_EXPORT_FORMAT,
+              show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default=STDOUT,
+              help="File to write [default: stdout].")
 @click.option("--status", type=click.Choice(STATUSES), help="Only files with this status.")
 @click.option("--features", "with_features", is_flag=True, help="Add the 57 GTZAN feature columns.")
 @_handle_errors
@@ -617,7 +619,7 @@ def export(paths: tuple[str, ...], db_path: str | None, fmt: str, output: Any, s
     """
     from .records import export_rows
 
-    if output.name != "-":  # opened lazily, at the first row: `-o` naming the database would have truncated it
+    if output.name != STDOUT:  # opened lazily, at the first row: `-o` naming the database would have truncated it
         _check_output(output.name, "export", db_path, stream=True)
     with _open_cache(db_path, "read") as cache:
         export_rows(cache, cache.records(paths, status=status), output, fmt, with_features=with_features)
@@ -767,7 +769,7 @@ def _fmt_value(value: Any) -> str:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @db_option
-@click.option("--precision", type=Finite(0, 1, min_open=True), default=0.9, show_default=True,
+@click.option("--precision", type=Finite(0, 1, min_open=True), default=LEARN_PRECISION, show_default=True,
               metavar="P", help="Target precision: a genre is learnable when its threshold reaches it at a 90% "
               "lower bound in cross-validation, and held out (on artists that did not choose it) within 0.05.")
 @click.option("--dry-run", is_flag=True, help="Measure and report only; save no model.")
@@ -890,9 +892,6 @@ def env(as_json: bool) -> None:
             click.echo(f"{k}: {v}")
 
 
-PROTOCOLS = ("fault-filtered", "stratified", "kfold", "artist-kfold", "slice-random")  # training.splits.PROTOCOLS, import-free
-
-
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--data/--features/--split/--fold/--k/--jobs, shared by train and report."""
     for option in reversed([
@@ -900,14 +899,14 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="GTZAN audio folder; repeat to pool several (a track found twice is taken from the first)."),
         click.option("--features", type=click.Path(exists=True, dir_okay=False),
                      help="GTZAN feature table (features_30_sec.csv); features backends only."),
-        click.option("--split", type=click.Choice(PROTOCOLS), default="fault-filtered", show_default=True,
+        click.option("--split", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
                      help="Split protocol; artist-kfold keeps every artist in one fold; slice-random is the "
                      "studies' leaky one."),
-        click.option("--fold", type=click.IntRange(min=0), help="kfold, artist-kfold: the fold used as test part "
-                     "[default: 0]."),
-        click.option("--k", type=click.IntRange(min=3), help="Number of folds [default: 10 for kfold, 5 for "
-                     "artist-kfold]."),
-        click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+        click.option("--fold", type=click.IntRange(min=0), help=f"{', '.join(FOLD_PROTOCOLS)}: the fold used as test "
+                     f"part [default: {DEFAULT_FOLD}]."),
+        click.option("--k", type=click.IntRange(min=MIN_FOLDS), help="Number of folds [default: " + ", ".join(
+                     f"{k} for {name}" for name, k in FOLD_PROTOCOLS.items()) + "]."),
+        click.option("-j", "--jobs", type=click.IntRange(min=0), default=DEFAULT_JOBS,
                      help="Worker processes for audio analysis [default: all cores]; 0 in this process."),
     ]):  # fmt: skip
         fn = option(fn)
@@ -918,12 +917,13 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--backend", required=True, help="Backend to train (see `genretag backends`).")
 @data_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs [default: the backend's].")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the split, the model and augmentation.")
-@click.option("--augment", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+@click.option("--seed", type=SEED, default=DEFAULT_SEED, show_default=True,
+              help="Seed of the split, the model and augmentation.")
+@click.option("--augment", type=click.IntRange(min=0), default=DEFAULT_AUGMENT, show_default=True, metavar="N",
               help="Add N augmented copies (noise, gain, pitch and time shift) of each training clip.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the model here instead of the data dir "
               "(it is then not made the current model).")
-@click.option("--refit/--no-refit", default=True, show_default=True,
+@click.option("--refit/--no-refit", default=DEFAULT_REFIT, show_default=True,
               help="After measuring the recipe on the protocol's test part, fit the saved model on every clip "
                    "(train, valid and test) with the choices made on valid.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -949,8 +949,9 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 
     if out:  # the feature table, the data folders and the card beside it: training.train checks those
         _check_output(out, "model", None)
-    opts = TrainOptions(backend, data or None, features, split, fold or 0, k, epochs, seed, augment, out, jobs,
-                        refit)
+    opts = TrainOptions(backend=backend, data=data or None, features=features, split=split,
+                        fold=DEFAULT_FOLD if fold is None else fold, k=k, epochs=epochs, seed=seed, augment=augment,
+                        out=out, jobs=jobs, refit=refit)
     result = _with_progress("Analysing", progress, run_train, opts, on_epoch=None if as_json else print_epoch)
     if as_json:
         ui.print_json(result)
@@ -959,14 +960,14 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
 
 
 @cli.command()
-@click.option("--backend", default="all", show_default=True, help="Backend to report on, or all.")
+@click.option("--backend", default=ALL_BACKENDS, show_default=True, help="Backend to report on, or all.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, exists=True),
               help="Model file to measure instead of the backend's current one.")
 @data_options
 @click.option("--seed", type=SEED, help="Split seed [default: the model card's, else 0].")
 @click.option("--all-folds", is_flag=True, help="kfold, artist-kfold: train a fresh model per fold and report "
               "mean ± std (every clip tested once).")
-@click.option("--by", type=click.Choice(["track", "album"]), default="track", show_default=True,
+@click.option("--by", type=click.Choice(REPORT_MODES), default=DEFAULT_BY, show_default=True,
               help="album: with --all-folds, also compare album mode (clips grouped by artist, probabilities "
                    "averaged) with track mode.")
 @click.option("--plots", type=click.Path(file_okay=False), metavar="DIR",
@@ -996,8 +997,9 @@ def report(backend: str, model_path: str | None, data: tuple[str, ...], features
     from click.core import ParameterSource
 
     if not all_folds and click.get_current_context().get_parameter_source("by") == ParameterSource.DEFAULT_MAP:
-        by = "track"  # a config file's `by = "album"` is for tag and show; report compares only with --all-folds
-    opts = ReportOptions(backend, model_path, data or None, features, split, seed, fold, k, all_folds, plots, jobs, by)
+        by = DEFAULT_BY  # a config file's `by = "album"` is for tag and show; report compares only with --all-folds
+    opts = ReportOptions(backend=backend, model=model_path, data=data or None, features=features, split=split,
+                         seed=seed, fold=fold, k=k, all_folds=all_folds, plots=plots, jobs=jobs, by=by)
     result = _with_progress("Analysing", progress, run_report, opts)
     if as_json:
         ui.print_json(result)

@@ -33,6 +33,7 @@ from typing import Any
 from . import __version__
 from .errors import GenretagError
 from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
+from .defaults import CLUSTERS
 from .interrupts import STOP_SIGNALS
 from .worker import AnalysisResult, AnalysisTask, analyse_file, warm_up
 
@@ -143,7 +144,7 @@ class DaskRunner:
                  restart_stuck: bool | None = None) -> None:
         if bool(scheduler) == bool(cluster):
             raise GenretagError("Give either a Dask scheduler address or --cluster local (one of them)")
-        if cluster not in (None, "local"):
+        if cluster not in (None, *CLUSTERS):
             raise GenretagError(f"Unknown Dask cluster {cluster!r}: only 'local' is built in")
         self.scheduler, self.cluster = scheduler, cluster
         self.workers = max(1, workers or os.cpu_count() or 1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
 from .cache import Cache
-from .children import DEFAULT_TIMEOUT
+from .defaults import DEFAULT_BACKEND, DEFAULT_JOBS, DEFAULT_TIMEOUT
 from .models import open_model
 from .paths import default_db_path
 from .progress import NullProgress, Progress
@@ -27,15 +27,15 @@ from .tagging import CoveredFiles, FileResult, Outcome, TagOptions, apply
 Stage = Callable[[str], ContextManager[Progress]]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScanJob:
     """Everything ``genretag scan`` was asked to do."""
 
     paths: Sequence[str]
-    backend: str
+    backend: str = DEFAULT_BACKEND
     model_path: str | None = None
     db_path: str | None = None  # None: the user's default database
-    jobs: int | None = None
+    jobs: int | None = DEFAULT_JOBS
     timeout: float | None = DEFAULT_TIMEOUT
     scheduler: str | None = None
     cluster: str | None = None

@@ -63,6 +63,7 @@ import numpy as np
 
 from . import abstain, tags, vocabulary
 from .cache import Cache
+from .defaults import DEFAULT_SEED, LEARN_FOLDS, LEARN_PRECISION
 from .errors import GenretagError
 from .outputs import acceptable_label
 
@@ -79,8 +80,8 @@ CONFIDENCE = 0.9
 #: A learnable genre's held-out precision may fall this far below the target (see the module docstring).
 TOLERANCE = 0.05
 #: Grouped cross-validation folds (fewer when there are fewer artists).
-FOLDS = 5
-DEFAULT_PRECISION = 0.9
+FOLDS = LEARN_FOLDS
+DEFAULT_PRECISION = LEARN_PRECISION
 #: Inverse L2 strength of every genre's logistic regression (scikit-learn's C) on standardised embeddings.
 C = 0.1
 #: Out-of-fold scores are kept as integers of 1/SCORE_SCALE: thresholds are chosen on scores rounded to 4 places.
@@ -359,13 +360,13 @@ def judge(scores: np.ndarray, truth: np.ndarray, folds: np.ndarray, precision: f
 # The whole run.
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LearnOptions:
     """What ``genretag learn`` was asked for."""
 
     precision: float = DEFAULT_PRECISION
     folds: int = FOLDS
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     save: bool = True  # False: measure and report only (--dry-run)
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .defaults import DEFAULT_EXCERPT
+
 #: Sample rate of the GTZAN pipeline (features and slices): every module takes it from here.
 SAMPLE_RATE = 22050
-#: Seconds analysed from the middle of each file unless told otherwise.
-DEFAULT_EXCERPT = 30.0
 
 
 def whole_or_seconds(excerpt: float | None) -> float | None:

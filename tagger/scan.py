@@ -27,7 +27,8 @@ from . import cache as cachemod
 from . import inputs
 from .cache import Cache, path_key
 from .models import Model
-from .params import DEFAULT_EXCERPT, AnalysisParams
+from .defaults import DEFAULT_BROAD, DEFAULT_EXCERPT, MIN_CONFIDENCE
+from .params import AnalysisParams
 from .predict import predict_tracks, summarise
 from .progress import NullProgress, Progress
 from .runners import Runner
@@ -39,7 +40,7 @@ PLAN_CHUNK = 256
 MAX_ERRORS_KEPT = 200
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScanOptions:
     """How a scan decides what to analyse and how often it commits."""
 
@@ -51,9 +52,9 @@ class ScanOptions:
     flush_seconds: float = 1.0
     count_total: bool = True
     #: Abstain below this best probability; None: the model card's threshold; 0: never.
-    min_confidence: float | None = None
+    min_confidence: float | None = MIN_CONFIDENCE
     #: Name genres beyond the head's from the networks' own outputs when the head abstains (tagger/broad.py).
-    broad: bool = True
+    broad: bool = DEFAULT_BROAD
 
 
 @dataclass

@@ -42,6 +42,8 @@ from . import albums, multilabel, tags, userfiles, vocabulary
 from . import broad as broadmod
 from .broad import BROAD
 from .cache import Cache, path_key
+from .defaults import (DEFAULT_BROAD, DEFAULT_BY, DEFAULT_HARD_LINKS, DEFAULT_SEPARATOR, DEFAULT_TOP, HARD_LINKS,
+                       IN_PLACE, MIN_CONFIDENCE, SKIP, SPLIT, TAGS_MIN_CONFIDENCE)
 from .errors import FileError, GenretagError
 from .jsontext import b64, readable
 from .outputs import MAX_GENRE, acceptable_label
@@ -49,10 +51,6 @@ from .progress import Progress
 from .tags import TagError
 from .track import TagWrite, Track
 
-#: --min-confidence of --from-tags when none is given.  Tag probabilities are
-#: independent sigmoids (a track can be 0.6 rock and 0.5 indie), not shares of
-#: one softmax, so 0.3 already says "this tag applies" for most tag models.
-TAGS_MIN_CONFIDENCE = 0.3
 FROM_TAGS_DEPRECATED = ("--from-tags is deprecated and will be removed: the broad source (on by default; "
                         "docs/broad.md) names genres from the networks' tags with calibrated thresholds")
 
@@ -62,34 +60,30 @@ KEPT, BELOW, UNCHANGED, SKIPPED, ERROR = "kept existing", "below threshold", "un
 ABSTAINED, NO_TAGS = "abstained", "no tags"
 ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, ABSTAINED, NO_TAGS, SKIPPED, ERROR)
 
-#: --hard-links: how a file with several names is tagged (docs/tagging.md, "Hard links").
-IN_PLACE, SPLIT, SKIP = tags.IN_PLACE, tags.SPLIT, "skip"
-HARD_LINKS = (IN_PLACE, SPLIT, SKIP)
-
 # Separators to ignore when asking "does the file already hold these genres?".
 _COMPARE_SEPARATORS = ";/|,"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TagOptions:
     """Which genres to write, where, and what to do with genres already there."""
 
     dry_run: bool = False
     overwrite: bool = False
     merge: bool = False
-    top: int | None = None  # None: 1, or every genre reaching its threshold with a multi-label model
-    min_confidence: float | None = None  # None: 0, or TAGS_MIN_CONFIDENCE with from_tags
+    top: int | None = DEFAULT_TOP  # None: 1, or every genre reaching its threshold with a multi-label model
+    min_confidence: float | None = MIN_CONFIDENCE  # None: 0, or TAGS_MIN_CONFIDENCE with from_tags
     from_tags: bool = False  # write the backend's genre-like tags instead of its genre
     field: str | None = None  # None: each format's genre field
     id3v23: bool = False
-    separator: str = "; "  # only ID3v2.3 has no multi-value form
+    separator: str = DEFAULT_SEPARATOR  # only ID3v2.3 has no multi-value form
     genre_map: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # see load_genre_map
     follow_links: bool = False  # write through links leading outside the roots (see Boundary)
     with_parents: bool = False  # write each genre's broader genres from the tree first ("Rock; Alternative Rock")
-    by: str = "track"  # "album" or "folder": one genre per album (tagger/albums.py)
+    by: str = DEFAULT_BY  # "album" or "folder": one genre per album (tagger/albums.py)
     keep_outliers: bool = False  # album mode: a track that disagrees strongly keeps its own genre
-    hard_links: str = IN_PLACE  # a file with several names: edit it in place, split it off, or skip it
-    broad: bool = True  # write the genres the broad source gave where the head abstained (tagger/broad.py)
+    hard_links: str = DEFAULT_HARD_LINKS  # a file with several names: edit it in place, split it off, or skip it
+    broad: bool = DEFAULT_BROAD  # write the genres the broad source gave where the head abstained (tagger/broad.py)
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:

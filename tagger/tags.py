@@ -44,6 +44,7 @@ from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
+from .defaults import IN_PLACE, SPLIT
 from .errors import FileError
 
 __all__ = [
@@ -71,8 +72,6 @@ __all__ = [
 #: Temporary files are ``.<name>.<random>.<pid>.genretag-tmp`` beside the original:
 #: hidden, so library scanners skip them, and recognisable if a crash leaves one.
 TEMP_SUFFIX = ".genretag-tmp"
-#: How a file with several names (hard links) is written: see :func:`_edit`.
-SPLIT, IN_PLACE = "split", "in-place"
 #: An in-place write's verified new version while it is copied into the file (``.<name>.<random>.<pid>`` + this),
 #: and a split's link to the old inode, kept for undo: neither is a stale temporary, the journal owns them.
 INPLACE_SUFFIX, LINK_SUFFIX = ".genretag-inplace", ".genretag-link"

@@ -22,13 +22,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .defaults import STATUSES
 from .jsontext import b64
 
 if TYPE_CHECKING:
     from .tags import FileMeta
-
-#: What ``show --status`` and ``export --status`` filter on (see Cache.records).
-STATUSES = ("ok", "error", "missing", "abstained")
 
 JSON, FLAG = "json", "flag"  # how a column is stored when it is not stored as it is
 

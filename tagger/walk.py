@@ -19,7 +19,7 @@ from .audio import is_audio
 OnError = Callable[[str, str], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WalkOptions:
     """Which files a walk yields."""
 

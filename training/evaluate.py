@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from tagger import abstain
+from tagger.defaults import (ALL_BACKENDS, DEFAULT_BY, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_SEED,
+                             FOLD_PROTOCOLS)
 from tagger.errors import BackendError, GenretagError, ModelError, NoModelError
 from tagger.inputs import get_kind
 from tagger.progress import Progress
 
 from .dataset import ClipSet, Part, partition
 from .scoring import evaluate, measure, predict_rows, selective, track_probs
-from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS
 
 
 def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: str, seed: int) -> dict[str, Any]:
@@ -48,11 +49,11 @@ def contamination(card: dict[str, Any], test_tracks: Sequence[str], protocol: st
     return {"status": "clean", "overlap": [], "message": ""}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReportOptions:
     """What ``genretag report`` measures: which models, on which data and protocol."""
 
-    backend: str = "all"
+    backend: str = ALL_BACKENDS
     model: str | None = None
     data: str | Sequence[str] | None = None
     features: str | None = None
@@ -62,15 +63,15 @@ class ReportOptions:
     k: int | None = None
     all_folds: bool = False
     plots: str | None = None
-    jobs: int | None = None
-    by: str = "track"  # "album": also compare album mode on artist-grouped clips (training/album_eval.py)
+    jobs: int | None = DEFAULT_JOBS
+    by: str = DEFAULT_BY  # "album": also compare album mode on artist-grouped clips (training/album_eval.py)
 
 
 def report(opts: ReportOptions, progress: Progress | None = None) -> dict[str, Any]:
     """One row per model: measured on the data given, or as its card recorded when none is."""
     from tagger.backends import discover, get_backend
 
-    if opts.backend == "all":
+    if opts.backend == ALL_BACKENDS:
         if opts.model:
             raise GenretagError("--model names one model: give its --backend too")
         names = sorted(name for name, info in discover().items() if info.ok)
@@ -174,7 +175,7 @@ def _row_or_error(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, 
             row["broad"] = measured_for(name)  # beside the head's: the broad source on GTZAN's genres
         return row
     except (BackendError, ModelError) as exc:
-        if opts.backend != "all":
+        if opts.backend != ALL_BACKENDS:
             raise
         return {"backend": name, "error": str(exc)}
 
@@ -189,7 +190,8 @@ def _split_params(card: dict[str, Any], opts: ReportOptions) -> tuple[int, int, 
             return value
         return training.get(key) if same and training.get(key) is not None else default
 
-    return pick(opts.seed, "split_seed", 0), pick(opts.k, "k", FOLD_PROTOCOLS.get(opts.split, 10)), pick(opts.fold, "fold", 0)
+    return (pick(opts.seed, "split_seed", DEFAULT_SEED), pick(opts.k, "k", FOLD_PROTOCOLS.get(opts.split, 10)),
+            pick(opts.fold, "fold", DEFAULT_FOLD))
 
 
 def _base(name: str, model: str, model_id: str | None, protocol: str, leaky: bool, data: str,
@@ -248,7 +250,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions, refit_of: str
 
     cls = get_backend(name)
     folded = opts.split in FOLD_PROTOCOLS
-    seed, k = opts.seed or 0, (opts.k or FOLD_PROTOCOLS[opts.split]) if folded else 1
+    seed, k = DEFAULT_SEED if opts.seed is None else opts.seed, (opts.k or FOLD_PROTOCOLS[opts.split]) if folded else 1
     per_fold, confusion, labels, pooled, selective_folds, out_of_fold = [], None, None, [], [], []
     for fold in range(k):
         seed_everything(seed)

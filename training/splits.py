@@ -33,14 +33,14 @@ from importlib import resources
 
 import numpy as np
 
+from tagger.defaults import FOLD_PROTOCOLS  # noqa: F401 (re-exported: training.musicnn_patches)
+from tagger.defaults import DEFAULT_FOLD, DEFAULT_SEED, PROTOCOLS
+
 from .data import track_id
 
-#: Every protocol name ``get_split`` accepts; the first is the default.
-PROTOCOLS: tuple[str, ...] = ("fault-filtered", "stratified", "kfold", "artist-kfold", "slice-random")
-#: Protocols that cut the given clips into k folds (``fold`` and ``k`` apply), with their default k.
-FOLD_PROTOCOLS: dict[str, int] = {"kfold": 10, "artist-kfold": 5}
+# PROTOCOLS (the protocol names ``get_split`` accepts; the first is the default) and FOLD_PROTOCOLS
+# (those cutting the clips into k folds, with their default k) live in tagger/defaults.py.
 ARTIST_INDEX = "GTZANindex_sturm2012.txt"
-DEFAULT_PROTOCOL = PROTOCOLS[0]
 PARTS: tuple[str, ...] = ("train", "valid", "test")
 
 # Protocol -> suffix of its shipped list files in training/splits_data/.
@@ -124,9 +124,9 @@ def get_split(
     track_ids: Sequence[str],
     labels: Sequence[str],
     *,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     k: int = 10,
-    fold: int = 0,
+    fold: int = DEFAULT_FOLD,
 ) -> Split:
     """The ``name`` protocol's split of the clips ``track_ids`` (with genres ``labels``).
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from tagger.defaults import (DEFAULT_AUGMENT, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED,
+                             FOLD_PROTOCOLS)
 from tagger.errors import BackendError, GenretagError
 from tagger.outputs import backend_name, check_genres, checked_proba, plugin_call
 
@@ -35,7 +37,7 @@ from tagger.progress import Progress
 
 from .dataset import Augment, ClipSet, Part, augmented, from_audio, from_table, partition, with_copies
 from .scoring import evaluate
-from .splits import DEFAULT_PROTOCOL, FOLD_PROTOCOLS, Split, get_split
+from .splits import Split, get_split
 
 #: Training rows a fitted backend predicts as a check of its output before it is scored or saved.
 PROBE_ROWS = 8
@@ -43,7 +45,7 @@ PROBE_ROWS = 8
 OnEpoch = Callable[[dict[str, Any]], None]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainOptions:
     """Everything ``genretag train`` takes; ``augment`` is the number of augmented copies (0: off)."""
 
@@ -51,14 +53,14 @@ class TrainOptions:
     data: str | None = None
     features: str | None = None
     split: str = DEFAULT_PROTOCOL
-    fold: int = 0
+    fold: int = DEFAULT_FOLD
     k: int | None = None  # folds of a fold protocol [default: FOLD_PROTOCOLS' k]
     epochs: int | None = None
-    seed: int = 0
-    augment: int = 0
+    seed: int = DEFAULT_SEED
+    augment: int = DEFAULT_AUGMENT
     out: str | None = None
-    jobs: int | None = None
-    refit: bool = True  # after the protocol's measure, fit the saved model on every clip (refit_on_all)
+    jobs: int | None = DEFAULT_JOBS
+    refit: bool = DEFAULT_REFIT  # after the protocol's measure, fit the saved model on every clip (refit_on_all)
 
 
 def load_clips(kind: str, data: str | Sequence[str] | None, features: str | None, jobs: int | None = None,
