@@ -418,7 +418,7 @@ class Cache:
     def lock_tag_writes(self) -> None:
         """Keep other tag and undo runs on this database out until this Cache is closed.
 
-        Their :func:`tagger.tagging.settle` would take this run's write in
+        Their :func:`tagger.journal.settle` would take this run's write in
         flight for one cut short.  An ``flock`` on the database file (on
         Linux, where it is independent of SQLite's POSIX locks), waited for
         up to BUSY_SECONDS, then refused before any file is touched.
@@ -747,7 +747,7 @@ class Cache:
                 scan_id, {"finished_at": now(), "status": status, "counts": json.dumps(counts)}
             )
 
-    # -- genre writes (tagger/tagging.py) --------------------------------
+    # -- genre writes (tagger/journal.py) --------------------------------
     def record_tag_write(self, track: Track, snapshot: dict[str, Any], previous: list[str], written: list[str],
                          before: os.stat_result, hard_links: str | None = None, whole: bytes | None = None) -> int:
         """Store a write's ``snapshot`` of the field (tagger.tags) *before* the file is touched; returns its id.

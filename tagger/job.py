@@ -16,12 +16,13 @@ from typing import Any, ContextManager
 
 from .cache import Cache
 from .children import DEFAULT_TIMEOUT
+from .journal import CoveredFiles, FileResult, Outcome, apply
 from .models import open_model
 from .paths import default_db_path
 from .progress import NullProgress, Progress
 from .runners import make_runner
 from .scan import ScanOptions, ScanSummary, scan
-from .tagging import CoveredFiles, FileResult, Outcome, TagOptions, apply
+from .tagging import TagOptions
 
 #: A progress display for one named stage of the job ("Scanning", "Tagging").
 Stage = Callable[[str], ContextManager[Progress]]

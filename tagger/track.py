@@ -220,7 +220,7 @@ def meta_fields(meta: FileMeta | None) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class TagWrite(Stored):
-    """One genre write genretag made: a row of ``tag_history`` (see tagger/tagging.py).
+    """One genre write genretag made: a row of ``tag_history`` (see tagger/journal.py).
 
     ``snapshot`` is the field exactly as it was (for undo); ``previous`` and
     ``written`` its values before and after.  Until ``written_at`` is set,

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from audiofiles import add_test_tags, make_audio
 
-from tagger import albums, tagging, ui
+from tagger import albums, journal, tagging, ui
 from tagger.cache import READ, Cache
 from tagger.cli import cli
 from tagger.tagging import TagOptions
@@ -129,10 +129,10 @@ def test_undo_prints_each_file_as_it_goes(tmp_path: Path, capsys, monkeypatch) -
 
 def test_a_run_keeps_counts_not_a_list_of_every_file(tmp_path: Path) -> None:
     db, root, files = fill(tmp_path, 12)
-    got: list[tagging.FileResult] = []
+    got: list[journal.FileResult] = []
     with Cache(db, "write") as cache:
-        outcome = tagging.apply(cache, TagOptions(dry_run=True), [str(root)], sink=got.append)
-        undone = tagging.undo(cache, [str(root)], sink=got.append)
+        outcome = journal.apply(cache, TagOptions(dry_run=True), [str(root)], sink=got.append)
+        undone = journal.undo(cache, [str(root)], sink=got.append)
     assert [r.path for r in got] == [str(f) for f in files] and outcome.counts == {"would write": 12}
     assert outcome.files == 12 and undone.files == 0
     for held in (outcome, undone):  # nothing in the outcome grows with the files
