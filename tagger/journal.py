@@ -463,22 +463,22 @@ def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: 
     snap = tf.snapshot(opts.field)
     _retire_broken_chain(cache, row.path, tf.stat)
     linked = opts.hard_links if tf.stat.st_nlink > 1 else None
-    history_id = cache.record_tag_write(row, snap, current, new, tf.stat, linked, tf.whole_tag(opts.id3v23))
+    history_id = cache.journal.record(row, snap, current, new, tf.stat, linked, tf.whole_tag(opts.id3v23))
     aside: list[bytes] = []
 
     def note(path: bytes) -> None:
-        cache.note_aside([history_id], path)
+        cache.journal.note_aside([history_id], path)
         aside.append(path)
 
     try:
         after = tf.write(new, field=opts.field, id3v23=opts.id3v23, separator=opts.separator, links=opts.hard_links,
                          note=note)
     except TagError:
-        cache.discard_tag_write(history_id)  # tags.py left the file as it was
+        cache.journal.discard(history_id)  # tags.py left the file as it was
         tags.drop_link(aside[-1] if aside else None)
         raise
     genre_field = tags.split_genres(new) if snap["field"] is None else None
-    cache.confirm_tag_write(history_id, after, row.path, genre_field)
+    cache.journal.confirm(history_id, after, row.path, genre_field)
 
 
 def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None:
@@ -486,9 +486,9 @@ def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None
 
     Their snapshots predate the outside change; restoring one would undo it.
     """
-    done = list(cache.open_writes(key=key, stage="done"))
+    done = list(cache.journal.open_writes(key=key, stage="done"))
     if done and (done[-1].size, done[-1].mtime) != (before.st_size, before.st_mtime):
-        cache.mark_superseded([w.id for w in done])
+        cache.journal.mark_superseded([w.id for w in done])
         for w in done:
             tags.drop_link(w.aside)
 
@@ -500,18 +500,18 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
     written values: it happened, confirm it with the file's stat (and move
     the tracks row along if it still had the pre-write stat).  Anything
     else: the file changed since, so the record is superseded.  Undos cut
-    short after :meth:`Cache.start_undo` are settled the same way: the field
+    short after :meth:`JournalStore.start_undo` are settled the same way: the field
     holds the snapshot, so the restore landed and is marked; else it never
     happened and the note is dropped.  Unreadable files are left for a later run.
     """
     _settle_undos(cache, paths)
-    for write in list(cache.open_writes(paths, stage="in_flight")):
+    for write in list(cache.journal.open_writes(paths, stage="in_flight")):
         snap = write.snapshot or {}
         try:
             tags.finish_aside(os.path.realpath(write.fs_path), write.aside)  # an in-place copy cut short
             tf = tags.TagFile(write.fs_path)
             if tf.snapshot(snap["field"]) == snap:
-                cache.discard_tag_write(write.id)
+                cache.journal.discard(write.id)
                 tags.drop_link(write.aside)
                 continue
             landed = _holds(tf.read(snap["field"]), write.written or [])
@@ -519,17 +519,17 @@ def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
         except (TagError, OSError):
             continue
         if not landed:
-            cache.mark_superseded([write.id])
+            cache.journal.mark_superseded([write.id])
             tags.drop_link(write.aside)
             continue
         track = cache.lookup([write.path]).get(write.path)
         follow = track is not None and (track.size, track.mtime) == (write.size, write.mtime)
-        cache.confirm_tag_write(write.id, after, write.path if follow else None)
+        cache.journal.confirm(write.id, after, write.path if follow else None)
 
 
 def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
     started: dict[tuple[str, str | None], list[TagWrite]] = {}
-    for write in cache.open_writes(paths, stage="undoing"):
+    for write in cache.journal.open_writes(paths, stage="undoing"):
         started.setdefault((write.path, write.field), []).append(write)
     for writes in started.values():
         first, newest, ids = writes[0], writes[-1], [w.id for w in writes]
@@ -541,11 +541,11 @@ def _settle_undos(cache: Cache, paths: Sequence[str]) -> None:
         except (TagError, OSError):
             continue
         if not landed:
-            cache.cancel_undo(ids)
+            cache.journal.cancel_undo(ids)
             continue
         track = cache.lookup([first.path]).get(first.path)
         follow = track is not None and (track.size, track.mtime) == (newest.size, newest.mtime)
-        cache.mark_undone(ids, first.path if follow else None, after)
+        cache.journal.mark_undone(ids, first.path if follow else None, after)
 
 
 # ---------------------------------------------------------------------------
@@ -568,7 +568,7 @@ def undo(cache: Cache, paths: Sequence[str] = (), *, dry_run: bool = False, forc
     out = Outcome("undo", dry_run, sink=sink)
     boundary, temps = Boundary(cache, paths, follow_links), Temporaries(dry_run)
     try:
-        for key, writes in groupby(cache.open_writes(paths), key=lambda w: w.path):
+        for key, writes in groupby(cache.journal.open_writes(paths), key=lambda w: w.path):
             writes_list = list(writes)
             out.cut_short = writes_list[0].fs_path
             for result in _undo_file(cache, writes_list, dry_run, force, boundary, temps):
@@ -631,21 +631,21 @@ def _undo_file(cache: Cache, writes: list[TagWrite], dry_run: bool, force: bool,
             if tf.snapshot(first.field) == snap:
                 result.action = UNCHANGED
                 if not dry_run:
-                    cache.mark_undone(ids)
+                    cache.journal.mark_undone(ids)
             elif dry_run:
                 result.action = WOULD_RESTORE
             else:  # noted before the restore, confirmed after: a cut-short undo is settled by the next run
-                cache.start_undo(ids)
+                cache.journal.start_undo(ids)
                 # As genretag left the file, a tag it converted goes back whole, byte for byte.
-                whole = cache.whole_tag(first.id) if not changed and first.id is not None else None
+                whole = cache.journal.whole_tag(first.id) if not changed and first.id is not None else None
                 try:
-                    after = tf.restore(snap, whole=whole, note=lambda aside: cache.note_aside(ids, aside))
+                    after = tf.restore(snap, whole=whole, note=lambda aside: cache.journal.note_aside(ids, aside))
                     tf = None
                 except TagError:
-                    cache.cancel_undo(ids)  # tags.py left the file as it was
+                    cache.journal.cancel_undo(ids)  # tags.py left the file as it was
                     raise
                 restored = tags.split_genres(first.previous or []) if first.field is None else None
-                cache.mark_undone(ids, key if follow else None, after, restored)
+                cache.journal.mark_undone(ids, key if follow else None, after, restored)
         except (TagError, OSError) as exc:
             result.action, result.reason = ERROR, exc.reason if isinstance(exc, TagError) else _os_text(exc)
             break
@@ -676,10 +676,10 @@ def _old_inode(tf: tags.TagFile, writes: list[TagWrite], groups: list[list[TagWr
 def _rejoin(cache: Cache, writes: list[TagWrite], groups: list[list[TagWrite]], link: str, real: str,
             track: str | None) -> None:
     """Put a split file's old inode back under its name (``real``): its bytes and hard links, as before the write."""
-    cache.start_undo([w.id for w in writes])  # settled like any undo cut short: the field holds the snapshot
+    cache.journal.start_undo([w.id for w in writes])  # settled like any undo cut short: the field holds the snapshot
     os.replace(link, real)
     tags.sync_folder(real)
     after = os.stat(real)
     for g in groups:
         restored = tags.split_genres(g[0].previous or []) if g[0].field is None else None
-        cache.mark_undone([w.id for w in g], track, after, restored)
+        cache.journal.mark_undone([w.id for w in g], track, after, restored)

@@ -5,7 +5,7 @@ Each column is declared once, here, as a field of :class:`Track` or
 (JSON text for lists and dicts, 0/1 for flags).  Everything else goes
 through these classes: the cache creates its tables from
 :meth:`Stored.columns`, readers get decoded records from its queries
-(``Cache.records``, ``Cache.open_writes``; SQL lives in tagger/cache.py
+(``Cache.records``, ``JournalStore.open_writes``; SQL lives in tagger/cache.py
 alone), and writers build rows with :meth:`Stored.row`, which encodes.
 No other module decodes or encodes a cached column.
 

@@ -22,7 +22,7 @@ import pytest
 from audiofiles import add_test_tags, make_audio
 
 from tagger import albums, journal, tagging, ui
-from tagger.cache import READ, Cache
+from tagger.cache import READ, Cache, JournalStore
 from tagger.cli import cli
 from tagger.tagging import TagOptions
 from tagger.track import Track
@@ -57,18 +57,18 @@ def fill(tmp_path: Path, n: int, name: Callable[[int], str] = lambda i: f"{i:03d
 
 
 def watch(monkeypatch: pytest.MonkeyPatch, method: str, capsys: pytest.CaptureFixture[str],
-          wanted: Callable[[dict[str, Any]], bool] = lambda kw: True) -> list[str]:
-    """Wrap ``Cache.<method>``: the list gets, before each record is handed out, what was printed since the last."""
+          wanted: Callable[[dict[str, Any]], bool] = lambda kw: True, owner: type = Cache) -> list[str]:
+    """Wrap ``owner.<method>``: the list gets, before each record is handed out, what was printed since the last."""
     printed: list[str] = []
-    original = getattr(Cache, method)
+    original = getattr(owner, method)
 
-    def wrapped(self: Cache, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         for item in original(self, *args, **kwargs):
             if wanted(kwargs):
                 printed.append(capsys.readouterr().out)
             yield item
 
-    monkeypatch.setattr(Cache, method, wrapped)
+    monkeypatch.setattr(owner, method, wrapped)
     return printed
 
 
@@ -122,7 +122,7 @@ def test_undo_prints_each_file_as_it_goes(tmp_path: Path, capsys, monkeypatch) -
     main("tag", str(root), "--db", str(db), "--no-progress", "--json")
     assert {f["action"] for f in json.loads(capsys.readouterr().out)["files"]} == {"written"}
     monkeypatch.setattr(ui, "SAMPLE_ROWS", 1, raising=False)  # undo groups writes by file: its row is known one record later
-    printed = watch(monkeypatch, "open_writes", capsys, lambda kw: not kw)  # undo's own listing, not settle's
+    printed = watch(monkeypatch, "open_writes", capsys, lambda kw: not kw, JournalStore)  # undo's own listing, not settle's
     main("undo", str(root), "--db", str(db), "--dry-run", "--no-progress")
     assert len(printed) == 4 and files[0].name in "".join(printed[:-1])
 

@@ -1,0 +1,93 @@
+"""The tag journal is its own store (issue 23 point 3): every ``tag_history`` and ``whole_tags`` statement a
+tag, settle and undo run sends comes from :class:`tagger.cache.JournalStore`, over the Cache's own connection.
+
+The statements are caught with SQLite's trace callback as they run, and the
+Python frames that sent each one are looked at: a structural check that
+does not depend on how the schema code is written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from pathlib import Path
+
+from audiofiles import make_audio
+
+from tagger import journal, tags
+from tagger.cache import Cache, JournalStore
+from tagger.tagging import TagOptions
+from tagger.tags import read_genres
+from tagger.track import Track
+
+JOURNAL_TABLES = ("tag_history", "whole_tags")
+
+
+def _library(tmp_path: Path, n: int = 3) -> tuple[Path, Path, list[Path]]:
+    """``n`` small real FLAC files and their cached rows (genre rock), as a scan leaves them; no audio analysed."""
+    root = tmp_path / "Music"
+    root.mkdir()
+    clip = make_audio(tmp_path / "clip.flac", "flac", seconds=0.3)
+    files = [root / f"{i}.flac" for i in range(n)]
+    for f in files:
+        shutil.copyfile(clip, f)
+    rows = [Track.row(path=str(f), size=f.stat().st_size, mtime=f.stat().st_mtime, status="ok", genre="rock",
+                      confidence=0.9, probabilities={"rock": 0.9, "jazz": 0.1}, backend="svc", model_id="test",
+                      missing=False) for f in files]  # fmt: skip
+    db = tmp_path / "g.db"
+    with Cache(db) as cache:
+        cache.write_results(rows)
+        cache.start_scan([str(root)], "svc", "test")
+    return db, root, files
+
+
+def _sender() -> object | None:
+    """The JournalStore whose method is on the stack (the one sending the statement being traced), if any."""
+    for frame in inspect.stack()[2:]:
+        if isinstance(frame.frame.f_locals.get("self"), JournalStore):
+            return frame.frame.f_locals["self"]
+    return None
+
+
+def test_every_journal_statement_of_tag_settle_and_undo_comes_from_the_store(tmp_path: Path) -> None:
+    db, root, files = _library(tmp_path)
+    with Cache(db, "write") as cache:
+        assert cache.journal.db is cache.db  # the same connection: a record and its tracks row share a transaction
+        sent: list[tuple[str, object | None]] = []
+
+        def trace(sql: str) -> None:
+            if any(table in sql for table in JOURNAL_TABLES):
+                sent.append((sql, _sender()))
+
+        cache.db.conn.set_trace_callback(trace)
+        tagged = journal.apply(cache, TagOptions(id3v23=True), [str(root)])
+        assert tagged.counts == {"written": 3}
+        again = journal.apply(cache, TagOptions(dry_run=True), [str(root)])
+        assert again.counts == {"unchanged": 3}
+        undone = journal.undo(cache, [str(root)])
+        assert undone.counts == {"restored": 3}
+        cache.db.conn.set_trace_callback(None)
+    assert [read_genres(f) for f in files] == [[], [], []]
+    kinds = {sql.split()[0].lower() for sql, _ in sent}
+    assert {"insert", "update", "select"} <= kinds, sent  # the run did write, confirm, read and mark the journal
+    outside = [sql for sql, store in sent if store is not cache.journal]
+    assert outside == [], f"journal SQL sent from outside cache.journal: {outside}"
+
+
+def test_the_cache_keeps_no_journal_methods() -> None:
+    """One place per concern: what the store does is not also a Cache method (old names included)."""
+    public = {name for name in vars(JournalStore) if not name.startswith("__")}
+    old = {"record_tag_write", "confirm_tag_write", "discard_tag_write"}
+    assert not (public | old) & set(vars(Cache)), sorted((public | old) & set(vars(Cache)))
+
+
+def test_a_write_recorded_and_never_confirmed_is_settled_from_the_file(tmp_path: Path) -> None:
+    """The store's stages as settle reads them: in flight until confirmed, then done; undone leaves the open set."""
+    db, root, files = _library(tmp_path, 1)
+    key = str(files[0])
+    with Cache(db, "write") as cache:
+        tf = tags.TagFile(key)
+        history = cache.journal.record(Track(path=key), tf.snapshot(None), [], ["Rock"], tf.stat)
+        assert [w.id for w in cache.journal.open_writes(stage="in_flight")] == [history]
+        journal.settle(cache, [str(root)])  # the file still holds the snapshot: the write never happened
+        assert list(cache.journal.open_writes()) == []
