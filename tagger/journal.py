@@ -114,17 +114,6 @@ class FileResult:
                 **({"links": self.links} if self.links else {})}  # fmt: skip
 
 
-def result_columns(kind: str, by: str = albums.TRACK) -> tuple[list[str], Callable[[FileResult], tuple[str, ...]]]:
-    """The table of a ``kind`` ("tag" or "undo") run: its headers, and one result's row under them."""
-    album = by != albums.TRACK
-
-    def cells(r: FileResult) -> tuple[str, ...]:
-        return (r.path, *([r.album or ""] if album else []), "; ".join(r.current), "; ".join(r.proposed), r.status)
-
-    return ["file", *(["album"] if album else []), "current", "proposed" if kind == "tag" else "restored",
-            "action"], cells
-
-
 @dataclass
 class AlbumTally:
     """Album mode's counts for the summary line, kept as albums go by (not the albums themselves)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -26,7 +26,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from . import albums
 from .jsontext import JsonRows, dumps, printable
+
+if TYPE_CHECKING:
+    from .journal import FileResult
 
 PIPE_WIDTH = 1000  # piped output is for grep and files: never fold a path
 #: A streamed table's columns are sized from its first SAMPLE_ROWS rows, or the rows that came in
@@ -210,6 +214,17 @@ class ResultStream:
         elif self.table is not None:
             self.table.close()
             say(outcome.summary_line())
+
+
+def result_columns(kind: str, by: str = albums.TRACK) -> tuple[list[str], Callable[[FileResult], tuple[str, ...]]]:
+    """The table of a ``kind`` ("tag" or "undo") run: its headers, and one result's row under them."""
+    album = by != albums.TRACK
+
+    def cells(r: FileResult) -> tuple[str, ...]:
+        return (r.path, *([r.album or ""] if album else []), "; ".join(r.current), "; ".join(r.proposed), r.status)
+
+    return ["file", *(["album"] if album else []), "current", "proposed" if kind == "tag" else "restored",
+            "action"], cells
 
 
 def print_json(data: Any) -> None:
