@@ -43,7 +43,6 @@ from .errors import GenretagError
 from .jsontext import b64, readable
 from .progress import Progress
 from .tagging import (
-    ABSTAINED,
     ACTIONS,
     ERROR,
     IN_PLACE,
@@ -101,11 +100,6 @@ class FileResult:
     note: str = ""  # album mode: outlier, or why the track keeps its own genre
     links: int = 0  # the file's number of names, when it has several (hard links)
 
-    @property
-    def status(self) -> str:
-        status = f"{self.action}: {self.reason}" if self.reason else self.action
-        return f"{status} ({self.note})" if self.note else status
-
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "field": self.field, "current": self.current, "proposed": self.proposed,
                 "action": self.action, "reason": self.reason,
@@ -130,16 +124,6 @@ class AlbumTally:
         self.averaged += 1
         self.abstained += bool(album.abstained)
         self.outliers += len(album.outliers)
-
-    def line(self) -> str:
-        """"3 album(s), 1 abstained, 2 outlier(s); 4 file(s) in track mode (compilation 3, ...)", for summaries."""
-        line = f"{self.averaged} album(s)"
-        line += f", {self.abstained} abstained" if self.abstained else ""
-        line += f", {self.outliers} outlier track(s)" if self.outliers else ""
-        if self.track_mode:
-            line += (f"; {sum(self.track_mode.values())} file(s) in track mode ("
-                     + ", ".join(f"{w}: {n}" for w, n in self.track_mode.items()) + ")")
-        return line
 
 
 @dataclass
@@ -183,39 +167,6 @@ class Outcome:
     @property
     def failed(self) -> int:
         return self.counts.get(ERROR, 0)
-
-    def warnings(self) -> list[str]:
-        """The run's own warnings (each file's come with its result: FileResult.warn)."""
-        done = "found (dry run: not removed)" if self.dry_run else "removed"
-        return [f"{readable(t)}: stale temporary file of an interrupted genretag run, {done}" for t in self.temporaries]
-
-    def summary_line(self) -> str:
-        if not self.files:
-            if self.interrupted:
-                done = "any other file was done" if self.cut_short else "any file was done"
-                return f"interrupted{self._at()} before {done}; run it again to finish"
-            return ("nothing to tag: no cached results here (run `genretag scan` first)" if self.kind == "tag"
-                    else "nothing to undo: genretag has not written genres here")  # fmt: skip
-        line = f"{self.files} file(s): " + ", ".join(f"{n} {a}" for a, n in self.counts.items())
-        if self.hard_linked:
-            line += f"; {self.hard_linked} hard-linked"
-            line += f" (--hard-links {self.hard_links})" if self.kind == "tag" else ""
-        if self.counts.get(ABSTAINED):
-            line += (f"; {self.counts[ABSTAINED]} skipped as abstained (the model was too uncertain; "
-                     "`genretag show --status abstained`)")
-        if self.by != albums.TRACK:
-            line += "; " + self.tally.line()
-        if self.dry_run:
-            line += " (dry run: no file was changed)"
-        if self.interrupted:
-            line += f"; interrupted{self._at()}, run it again to finish"
-        return line
-
-    def _at(self) -> str:
-        if not self.cut_short:
-            return ""
-        verb = "writing" if self.kind == "tag" else "restoring"
-        return f" while {verb} {readable(self.cut_short)} (its journal entry is settled: it is either old or new)"
 
     def summary(self) -> dict[str, Any]:
         """What ``--json`` gives after the files: counts and the run's state (album mode: the albums)."""

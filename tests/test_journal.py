@@ -1,5 +1,9 @@
-"""The tag journal is its own store (issue 23 point 3): every ``tag_history`` and ``whole_tags`` statement a
-tag, settle and undo run sends comes from :class:`tagger.cache.JournalStore`, over the Cache's own connection.
+"""Tagging split by concern (issue 23 point 3).
+
+The tag journal is its own store: every ``tag_history`` and ``whole_tags``
+statement a tag, settle and undo run sends comes from
+:class:`tagger.cache.JournalStore`, over the Cache's own connection.  And a
+run's results are plain data that tagger/ui.py words.
 
 The statements are caught with SQLite's trace callback as they run, and the
 Python frames that sent each one are looked at: a structural check that
@@ -14,9 +18,10 @@ from pathlib import Path
 
 from audiofiles import make_audio
 
-from tagger import journal, tags
+from tagger import albums, journal, tags, ui
 from tagger.cache import Cache, JournalStore
-from tagger.tagging import TagOptions
+from tagger.journal import FileResult, Outcome
+from tagger.tagging import ABSTAINED, KEPT, SPLIT, WOULD_WRITE, TagOptions
 from tagger.tags import read_genres
 from tagger.track import Track
 
@@ -91,3 +96,28 @@ def test_a_write_recorded_and_never_confirmed_is_settled_from_the_file(tmp_path:
         assert [w.id for w in cache.journal.open_writes(stage="in_flight")] == [history]
         journal.settle(cache, [str(root)])  # the file still holds the snapshot: the write never happened
         assert list(cache.journal.open_writes()) == []
+
+
+def test_a_runs_summary_line_and_status_are_worded_by_the_views() -> None:
+    out = Outcome("tag", dry_run=True, by=albums.ALBUM, hard_links=SPLIT)
+    for result in (FileResult("/m/a.flac", [], ["Rock"], WOULD_WRITE, links=2),
+                   FileResult("/m/b.flac", [], ["Rock"], WOULD_WRITE),
+                   FileResult("/m/c.flac", [], [], ABSTAINED, "best genre below 0.40")):
+        out.add(result)
+    out.tally.averaged, out.tally.outliers, out.tally.track_mode["compilation"] = 1, 1, 2
+    out.temporaries = ["/m/.a.flac.genretag-tmp"]
+    assert ui.run_summary_line(out) == (
+        "3 file(s): 2 would write, 1 abstained; 1 hard-linked (--hard-links split); 1 skipped as abstained (the "
+        "model was too uncertain; `genretag show --status abstained`); 1 album(s), 1 outlier track(s); 2 file(s) "
+        "in track mode (compilation: 2) (dry run: no file was changed)")
+    assert ui.run_warnings(out) == [
+        "/m/.a.flac.genretag-tmp: stale temporary file of an interrupted genretag run, found (dry run: not removed)"]
+    kept = FileResult("/m/d.flac", ["Jazz"], ["Rock"], KEPT, "has genre 'Jazz'", note="outlier")
+    assert ui.result_status(kept) == "kept existing: has genre 'Jazz' (outlier)"
+    headers, cells = ui.result_columns("undo")
+    assert headers == ["file", "current", "restored", "action"]
+    assert cells(kept) == ("/m/d.flac", "Jazz", "Rock", "kept existing: has genre 'Jazz' (outlier)")
+    stopped = Outcome("undo", interrupted=True, cut_short="/m/e.flac")
+    assert ui.run_summary_line(stopped) == ("interrupted while restoring /m/e.flac (its journal entry is settled: "
+                                            "it is either old or new) before any other file was done; "
+                                            "run it again to finish")
