@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from audiofiles import make_audio
+from test_import_graph import import_graph
 
 from tagger import albums, journal, tags, ui
 from tagger.cache import Cache, JournalStore
@@ -121,3 +122,11 @@ def test_a_runs_summary_line_and_status_are_worded_by_the_views() -> None:
     assert ui.run_summary_line(stopped) == ("interrupted while restoring /m/e.flac (its journal entry is settled: "
                                             "it is either old or new) before any other file was done; "
                                             "run it again to finish")
+
+
+def test_each_concern_imports_only_what_it_needs() -> None:
+    """Proposing reads no database and writes no file; the journal's data does not print; views do not write."""
+    graph = import_graph()
+    assert not graph["tagger.tagging"] & {"tagger.cache", "tagger.journal", "tagger.ui", "tagger.cli"}
+    assert not graph["tagger.journal"] & {"tagger.ui", "tagger.cli"}
+    assert not graph["tagger.ui"] & {"tagger.cache", "tagger.journal", "tagger.cli"}
