@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
-from .cache import Cache
+from .cache import Cache, path_key
 from .children import DEFAULT_TIMEOUT
-from .journal import CoveredFiles, FileResult, Outcome, apply
+from .journal import FileResult, Outcome, apply
 from .models import open_model
 from .paths import default_db_path
 from .progress import NullProgress, Progress
@@ -95,3 +95,18 @@ def run_job(job: ScanJob, stage: Stage | None = None) -> JobOutcome:
                 outcome.tagging = apply(cache, job.tagging, job.paths, only=covered.keys, progress=bar,
                                         sink=outcome.tagged.append)
     return outcome
+
+
+class CoveredFiles:
+    """Wraps a scan's progress to remember the files the scan saw, for ``scan --write``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.keys: set[str] = set()
+
+    def set_total(self, total: int) -> None:
+        self.inner.set_total(total)
+
+    def advance(self, path: str, status: str) -> None:
+        self.keys.add(path_key(path)[0])
+        self.inner.advance(path, status)

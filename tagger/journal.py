@@ -38,7 +38,7 @@ from itertools import groupby
 from typing import Any
 
 from . import albums, multilabel, tags
-from .cache import Cache, path_key
+from .cache import Cache
 from .errors import GenretagError
 from .jsontext import b64, readable
 from .progress import Progress
@@ -67,17 +67,6 @@ from .track import TagWrite, Track
 
 # Separators to ignore when asking "does the file already hold these genres?".
 _COMPARE_SEPARATORS = ";/|,"
-
-
-def _folded(values: Iterable[str]) -> list[str]:
-    return [v.casefold() for v in values]
-
-
-def _holds(stored: list[str], values: list[str]) -> bool:
-    """True when a field read back as ``stored`` carries ``values`` (joined by any separator or not)."""
-    return _folded(tags.split_genres(stored, _COMPARE_SEPARATORS)) == _folded(
-        tags.split_genres(values, _COMPARE_SEPARATORS)
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -173,21 +162,6 @@ class Outcome:
         return {"counts": self.counts, "failed": self.failed, "hard_linked": self.hard_linked, "dry_run": self.dry_run,
                 "interrupted": self.interrupted, "stale_temporaries": self.temporaries,
                 **({"by": self.by, "albums": self.albums} if self.by != albums.TRACK else {})}  # fmt: skip
-
-
-class CoveredFiles:
-    """Wraps a scan's progress to remember the files the scan saw, for ``scan --write``."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.keys: set[str] = set()
-
-    def set_total(self, total: int) -> None:
-        self.inner.set_total(total)
-
-    def advance(self, path: str, status: str) -> None:
-        self.keys.add(path_key(path)[0])
-        self.inner.advance(path, status)
 
 
 # ---------------------------------------------------------------------------
@@ -431,6 +405,17 @@ def _retire_broken_chain(cache: Cache, key: str, before: os.stat_result) -> None
         cache.journal.mark_superseded([w.id for w in done])
         for w in done:
             tags.drop_link(w.aside)
+
+
+def _folded(values: Iterable[str]) -> list[str]:
+    return [v.casefold() for v in values]
+
+
+def _holds(stored: list[str], values: list[str]) -> bool:
+    """True when a field read back as ``stored`` carries ``values`` (joined by any separator or not)."""
+    return _folded(tags.split_genres(stored, _COMPARE_SEPARATORS)) == _folded(
+        tags.split_genres(values, _COMPARE_SEPARATORS)
+    )
 
 
 def settle(cache: Cache, paths: Sequence[str] = ()) -> None:
