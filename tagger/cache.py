@@ -5,7 +5,7 @@ Datasette.  Each ``tracks`` and ``tag_history`` column is declared once, as
 a field of :class:`tagger.track.Track` or :class:`tagger.track.TagWrite`,
 which also encode and decode it; this module holds all the SQL, and its
 queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
-:meth:`Cache.open_writes`) return those records.  Tables:
+:meth:`JournalStore.open_writes`) return those records.  Tables:
 
 ``tracks``
     one row per file keyed by absolute path: size, mtime, duration, the
@@ -99,7 +99,7 @@ LISTINGS_KEPT = 64  # folders whose names mark_missing keeps at once (rows come 
 READ_PAGE = 1000  # rows fetched per query when streaming, so no cursor stays open across writes
 CREATE, WRITE, READ = "create", "write", "read"  # how a command opens the database: see connect()
 INSERT_ONLY = frozenset({"path", "first_seen"})  # never changed by an upsert
-# The filters of Cache.records and Cache.open_writes.
+# The filters of Cache.records and JournalStore.open_writes.
 _STATUS_WHERE: dict[str | None, list[str]] = {
     None: [], "missing": ["missing = 1"], "abstained": ["status = 'ok'", "abstained is not null", "missing = 0"],
     "ok": ["status = ?", "missing = 0"], "error": ["status = ?", "missing = 0"],
@@ -343,6 +343,7 @@ class Cache:
         self.path = Path(path).expanduser()
         self.mode = mode
         self._lock_fd: int | None = None
+        self.journal = JournalStore(self)  # tag_history and whole_tags
         self._sidecars = _sidecars(self.path)
         try:
             conn = connect(self.path, mode)
@@ -418,7 +419,7 @@ class Cache:
     def lock_tag_writes(self) -> None:
         """Keep other tag and undo runs on this database out until this Cache is closed.
 
-        Their :func:`tagger.tagging.settle` would take this run's write in
+        Their :func:`tagger.journal.settle` would take this run's write in
         flight for one cut short.  An ``flock`` on the database file (on
         Linux, where it is independent of SQLite's POSIX locks), waited for
         up to BUSY_SECONDS, then refused before any file is touched.
@@ -611,30 +612,6 @@ class Cache:
             raise
         conn.commit()
 
-    def open_writes(self, paths: Iterable[str] = (), *, key: str | None = None,
-                    stage: str | None = None) -> Iterator[TagWrite]:
-        """Stream the genre writes undo may still act on (neither undone nor superseded), by path, oldest first.
-
-        Optionally under ``paths``, or of the one path ``key``; ``stage``
-        narrows them: "done" (confirmed), "in_flight" (never confirmed: a
-        run was cut short) or "undoing" (an undo was started).
-        """
-        where, params = [_OPEN, *_STAGE_WHERE[stage]], []
-        if key is not None:
-            where.append("path = ?")
-            params.append(key)
-        for row in self._select("tag_history", paths, " and ".join(where), params, ("path", "id")):
-            yield TagWrite.from_row(row)
-
-    def genre_writes(self, paths: Iterable[str] = ()) -> Iterator[TagWrite]:
-        """Stream genretag's writes to the genre field itself that were not undone, by path, oldest first.
-
-        Superseded ones count: they happened (``genretag learn`` leaves what
-        genretag wrote out of the user's own genres).
-        """
-        for row in self._select("tag_history", paths, "undone_at is null and field is null", (), ("path", "id")):
-            yield TagWrite.from_row(row)
-
     def _select(self, table: str, paths: Iterable[str], where: str | None, params: Sequence[Any],
                 order: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         """Rows of ``table`` matching ``where`` and under ``paths``, by key range so the path index serves.
@@ -747,96 +724,10 @@ class Cache:
                 scan_id, {"finished_at": now(), "status": status, "counts": json.dumps(counts)}
             )
 
-    # -- genre writes (tagger/tagging.py) --------------------------------
-    def record_tag_write(self, track: Track, snapshot: dict[str, Any], previous: list[str], written: list[str],
-                         before: os.stat_result, hard_links: str | None = None, whole: bytes | None = None) -> int:
-        """Store a write's ``snapshot`` of the field (tagger.tags) *before* the file is touched; returns its id.
-
-        Until :meth:`confirm_tag_write`, size and mtime are the file's stat
-        before the write and ``written_at`` is empty.  ``whole``: the whole
-        tag, when the write converts its version (see :meth:`whole_tag`).
-        """
-        row = TagWrite.row(path=track.path, path_bytes=track.path_bytes, field=snapshot["field"],
-                           format=snapshot["format"], snapshot=snapshot, previous=previous, written=written,
-                           size=before.st_size, mtime=before.st_mtime, hard_links=hard_links)  # fmt: skip
-        with self._writing():
-            history_id = int(self.db["tag_history"].insert(row).last_pk)
-            if whole is not None:
-                self.db["whole_tags"].insert({"history_id": history_id, "tag": whole})
-        return history_id
-
-    def whole_tag(self, history_id: int) -> bytes | None:
-        """The whole tag recorded before a write that converted its ID3 version, if any."""
-        row = self.db.conn.execute("select tag from whole_tags where history_id = ?", (history_id,)).fetchone()
-        return bytes(row[0]) if row else None
-
-    def note_aside(self, ids: Sequence[int], aside: bytes | None) -> None:
-        """Record the file a write or undo sets aside (tagger.tags._edit), *before* it exists."""
-        with self._writing():
-            self.db.conn.executemany("update tag_history set aside = ? where id = ?", [(aside, i) for i in ids])
-
-    def confirm_tag_write(self, history_id: int, after: os.stat_result, track: str | None,
-                          file_genres: Sequence[str] | None = None) -> None:
-        """Mark a write done with the file's new stat, and give ``track``'s row that stat too.
-
-        Updating the ``tracks`` row keeps a rescan from taking genretag's own
-        write for a user's change (which would re-analyse the file).  With
-        ``file_genres`` (a write to the genre field itself) the row's cached
-        genre field follows the file.
-        """
-        stamp = now()
-        with self._writing():
-            self.db.conn.execute(
-                "update tag_history set written_at = ?, size = ?, mtime = ? where id = ?",
-                (stamp, after.st_size, after.st_mtime, history_id),
-            )
-            if track is not None:
-                self._set_track_stat(track, after, stamp, file_genres)
-
     def follow_file(self, track: str, st: os.stat_result, file_genres: Sequence[str] | None = None) -> None:
         """Give ``track``'s row the file's stat ``st``: another name of the same file (a hard link) changed it."""
         with self._writing():
             self._set_track_stat(track, st, now(), file_genres)
-
-    def discard_tag_write(self, history_id: int) -> None:
-        """Forget a write that did not happen (it failed, leaving the file as it was)."""
-        with self._writing():
-            self.db.conn.execute("delete from tag_history where id = ? and written_at is null", (history_id,))
-            self.db.conn.execute("delete from whole_tags where history_id = ? and history_id not in "
-                                 "(select id from tag_history)", (history_id,))
-
-    def start_undo(self, ids: Sequence[int]) -> None:
-        """Note that these writes are being undone, *before* the file is restored.
-
-        Until :meth:`mark_undone` (or :meth:`cancel_undo` when the restore
-        failed), the next run settles them from what the file holds.
-        """
-        self._stamp_history("undo_started_at", ids, None, None)
-
-    def cancel_undo(self, ids: Sequence[int]) -> None:
-        """Forget an undo that did not happen (the restore failed or never landed)."""
-        with self._writing():
-            self.db.conn.executemany("update tag_history set undo_started_at = null where id = ?", [(i,) for i in ids])
-
-    def mark_superseded(self, ids: Sequence[int]) -> None:
-        """Retire writes that a later outside change made unsafe to undo."""
-        self._stamp_history("superseded_at", ids, None, None)
-
-    def mark_undone(self, ids: Sequence[int], track: str | None = None, after: os.stat_result | None = None,
-                    file_genres: Sequence[str] | None = None) -> None:
-        """Mark writes undone; with ``track``, give its row the file's stat ``after`` the restore
-        (and, for the genre field, the ``file_genres`` it holds again)."""
-        self._stamp_history("undone_at", ids, track, after, file_genres)
-
-    def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None,
-                       file_genres: Sequence[str] | None = None) -> None:
-        stamp = now()
-        with self._writing():
-            self.db.conn.executemany(f"update tag_history set [{column}] = ? where id = ?", [(stamp, i) for i in ids])
-            if column in ("undone_at", "superseded_at"):  # undo will not need their whole tags any more
-                self.db.conn.executemany("delete from whole_tags where history_id = ?", [(i,) for i in ids])
-            if track is not None and after is not None:
-                self._set_track_stat(track, after, stamp, file_genres)
 
     def follow_write(self, key: str, before: os.stat_result, after: os.stat_result) -> bool:
         """Give ``key``'s row the stat ``after`` a tags-only write by another program (beets), if it had ``before``.
@@ -884,3 +775,129 @@ class Cache:
         if file_genres is not None:
             self.db.conn.execute("update tracks set file_genres = ? where path = ? and file_genres is not null",
                                  (Track.row(file_genres=list(file_genres))["file_genres"], key))
+
+
+class JournalStore:
+    """The tag journal's SQL (``tag_history``, ``whole_tags``): each genre write, recorded before it happens.
+
+    Its own object, reached as ``cache.journal``, over the Cache's connection
+    and write transactions: tagger/journal.py writes, settles and undoes
+    through it, and a write's record and the file's ``tracks`` row change
+    in one transaction.
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        return self._cache.db
+
+    def open_writes(self, paths: Iterable[str] = (), *, key: str | None = None,
+                    stage: str | None = None) -> Iterator[TagWrite]:
+        """Stream the genre writes undo may still act on (neither undone nor superseded), by path, oldest first.
+
+        Optionally under ``paths``, or of the one path ``key``; ``stage``
+        narrows them: "done" (confirmed), "in_flight" (never confirmed: a
+        run was cut short) or "undoing" (an undo was started).
+        """
+        where, params = [_OPEN, *_STAGE_WHERE[stage]], []
+        if key is not None:
+            where.append("path = ?")
+            params.append(key)
+        for row in self._cache._select("tag_history", paths, " and ".join(where), params, ("path", "id")):
+            yield TagWrite.from_row(row)
+
+    def genre_writes(self, paths: Iterable[str] = ()) -> Iterator[TagWrite]:
+        """Stream genretag's writes to the genre field itself that were not undone, by path, oldest first.
+
+        Superseded ones count: they happened (``genretag learn`` leaves what
+        genretag wrote out of the user's own genres).
+        """
+        for row in self._cache._select("tag_history", paths, "undone_at is null and field is null", (), ("path", "id")):
+            yield TagWrite.from_row(row)
+
+    def record(self, track: Track, snapshot: dict[str, Any], previous: list[str], written: list[str],
+               before: os.stat_result, hard_links: str | None = None, whole: bytes | None = None) -> int:
+        """Store a write's ``snapshot`` of the field (tagger.tags) *before* the file is touched; returns its id.
+
+        Until :meth:`confirm`, size and mtime are the file's stat before
+        the write and ``written_at`` is empty.  ``whole``: the whole
+        tag, when the write converts its version (see :meth:`whole_tag`).
+        """
+        row = TagWrite.row(path=track.path, path_bytes=track.path_bytes, field=snapshot["field"],
+                           format=snapshot["format"], snapshot=snapshot, previous=previous, written=written,
+                           size=before.st_size, mtime=before.st_mtime, hard_links=hard_links)  # fmt: skip
+        with self._cache._writing():
+            history_id = int(self.db["tag_history"].insert(row).last_pk)
+            if whole is not None:
+                self.db["whole_tags"].insert({"history_id": history_id, "tag": whole})
+        return history_id
+
+    def whole_tag(self, history_id: int) -> bytes | None:
+        """The whole tag recorded before a write that converted its ID3 version, if any."""
+        row = self.db.conn.execute("select tag from whole_tags where history_id = ?", (history_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def note_aside(self, ids: Sequence[int], aside: bytes | None) -> None:
+        """Record the file a write or undo sets aside (tagger.tags._edit), *before* it exists."""
+        with self._cache._writing():
+            self.db.conn.executemany("update tag_history set aside = ? where id = ?", [(aside, i) for i in ids])
+
+    def confirm(self, history_id: int, after: os.stat_result, track: str | None,
+                file_genres: Sequence[str] | None = None) -> None:
+        """Mark a write done with the file's new stat, and give ``track``'s row that stat too.
+
+        Updating the ``tracks`` row keeps a rescan from taking genretag's own
+        write for a user's change (which would re-analyse the file).  With
+        ``file_genres`` (a write to the genre field itself) the row's cached
+        genre field follows the file.
+        """
+        stamp = now()
+        with self._cache._writing():
+            self.db.conn.execute(
+                "update tag_history set written_at = ?, size = ?, mtime = ? where id = ?",
+                (stamp, after.st_size, after.st_mtime, history_id),
+            )
+            if track is not None:
+                self._cache._set_track_stat(track, after, stamp, file_genres)
+
+    def discard(self, history_id: int) -> None:
+        """Forget a write that did not happen (it failed, leaving the file as it was)."""
+        with self._cache._writing():
+            self.db.conn.execute("delete from tag_history where id = ? and written_at is null", (history_id,))
+            self.db.conn.execute("delete from whole_tags where history_id = ? and history_id not in "
+                                 "(select id from tag_history)", (history_id,))
+
+    def start_undo(self, ids: Sequence[int]) -> None:
+        """Note that these writes are being undone, *before* the file is restored.
+
+        Until :meth:`mark_undone` (or :meth:`cancel_undo` when the restore
+        failed), the next run settles them from what the file holds.
+        """
+        self._stamp_history("undo_started_at", ids, None, None)
+
+    def cancel_undo(self, ids: Sequence[int]) -> None:
+        """Forget an undo that did not happen (the restore failed or never landed)."""
+        with self._cache._writing():
+            self.db.conn.executemany("update tag_history set undo_started_at = null where id = ?", [(i,) for i in ids])
+
+    def mark_superseded(self, ids: Sequence[int]) -> None:
+        """Retire writes that a later outside change made unsafe to undo."""
+        self._stamp_history("superseded_at", ids, None, None)
+
+    def mark_undone(self, ids: Sequence[int], track: str | None = None, after: os.stat_result | None = None,
+                    file_genres: Sequence[str] | None = None) -> None:
+        """Mark writes undone; with ``track``, give its row the file's stat ``after`` the restore
+        (and, for the genre field, the ``file_genres`` it holds again)."""
+        self._stamp_history("undone_at", ids, track, after, file_genres)
+
+    def _stamp_history(self, column: str, ids: Sequence[int], track: str | None, after: os.stat_result | None,
+                       file_genres: Sequence[str] | None = None) -> None:
+        stamp = now()
+        with self._cache._writing():
+            self.db.conn.executemany(f"update tag_history set [{column}] = ? where id = ?", [(stamp, i) for i in ids])
+            if column in ("undone_at", "superseded_at"):  # undo will not need their whole tags any more
+                self.db.conn.executemany("delete from whole_tags where history_id = ?", [(i,) for i in ids])
+            if track is not None and after is not None:
+                self._cache._set_track_stat(track, after, stamp, file_genres)

@@ -197,9 +197,8 @@ def _run_streamed(kind: str, by: str, fmt: str, progress: bool | None, run: Call
                   **kwargs: Any) -> Any:
     """A tag or undo run whose results print as they come (tagger.ui.ResultStream), then its summary."""
     from . import ui
-    from .tagging import result_columns
 
-    view = ui.ResultStream(*result_columns(kind, by), fmt)
+    view = ui.ResultStream(*ui.result_columns(kind, by), fmt)
     if progress is None and sys.stdout.isatty():  # the rows on the terminal are the progress; a bar would redraw over them
         progress = False
     outcome = _with_progress("Tagging" if kind == "tag" else "Restoring", progress, run, *args, sink=view.add,
@@ -405,9 +404,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     else:
         ui.print_scan_summary(outcome.summary.as_dict())
     if outcome.tagging is not None:  # with --json, the results are in the document above: only the warnings
-        from .tagging import result_columns
-
-        view = ui.ResultStream(*result_columns("tag", tagging.by), "warnings" if as_json else "table")
+        view = ui.ResultStream(*ui.result_columns("tag", tagging.by), "warnings" if as_json else "table")
         for result in outcome.tagged:
             view.add(result)
         view.close(outcome.tagging)
@@ -438,7 +435,8 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: 
         genretag tag ~/Music --top 2 --min-confidence 0.3 --merge
         genretag tag ~/Music --no-broad --dry-run
     """
-    from .tagging import FROM_TAGS_DEPRECATED, apply
+    from .journal import apply
+    from .tagging import FROM_TAGS_DEPRECATED
 
     if tagging.from_tags:
         click.echo(f"Warning: {FROM_TAGS_DEPRECATED}", err=True)
@@ -470,7 +468,7 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
         genretag undo ~/Music/Jazz
         genretag undo --all --dry-run
     """
-    from .tagging import undo as run_undo
+    from .journal import undo as run_undo
 
     if not paths and not everything:
         raise click.UsageError("name the files or folders to undo, or use --all")

@@ -14,14 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
-from .cache import Cache
+from .cache import Cache, path_key
 from .defaults import DEFAULT_BACKEND, DEFAULT_JOBS, DEFAULT_TIMEOUT
+from .journal import FileResult, Outcome, apply
 from .models import open_model
 from .paths import default_db_path
 from .progress import NullProgress, Progress
 from .runners import make_runner
 from .scan import ScanOptions, ScanSummary, scan
-from .tagging import CoveredFiles, FileResult, Outcome, TagOptions, apply
+from .tagging import TagOptions
 
 #: A progress display for one named stage of the job ("Scanning", "Tagging").
 Stage = Callable[[str], ContextManager[Progress]]
@@ -94,3 +95,18 @@ def run_job(job: ScanJob, stage: Stage | None = None) -> JobOutcome:
                 outcome.tagging = apply(cache, job.tagging, job.paths, only=covered.keys, progress=bar,
                                         sink=outcome.tagged.append)
     return outcome
+
+
+class CoveredFiles:
+    """Wraps a scan's progress to remember the files the scan saw, for ``scan --write``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.keys: set[str] = set()
+
+    def set_total(self, total: int) -> None:
+        self.inner.set_total(total)
+
+    def advance(self, path: str, status: str) -> None:
+        self.keys.add(path_key(path)[0])
+        self.inner.advance(path, status)

@@ -137,7 +137,7 @@ class Examples:
 def _genretag_added(cache: Cache, paths: Sequence[str]) -> dict[str, set[str]]:
     """Per path key, the genre keys genretag added in writes that were not undone (see the module rules)."""
     added: dict[str, set[str]] = defaultdict(set)
-    for write in cache.genre_writes(paths):
+    for write in cache.journal.genre_writes(paths):
         try:
             before = {genre_key(v) for v in tags.split_genres(write.previous or [])}
             after = {genre_key(v) for v in tags.split_genres(write.written or [])}

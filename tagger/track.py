@@ -5,7 +5,7 @@ Each column is declared once, here, as a field of :class:`Track` or
 (JSON text for lists and dicts, 0/1 for flags).  Everything else goes
 through these classes: the cache creates its tables from
 :meth:`Stored.columns`, readers get decoded records from its queries
-(``Cache.records``, ``Cache.open_writes``; SQL lives in tagger/cache.py
+(``Cache.records``, ``JournalStore.open_writes``; SQL lives in tagger/cache.py
 alone), and writers build rows with :meth:`Stored.row`, which encodes.
 No other module decodes or encodes a cached column.
 
@@ -218,7 +218,7 @@ def meta_fields(meta: FileMeta | None) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class TagWrite(Stored):
-    """One genre write genretag made: a row of ``tag_history`` (see tagger/tagging.py).
+    """One genre write genretag made: a row of ``tag_history`` (see tagger/journal.py).
 
     ``snapshot`` is the field exactly as it was (for undo); ``previous`` and
     ``written`` its values before and after.  Until ``written_at`` is set,

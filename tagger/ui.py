@@ -1,5 +1,8 @@
 """Terminal output: a rich progress bar on a terminal, plain lines when piped, tables.
 
+The views of every command live here: the scan summary, the tag and undo
+runs' rows and summary line (from tagger/journal.py's plain results).
+
 Imported only by commands that print, never at ``genretag --help``.  Text
 from files (names, tags) reaches the terminal only through
 :func:`tagger.jsontext.printable` (:func:`cell`, :func:`say`).
@@ -10,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -26,7 +29,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .jsontext import JsonRows, dumps, printable
+from . import albums
+from .jsontext import JsonRows, dumps, printable, readable
+from .tagging import ABSTAINED
+
+if TYPE_CHECKING:
+    from .journal import AlbumTally, FileResult, Outcome
 
 PIPE_WIDTH = 1000  # piped output is for grep and files: never fold a path
 #: A streamed table's columns are sized from its first SAMPLE_ROWS rows, or the rows that came in
@@ -194,7 +202,7 @@ class ResultStream:
         self.json = JsonRows(lines=fmt == "jsonl", head='{"files": [') if fmt in ("json", "jsonl") else None
         self.table = RowTable(headers) if fmt == "table" else None
 
-    def add(self, result: Any) -> None:
+    def add(self, result: FileResult) -> None:
         if result.warn:
             say(f"warning: {result.path}: {result.reason}", style="yellow")
         if self.json is not None:
@@ -202,14 +210,80 @@ class ResultStream:
         elif self.table is not None:
             self.table.add(self.cells(result))
 
-    def close(self, outcome: Any) -> None:
-        for warning in outcome.warnings():
+    def close(self, outcome: Outcome) -> None:
+        for warning in run_warnings(outcome):
             say(f"warning: {warning}", style="yellow")
         if self.json is not None:
             self.json.close(outcome.summary())
         elif self.table is not None:
             self.table.close()
-            say(outcome.summary_line())
+            say(run_summary_line(outcome))
+
+
+def result_columns(kind: str, by: str = albums.TRACK) -> tuple[list[str], Callable[[FileResult], tuple[str, ...]]]:
+    """The table of a ``kind`` ("tag" or "undo") run: its headers, and one result's row under them."""
+    album = by != albums.TRACK
+
+    def cells(r: FileResult) -> tuple[str, ...]:
+        return (r.path, *([r.album or ""] if album else []), "; ".join(r.current), "; ".join(r.proposed),
+                result_status(r))
+
+    return ["file", *(["album"] if album else []), "current", "proposed" if kind == "tag" else "restored",
+            "action"], cells
+
+
+def result_status(r: FileResult) -> str:
+    """A result's action column: the action, why, and (album mode) its note."""
+    status = f"{r.action}: {r.reason}" if r.reason else r.action
+    return f"{status} ({r.note})" if r.note else status
+
+
+def run_warnings(outcome: Outcome) -> list[str]:
+    """A tag or undo run's own warnings (each file's come with its result: FileResult.warn)."""
+    done = "found (dry run: not removed)" if outcome.dry_run else "removed"
+    return [f"{readable(t)}: stale temporary file of an interrupted genretag run, {done}" for t in outcome.temporaries]
+
+
+def run_summary_line(outcome: Outcome) -> str:
+    """The line after a tag or undo run's results: its counts and state."""
+    if not outcome.files:
+        if outcome.interrupted:
+            done = "any other file was done" if outcome.cut_short else "any file was done"
+            return f"interrupted{_cut_short_at(outcome)} before {done}; run it again to finish"
+        return ("nothing to tag: no cached results here (run `genretag scan` first)" if outcome.kind == "tag"
+                else "nothing to undo: genretag has not written genres here")  # fmt: skip
+    line = f"{outcome.files} file(s): " + ", ".join(f"{n} {a}" for a, n in outcome.counts.items())
+    if outcome.hard_linked:
+        line += f"; {outcome.hard_linked} hard-linked"
+        line += f" (--hard-links {outcome.hard_links})" if outcome.kind == "tag" else ""
+    if outcome.counts.get(ABSTAINED):
+        line += (f"; {outcome.counts[ABSTAINED]} skipped as abstained (the model was too uncertain; "
+                 "`genretag show --status abstained`)")
+    if outcome.by != albums.TRACK:
+        line += "; " + album_tally_line(outcome.tally)
+    if outcome.dry_run:
+        line += " (dry run: no file was changed)"
+    if outcome.interrupted:
+        line += f"; interrupted{_cut_short_at(outcome)}, run it again to finish"
+    return line
+
+
+def _cut_short_at(outcome: Outcome) -> str:
+    if not outcome.cut_short:
+        return ""
+    verb = "writing" if outcome.kind == "tag" else "restoring"
+    return f" while {verb} {readable(outcome.cut_short)} (its journal entry is settled: it is either old or new)"
+
+
+def album_tally_line(tally: AlbumTally) -> str:
+    """"3 album(s), 1 abstained, 2 outlier(s); 4 file(s) in track mode (compilation 3, ...)", for summaries."""
+    line = f"{tally.averaged} album(s)"
+    line += f", {tally.abstained} abstained" if tally.abstained else ""
+    line += f", {tally.outliers} outlier track(s)" if tally.outliers else ""
+    if tally.track_mode:
+        line += (f"; {sum(tally.track_mode.values())} file(s) in track mode ("
+                 + ", ".join(f"{w}: {n}" for w, n in tally.track_mode.items()) + ")")
+    return line
 
 
 def print_json(data: Any) -> None:

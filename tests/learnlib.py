@@ -95,13 +95,13 @@ def fill(db: Path, root: Path, *, signal: Sequence[str], random: Sequence[str] =
 
 
 def record_write(db: Path, key: str, previous: list[str], written: list[str], *, undone: bool = False) -> None:
-    """A genre write genretag made to ``key`` (as tagging.py records it), optionally undone since."""
+    """A genre write genretag made to ``key`` (as journal.py records it), optionally undone since."""
     cache = Cache(db)
     try:
         st = os.stat_result((0o644, 0, 0, 1, 0, 0, 1000, 1, 1, 1))
-        history = cache.record_tag_write(Track(path=key), {"field": None, "format": "mp3"}, previous, written, st)
-        cache.confirm_tag_write(history, st, None)
+        history = cache.journal.record(Track(path=key), {"field": None, "format": "mp3"}, previous, written, st)
+        cache.journal.confirm(history, st, None)
         if undone:
-            cache.mark_undone([history])
+            cache.journal.mark_undone([history])
     finally:
         cache.close()

@@ -26,7 +26,7 @@ from audiofiles import make_audio
 from click.testing import CliRunner
 
 from conftest import copy_scanned
-from tagger.cache import SCHEMA_VERSION, Cache
+from tagger.cache import SCHEMA_VERSION, Cache, JournalStore
 from tagger.cli import cli
 from tagger.tags import read_genres
 
@@ -486,7 +486,7 @@ def test_a_lost_confirmation_is_one_error_and_the_next_run_settles_it(
     lib_db: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lib, db = lib_db
-    monkeypatch.setattr(Cache, "confirm_tag_write", locked_on_call(2, Cache.confirm_tag_write))
+    monkeypatch.setattr(JournalStore, "confirm", locked_on_call(2, JournalStore.confirm))
     code, out = cli_run("tag", "--db", str(db), "--no-progress")
     assert code == 1 and "Traceback" not in out
     assert [line for line in out.splitlines() if line.startswith("Error:")] == [
@@ -505,7 +505,7 @@ def test_an_undo_cut_short_after_the_restore_is_settled_by_the_next_run(
     """The incident: a file restored, its history not marked, later runs skipped it as changed."""
     lib, db = lib_db
     assert cli_run("tag", "--db", str(db))[0] == 0
-    monkeypatch.setattr(Cache, "mark_undone", locked_on_call(2, Cache.mark_undone))
+    monkeypatch.setattr(JournalStore, "mark_undone", locked_on_call(2, JournalStore.mark_undone))
     code, out = cli_run("undo", "--all", "--db", str(db), "--no-progress")
     assert code == 1 and "Traceback" not in out and "Error:" in out and "database is locked" in out
     monkeypatch.undo()

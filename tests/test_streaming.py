@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from audiofiles import add_test_tags, make_audio
 
-from tagger import albums, tagging, ui
-from tagger.cache import READ, Cache
+from tagger import albums, journal, tagging, ui
+from tagger.cache import READ, Cache, JournalStore
 from tagger.cli import cli
 from tagger.tagging import TagOptions
 from tagger.track import Track
@@ -57,18 +57,18 @@ def fill(tmp_path: Path, n: int, name: Callable[[int], str] = lambda i: f"{i:03d
 
 
 def watch(monkeypatch: pytest.MonkeyPatch, method: str, capsys: pytest.CaptureFixture[str],
-          wanted: Callable[[dict[str, Any]], bool] = lambda kw: True) -> list[str]:
-    """Wrap ``Cache.<method>``: the list gets, before each record is handed out, what was printed since the last."""
+          wanted: Callable[[dict[str, Any]], bool] = lambda kw: True, owner: type = Cache) -> list[str]:
+    """Wrap ``owner.<method>``: the list gets, before each record is handed out, what was printed since the last."""
     printed: list[str] = []
-    original = getattr(Cache, method)
+    original = getattr(owner, method)
 
-    def wrapped(self: Cache, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         for item in original(self, *args, **kwargs):
             if wanted(kwargs):
                 printed.append(capsys.readouterr().out)
             yield item
 
-    monkeypatch.setattr(Cache, method, wrapped)
+    monkeypatch.setattr(owner, method, wrapped)
     return printed
 
 
@@ -122,17 +122,17 @@ def test_undo_prints_each_file_as_it_goes(tmp_path: Path, capsys, monkeypatch) -
     main("tag", str(root), "--db", str(db), "--no-progress", "--json")
     assert {f["action"] for f in json.loads(capsys.readouterr().out)["files"]} == {"written"}
     monkeypatch.setattr(ui, "SAMPLE_ROWS", 1, raising=False)  # undo groups writes by file: its row is known one record later
-    printed = watch(monkeypatch, "open_writes", capsys, lambda kw: not kw)  # undo's own listing, not settle's
+    printed = watch(monkeypatch, "open_writes", capsys, lambda kw: not kw, JournalStore)  # undo's own listing, not settle's
     main("undo", str(root), "--db", str(db), "--dry-run", "--no-progress")
     assert len(printed) == 4 and files[0].name in "".join(printed[:-1])
 
 
 def test_a_run_keeps_counts_not_a_list_of_every_file(tmp_path: Path) -> None:
     db, root, files = fill(tmp_path, 12)
-    got: list[tagging.FileResult] = []
+    got: list[journal.FileResult] = []
     with Cache(db, "write") as cache:
-        outcome = tagging.apply(cache, TagOptions(dry_run=True), [str(root)], sink=got.append)
-        undone = tagging.undo(cache, [str(root)], sink=got.append)
+        outcome = journal.apply(cache, TagOptions(dry_run=True), [str(root)], sink=got.append)
+        undone = journal.undo(cache, [str(root)], sink=got.append)
     assert [r.path for r in got] == [str(f) for f in files] and outcome.counts == {"would write": 12}
     assert outcome.files == 12 and undone.files == 0
     for held in (outcome, undone):  # nothing in the outcome grows with the files

@@ -363,7 +363,7 @@ def test_in_place_write_killed_mid_copy_is_finished_by_the_next_run(seeded) -> N
     assert read_genres(path) == read_genres(seeding) == json.loads(row["written"])
     assert path.stat().st_nlink == 2 and path.read_bytes() == seeding.read_bytes()
     with Cache(db) as cache:
-        assert list(cache.open_writes(stage="in_flight")) == []
+        assert list(cache.journal.open_writes(stage="in_flight")) == []
     code, data, _ = run(db, "undo", str(path))
     assert code == 0 and data["counts"] == {"restored": 1} and read_genres(seeding) == []
     assert path.read_bytes() == original and path.stat().st_nlink == 2

@@ -27,7 +27,7 @@ from audiofiles import COVER, EXTENSIONS, FORMATS, add_test_tags, decode, make_a
 from click.testing import CliRunner
 from test_tags import GENRE_KEY, cover_of, raw_id3, stored, tag_view, temp_files
 
-from tagger import tagging, tags
+from tagger import journal, tagging, tags
 from tagger.cache import Cache
 from tagger.cli import cli
 from tagger.tagging import TagOptions, decide, display_name, load_genre_map, propose
@@ -534,7 +534,7 @@ def test_write_cut_short_between_file_and_database_is_settled(lib: Lib, monkeypa
     with Cache(lib.db) as cache:
         for path in (flac, ogg):
             with pytest.raises(Killed):
-                tagging.apply(cache, TagOptions(), [str(path)])
+                journal.apply(cache, TagOptions(), [str(path)])
     assert [h["written_at"] for h in lib.history()] == [None, None]
     monkeypatch.setattr(tags.TagFile, "write", real_write)
 

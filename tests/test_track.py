@@ -107,22 +107,22 @@ def test_open_writes_by_stage(tmp_path: Path) -> None:
     track = Track(path=str(song))
     snap = {"field": None, "format": "flac", "items": [["GENRE", "Jazz"]]}
     with Cache(tmp_path / "db.sqlite") as cache:
-        done = cache.record_tag_write(track, snap, ["Jazz"], ["Rock"], st)
-        cache.confirm_tag_write(done, st, None)
-        in_flight = cache.record_tag_write(track, snap, ["Rock"], ["Blues"], st)
-        undone = cache.record_tag_write(Track(path=str(tmp_path / "other.flac")), snap, [], ["Pop"], st)
-        cache.confirm_tag_write(undone, st, None)
-        cache.mark_undone([undone])
+        done = cache.journal.record(track, snap, ["Jazz"], ["Rock"], st)
+        cache.journal.confirm(done, st, None)
+        in_flight = cache.journal.record(track, snap, ["Rock"], ["Blues"], st)
+        undone = cache.journal.record(Track(path=str(tmp_path / "other.flac")), snap, [], ["Pop"], st)
+        cache.journal.confirm(undone, st, None)
+        cache.journal.mark_undone([undone])
 
         def ids(**kwargs: str) -> list[int | None]:
-            return [w.id for w in cache.open_writes(**kwargs)]
+            return [w.id for w in cache.journal.open_writes(**kwargs)]
 
         assert ids() == [done, in_flight]
         assert ids(stage="done") == [done] and ids(stage="in_flight") == [in_flight]
         assert ids(key=str(song), stage="done") == [done]
-        cache.start_undo([done])
+        cache.journal.start_undo([done])
         assert ids(stage="undoing") == [done]
-        (write, _) = cache.open_writes()
+        (write, _) = cache.journal.open_writes()
     assert (write.snapshot, write.previous, write.written, write.format) == (snap, ["Jazz"], ["Rock"], "flac")
 
 
