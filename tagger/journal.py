@@ -39,17 +39,15 @@ from typing import Any
 
 from . import albums, multilabel, tags
 from .cache import Cache
+from .defaults import IN_PLACE, SKIP, SPLIT
 from .errors import GenretagError
 from .jsontext import b64, readable
 from .progress import Progress
 from .tagging import (
     ACTIONS,
     ERROR,
-    IN_PLACE,
     RESTORED,
-    SKIP,
     SKIPPED,
-    SPLIT,
     UNCHANGED,
     WOULD_RESTORE,
     WOULD_WRITE,

@@ -18,7 +18,7 @@ from . import albums, multilabel, tags, userfiles, vocabulary
 from . import broad as broadmod
 from .broad import BROAD
 from .defaults import (DEFAULT_BROAD, DEFAULT_BY, DEFAULT_HARD_LINKS, DEFAULT_SEPARATOR, DEFAULT_TOP, HARD_LINKS,
-                       IN_PLACE, MIN_CONFIDENCE, SKIP, SPLIT, TAGS_MIN_CONFIDENCE)
+                       MIN_CONFIDENCE, TAGS_MIN_CONFIDENCE)
 from .errors import FileError, GenretagError
 from .outputs import MAX_GENRE, acceptable_label
 from .track import Track
