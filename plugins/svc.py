@@ -49,8 +49,8 @@ class SVCBackend(SklearnBackend):
         self.gamma = gamma
         self.pairs = pairs  # the voters to fit when there is no valid part (a refit of a tuned model)
         self.log_variances = log_variances
-        self.C_grid = tuple(C_grid)
-        self.gamma_grid = tuple(gamma_grid)
+        self.C_grid = C_grid
+        self.gamma_grid = gamma_grid
         self.vote = vote
         self.refit_on_valid = refit_on_valid
 
