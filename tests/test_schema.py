@@ -60,7 +60,7 @@ def test_every_table_is_declared_once_and_a_new_database_has_exactly_those() -> 
 def test_the_current_release_database_keeps_every_row_and_matches_a_new_one(tmp_path: Path) -> None:
     db = tmp_path / "release.sqlite"
     shutil.copyfile(RELEASE_DB, db)
-    before = rows(db)
+    before, release_schema = rows(db), schema(db)
     assert {n: len(r) for n, r in before.items()} == {"tracks": 3, "features": 3, "embeddings": 3, "scans": 2,
                                                       "tag_history": 3, "whole_tags": 1}  # fmt: skip
     with Cache(db, WRITE):
@@ -72,6 +72,8 @@ def test_the_current_release_database_keeps_every_row_and_matches_a_new_one(tmp_
     with Cache(tmp_path / "new.sqlite"):
         pass
     assert schema(db) == schema(tmp_path / "new.sqlite")
+    if release_schema != schema(db):  # TABLES changed since: an older genretag must refuse what this one writes
+        assert SCHEMA_VERSION > 2, "TABLES changed: raise SCHEMA_VERSION in tagger/cache.py"
     with sqlite3.connect(db) as con:
         assert con.execute("pragma user_version").fetchone() == (SCHEMA_VERSION,)
         assert con.execute("pragma integrity_check").fetchone() == ("ok",)
