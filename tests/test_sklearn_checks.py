@@ -20,12 +20,14 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from plugins.cnn import CNNBackend
 from plugins.efficientat import EfficientATBackend
 from plugins.embedding_head import EmbeddingHead
 from plugins.fusion import FusionBackend
 from plugins.jamendo import JamendoBackend
 from plugins.musicnn import MusicnnBackend
 from plugins.ovr_logistic import OvRLogistic
+from plugins.resnet import ResNetBackend
 from plugins.svc import SVCBackend
 from tagger.features import FEATURE_NAMES
 
@@ -88,8 +90,12 @@ HEADS: dict[str, tuple[type, dict[str, Any]]] = {  # each head as training or le
 }
 
 
+#: The Keras backends too (their fit needs TensorFlow and minutes: only __init__ is checked here).
+BACKENDS = {**HEADS, "cnn": (CNNBackend, {"filters": [4, 8]}), "resnet": (ResNetBackend, {"filters": [4, 8]})}
+
+
 def _make(name: str) -> Any:
-    cls, kwargs = HEADS[name]
+    cls, kwargs = BACKENDS[name]
     return cls(**kwargs)
 
 
@@ -119,11 +125,11 @@ def test_fit_leaves_the_parameters_alone_and_what_it_learns_ends_in_underscore(n
         model.genres_)
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(BACKENDS))
 def test_init_only_stores_so_get_params_rebuilds_the_same_head(name: str) -> None:
     model = _make(name)
     params = model.get_params()
-    assert all(params[k] is v for k, v in HEADS[name][1].items())  # stored as given, not converted
+    assert all(params[k] is v for k, v in BACKENDS[name][1].items())  # stored as given, not converted
     again = type(model)(**params).get_params()
     assert joblib.hash(again) == joblib.hash(params)
     assert all(again[k] is v for k, v in params.items())
