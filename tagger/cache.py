@@ -114,7 +114,7 @@ _STAGE_WHERE: dict[str | None, list[str]] = {
     "undoing": ["undo_started_at is not null"],
 }
 
-SQL_TYPES: dict[type, str] = {str: "TEXT", int: "INTEGER", float: "REAL", bytes: "BLOB"}
+_SQL_TYPES: dict[type, str] = {str: "TEXT", int: "INTEGER", float: "REAL", bytes: "BLOB"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Table:
 
     def column_sql(self, name: str) -> str:
         """A column's definition, the same in CREATE TABLE and ALTER TABLE ADD COLUMN."""
-        sql = f"[{name}] {SQL_TYPES[self.columns[name]]}"
+        sql = f"[{name}] {_SQL_TYPES[self.columns[name]]}"
         if name in self.not_null:
             sql += " NOT NULL"
         if name in self.defaults:
@@ -145,7 +145,8 @@ class Table:
     def create_sql(self, name: str | None = None, extra: Sequence[str] = ()) -> str:
         """CREATE TABLE for this declaration (under another ``name``, with ``extra`` columns, when rebuilding)."""
         columns = ", ".join([*(self.column_sql(c) for c in self.columns), *extra])
-        return f"create table [{name or self.name}] ({columns}, primary key ({', '.join(self.key)}))"
+        key = ", ".join(f"[{c}]" for c in self.key)
+        return f"create table [{name or self.name}] ({columns}, primary key ({key}))"
 
 
 def _literal(value: Any) -> str:

@@ -26,6 +26,12 @@ from tagger.tags import read_genres
 DATA = Path(__file__).parent / "data"
 #: Made by genretag at 5c661b7 (schema 2); how, in the commit that added it.
 RELEASE_DB = DATA / "db-schema2-5c661b7.sqlite"
+#: Databases made by earlier releases: their schema version and rows per table.
+RELEASES = {
+    RELEASE_DB: (2, {"tracks": 3, "features": 3, "embeddings": 3, "scans": 2, "tag_history": 3, "whole_tags": 1}),
+    DATA / "db-schema1-219243f.sqlite": (1, {"tracks": 2, "features": 0, "embeddings": 2, "scans": 1,
+                                             "tag_history": 0}),
+}
 
 
 def schema(db: Path) -> dict[str, Any]:
@@ -52,17 +58,27 @@ def rows(db: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def test_every_table_is_declared_once_and_a_new_database_has_exactly_those() -> None:
+def test_every_table_is_declared_once_and_a_new_database_has_exactly_those(tmp_path: Path) -> None:
     assert set(TABLES) == {"tracks", "features", "embeddings", "tag_history", "whole_tags", "scans"}
     assert all(name == table.name for name, table in TABLES.items())
+    with Cache(tmp_path / "new.sqlite"):
+        pass
+    made = schema(tmp_path / "new.sqlite")
+    assert set(made) == set(TABLES)
+    for name, table in TABLES.items():
+        columns, indexes = made[name]
+        assert [c[0] for c in columns] == sorted(table.columns), name
+        assert [c[0] for c in sorted(columns, key=lambda c: c[-1]) if c[-1]] == list(table.key), name
+        assert set(table.indexes) <= indexes, name
 
 
-def test_the_current_release_database_keeps_every_row_and_matches_a_new_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("release", list(RELEASES), ids=lambda p: p.name)
+def test_a_release_database_keeps_every_row_and_matches_a_new_one(release: Path, tmp_path: Path) -> None:
+    version, counts = RELEASES[release]
     db = tmp_path / "release.sqlite"
-    shutil.copyfile(RELEASE_DB, db)
+    shutil.copyfile(release, db)
     before, release_schema = rows(db), schema(db)
-    assert {n: len(r) for n, r in before.items()} == {"tracks": 3, "features": 3, "embeddings": 3, "scans": 2,
-                                                      "tag_history": 3, "whole_tags": 1}  # fmt: skip
+    assert {n: len(r) for n, r in before.items()} == counts
     with Cache(db, WRITE):
         pass
     after = rows(db)
@@ -73,7 +89,7 @@ def test_the_current_release_database_keeps_every_row_and_matches_a_new_one(tmp_
         pass
     assert schema(db) == schema(tmp_path / "new.sqlite")
     if release_schema != schema(db):  # TABLES changed since: an older genretag must refuse what this one writes
-        assert SCHEMA_VERSION > 2, "TABLES changed: raise SCHEMA_VERSION in tagger/cache.py"
+        assert SCHEMA_VERSION > version, "TABLES changed: raise SCHEMA_VERSION in tagger/cache.py"
     with sqlite3.connect(db) as con:
         assert con.execute("pragma user_version").fetchone() == (SCHEMA_VERSION,)
         assert con.execute("pragma integrity_check").fetchone() == ("ok",)
