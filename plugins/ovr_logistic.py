@@ -1,10 +1,9 @@
 """One-vs-rest logistic regression for many labels at once: the head of a personal model.
 
 ``genretag learn`` fits one binary logistic regression per genre of the
-user's library (a file tagged "Rock; Blues" is a positive of both).  Fitted
-one by one with scikit-learn that is a few hundred separate solver runs per
-fold (200 genres x 6 fits took minutes); here all of them are one L-BFGS run
-over the weight matrix.  The objective is the sum of the per-label
+user's library (a file tagged "Rock; Blues" is a positive of both).  Rather
+than one solver run per genre and fold, all of them are one L-BFGS run over
+the weight matrix.  The objective is the sum of the per-label
 objectives, which share no parameter, so the minimum is the same as fitting
 each label alone with the same ``C`` (scikit-learn's convention: the
 log-loss summed over samples plus ``||w||^2 / (2 C)``, intercepts not
