@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import make_library
+from tagger import cache as cache_module
 from tagger.cache import SCHEMA_VERSION, TABLES, WRITE, Cache, Table
 from tagger.cli import cli
 from tagger.errors import DatabaseError
@@ -137,18 +138,24 @@ def _a_row(table: Table, key: int) -> dict[str, Any]:
 @pytest.mark.parametrize("name", list(TABLES))
 def test_a_column_added_to_any_table_reaches_an_existing_database_and_inserts_work(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = tmp_path / "db.sqlite"
-    with Cache(db) as cache:
-        cache.db[name].insert(_a_row(TABLES[name], 1))
-    monkeypatch.setitem(TABLES, name, _added(TABLES[name], indexes=(*TABLES[name].indexes, ("added",))))
+    """As the next release would add one: to the current release's database, with its rows, at a new version."""
+    db = tmp_path / "release.sqlite"
+    shutil.copyfile(RELEASE_DB, db)
     with Cache(db, WRITE) as cache:
-        cache.db[name].insert(_a_row(TABLES[name], 2))  # every declared column named, the new one too
-        got = list(cache.db.query(f"select * from [{name}] order by rowid"))
-    assert [r["added"] for r in got] == [None, "x"]
-    assert got[0] == {**_a_row(TABLES[name], 1), "added": None}
+        cache.db[name].insert(_a_row(TABLES[name], 101))
+    before = rows(db)[name]
+    monkeypatch.setitem(TABLES, name, _added(TABLES[name], indexes=(*TABLES[name].indexes, ("added",))))
+    monkeypatch.setattr(cache_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with Cache(db, WRITE) as cache:
+        cache.db[name].insert(_a_row(TABLES[name], 102))  # every declared column named, the new one too
+    after = rows(db)[name]
+    assert after == [{**r, "added": None} for r in before] + [_a_row(TABLES[name], 102)]
+    with sqlite3.connect(db) as con:
+        assert con.execute("pragma user_version").fetchone() == (SCHEMA_VERSION + 1,)
+    con.close()
     with Cache(tmp_path / "new.sqlite"):
         pass
-    assert schema(db)[name] == schema(tmp_path / "new.sqlite")[name]
+    assert schema(db) == schema(tmp_path / "new.sqlite")
 
 
 def test_a_not_null_column_added_later_gets_its_default_in_existing_rows(
