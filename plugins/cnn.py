@@ -35,7 +35,7 @@ class CNNBackend(KerasBackend):
                  **common: Any) -> None:
         """Network shape here; ``common`` are KerasBackend's training parameters (learning rate, epochs...)."""
         super().__init__(**common)
-        self.filters = tuple(filters)
+        self.filters = filters
         self.dense_units = dense_units
 
     def build(self, keras: Any, input_shape: tuple[int, int], n_classes: int) -> Any:

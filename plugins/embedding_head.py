@@ -54,7 +54,7 @@ class EmbeddingHead(SklearnBackend):
     def __init__(self, C: float = 1.0, C_grid: Sequence[float] = C_GRID, refit_on_valid: bool = True,
                  max_iter: int = 2000, warm_start: bool = False) -> None:
         self.C = C
-        self.C_grid = tuple(C_grid)
+        self.C_grid = C_grid
         self.refit_on_valid = refit_on_valid
         self.max_iter = max_iter
         self.warm_start = warm_start  # multi-label: start from the last fit (genretag learn's folds)

@@ -1,14 +1,15 @@
 """One-vs-rest logistic regression for many labels at once: the head of a personal model.
 
 ``genretag learn`` fits one binary logistic regression per genre of the
-user's library (a file tagged "Rock; Blues" is a positive of both).  Fitted
-one by one with scikit-learn that is a few hundred separate solver runs per
-fold (200 genres x 6 fits took minutes); here all of them are one L-BFGS run
-over the weight matrix.  The objective is the sum of the per-label
+user's library (a file tagged "Rock; Blues" is a positive of both).  Rather
+than one solver run per genre and fold, all of them are one L-BFGS run over
+the weight matrix.  The objective is the sum of the per-label
 objectives, which share no parameter, so the minimum is the same as fitting
 each label alone with the same ``C`` (scikit-learn's convention: the
 log-loss summed over samples plus ``||w||^2 / (2 C)``, intercepts not
 penalised).  Probabilities are independent per label: they need not sum to 1.
+It is a scikit-learn estimator (tests/test_sklearn_checks.py runs the
+library's checks): ``y`` may also be one plain label per sample.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 #: Relative change of the objective at which L-BFGS stops (thresholds rank scores; 1e-9 changed none of them).
 FTOL = 1e-6
@@ -26,6 +29,29 @@ SHRINK = 0.05
 #: Samples per block of fit's and predict_proba's (samples x labels) products: their memory is a block's,
 #: whatever the samples (500,000 files x 200 genres would be 400 MB per float32 matrix, and fit made several).
 BLOCK = 16384
+
+
+def _label_sets(y: Any) -> tuple[list[set[Any]], bool]:
+    """(one label set per sample, whether ``y`` gave sets): a 1-d array of scalars gives one label each.
+
+    A set's labels are kept as text (learn's genre names); single labels as they are, so ``classes_`` and
+    ``predict`` speak the target's type as a scikit-learn classifier does.
+    """
+    if y is None:
+        raise ValueError("OvRLogistic requires y to be passed, but the target y is None")
+    if not isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if len(y) and all(_is_set(labels) for labels in y):
+        return [{str(label) for label in labels} for labels in y], True
+    y = column_or_1d(y, warn=True)
+    kind = type_of_target(y)
+    if kind not in ("binary", "multiclass"):
+        raise ValueError(f"Unknown label type: {kind}; OvRLogistic takes labels or label sets")
+    return [{label} for label in y.tolist()], False
+
+
+def _is_set(labels: Any) -> bool:
+    return isinstance(labels, (list, tuple, set, frozenset))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -49,17 +75,17 @@ class OvRLogistic(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.warm_start = warm_start
 
-    def fit(self, X: np.ndarray, y: Sequence[Iterable[str]]) -> OvRLogistic:
+    def fit(self, X: np.ndarray, y: Sequence[Iterable[str]] | Sequence[Any]) -> OvRLogistic:
+        """Fit on ``y``: one label set per sample (learn), or one label per sample (scikit-learn's 1-d target)."""
         from scipy.optimize import minimize
 
-        X = np.asarray(X)
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
+        X = check_array(X, dtype=(np.float64, np.float32))  # float32 stays float32 (learn's embeddings), uncopied
         last = (self.coef_, self.intercept_, list(self.classes_)) if hasattr(self, "coef_") else None
-        sets = [{str(label) for label in labels} for labels in y]
+        sets, self.label_sets_ = _label_sets(y)
         if len(sets) != len(X):
             raise ValueError(f"{len(X)} samples but {len(sets)} label sets")
-        self.classes_ = np.array(sorted(set().union(*sets)), dtype=object)
+        labels = sorted(set().union(*sets))
+        self.classes_ = np.array(labels, dtype=object) if self.label_sets_ else np.array(labels)
         if not len(self.classes_):
             raise ValueError("no labels to learn")
         index = {label: j for j, label in enumerate(self.classes_)}
@@ -127,19 +153,32 @@ class OvRLogistic(ClassifierMixin, BaseEstimator):
                     W[:-1, j], W[-1, j] = coef[where[label]], intercept[where[label]]
         return W
 
+    def _checked(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        X = check_array(X, dtype=(np.float64, np.float32))
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
+        return X
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
+        return np.asarray(self._checked(X), dtype=np.float64) @ self.coef_.T + self.intercept_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(n, labels): each label's probability on its own, in ``classes_`` order."""
+        X = self._checked(X)
         out = np.empty((len(X), len(self.classes_)))
         for a in range(0, len(X), BLOCK):  # no (samples x labels) temporaries beyond a block
             out[a : a + BLOCK] = _sigmoid(self.decision_function(X[a : a + BLOCK]))
         return out
 
-    def predict(self, X: np.ndarray) -> list[list[str]]:
-        """The labels above 0.5 per sample (learn chooses its own thresholds; this is for completeness)."""
-        return [[str(c) for c in self.classes_[row >= 0.5]] for row in self.predict_proba(X)]
+    def predict(self, X: np.ndarray) -> list[list[str]] | np.ndarray:
+        """Fitted on label sets: the labels above 0.5 per sample (learn chooses its own thresholds; this is for
+        completeness).  Fitted on one label per sample: the most probable one, as scikit-learn's classifiers."""
+        proba = self.predict_proba(X)
+        if not getattr(self, "label_sets_", True):  # a model pickled before label_sets_ was fitted on sets
+            return self.classes_[np.argmax(proba, axis=1)]
+        return [[str(c) for c in self.classes_[row >= 0.5]] for row in proba]
 
     def __sklearn_tags__(self) -> Any:  # multi-label, not the usual one-label classifier
         tags = super().__sklearn_tags__()

@@ -37,7 +37,7 @@ class ResNetBackend(KerasBackend):
                  **common: Any) -> None:
         """Network shape here; ``common`` are KerasBackend's training parameters (learning rate, epochs...)."""
         super().__init__(**common)
-        self.filters = tuple(filters)
+        self.filters = filters
         self.blocks_per_stage = blocks_per_stage
         self.warmup_epochs = warmup_epochs
         self.min_lr_ratio = min_lr_ratio

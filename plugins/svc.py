@@ -1,10 +1,9 @@
 """The ``svc`` backend: StandardScaler + SVC with probabilities on the 57 GTZAN features.
 
-The recipe was chosen by ``python -m training.svc_search`` on the fault-filtered
-train+valid parts only (never the test part): log of the variance columns,
-standardise, then a soft vote of the five RBF SVCs whose (C, gamma) scored best
-on the valid part, refitted on train+valid.  On repeated artist-disjoint dev
-folds that beat plain StandardScaler + SVC by 3.6 +/- 1.3 points.
+The recipe (log of the variance columns, standardise, a soft vote of the five
+RBF SVCs whose (C, gamma) scored best on the valid part, refitted on
+train+valid) was chosen on train+valid only; docs/backends.md has how and
+what it gained.
 """
 
 from __future__ import annotations
@@ -49,8 +48,8 @@ class SVCBackend(SklearnBackend):
         self.gamma = gamma
         self.pairs = pairs  # the voters to fit when there is no valid part (a refit of a tuned model)
         self.log_variances = log_variances
-        self.C_grid = tuple(C_grid)
-        self.gamma_grid = tuple(gamma_grid)
+        self.C_grid = C_grid
+        self.gamma_grid = gamma_grid
         self.vote = vote
         self.refit_on_valid = refit_on_valid
 

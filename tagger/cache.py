@@ -1,11 +1,14 @@
 """The SQLite cache: one row per file, the only module that imports sqlite_utils.
 
 The database is a first-class artifact: open it with ``sqlite3`` or
-Datasette.  Each ``tracks`` and ``tag_history`` column is declared once, as
-a field of :class:`tagger.track.Track` or :class:`tagger.track.TagWrite`,
-which also encode and decode it; this module holds all the SQL, and its
-queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
-:meth:`JournalStore.open_writes`) return those records.  Tables:
+Datasette.  Every table is declared once, in :data:`TABLES`, and
+:func:`migrate` creates or upgrades each the same way, so a database of an
+older release opens with every row kept.  The ``tracks`` and
+``tag_history`` columns are the fields of :class:`tagger.track.Track` and
+:class:`tagger.track.TagWrite`, which also encode and decode them; this
+module holds all the SQL, and its queries (:meth:`Cache.records`,
+:meth:`Cache.fetch`, :meth:`Cache.lookup`, :meth:`JournalStore.open_writes`)
+return those records.  Tables:
 
 ``tracks``
     one row per file keyed by absolute path: size, mtime, duration, the
@@ -27,7 +30,7 @@ queries (:meth:`Cache.records`, :meth:`Cache.fetch`, :meth:`Cache.lookup`,
     changed are dropped when it is analysed again, so none outlives the
     version of the file it came from.
 ``tag_history``
-    one row per genre write genretag made (see tagger/tagging.py): the
+    one row per genre write genretag made (see tagger/journal.py): the
     field's exact ``snapshot`` before it (for undo), the ``previous`` and
     ``written`` values as JSON lists, and the file's size and mtime after the
     write.  A row whose ``written_at`` is empty is a write in flight or cut
@@ -65,6 +68,7 @@ fetched a page at a time).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -72,7 +76,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -110,12 +114,62 @@ _STAGE_WHERE: dict[str | None, list[str]] = {
     "undoing": ["undo_started_at is not null"],
 }
 
-#: The tables' columns, declared once as the fields of the records (tagger/track.py).
-TRACK_COLUMNS: dict[str, type] = Track.columns()
-TAG_HISTORY_COLUMNS: dict[str, type] = TagWrite.columns()
-EMBEDDING_COLUMNS: dict[str, type] = {"path": str, "front_end": str, "vector": bytes, "tags": bytes}
-#: One row per file and front end: each pretrained network's output is kept under its own id.
-EMBEDDING_KEY = ("path", "front_end")
+_SQL_TYPES: dict[type, str] = {str: "TEXT", int: "INTEGER", float: "REAL", bytes: "BLOB"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """One table's declaration: what :func:`migrate` makes a database have, whether new or old.
+
+    A column added here (or as a field of a record in tagger/track.py) is
+    added to existing databases on their next write; one that is NOT NULL
+    needs a default for the rows already there.
+    """
+
+    name: str
+    columns: Mapping[str, type]  # name -> Python type, in table order
+    key: tuple[str, ...]  # the primary key
+    indexes: tuple[tuple[str, ...], ...] = ()
+    not_null: frozenset[str] = frozenset()
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def column_sql(self, name: str) -> str:
+        """A column's definition, the same in CREATE TABLE and ALTER TABLE ADD COLUMN."""
+        sql = f"[{name}] {_SQL_TYPES[self.columns[name]]}"
+        if name in self.not_null:
+            sql += " NOT NULL"
+        if name in self.defaults:
+            sql += f" DEFAULT {_literal(self.defaults[name])}"
+        return sql
+
+    def create_sql(self, name: str | None = None, extra: Sequence[str] = ()) -> str:
+        """CREATE TABLE for this declaration (under another ``name``, with ``extra`` columns, when rebuilding)."""
+        columns = ", ".join([*(self.column_sql(c) for c in self.columns), *extra])
+        key = ", ".join(f"[{c}]" for c in self.key)
+        return f"create table [{name or self.name}] ({columns}, primary key ({key}))"
+
+
+def _literal(value: Any) -> str:
+    """A column default as SQL text (numbers and text only: what a declaration uses)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+#: Every table of the database, declared once: created and migrated by :func:`migrate`.
+#: Raise SCHEMA_VERSION with each change here, so an older genretag (which would leave the new
+#: columns stale) refuses a database this one has written.
+TABLES: dict[str, Table] = {t.name: t for t in (
+    Table("tracks", Track.columns(), ("path",), indexes=(("status",), ("genre",)),
+          not_null=frozenset({"status"}), defaults={"missing": 0}),
+    Table("features", {"path": str, **{name: float for name in FEATURE_NAMES}}, ("path",)),
+    # One row per file and front end: each pretrained network's output is kept under its own id.
+    Table("embeddings", {"path": str, "front_end": str, "vector": bytes, "tags": bytes}, ("path", "front_end")),
+    Table("tag_history", TagWrite.columns(), ("id",), indexes=(("path",),)),
+    Table("whole_tags", {"history_id": int, "tag": bytes}, ("history_id",)),
+    Table("scans", {"id": int, "started_at": str, "finished_at": str, "roots": str, "backend": str,
+                    "model_id": str, "status": str, "counts": str}, ("id",)),
+)}  # fmt: skip
 
 #: What Cache.records_grouped's key sees of a track: its name and own tags (tagger.albums.block).
 GROUP_COLUMNS = ("path", "path_bytes", "artist", "album", "album_artist", "compilation", "file_genres")
@@ -180,13 +234,13 @@ def _listing(folder: str) -> frozenset[str] | None:
 
 
 def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or update by primary key (path; with the front end for embeddings), touching only the columns named.
+    """Insert or update by the table's primary key, touching only the columns named.
 
     Rows that omit a column (an error row has no genre) leave the stored
     value alone, so an earlier result is never overwritten with nothing;
     ``first_seen`` is written only when the row is new.
     """
-    key_columns = EMBEDDING_KEY if table == "embeddings" else ("path",)
+    key_columns = TABLES[table].key
     key = ", ".join(key_columns)
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
@@ -198,6 +252,60 @@ def _upsert(db: sqlite_utils.Database, table: str, rows: Sequence[dict[str, Any]
         sql = (f"insert into [{table}] ({names}) values ({', '.join('?' * len(cols))}) "
                f"on conflict({key}) do update set {updates}")
         db.conn.executemany(sql, values)
+
+
+# ---------------------------------------------------------------------------
+# The schema: every table made or brought up to date by one function.
+
+
+def _indexes(conn: sqlite3.Connection, table: str) -> set[tuple[str, ...]]:
+    """The column lists of ``table``'s indexes, its primary key's included."""
+    names = [r[1] for r in conn.execute("select * from pragma_index_list(?)", (table,))]
+    return {tuple(r[0] for r in conn.execute("select name from pragma_index_info(?) order by seqno", (n,)))
+            for n in names}  # fmt: skip
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Make the database match TABLES, in the caller's transaction, keeping every row.
+
+    The same steps for every table: create it if missing; add the columns
+    it lacks; rebuild it when its primary key differs (schema 1 kept one
+    embedding per file), copying every row and column; create missing
+    indexes.  Then mark the file as genretag's, at SCHEMA_VERSION.
+    """
+    for table in TABLES.values():
+        info = conn.execute("select name, type, pk from pragma_table_info(?)", (table.name,)).fetchall()
+        if not info:
+            conn.execute(table.create_sql())
+        else:
+            have = {name for name, _, _ in info}
+            for name in table.columns:
+                if name not in have:  # a database made before the column existed
+                    conn.execute(f"alter table [{table.name}] add column {table.column_sql(name)}")
+            if tuple(name for name, _, pk in sorted(info, key=lambda r: r[2]) if pk) != table.key:
+                _rebuild(conn, table, info)
+        for columns in table.indexes:
+            if columns not in _indexes(conn, table.name):
+                conn.execute(f"create index [idx_{table.name}_{'_'.join(columns)}] on [{table.name}] "
+                             f"({', '.join(f'[{c}]' for c in columns)})")
+    for pragma, value in (("user_version", SCHEMA_VERSION), ("application_id", APPLICATION_ID)):
+        if conn.execute(f"PRAGMA {pragma}").fetchone()[0] != value:  # written only when it changes
+            conn.execute(f"PRAGMA {pragma} = {value}")
+
+
+def _rebuild(conn: sqlite3.Connection, table: Table, info: list[tuple[str, str, int]]) -> None:
+    """Give ``table`` its declared primary key: a new table, every row copied, then renamed (SQLite's way).
+
+    Columns the declaration does not name are kept, with their type.  A
+    row the new key would collide with fails the copy, and the transaction
+    with it: nothing is dropped.
+    """
+    extra = [f"[{name}] {kind}" for name, kind, _ in info if name not in table.columns]
+    names = ", ".join(f"[{name}]" for name, _, _ in info)
+    conn.execute(table.create_sql(f"_new_{table.name}", extra))
+    conn.execute(f"insert into [_new_{table.name}] ({names}) select {names} from [{table.name}]")
+    conn.execute(f"drop table [{table.name}]")  # its indexes go with it; migrate makes them again
+    conn.execute(f"alter table [_new_{table.name}] rename to [{table.name}]")
 
 
 # ---------------------------------------------------------------------------
@@ -442,39 +550,8 @@ class Cache:
                 time.sleep(0.05)
 
     def _ensure_schema(self) -> None:
-        db = self.db
         with self._writing():
-            if "tracks" not in db.table_names():
-                db["tracks"].create(TRACK_COLUMNS, pk="path", not_null={"status"}, defaults={"missing": 0})
-                db["tracks"].create_index(["status"])
-                db["tracks"].create_index(["genre"])
-            if "features" not in db.table_names():
-                db["features"].create({"path": str, **{name: float for name in FEATURE_NAMES}}, pk="path")
-            if "embeddings" not in db.table_names():
-                db["embeddings"].create(EMBEDDING_COLUMNS, pk=EMBEDDING_KEY)
-            elif db["embeddings"].pks != list(EMBEDDING_KEY):  # schema 1 kept one front end's row per file
-                db["embeddings"].transform(pk=EMBEDDING_KEY)
-            if "tag_history" not in db.table_names():
-                db["tag_history"].create(TAG_HISTORY_COLUMNS, pk="id")
-                db["tag_history"].create_index(["path"])
-            if "whole_tags" not in db.table_names():
-                db["whole_tags"].create({"history_id": int, "tag": bytes}, pk="history_id")
-            for table, columns in (("tracks", TRACK_COLUMNS), ("tag_history", TAG_HISTORY_COLUMNS)):
-                existing = set(db[table].columns_dict)  # one PRAGMA per table, not one per column
-                for name, kind in columns.items():  # databases made before a column existed
-                    if name not in existing:
-                        db[table].add_column(name, kind)
-            if "scans" not in db.table_names():
-                db["scans"].create(
-                    {
-                        "id": int, "started_at": str, "finished_at": str, "roots": str,
-                        "backend": str, "model_id": str, "status": str, "counts": str,
-                    },
-                    pk="id",
-                )  # fmt: skip
-            for pragma, value in (("user_version", SCHEMA_VERSION), ("application_id", APPLICATION_ID)):
-                if db.execute(f"PRAGMA {pragma}").fetchall()[0][0] != value:  # written only when it changes
-                    db.execute(f"PRAGMA {pragma} = {value}")
+            migrate(self.db.conn)
 
     # -- reading ---------------------------------------------------------
     def _by_keys(self, select: str, keys: Sequence[str], where: str = "",
