@@ -22,7 +22,8 @@ from test_import_graph import import_graph
 from tagger import albums, journal, tags, ui
 from tagger.cache import Cache, JournalStore
 from tagger.journal import FileResult, Outcome
-from tagger.tagging import ABSTAINED, KEPT, SPLIT, WOULD_WRITE, TagOptions
+from tagger.defaults import SPLIT
+from tagger.tagging import ABSTAINED, KEPT, WOULD_WRITE, TagOptions
 from tagger.tags import read_genres
 from tagger.track import Track
 
