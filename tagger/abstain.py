@@ -120,11 +120,6 @@ def card_threshold(card: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, (int, float)) and 0 < value <= 1 else None
 
 
-def reason(label: str, confidence: float, threshold: float, source: str) -> str:
-    """What ``show`` says about an abstained track, e.g. ``uncertain: best rock 0.312 below 0.45 (...)``."""
-    return f"uncertain: best {label} {confidence:.3f} below {threshold:.4g} ({source})"
-
-
 def decide(genres: Sequence[str], probs: Sequence[float], threshold: float | None) -> tuple[str, float, bool]:
     """(best genre, its probability, abstain?) for one track; the first of equals wins, as in the scan."""
     probs = np.asarray(probs, dtype=np.float64)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import abstain
+from . import decision
 from . import broad as broadmod
 from .tags import FileMeta, TagError
 from .track import Track
@@ -351,7 +351,7 @@ def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = 
     thresholds = [r.abstain_threshold for r in rows if r.abstain_threshold]
     if not from_tags and thresholds and p < max(thresholds):
         tracks = f"{len(rows)} track" + ("" if len(rows) == 1 else "s")
-        album.abstained = abstain.reason(label, p, max(thresholds), f"mean of {tracks}; the threshold their scan used")
+        album.abstained = decision.reason(label, p, max(thresholds), f"mean of {tracks}; the threshold their scan used")
     if not from_tags:
         _broad(album, rows, broad)
         if album.source == broadmod.BROAD:

@@ -17,20 +17,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from pathlib import Path
+
+from .decision import SOURCE, card_thresholds
 from typing import Any
-
-#: Where a scan's multi-label decisions come from, when no --min-confidence overrides them.
-SOURCE = "the model's per-genre thresholds, chosen in cross-validation"
-
-
-def card_thresholds(card: Mapping[str, Any] | None) -> dict[str, float] | None:
-    """The per-genre thresholds of a multi-label model's card, or None for a single-label model."""
-    section = card.get("multilabel") if isinstance(card, Mapping) else None
-    values = section.get("thresholds") if isinstance(section, Mapping) else None
-    if not isinstance(values, Mapping):
-        return None
-    return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float)) and 0 <= v <= 1}
-
 
 def decide(probabilities: Mapping[str, float], thresholds: Mapping[str, float], *,
            override: float | None = None) -> tuple[list[tuple[str, float]], str | None]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import abstain, multilabel
+from . import abstain, decision, multilabel
 from . import broad as broadmod
 from . import cache as cachemod
 from . import inputs
@@ -127,7 +127,7 @@ class _Scan:
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
         self.threshold, self.source = abstain_threshold(model, options.min_confidence)
-        self.multilabel = multilabel.card_thresholds(model.card)  # per-genre thresholds of a `learn` model
+        self.multilabel = decision.card_thresholds(model.card)  # per-genre thresholds of a `learn` model
         self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
         self.broad = broadmod.shipped() if options.broad else None
         self.broad_id = self.broad.id if self.broad else broadmod.OFF
@@ -247,7 +247,7 @@ class _Scan:
             return (chosen[0][0], None) if chosen else (None, why)
         genre, conf, uncertain = abstain.decide(self.model.genres, probs, self.threshold)
         if uncertain:
-            return None, abstain.reason(genre, conf, self.threshold or 0.0, self.source)
+            return None, decision.reason(genre, conf, self.threshold or 0.0, self.source)
         return genre, None
 
     def _decided(self, probs: Sequence[float] | np.ndarray, tags: dict[str, float] | None) -> dict[str, Any]:
@@ -419,8 +419,8 @@ class _Scan:
 
 def abstain_threshold(model: Model, min_confidence: float | None) -> tuple[float | None, str]:
     """The threshold a scan abstains below (None: never) and where it came from, for the reasons."""
-    if multilabel.card_thresholds(model.card) is not None:  # None: each genre's own; 0 stays 0 (never abstain)
-        return (None, multilabel.SOURCE) if min_confidence is None else (float(min_confidence), "--min-confidence")
+    if decision.card_thresholds(model.card) is not None:  # None: each genre's own; 0 stays 0 (never abstain)
+        return (None, decision.SOURCE) if min_confidence is None else (float(min_confidence), "--min-confidence")
     if min_confidence is not None:
         return (float(min_confidence) or None), "--min-confidence"
     threshold = abstain.card_threshold(model.card)

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 import learnlib
 from audiofiles import add_test_tags, make_audio
-from tagger import multilabel
+from tagger import decision, multilabel
 from tagger.cache import READ, Cache
 from tagger.cli import cli
 from tagger.learn import (CONFIDENCE, MIN_ARTISTS, MIN_SUPPORT, TOLERANCE, LearnOptions, assign_folds, collect,
@@ -325,8 +325,8 @@ def test_multilabel_decisions() -> None:
     assert chosen == [] and why.startswith("uncertain: no genre reaches its threshold (best Rock 0.300 below 0.7")
     assert multilabel.decide(probs, thresholds, override=0.55)[0] == [("Dub", 0.9), ("Rock", 0.8), ("Blues", 0.6)]
     assert multilabel.decide({"Rock": 0.3, "Blues": 0.2}, thresholds, override=0.0) == ([("Rock", 0.3)], None)
-    assert multilabel.card_thresholds({"multilabel": {"thresholds": {"Rock": 0.7}}}) == {"Rock": 0.7}
-    assert multilabel.card_thresholds({"abstain": {"threshold": 0.5}}) is None
+    assert decision.card_thresholds({"multilabel": {"thresholds": {"Rock": 0.7}}}) == {"Rock": 0.7}
+    assert decision.card_thresholds({"abstain": {"threshold": 0.5}}) is None
 
 
 def test_plots_need_matplotlib_or_say_so(tmp_path: Path) -> None:
