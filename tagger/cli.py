@@ -29,7 +29,7 @@ from typing import Any
 import click
 
 from . import interrupts
-from .defaults import DEFAULT_BACKEND
+from .defaults import DEFAULT_ABSTAIN_BELOW, DEFAULT_BACKEND, DEFAULT_WRITE_ABOVE
 from .params import DEFAULT_EXCERPT
 from .track import STATUSES  # plain Python (no numpy, no SQLite): the choices of --status
 
@@ -116,9 +116,11 @@ TAG_OPTIONS = [
     click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
                  help="Write up to N genres, most likely first [default: 1; a model from `genretag learn`: "
                       "every genre reaching its own threshold]."),
+    click.option("--write-above", type=Finite(0, 1), default=None, metavar="P",
+                 help=f"Write a genre only if its probability is at least P [default: {DEFAULT_WRITE_ABOVE:g}; 0.3 "
+                      "with --from-tags]."),
     click.option("--min-confidence", type=Finite(0, 1), default=None, metavar="P",
-                 help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
-                      "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
+                 help="Deprecated: tag --write-above P; scan --abstain-below P (with --write: both)."),
     click.option("--from-tags", is_flag=True, help="Deprecated (the broad source, on by default, names such "
                  "genres with calibrated thresholds): write the backend's genre-like tags with one fixed cut."),
     click.option("--broad/--no-broad", default=True, show_default=True, help="Where the head abstains, give "
@@ -145,9 +147,9 @@ TAG_OPTIONS = [
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
-    names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
+    names = ("dry_run", "overwrite", "merge", "top", "write_above", "from_tags", "field", "id3v23", "separator",
              "genre_map", "follow_links", "with_parents", "by", "keep_outliers", "hard_links", "broad")
-    # scan takes --min-confidence without --write too: it is also its abstain threshold.
+    # scan takes --broad without --write too: it is also part of its decision.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 
     @functools.wraps(fn)
@@ -166,6 +168,13 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError(f"--{given[0].replace('_', '-')} is about writing tags: add --write")
         values = {n: kwargs.pop(n) for n in names}
         kwargs.update({n: values[n] for n in own})
+        old = kwargs.pop("min_confidence")
+        if old is not None:  # the deprecated spelling, with its old meaning in each command
+            _deprecated_min_confidence(ctx)
+            if "abstain_below" in kwargs and kwargs["abstain_below"] is None:
+                kwargs["abstain_below"] = old
+            if values["write_above"] is None and ("abstain_below" not in kwargs or kwargs.get("write")):
+                values["write_above"] = old
         try:
             values["genre_map"] = load_genre_map(values["genre_map"]) if values["genre_map"] else {}
             kwargs["tagging"] = TagOptions(**values)
@@ -176,6 +185,16 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(TAG_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _deprecated_min_confidence(ctx: click.Context) -> None:
+    """One line on stderr: --min-confidence (or the config key) had two meanings; each has its own name now."""
+    from click.core import ParameterSource
+
+    where = "config key min-confidence" if ctx.get_parameter_source("min_confidence") == ParameterSource.DEFAULT_MAP \
+        else "--min-confidence"
+    click.echo(f"Warning: {where} is deprecated: scan's abstain threshold is --abstain-below (config key "
+               "abstain-below), tag's write threshold --write-above (write-above)", err=True)
 
 
 def _with_progress(label: str, enabled: bool | None, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -365,12 +384,14 @@ def _asks_for_help(ctx: click.Context) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @click.option("--write", is_flag=True, help="Then write the genres into the scanned files' tags (as `genretag tag`).")
+@click.option("--abstain-below", type=Finite(0, 1), default=DEFAULT_ABSTAIN_BELOW, metavar="P",
+              help="Give no genre (abstain) when the best is below P [default: the model's rule]; 0 never abstains.")
 @tag_options
 @_handle_errors
 def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: str | None, jobs: int | None,
          excerpt: float, force: bool, retry_failed: bool, include: tuple[str, ...], exclude: tuple[str, ...],
          hidden: bool, timeout: float, scheduler: str | None, cluster: str | None, as_json: bool,
-         progress: bool | None, write: bool, min_confidence: float | None, broad: bool, tagging: Any) -> None:
+         progress: bool | None, write: bool, abstain_below: float | None, broad: bool, tagging: Any) -> None:
     """Analyse the audio files under PATHS and cache a genre for each.
 
     A rescan only analyses new or changed files.  Ctrl-C stops cleanly;
@@ -381,7 +402,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
 
     A track whose best probability is below the model's threshold (chosen
     on its valid part, see `genretag report`) gets no genre, with a reason;
-    --min-confidence P sets another threshold, 0 never abstains.
+    --abstain-below P sets another threshold, 0 never abstains.
 
     \b
     Example:
@@ -393,7 +414,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     from .scan import ScanOptions
     from .walk import WalkOptions
 
-    options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, min_confidence=min_confidence,
+    options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, abstain_below=abstain_below,
                           broad=broad,
                           walk=WalkOptions(include=include, exclude=exclude, hidden=hidden),
                           count_total=progress is not False)  # --no-progress: no total to count
@@ -435,7 +456,7 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: 
     \b
     Example:
         genretag tag ~/Music --dry-run
-        genretag tag ~/Music --top 2 --min-confidence 0.3 --merge
+        genretag tag ~/Music --top 2 --write-above 0.3 --merge
         genretag tag ~/Music --no-broad --dry-run
     """
     from .tagging import FROM_TAGS_DEPRECATED, apply

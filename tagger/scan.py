@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import abstain, decision, multilabel
+from . import decision
 from . import broad as broadmod
 from . import cache as cachemod
 from . import inputs
@@ -50,8 +50,8 @@ class ScanOptions:
     batch_size: int = 32
     flush_seconds: float = 1.0
     count_total: bool = True
-    #: Abstain below this best probability; None: the model card's threshold; 0: never.
-    min_confidence: float | None = None
+    #: Abstain below this best probability; None: the model card's rule; 0: never (tagger/decision.py).
+    abstain_below: float | None = None
     #: Name genres beyond the head's from the networks' own outputs when the head abstains (tagger/broad.py).
     broad: bool = True
 
@@ -126,9 +126,9 @@ class _Scan:
         self.pending: list[_Pending] = []
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
-        self.threshold, self.source = abstain_threshold(model, options.min_confidence)
-        self.multilabel = decision.card_thresholds(model.card)  # per-genre thresholds of a `learn` model
-        self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
+        self.rule = decision.rule_for(model.card, options.abstain_below)
+        self.rule_json = self.rule.to_json()  # stored with every result: tag decides by it, never by the card
+        self.summary.threshold, self.summary.threshold_source = self.rule.stored_threshold, self.rule.source
         self.broad = broadmod.shipped() if options.broad else None
         self.broad_id = self.broad.id if self.broad else broadmod.OFF
 
@@ -219,12 +219,12 @@ class _Scan:
             # Another model's predict_proba failed on it: the file itself may be fine.
             return "repredict" if row.failed_model not in (None, self.model.ident) else "failed"
         if row.backend == self.model.name and row.model_id == self.model.id:
-            same = row.abstain_threshold == self.threshold and row.broad_id == self.broad_id
+            same = row.rule == self.rule_json and row.broad_id == self.broad_id
             return "cached" if same else "redecide"
         return "repredict"
 
     def _redecide(self, keys: list[str]) -> Iterator[AnalysisTask]:
-        """Apply a changed abstain threshold to cached results, from their stored probabilities."""
+        """Apply a changed rule (or store the rule of a row made before rules were) from stored probabilities."""
         rows, stamp = [], cachemod.now()
         for track in self.cache.fetch(keys).values():
             probs = track.probabilities or {}
@@ -232,31 +232,19 @@ class _Scan:
                 yield self._task(track.fs_path)
                 continue
             decided = self._decided(list(probs.values()), track.tags)
-            rows.append(Track.row(path=track.path, status="ok", abstain_threshold=self.threshold, updated_at=stamp,
-                                  **decided))
+            rows.append(Track.row(path=track.path, status="ok", updated_at=stamp, **decided))
             self.summary.cached += 1
             self.summary.redecided += 1
             self._count(decided["genre"])
         self.cache.write_results(rows)
 
-    def _decision(self, probs: Sequence[float] | np.ndarray) -> tuple[str | None, str | None]:
-        """(genre, None), or (None, reason) when the best probability is below the threshold."""
-        if self.multilabel is not None:  # the most probable of the genres reaching their thresholds
-            chosen, why = multilabel.decide(dict(zip(self.model.genres, map(float, probs))), self.multilabel,
-                                            override=self.threshold)
-            return (chosen[0][0], None) if chosen else (None, why)
-        genre, conf, uncertain = abstain.decide(self.model.genres, probs, self.threshold)
-        if uncertain:
-            return None, decision.reason(genre, conf, self.threshold or 0.0, self.source)
-        return genre, None
-
     def _decided(self, probs: Sequence[float] | np.ndarray, tags: dict[str, float] | None) -> dict[str, Any]:
-        """The head's decision, then the broad source's where it abstains (tagger/broad.py), as Track fields."""
-        genre, why = self._decision(probs)
-        d = broadmod.decide(genre, why, tags, self.model.name, self.broad)
-        score = d.score if d.source == broadmod.BROAD else (float(np.max(probs)) if d.source else None)
-        return {"genre": d.genre, "abstained": d.abstained, "genre_source": d.source, "genre_score": score,
-                "broad": d.broad or None, "broad_id": self.broad_id}
+        """The rule's decision, then the broad source's where it abstains (tagger/decision.py), as Track fields."""
+        d = decision.decide_track(self.rule, dict(zip(self.model.genres, map(float, probs))), tags, self.model.name,
+                                  self.broad)
+        return {"genre": d.genre, "abstained": d.abstained, "genre_source": d.source, "genre_score": d.score,
+                "broad": d.broad or None, "broad_id": self.broad_id, "rule": self.rule_json,
+                "abstain_threshold": self.rule.stored_threshold}
 
     def _count(self, genre: str | None) -> None:
         if genre is None:  # status ok without a genre: abstained
@@ -358,7 +346,7 @@ class _Scan:
             status="ok", error=None, backend=self.model.name, model_id=self.model.id,
             genre=info["genre"], confidence=info["confidence"], top3=info["top3"],
             probabilities=info["probabilities"], analysed_at=stamp,
-            abstained=info["abstained"], abstain_threshold=self.threshold,
+            abstained=info["abstained"], abstain_threshold=info["abstain_threshold"], rule=info["rule"],
             tags=info["tags"], failed_model=None, genre_source=info["genre_source"],
             genre_score=info["genre_score"], broad=info["broad"], broad_id=info["broad_id"],
         )  # fmt: skip
@@ -415,16 +403,6 @@ class _Scan:
         thread = threading.Thread(target=count, name="genretag-count", daemon=True)
         thread.start()
         return thread
-
-
-def abstain_threshold(model: Model, min_confidence: float | None) -> tuple[float | None, str]:
-    """The threshold a scan abstains below (None: never) and where it came from, for the reasons."""
-    if decision.card_thresholds(model.card) is not None:  # None: each genre's own; 0 stays 0 (never abstain)
-        return (None, decision.SOURCE) if min_confidence is None else (float(min_confidence), "--min-confidence")
-    if min_confidence is not None:
-        return (float(min_confidence) or None), "--min-confidence"
-    threshold = abstain.card_threshold(model.card)
-    return threshold, "the model's threshold, chosen on valid" if threshold else ""
 
 
 def scan(paths: Sequence[str], cache: Cache, model: Model, runner: Runner,

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 import learnlib
 from audiofiles import add_test_tags, make_audio
-from tagger import decision, multilabel
+from tagger import decision
 from tagger.cache import READ, Cache
 from tagger.cli import cli
 from tagger.learn import (CONFIDENCE, MIN_ARTISTS, MIN_SUPPORT, TOLERANCE, LearnOptions, assign_folds, collect,
@@ -320,11 +320,15 @@ def test_the_head_predicts_independent_probabilities_that_pass_the_output_checks
 def test_multilabel_decisions() -> None:
     probs = {"Rock": 0.8, "Blues": 0.6, "Jazz": 0.5, "Dub": 0.9}
     thresholds = {"Rock": 0.7, "Blues": 0.55, "Jazz": 0.6}  # Dub: measured not learnable, no threshold
-    assert multilabel.decide(probs, thresholds) == ([("Rock", 0.8), ("Blues", 0.6)], None)
-    chosen, why = multilabel.decide({"Rock": 0.3, "Blues": 0.2}, thresholds)
-    assert chosen == [] and why.startswith("uncertain: no genre reaches its threshold (best Rock 0.300 below 0.7")
-    assert multilabel.decide(probs, thresholds, override=0.55)[0] == [("Dub", 0.9), ("Rock", 0.8), ("Blues", 0.6)]
-    assert multilabel.decide({"Rock": 0.3, "Blues": 0.2}, thresholds, override=0.0) == ([("Rock", 0.3)], None)
+    card = {"multilabel": {"thresholds": thresholds}}
+    own, at_055, never = (decision.rule_for(card), decision.rule_for(card, 0.55), decision.rule_for(card, 0.0))
+    assert decision.decide(own, probs) == decision.Verdict([("Rock", 0.8), ("Blues", 0.6)], None)
+    verdict = decision.decide(own, {"Rock": 0.3, "Blues": 0.2})
+    assert verdict.genres == [] and verdict.reason.startswith(
+        "uncertain: no genre reaches its threshold (best Rock 0.300 below 0.7")
+    assert decision.decide(at_055, probs).genres == [("Dub", 0.9), ("Rock", 0.8), ("Blues", 0.6)]
+    assert decision.decide(never, {"Rock": 0.3, "Blues": 0.2}) == decision.Verdict([("Rock", 0.3)], None)
+    assert all(decision.Rule.from_json(r.to_json()) == r for r in (own, at_055, never))
     assert decision.card_thresholds({"multilabel": {"thresholds": {"Rock": 0.7}}}) == {"Rock": 0.7}
     assert decision.card_thresholds({"abstain": {"threshold": 0.5}}) is None
 
