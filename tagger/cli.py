@@ -23,7 +23,7 @@ import inspect
 import itertools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -185,6 +185,15 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(TAG_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _redecide(cache: Any, paths: Sequence[str], models: dict[str, Any] | None = None) -> None:
+    """Decisions another model made are re-decided by the current one first; one line says what happened."""
+    from .scan import redecide
+
+    line = redecide(cache, paths, models).line()
+    if line:
+        click.echo(f"note: {line}", err=True)
 
 
 def _deprecated_min_confidence(ctx: click.Context) -> None:
@@ -464,6 +473,7 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: 
     if tagging.from_tags:
         click.echo(f"Warning: {FROM_TAGS_DEPRECATED}", err=True)
     with _open_cache(db_path, "write") as cache:
+        _redecide(cache, paths)
         outcome = _run_streamed("tag", tagging.by, _fmt(as_json, json_lines), progress, apply, cache, tagging, paths)
     _exit_for(outcome)
 
@@ -821,7 +831,7 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
 
     if plots:  # before minutes of cross-validation: never the database, a FIFO or a device
         _check_output(plots, "chart", db_path)
-    cache = _open_cache(db_path, "read")
+    cache = _open_cache(db_path, "read" if dry_run else "write")  # saving a model re-decides the files
     try:
         def step(what: str) -> None:
             if not as_json:
@@ -884,9 +894,10 @@ def _print_learn(result: Any) -> None:
         back = (f"; to switch back: genretag models use {prev['id']}" if prev else "")
         say(f"musicnn: personal model {result.model['id']} ({result.model['file']}) is now current "
             f"({len(result.learnable)} genres){back}")
+        if result.redecided:
+            say(result.redecided)
         roots = " ".join(shlex.quote(r) for r in result.roots)
-        say(f"next: `genretag scan {roots}` predicts with it from the cached embeddings (no decoding), "
-            f"then `genretag tag {roots} --dry-run`")
+        say(f"next: `genretag tag {roots} --dry-run` shows the genres it gives")
 
 
 @cli.command()

@@ -30,7 +30,7 @@ from .models import Model
 from .params import DEFAULT_EXCERPT, AnalysisParams
 from .predict import predict_tracks, summarise
 from .progress import NullProgress, Progress
-from .runners import Runner
+from .runners import InlineRunner, Runner
 from .track import Track, TrackStamp, meta_fields
 from .walk import WalkOptions, walk
 from .worker import AnalysisResult, AnalysisTask
@@ -361,6 +361,38 @@ class _Scan:
                 base.update(size=st.st_size, mtime=st.st_mtime)
         return Track.row(**base, status="error", error=error, failed_model=failed_model)
 
+    # -- re-deciding without a walk ------------------------------------------
+    def refresh(self) -> int:
+        """Bring this backend's results under the paths to this model from what is cached; how many it could not.
+
+        Rows another model decided are predicted again from their cached
+        inputs (no decoding) and decided by this model's rule; rows of this
+        model without a stored rule (older databases) are decided again from
+        their stored probabilities.  Rows with no usable cached input (a
+        slices backend caches none) are left as they are, and counted.
+        """
+        left, chunk = 0, []
+        for track in self.cache.records(self.paths, status="ok"):
+            if track.backend == self.model.name and (track.model_id != self.model.id or track.rule is None):
+                chunk.append(track)
+            if len(chunk) >= PLAN_CHUNK:
+                left += self._refresh(chunk)
+                chunk = []
+        left += self._refresh(chunk) if chunk else 0
+        self.flush()
+        return left
+
+    def _refresh(self, tracks: list[Track]) -> int:
+        same = [t.path for t in tracks if t.model_id == self.model.id]
+        for _ in self._redecide(same) if same else ():
+            pass  # probabilities of other genres under this model's id: left for the next scan to analyse
+        other = {t.path: t for t in tracks if t.model_id != self.model.id}
+        kept, _ = inputs.cached_inputs(self.cache, self.model, list(other)) if other else ({}, {})
+        for key, track in other.items():
+            if key in kept:
+                self._add(_Pending(key, track.path_bytes, None, *kept[key]))
+        return len(other) - len(kept)
+
     # -- the run ---------------------------------------------------------
     def run(self) -> ScanSummary:
         started = time.monotonic()
@@ -403,6 +435,60 @@ class _Scan:
         thread = threading.Thread(target=count, name="genretag-count", daemon=True)
         thread.start()
         return thread
+
+
+@dataclass
+class Redecided:
+    """What :func:`redecide` did: files decided again by the current models, and those it left alone."""
+
+    repredicted: int = 0  # another model had decided them: predicted again from cached inputs
+    left: int = 0  # another model had decided them and nothing cached lets the current one predict
+    backends: list[str] = field(default_factory=list)  # whose current model changed the decisions
+    failed: int = 0  # the current model's predict_proba failed on them (kept as error rows, as a scan does)
+
+    def line(self) -> str:
+        """One line for the user ("" when there is nothing to say)."""
+        names = ", ".join(self.backends)
+        parts = [f"{self.repredicted} file(s) decided by an earlier {names} model re-decided by its current one"
+                 ] if self.repredicted else []
+        if self.left:
+            parts.append(f"{self.left} file(s) decided by another model left as they were: nothing cached to "
+                         "predict from (run `genretag scan` on them)")
+        return "; ".join(parts)
+
+
+def redecide(cache: Cache, paths: Sequence[str] = (), models: dict[str, Model] | None = None) -> Redecided:
+    """Re-decide the results under ``paths`` that a backend's current model did not make, without decoding.
+
+    ``models`` maps a backend to its model (given: only those backends; else
+    each backend's current one, opened on demand).  Uses the prediction and decision code of a scan
+    (:meth:`_Scan.refresh`); a backend that cannot be opened leaves its rows alone.
+    """
+    from .errors import GenretagError
+    from .models import open_model
+
+    done, models = Redecided(), dict(models or {})
+    stale: set[str] = set()
+    only = bool(models)
+    for backend, model_id, has_rule, _ in cache.deciders(paths):
+        if only and backend not in models:
+            continue
+        model = models.get(backend)
+        if model is None:
+            try:
+                model = models[backend] = open_model(backend)
+            except GenretagError:
+                continue  # a backend no longer installed: its results stay as they were
+        if model_id != model.id or not has_rule:
+            stale.add(backend)
+    for backend in sorted(stale):
+        run = _Scan(paths, cache, models[backend], InlineRunner(), ScanOptions(count_total=False), NullProgress())
+        done.left += run.refresh()
+        done.repredicted += run.summary.repredicted
+        done.failed += run.summary.failed
+        if run.summary.repredicted:
+            done.backends.append(backend)
+    return done
 
 
 def scan(paths: Sequence[str], cache: Cache, model: Model, runner: Runner,
