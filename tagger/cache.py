@@ -662,12 +662,11 @@ class Cache:
             after = tuple(rows[-1][c] for c in order)
 
     def deciders(self, paths: Iterable[str] = ()) -> list[tuple[str, str | None, bool, int]]:
-        """(backend, model id, has a stored rule, files) of the results under ``paths``: who decided them."""
+        """(backend, model id, has a stored rule, files) of the results under ``paths``: who decided them, by what."""
         where, params = _filter("ok", None)
         under, args = _under(paths)
-        clauses = [*where, *([under] if under else [])]
-        sql = ("select backend, model_id, rule is not null, count(*) from tracks where " + " and ".join(clauses)
-               + " group by backend, model_id, rule is not null")
+        sql = ("select backend, model_id, rule is not null, count(*) from tracks where "
+               + " and ".join([*where, *([under] if under else [])]) + " group by 1, 2, 3")
         return [(b, m, bool(r), n) for b, m, r, n in self.db.conn.execute(sql, [*params, *args]) if b]
 
     def scan_roots(self) -> list[str]:

@@ -460,7 +460,10 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: 
     old values are saved first: `genretag undo` puts them back.  A file
     changed since it was scanned is skipped, and so is a track the scan
     abstained on (too uncertain).  Genres the broad source gave where the
-    head abstained are written too (--no-broad: not).
+    head abstained are written too (--no-broad: not).  Results another
+    model decided (before `learn`, `models use` or `train` changed the
+    current one) are first re-decided by the current model from what the
+    scan cached, without decoding.
 
     \b
     Example:
@@ -812,8 +815,9 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
     Reads the genre tags of the scanned files under PATHS (genres genretag
     wrote do not count), measures each genre in cross-validation that keeps
     artists apart, prints which ones it can recognise, and saves those as
-    the musicnn backend's current model.  Needs musicnn embeddings: scan
-    with `--backend musicnn` first.
+    the musicnn backend's current model, which then re-decides the scanned
+    files under PATHS from their cached embeddings.  Needs musicnn
+    embeddings: scan with `--backend musicnn` first.
 
     \b
     Example:

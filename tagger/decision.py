@@ -128,8 +128,8 @@ def legacy_rule(abstain_threshold: float | None, card: Mapping[str, Any] | None 
     if card_thresholds(card) is not None:
         return rule_for(card, abstain_threshold, source)
     if abstain_threshold:
-        return Rule(SINGLE, float(abstain_threshold), source=CARD_SOURCE if abstain_threshold == card_threshold(
-            card or {}) else source)
+        same = abstain_threshold == card_threshold(card or {})
+        return Rule(SINGLE, float(abstain_threshold), source=CARD_SOURCE if same else source)
     return Rule(NEVER)
 
 

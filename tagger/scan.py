@@ -367,8 +367,8 @@ class _Scan:
 
         Rows another model decided are predicted again from their cached
         inputs (no decoding) and decided by this model's rule; rows of this
-        model without a stored rule (older databases) are decided again from
-        their stored probabilities.  Rows with no usable cached input (a
+        model without a stored rule (older databases) keep their decision and
+        get the rule it was made by.  Rows with no usable cached input (a
         slices backend caches none) are left as they are, and counted.
         """
         left, chunk = 0, []
@@ -383,9 +383,12 @@ class _Scan:
         return left
 
     def _refresh(self, tracks: list[Track]) -> int:
-        same = [t.path for t in tracks if t.model_id == self.model.id]
-        for _ in self._redecide(same) if same else ():
-            pass  # probabilities of other genres under this model's id: left for the next scan to analyse
+        # This model's rows from before rules were stored keep their decision; their rule is derived once.
+        card = self.model.card
+        derived = [Track.row(path=t.path, status="ok", rule=decision.legacy_rule(t.abstain_threshold, card).to_json())
+                   for t in tracks if t.model_id == self.model.id]
+        if derived:
+            self.cache.write_results(derived)
         other = {t.path: t for t in tracks if t.model_id != self.model.id}
         kept, _ = inputs.cached_inputs(self.cache, self.model, list(other)) if other else ({}, {})
         for key, track in other.items():
@@ -451,6 +454,8 @@ class Redecided:
         names = ", ".join(self.backends)
         parts = [f"{self.repredicted} file(s) decided by an earlier {names} model re-decided by its current one"
                  ] if self.repredicted else []
+        if self.failed:
+            parts.append(f"{self.failed} file(s) failed to predict (`genretag show --status error`)")
         if self.left:
             parts.append(f"{self.left} file(s) decided by another model left as they were: nothing cached to "
                          "predict from (run `genretag scan` on them)")
@@ -461,16 +466,17 @@ def redecide(cache: Cache, paths: Sequence[str] = (), models: dict[str, Model] |
     """Re-decide the results under ``paths`` that a backend's current model did not make, without decoding.
 
     ``models`` maps a backend to its model (given: only those backends; else
-    each backend's current one, opened on demand).  Uses the prediction and decision code of a scan
-    (:meth:`_Scan.refresh`); a backend that cannot be opened leaves its rows alone.
+    each backend's current one, opened on demand).  Uses a scan's own
+    prediction and decision code (:meth:`_Scan.refresh`); a backend whose
+    model cannot be opened or loaded leaves its rows alone.
     """
     from .errors import GenretagError
     from .models import open_model
 
     done, models = Redecided(), dict(models or {})
-    stale: set[str] = set()
     only = bool(models)
-    for backend, model_id, has_rule, _ in cache.deciders(paths):
+    stale: dict[str, int] = {}  # backend -> files another model decided
+    for backend, model_id, has_rule, n in cache.deciders(paths):
         if only and backend not in models:
             continue
         model = models.get(backend)
@@ -480,10 +486,13 @@ def redecide(cache: Cache, paths: Sequence[str] = (), models: dict[str, Model] |
             except GenretagError:
                 continue  # a backend no longer installed: its results stay as they were
         if model_id != model.id or not has_rule:
-            stale.add(backend)
-    for backend in sorted(stale):
+            stale[backend] = stale.get(backend, 0) + (n if model_id != model.id else 0)
+    for backend, n in sorted(stale.items()):
         run = _Scan(paths, cache, models[backend], InlineRunner(), ScanOptions(count_total=False), NullProgress())
-        done.left += run.refresh()
+        try:
+            done.left += run.refresh()
+        except GenretagError:  # the current model cannot load (its framework missing, a damaged file)
+            done.left += n - run.summary.repredicted
         done.repredicted += run.summary.repredicted
         done.failed += run.summary.failed
         if run.summary.repredicted:

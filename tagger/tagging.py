@@ -92,7 +92,8 @@ class TagOptions:
         if self.overwrite and self.merge:
             raise ValueError("--overwrite and --merge exclude each other")
         if self.write_above is None:
-            object.__setattr__(self, "write_above", DEFAULT_WRITE_ABOVE_FROM_TAGS if self.from_tags else DEFAULT_WRITE_ABOVE)
+            default = DEFAULT_WRITE_ABOVE_FROM_TAGS if self.from_tags else DEFAULT_WRITE_ABOVE
+            object.__setattr__(self, "write_above", default)
         if self.top is not None and self.top < 1:
             raise ValueError("--top must be at least 1")
         if not 0.0 <= self.write_above <= 1.0:
@@ -646,7 +647,7 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         return result([], [], *why)
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
-    proposed, action, reason = propose(row, opts, choice.ranking if album else None, choice.album.rule if album else None)
+    proposed, action, reason = propose(row, opts, *((choice.ranking, choice.album.rule) if album else ()))
     try:
         tf, refusal = _open(path, boundary, temps)
         if tf is None:

@@ -56,7 +56,8 @@ genretag:
 def write_config(root: Path, extra: str = "", jobs: int = 0, min_confidence: str = "0") -> None:
     """config.yaml: the library, as-is imports in place, and a genretag: section (``extra`` adds to it).
 
-    ``jobs`` 0 analyses in beets' process; ``min_confidence`` (key abstain_below) 0 never abstains (the test audio is tones and noise).
+    ``jobs`` 0 analyses in beets' process; ``min_confidence`` (the abstain_below key) 0 never abstains (the
+    test audio is tones and noise).
     """
     text = CONFIG.format(root=root, jobs=jobs, min_confidence=min_confidence, extra=textwrap.indent(extra, "  "))
     (root / "config.yaml").write_text(text)

@@ -187,3 +187,16 @@ def test_tag_redecides_rows_of_another_model_or_says_how_many_it_left(tmp_path: 
     assert "1 file(s) decided by another model left as they were" in notes[0]
     models = {r["backend"]: r["model_id"] for r in rows(db)}
     assert models["svc"] == "gone" and models["musicnn"] != "synthetic"
+
+
+def test_rows_from_before_rules_keep_their_decision_and_get_its_rule_once(scanned: tuple[Path, Path]) -> None:
+    root, db = scanned
+    code, out, err = run("tag", str(root), "--db", str(db), "--dry-run", "--json")
+    before = json.loads(out)["files"]
+    with sqlite3.connect(db) as con:  # as an older genretag left them: its decision, no rule
+        con.execute("update tracks set rule = null")
+    con.close()
+    code, out, err = run("tag", str(root), "--db", str(db), "--dry-run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["files"] == before and "note:" not in err
+    assert {Rule.from_json(r["rule"]) for r in rows(db)} == {Rule(NEVER)}  # scanned never abstaining

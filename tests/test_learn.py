@@ -379,6 +379,10 @@ def test_the_whole_flow_on_real_audio(tmp_path: Path, monkeypatch: pytest.Monkey
     assert code == 0, err
     assert "Tone" in out and "Noise" in out and "is now current" in err
     assert "Test (2 files, 2 artists)" in err, err  # too few to measure (one Tone and one Noise file)
+    code, out, err = invoke("tag", str(root / "untagged"), "--db", str(db), "--dry-run", "--json")  # no scan between
+    assert code == 0, err
+    proposed = {Path(f["path"]).name: f["proposed"] for f in json.loads(out)["files"]}
+    assert proposed == {"tone.flac": ["Tone"], "noise.flac": ["Noise"]}  # learn re-decided them with its model
     code, _, err = invoke("scan", str(root), "--db", str(db), "--backend", "musicnn", "-j", "0", "--no-progress")
     assert code == 0, err
     code, out, err = invoke("tag", str(root / "untagged"), "--db", str(db), "--dry-run", "--json")

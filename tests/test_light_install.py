@@ -233,7 +233,7 @@ def test_a_library_cached_by_cnn_still_scans_from_the_cache(no_tensorflow: dict[
         first = scan([str(library)], cache, model, InlineRunner(), ScanOptions(abstain_below=0))
     assert (first.analysed, first.failed) == (2, 0)
 
-    args = ["scan", "--backend", "cnn", "--min-confidence", "0", "--jobs", "1", "--json", "--no-progress",
+    args = ["scan", "--backend", "cnn", "--abstain-below", "0", "--jobs", "1", "--json", "--no-progress",
             "--db", str(db), str(library)]
     again = genretag(*args, env=no_tensorflow)
     assert again.returncode == 0, again.stderr

@@ -632,7 +632,8 @@ def test_decide_keeps_merges_and_overwrites() -> None:
     keep, merge, over = TagOptions(), TagOptions(merge=True), TagOptions(overwrite=True)
     assert field_values([], ["Jazz"], keep) == (["Jazz"], None, "")
     assert field_values(["jazz"], ["Jazz"], keep) == (["jazz"], "unchanged", "")
-    assert field_values(["Rock"], ["Jazz"], keep)[1:] == ("kept existing", "has genre 'Rock' (use --overwrite or --merge)")
+    assert field_values(["Rock"], ["Jazz"], keep)[1:] == ("kept existing",
+                                                          "has genre 'Rock' (use --overwrite or --merge)")
     assert field_values(["Rock;Blues"], ["Jazz", "blues"], merge) == (["Rock", "Blues", "Jazz"], None, "")
     assert field_values(["Rock", "Jazz"], ["jazz"], merge)[1] == "unchanged"
     assert field_values(["Rock"], ["Jazz"], over) == (["Jazz"], None, "")
