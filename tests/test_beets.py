@@ -194,6 +194,19 @@ def test_pretend_lists_and_changes_nothing(lib: Path) -> None:
 
 
 @pytest.mark.slow
+def test_write_above_and_the_deprecated_min_confidence(lib: Path) -> None:
+    """write_above is the setting's own knob; the old min_confidence key still works (both knobs), with a note."""
+    write_config(lib, "write_above: 1\n")
+    done = beet(lib, "genretag", "--pretend")
+    assert "below threshold" in done.stdout and "would set" not in done.stdout, done.stdout
+    assert "deprecated" not in done.stderr
+    write_config(lib, "min_confidence: 1\n", min_confidence="null")
+    done = beet(lib, "genretag", "--pretend")
+    assert "genretag.min_confidence is deprecated" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "abstained" in done.stdout and "would set" not in done.stdout, done.stdout  # abstain below 1
+
+
+@pytest.mark.slow
 def test_nowrite_changes_the_database_only_and_overwrite_merge(lib: Path) -> None:
     before = {name: digest(path) for name, path in music(lib).items()}
     beet(lib, "genretag", "--nowrite", "--existing", "merge")
