@@ -20,7 +20,7 @@ Pure functions of NumPy arrays: no model, no database, no plotting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np

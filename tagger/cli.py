@@ -187,11 +187,11 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _redecide(cache: Any, paths: Sequence[str], models: dict[str, Any] | None = None) -> None:
+def _redecide(cache: Any, paths: Sequence[str]) -> None:
     """Decisions another model made are re-decided by the current one first; one line says what happened."""
     from .scan import redecide
 
-    line = redecide(cache, paths, models).line()
+    line = redecide(cache, paths).line()
     if line:
         click.echo(f"note: {line}", err=True)
 

@@ -224,7 +224,7 @@ class _Scan:
         return "repredict"
 
     def _redecide(self, keys: list[str]) -> Iterator[AnalysisTask]:
-        """Apply a changed rule (or store the rule of a row made before rules were) from stored probabilities."""
+        """Apply this scan's rule to cached results decided by another (or by none stored), from their probabilities."""
         rows, stamp = [], cachemod.now()
         for track in self.cache.fetch(keys).values():
             probs = track.probabilities or {}
