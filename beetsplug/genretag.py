@@ -3,7 +3,7 @@
 A thin adapter: the matching items' files go through genretag's own scan
 (tagger.job.run_job: same cache, workers, backends and abstention), and
 each item's genres are decided by the code behind ``genretag tag``
-(tagger.tagging.unusable, propose, decide; tagger.albums for album mode,
+(tagger.tagging.unusable, propose, field_values; tagger.albums for album mode,
 on beets' own albums).  beets owns the result: the genres are stored in
 its database and written to files only through ``item.try_write()``, when
 the ``write`` option or beets' ``import.write`` says so.  What an item held
@@ -30,7 +30,7 @@ import beets
 from tagger import albums, tagging
 from tagger.cache import Cache, path_key
 from tagger.defaults import (ALBUM, DEFAULT_BACKEND, DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT, DEFAULT_JOBS,
-                             DEFAULT_SEPARATOR, MIN_CONFIDENCE, TRACK)
+                             DEFAULT_ABSTAIN_BELOW, DEFAULT_SEPARATOR, TRACK)
 from tagger.errors import GenretagError
 from tagger.track import Track
 
@@ -111,7 +111,9 @@ OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "db": (None, _text(null=True)),  # genretag's database; null: genretag's default
     "jobs": (DEFAULT_JOBS, _number(0, whole=True, null=True)),  # null: every core; 0: in beets' own process
     "excerpt": (DEFAULT_EXCERPT, _number(0)),  # seconds analysed per file; 0: the whole file
-    "min_confidence": (MIN_CONFIDENCE, _number(0, 1, null=True)),  # abstain below this; null: the model's threshold
+    "abstain_below": (DEFAULT_ABSTAIN_BELOW, _number(0, 1, null=True)),  # no genre below this; null: the model's rule
+    "write_above": (None, _number(0, 1, null=True)),  # set a genre only this likely; null: as `genretag tag`
+    "min_confidence": (None, _number(0, 1, null=True)),  # deprecated: both of the above (MIN_CONFIDENCE_DEPRECATED)
     "by": (DEFAULT_BY, _choice(BY)),
     "existing": ("keep", _choice(EXISTING)),
     "with_parents": (False, _flag()),
@@ -133,7 +135,8 @@ class Settings:
     db: str | None
     jobs: int | None
     excerpt: float
-    min_confidence: float | None
+    abstain_below: float | None
+    write_above: float | None
     by: str
     existing: str
     with_parents: bool
@@ -146,7 +149,7 @@ class Settings:
     def tag_options(self) -> tagging.TagOptions:
         """What ``genretag tag`` would be given for these settings."""
         return tagging.TagOptions(overwrite=self.existing == "overwrite", merge=self.existing == "merge",
-                                  top=self.count, min_confidence=self.min_confidence, with_parents=self.with_parents,
+                                  top=self.count, write_above=self.write_above, with_parents=self.with_parents,
                                   by=self.by, broad=self.broad)
 
 
@@ -164,7 +167,20 @@ def check_settings(values: dict[str, Any], where: Callable[[str], str]) -> Setti
         why = check(values.get(key))
         if why:
             raise ui.UserError(f"genretag: {where(key)}: genretag.{key} is {values.get(key)!r}: {why}")
-    return Settings(**{key: values[key] for key in OPTIONS})
+    old = values.get("min_confidence")
+    if old is not None:  # the deprecated key keeps its old meaning: both thresholds, unless they are set
+        values = {**values, "abstain_below": _given(values.get("abstain_below"), old),
+                  "write_above": _given(values.get("write_above"), old)}
+    return Settings(**{key: values.get(key) for key in OPTIONS if key != "min_confidence"})
+
+
+#: The note the deprecated ``min_confidence`` key gets (beets' log, once per run).
+MIN_CONFIDENCE_DEPRECATED = ("genretag.min_confidence is deprecated: use abstain_below (no genre below it) and "
+                             "write_above (set a genre only this likely)")
+
+
+def _given(value: Any, fallback: Any) -> Any:
+    return fallback if value is None else value
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +264,10 @@ if _TOO_OLD is None:
             """The checked genretag: section; ``overrides`` (not None) from the command line win."""
             values = {key: self.config[key].get() for key in self.config.keys()}
             values.update({k: v for k, v in overrides.items() if v is not None})
-            return check_settings(values, self._where)
+            settings = check_settings(values, self._where)
+            if values.get("min_confidence") is not None:
+                self._log.warning(MIN_CONFIDENCE_DEPRECATED)
+            return settings
 
         def _where(self, key: str) -> str:
             for source in self.config.root().sources:
@@ -333,7 +352,7 @@ if _TOO_OLD is None:
                        for i in items if settings.source != "empty" or not read_genres(i, settings.separator)]
             if not targets:
                 return
-            options = ScanOptions(excerpt=settings.excerpt, min_confidence=settings.min_confidence, count_total=False,
+            options = ScanOptions(excerpt=settings.excerpt, abstain_below=settings.abstain_below, count_total=False,
                                   broad=settings.broad)
             db = _db_path(settings)
             paths = [path for _, _, path in targets]
@@ -359,7 +378,7 @@ if _TOO_OLD is None:
                             why = unreadable.get(os.path.abspath(os.fsdecode(item.path)), "not analysed")
                             change = Change(item, current, current, tagging.SKIPPED, why)
                         else:
-                            change = decide(item, row, opts, settings.separator, choices.get(item.id))
+                            change = item_change(item, row, opts, settings.separator, choices.get(item.id))
                             if not tally.pretend:
                                 self._apply(change, cache, write, settings.separator)
                         changes.append(change)
@@ -405,7 +424,7 @@ if _TOO_OLD is None:
                                      rows=[row for _, row in pairs])
                 if album is not None and (album.comp or " ".join(artist.split()).casefold() in albums.VARIOUS):
                     group.not_averaged = albums.COMPILATION
-                albums.decide(group, tagging.ranked, broad=source)
+                albums.assess(group, tagging.ranked, broad=source)
                 out.update({item.id: albums.choice(group, row) for item, row in pairs})
             return out
 
@@ -581,8 +600,8 @@ def _loads(text: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def decide(item: Any, row: Track, opts: tagging.TagOptions, separator: str,
-           choice: albums.Choice | None = None) -> Change:
+def item_change(item: Any, row: Track, opts: tagging.TagOptions, separator: str,
+                choice: albums.Choice | None = None) -> Change:
     """One item's change from its cached row, as ``genretag tag`` decides (tagger.tagging)."""
     current = read_genres(item, separator)
     album = choice is not None and choice.ranking is not None
@@ -596,13 +615,14 @@ def decide(item: Any, row: Track, opts: tagging.TagOptions, separator: str,
         if row.status == "error":
             change.reason = f"analysis failed: {row.error}"
         elif change.action == tagging.ABSTAINED:
-            change.reason = f"{change.abstained}; a lower genretag.min_confidence tags it"
+            change.reason = f"{change.abstained}; a lower genretag.abstain_below tags it"
         return change
-    proposed, action, reason = tagging.propose(row, opts, choice.ranking if album else None)
+    proposed, action, reason = tagging.propose(row, opts, choice.ranking if album else None,
+                                               choice.album.rule if album else None)
     if action:
         change.action, change.reason = action, reason
         return change
-    new, action, reason = tagging.decide(current, proposed, opts)
+    new, action, reason = tagging.field_values(current, proposed, opts)
     change.new = new
     change.action, change.reason = action or tagging.WRITTEN, reason
     if action == tagging.KEPT:

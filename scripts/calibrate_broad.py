@@ -252,7 +252,7 @@ def samples(root: Path, data: broad.Broad, names: dict) -> None:
                 x = np.tile(x, int(np.ceil(fe.sample_rate * 3 / max(len(x), 1))))
             _, t = fe(x)
             track |= {f"{b}:{n}": float(p) for n, p in zip(fe.tag_names, t)}
-        d = broad.decide(None, "head not asked", track, "fusion", data)
+        d = broad.consult(None, "head not asked", track, "fusion", data)
         file_genre = "; ".join(describe(path).genres) or "-"
         said = d.genre and ", ".join(f"{g} {s:.2f}" for g, s in d.broad) or d.abstained
         print(f"  {path.name[:40]:<40} tag {file_genre:<14} -> {said}")

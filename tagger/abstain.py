@@ -5,7 +5,7 @@ track whose best probability is below a threshold keeps status ok, gets no
 genre, and gets a reason instead.  The threshold is part of the model: it
 is chosen on the model's *valid* part when it is trained (never the test
 part, which only measures the result) and stored in its card as
-``"abstain": {...}``; ``scan --min-confidence P`` overrides it.
+``"abstain": {...}``; ``scan --abstain-below P`` overrides it (tagger/decision.py applies it).
 
 The rule (:func:`choose_threshold`): the lowest threshold whose valid
 precision (accuracy among the valid clips kept) reaches
@@ -20,10 +20,12 @@ Pure functions of NumPy arrays: no model, no database, no plotting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .decision import card_threshold  # noqa: F401  (training reads a card's threshold from here)
 
 #: Precision the kept valid clips must reach.
 TARGET_PRECISION = 0.80
@@ -111,22 +113,3 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, *, chosen_on: 
     section["why_none"] = (f"no threshold keeping {min_kept} or more valid clips reaches precision {target:.2f} "
                            f"(best {best:.2f})" if best is not None else "too few valid clips kept")
     return section
-
-
-def card_threshold(card: Mapping[str, Any]) -> float | None:
-    """The abstain threshold a model card carries, or None (never abstain)."""
-    section = card.get("abstain") if isinstance(card, Mapping) else None
-    value = section.get("threshold") if isinstance(section, Mapping) else None
-    return float(value) if isinstance(value, (int, float)) and 0 < value <= 1 else None
-
-
-def reason(label: str, confidence: float, threshold: float, source: str) -> str:
-    """What ``show`` says about an abstained track, e.g. ``uncertain: best rock 0.312 below 0.45 (...)``."""
-    return f"uncertain: best {label} {confidence:.3f} below {threshold:.4g} ({source})"
-
-
-def decide(genres: Sequence[str], probs: Sequence[float], threshold: float | None) -> tuple[str, float, bool]:
-    """(best genre, its probability, abstain?) for one track; the first of equals wins, as in the scan."""
-    probs = np.asarray(probs, dtype=np.float64)
-    i = int(probs.argmax())
-    return genres[i], float(probs[i]), bool(threshold) and float(probs[i]) < float(threshold)

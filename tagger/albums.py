@@ -21,7 +21,8 @@ the same plan.  docs/tagging.md "Album mode" states the rules for users:
   hold under ``by="folder"`` too, where no track counts as having album tags.
 * **The album's genre** is the mean of its usable tracks' probabilities
   weighted by the seconds each one's analysis heard (``excerpt_seconds``), and
-  it abstains like a single track: below the threshold its tracks' scan used.
+  it is decided like a single track, by the rule its tracks' scan used
+  (tagger/decision.py; the strictest when they differ).
 * **Outliers**: a track whose own best genre is not the album's and which gives
   the album's genre less than ``OUTLIER_RATIO`` of its own best genre's
   probability.  They are listed; ``keep_outliers`` tags them with their own.
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import abstain
+from . import decision
 from . import broad as broadmod
 from .defaults import ALBUM, FOLDER, TRACK
 from .defaults import ALBUM_MODES as MODES
@@ -117,6 +118,7 @@ class Album:
     abstained: str | None = None  # why the album has no genre
     outliers: dict[str, Ranking] = field(default_factory=dict)  # path key -> that track's own ranking
     source: str | None = None  # where its genre came from: "head" or "broad" (tagger/broad.py)
+    rule: decision.Rule | None = None  # the rule it was decided by (tagger/decision.py)
 
     @property
     def genre(self) -> str | None:
@@ -326,14 +328,14 @@ def usable(row: Track) -> bool:
     return not row.missing and row.status == "ok"
 
 
-def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = False,
+def assess(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = False,
            broad: broadmod.Broad | None = None) -> Album:
-    """Fill in the album's weighted mean, abstention and outliers; ``rank`` gives a row's own ranking.
+    """Fill in the album's weighted mean, its genre decision and outliers; ``rank`` gives a row's own ranking.
 
     Failed and missing tracks (and, with ``from_tags``, tracks with no tags)
-    are left out of the mean.  The album abstains below the largest
-    abstain threshold its tracks' scans used (with ``from_tags`` never: tags
-    have their own threshold at write time), and when no track is usable.
+    are left out of the mean.  The mean is decided by its tracks' rule
+    (decision.decide_track; with ``from_tags`` never abstaining: tags have
+    their own threshold at write time); no usable track: it abstains.
     """
     if album.not_averaged:
         return album
@@ -346,13 +348,9 @@ def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = 
         album.abstained = f"no usable track (of {len(album.rows)}: failed, missing or without {lacking})"
         return album
     album.ranking = weighted_mean((dict(own[r.path]), weight(r)) for r in rows)
-    label, p = album.ranking[0]
-    thresholds = [r.abstain_threshold for r in rows if r.abstain_threshold]
-    if not from_tags and thresholds and p < max(thresholds):
-        tracks = f"{len(rows)} track" + ("" if len(rows) == 1 else "s")
-        album.abstained = abstain.reason(label, p, max(thresholds), f"mean of {tracks}; the threshold their scan used")
+    label = album.ranking[0][0]
     if not from_tags:
-        _broad(album, rows, broad)
+        _decide(album, rows, broad)
         if album.source == broadmod.BROAD:
             return album  # the album's genre is not a head label: no track's own ranking to compare it with
     if len(rows) > 1:
@@ -360,11 +358,13 @@ def decide(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = 
     return album
 
 
-def _broad(album: Album, rows: Sequence[Track], broad: broadmod.Broad | None) -> None:
-    """The one genre rule (tagger/broad.py) on the album: its tracks' tags averaged as its probabilities were."""
+def _decide(album: Album, rows: Sequence[Track], broad: broadmod.Broad | None) -> None:
+    """The one genre decision (tagger/decision.py) on the album: its tracks' tags averaged as its probabilities were."""
     tags = weighted_mean((r.tags or {}, weight(r)) for r in rows if r.tags) if broad is not None else []
-    head = None if album.abstained else album.ranking[0][0]
-    d = broadmod.decide(head, album.abstained, dict(tags), rows[0].backend or "", broad)
+    album.rule = decision.strictest(decision.row_rule(r) for r in rows)
+    tracks = f"{len(rows)} track" + ("" if len(rows) == 1 else "s")
+    d = decision.decide_track(album.rule, album.ranking, dict(tags), rows[0].backend or "", broad,
+                              f"mean of {tracks}; the threshold their scan used")
     album.source, album.abstained = d.source, d.abstained
     if d.source == broadmod.BROAD:
         album.ranking = list(d.broad)
@@ -387,7 +387,7 @@ def plan(rows: Iterable[Track], by: str, rank: Callable[[Track], Ranking], *,
          roots: Iterable[str] = (), from_tags: bool = False,
          meta: Callable[[Track], FileMeta | None] = file_meta, broad: broadmod.Broad | None = None) -> list[Album]:
     """Group ``rows`` (any order, all held) and decide every album."""
-    return [decide(a, rank, from_tags=from_tags, broad=broad) for a in group(rows, by, roots, meta)]
+    return [assess(a, rank, from_tags=from_tags, broad=broad) for a in group(rows, by, roots, meta)]
 
 
 def plan_sorted(rows: Iterable[tuple[str, Track]], by: str, rank: Callable[[Track], Ranking], *,
@@ -396,7 +396,7 @@ def plan_sorted(rows: Iterable[tuple[str, Track]], by: str, rank: Callable[[Trac
                 broad: broadmod.Broad | None = None) -> Iterator[Album]:
     """:func:`plan` of (album key, track) pairs ordered as :func:`group_sorted` needs them, one album at a
     time, as it consumes them: what ``tag --by album`` and ``show --by album`` act on."""
-    return (decide(a, rank, from_tags=from_tags, broad=broad) for a in group_sorted(rows, by, roots, meta))
+    return (assess(a, rank, from_tags=from_tags, broad=broad) for a in group_sorted(rows, by, roots, meta))
 
 
 def matches(album: Album, status: str | None, genre: str | None) -> bool:

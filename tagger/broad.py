@@ -7,7 +7,7 @@ tagger/broad_genres.toml maps those outputs to genres of the canonical tree
 and holds, per genre, a calibrated score and a threshold measured by
 scripts/calibrate_broad.py (docs/broad.md).
 
-The rule, one function (:func:`decide`) for scan, album mode and tag: when
+The step, one function (:func:`consult`), called from tagger.decision.decide_track for scan, album mode and tag: when
 the head gives a genre, it stands (the broad children of that genre that
 clear their thresholds are kept beside it as refinements); when it abstains,
 the track gets the broad genres clearing their thresholds, best first, or
@@ -146,9 +146,9 @@ def split_tags(tags: Mapping[str, float], backend: str, known: frozenset[str]) -
     return {b: v for b, v in out.items() if b in known}
 
 
-def decide(head_genre: str | None, head_reason: str | None, tags: Mapping[str, float] | None, backend: str,
+def consult(head_genre: str | None, head_reason: str | None, tags: Mapping[str, float] | None, backend: str,
            broad: Broad | None) -> Decision:
-    """The one genre rule (see the module docstring); ``broad`` None: the broad source is off."""
+    """The broad step after the head's verdict (see the module docstring); ``broad`` None: the source is off."""
     if broad is None:
         return Decision(head_genre, head_reason, HEAD if head_genre else None)
     parts, found = broad.scores(tags, backend)

@@ -715,6 +715,14 @@ class Cache:
                 return
             after = tuple(rows[-1][c] for c in order)
 
+    def deciders(self, paths: Iterable[str] = ()) -> list[tuple[str, str | None, bool, int]]:
+        """(backend, model id, has a stored rule, files) of the results under ``paths``: who decided them, by what."""
+        where, params = _filter("ok", None)
+        under, args = _under(paths)
+        sql = ("select backend, model_id, rule is not null, count(*) from tracks where "
+               + " and ".join([*where, *([under] if under else [])]) + " group by 1, 2, 3")
+        return [(b, m, bool(r), n) for b, m, r, n in self.db.conn.execute(sql, [*params, *args]) if b]
+
     def scan_roots(self) -> list[str]:
         """Every file or folder a scan was run on: what ``tag`` and ``undo`` may write under without paths."""
         roots: set[str] = set()

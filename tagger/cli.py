@@ -23,17 +23,18 @@ import inspect
 import itertools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
 from . import interrupts
-from .defaults import (ALBUM_MODES, ALL_BACKENDS, CLUSTERS, DEFAULT_AUGMENT, DEFAULT_BACKEND, DEFAULT_BROAD, DEFAULT_BY,
-                       DEFAULT_EXCERPT, DEFAULT_EXPORT_FORMAT, DEFAULT_FOLD, DEFAULT_HARD_LINKS, DEFAULT_JOBS,
-                       DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED, DEFAULT_SEPARATOR, DEFAULT_TIMEOUT, DEFAULT_TOP,
-                       EXPORT_FORMATS, FOLD_PROTOCOLS, HARD_LINKS, LEARN_PRECISION, MAX_SEED, MAX_TIMEOUT,
-                       MIN_CONFIDENCE, MIN_FOLDS, PROTOCOLS, REPORT_MODES, STATUSES, STDOUT)
+from .defaults import (ALBUM_MODES, ALL_BACKENDS, CLUSTERS, DEFAULT_ABSTAIN_BELOW, DEFAULT_AUGMENT, DEFAULT_BACKEND,
+                       DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT, DEFAULT_EXPORT_FORMAT, DEFAULT_FOLD,
+                       DEFAULT_HARD_LINKS, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED,
+                       DEFAULT_SEPARATOR, DEFAULT_TIMEOUT, DEFAULT_TOP, DEFAULT_WRITE_ABOVE, EXPORT_FORMATS,
+                       FOLD_PROTOCOLS, HARD_LINKS, LEARN_PRECISION, MAX_SEED, MAX_TIMEOUT, MIN_FOLDS, PROTOCOLS,
+                       REPORT_MODES, STATUSES, STDOUT)
 
 EXIT_FAILED = 1
 EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an exception genretag did not expect
@@ -115,9 +116,11 @@ TAG_OPTIONS = [
     click.option("--top", type=click.IntRange(min=1), default=DEFAULT_TOP, metavar="N",
                  help="Write up to N genres, most likely first [default: 1; a model from `genretag learn`: "
                       "every genre reaching its own threshold]."),
-    click.option("--min-confidence", type=Finite(0, 1), default=MIN_CONFIDENCE, metavar="P",
-                 help="Write a genre only if its probability is at least P [default: 0; 0.3 with --from-tags]. "
-                      "scan: abstain (no genre) below P instead of the model's threshold; 0 never abstains."),
+    click.option("--write-above", type=Finite(0, 1), default=None, metavar="P",
+                 help=f"Write a genre only if its probability is at least P [default: {DEFAULT_WRITE_ABOVE:g}; 0.3 "
+                      "with --from-tags]."),
+    click.option("--min-confidence", type=Finite(0, 1), default=None, metavar="P",
+                 help="Deprecated: tag --write-above P; scan --abstain-below P (with --write: both)."),
     click.option("--from-tags", is_flag=True, help="Deprecated (the broad source, on by default, names such "
                  "genres with calibrated thresholds): write the backend's genre-like tags with one fixed cut."),
     click.option("--broad/--no-broad", default=DEFAULT_BROAD, show_default=True, help="Where the head abstains, give "
@@ -145,9 +148,9 @@ TAG_OPTIONS = [
 
 def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `tag` and `scan --write`, handed to the command as one ``tagging`` TagOptions."""
-    names = ("dry_run", "overwrite", "merge", "top", "min_confidence", "from_tags", "field", "id3v23", "separator",
+    names = ("dry_run", "overwrite", "merge", "top", "write_above", "from_tags", "field", "id3v23", "separator",
              "genre_map", "follow_links", "with_parents", "by", "keep_outliers", "hard_links", "broad")
-    # scan takes --min-confidence without --write too: it is also its abstain threshold.
+    # scan takes --broad without --write too: it is also part of its decision.
     own = {n for n in names if n in inspect.signature(fn).parameters}
 
     @functools.wraps(fn)
@@ -166,6 +169,13 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError(f"--{given[0].replace('_', '-')} is about writing tags: add --write")
         values = {n: kwargs.pop(n) for n in names}
         kwargs.update({n: values[n] for n in own})
+        old = kwargs.pop("min_confidence")
+        if old is not None:  # the deprecated spelling, with its old meaning in each command
+            _deprecated_min_confidence(ctx)
+            if "abstain_below" in kwargs and kwargs["abstain_below"] is None:
+                kwargs["abstain_below"] = old
+            if values["write_above"] is None and ("abstain_below" not in kwargs or kwargs.get("write")):
+                values["write_above"] = old
         try:
             values["genre_map"] = load_genre_map(values["genre_map"]) if values["genre_map"] else {}
             kwargs["tagging"] = TagOptions(**values)
@@ -176,6 +186,25 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(TAG_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _redecide(cache: Any, paths: Sequence[str]) -> None:
+    """Decisions another model made are re-decided by the current one first; one line says what happened."""
+    from .scan import redecide
+
+    line = redecide(cache, paths).line()
+    if line:
+        click.echo(f"note: {line}", err=True)
+
+
+def _deprecated_min_confidence(ctx: click.Context) -> None:
+    """One line on stderr: --min-confidence (or the config key) had two meanings; each has its own name now."""
+    from click.core import ParameterSource
+
+    where = "config key min-confidence" if ctx.get_parameter_source("min_confidence") == ParameterSource.DEFAULT_MAP \
+        else "--min-confidence"
+    click.echo(f"Warning: {where} is deprecated: scan's abstain threshold is --abstain-below (config key "
+               "abstain-below), tag's write threshold --write-above (write-above)", err=True)
 
 
 def _with_progress(label: str, enabled: bool | None, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -364,12 +393,14 @@ def _asks_for_help(ctx: click.Context) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @click.option("--write", is_flag=True, help="Then write the genres into the scanned files' tags (as `genretag tag`).")
+@click.option("--abstain-below", type=Finite(0, 1), default=DEFAULT_ABSTAIN_BELOW, metavar="P",
+              help="Give no genre (abstain) when the best is below P [default: the model's rule]; 0 never abstains.")
 @tag_options
 @_handle_errors
 def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: str | None, jobs: int | None,
          excerpt: float, force: bool, retry_failed: bool, include: tuple[str, ...], exclude: tuple[str, ...],
          hidden: bool, timeout: float, scheduler: str | None, cluster: str | None, as_json: bool,
-         progress: bool | None, write: bool, min_confidence: float | None, broad: bool, tagging: Any) -> None:
+         progress: bool | None, write: bool, abstain_below: float | None, broad: bool, tagging: Any) -> None:
     """Analyse the audio files under PATHS and cache a genre for each.
 
     A rescan only analyses new or changed files.  Ctrl-C stops cleanly;
@@ -380,7 +411,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
 
     A track whose best probability is below the model's threshold (chosen
     on its valid part, see `genretag report`) gets no genre, with a reason;
-    --min-confidence P sets another threshold, 0 never abstains.
+    --abstain-below P sets another threshold, 0 never abstains.
 
     \b
     Example:
@@ -392,7 +423,7 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
     from .scan import ScanOptions
     from .walk import WalkOptions
 
-    options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, min_confidence=min_confidence,
+    options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, abstain_below=abstain_below,
                           broad=broad,
                           walk=WalkOptions(include=include, exclude=exclude, hidden=hidden),
                           count_total=progress is not False)  # --no-progress: no total to count
@@ -427,12 +458,15 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: 
     old values are saved first: `genretag undo` puts them back.  A file
     changed since it was scanned is skipped, and so is a track the scan
     abstained on (too uncertain).  Genres the broad source gave where the
-    head abstained are written too (--no-broad: not).
+    head abstained are written too (--no-broad: not).  Results another
+    model decided (before `learn`, `models use` or `train` changed the
+    current one) are first re-decided by the current model from what the
+    scan cached, without decoding.
 
     \b
     Example:
         genretag tag ~/Music --dry-run
-        genretag tag ~/Music --top 2 --min-confidence 0.3 --merge
+        genretag tag ~/Music --top 2 --write-above 0.3 --merge
         genretag tag ~/Music --no-broad --dry-run
     """
     from .journal import apply
@@ -441,6 +475,7 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: 
     if tagging.from_tags:
         click.echo(f"Warning: {FROM_TAGS_DEPRECATED}", err=True)
     with _open_cache(db_path, "write") as cache:
+        _redecide(cache, paths)
         outcome = _run_streamed("tag", tagging.by, _fmt(as_json, json_lines), progress, apply, cache, tagging, paths)
     _exit_for(outcome)
 
@@ -781,8 +816,9 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
     Reads the genre tags of the scanned files under PATHS (genres genretag
     wrote do not count), measures each genre in cross-validation that keeps
     artists apart, prints which ones it can recognise, and saves those as
-    the musicnn backend's current model.  Needs musicnn embeddings: scan
-    with `--backend musicnn` first.
+    the musicnn backend's current model, which then re-decides the scanned
+    files under PATHS from their cached embeddings.  Needs musicnn
+    embeddings: scan with `--backend musicnn` first.
 
     \b
     Example:
@@ -800,7 +836,7 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
 
     if plots:  # before minutes of cross-validation: never the database, a FIFO or a device
         _check_output(plots, "chart", db_path)
-    cache = _open_cache(db_path, "read")
+    cache = _open_cache(db_path, "read" if dry_run else "write")  # saving a model re-decides the files
     try:
         def step(what: str) -> None:
             if not as_json:
@@ -863,9 +899,10 @@ def _print_learn(result: Any) -> None:
         back = (f"; to switch back: genretag models use {prev['id']}" if prev else "")
         say(f"musicnn: personal model {result.model['id']} ({result.model['file']}) is now current "
             f"({len(result.learnable)} genres){back}")
+        if result.redecided:
+            say(result.redecided)
         roots = " ".join(shlex.quote(r) for r in result.roots)
-        say(f"next: `genretag scan {roots}` predicts with it from the cached embeddings (no decoding), "
-            f"then `genretag tag {roots} --dry-run`")
+        say(f"next: `genretag tag {roots} --dry-run` shows the genres it gives")
 
 
 @cli.command()

@@ -1,6 +1,6 @@
 """The config file: defaults for any command's options, read from ``config.toml``.
 
-Keys are the long option names of the commands (``jobs``, ``min-confidence``,
+Keys are the long option names of the commands (``jobs``, ``write-above``,
 ``genre-map``...).  A key at the top of the file applies to every command
 that has that option; a key in a table named after a command (``[tag]``)
 applies to that command only and wins over the top-level one.  The options
@@ -119,7 +119,7 @@ def read_text(path: Path, required: bool) -> str | None:
 
 
 def options_by_key(group: click.Group) -> dict[str, dict[str, click.Option]]:
-    """Per configurable command, its options by long name ("min-confidence"; ``--progress/--no-progress``: "progress")."""
+    """Per configurable command, its options by long name ("write-above"; ``--progress/--no-progress``: "progress")."""
     out: dict[str, dict[str, click.Option]] = {}
     for name, command in sorted(group.commands.items()):
         if name in NOT_CONFIGURABLE:
@@ -314,7 +314,8 @@ EXAMPLE: tuple[tuple[str, str, str, str | None], ...] = (
     ("excerpt", "30", "seconds analysed from the middle of each file; 0 for the whole file", "scan"),
     ("exclude", '["Podcasts/*", "*.m4b"]', "files and folders never scanned", "scan"),
     ("include", '["*.flac", "*.mp3", "*.m4a"]', "only files matching these", "scan"),
-    ("min-confidence", "0.3", "write a genre only if at least this likely", "tag"),
+    ("abstain-below", "0.5", "give no genre when the best is less likely than this", "scan"),
+    ("write-above", "0.3", "write a genre only if at least this likely", "tag"),
     ("top", "2", "write up to this many genres, most likely first", "tag"),
     ("merge", "true", "add to the genres already in files instead of keeping them", "tag"),
     ("with-parents", "true", 'also write broader genres ("Rock; Alternative Rock")', "tag"),

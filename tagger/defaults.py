@@ -25,8 +25,8 @@ DEFAULT_TIMEOUT = 300.0
 MAX_TIMEOUT = 7 * 24 * 3600.0
 #: What --cluster can start.
 CLUSTERS = ("local",)
-#: Abstain below this best probability; None: the model card's threshold; 0: never (``scan --min-confidence``).
-MIN_CONFIDENCE: float | None = None
+#: scan --abstain-below: None decides by the model card's rule (tagger/decision.py); 0 never abstains.
+DEFAULT_ABSTAIN_BELOW: float | None = None
 #: Where the head abstains, name genres from the networks' own outputs (tagger/broad.py; ``--broad``).
 DEFAULT_BROAD = True
 
@@ -41,8 +41,11 @@ DEFAULT_BY = TRACK
 DEFAULT_TOP: int | None = None
 #: Joins genres where a format has no multi-value form (ID3v2.3).
 DEFAULT_SEPARATOR = "; "
-#: --min-confidence of --from-tags when none is given (tag probabilities are independent sigmoids).
-TAGS_MIN_CONFIDENCE = 0.3
+#: tag --write-above: write a genre only if at least this likely (0: whatever the scan decided).
+DEFAULT_WRITE_ABOVE = 0.0
+#: tag --write-above with --from-tags.  Tag probabilities are independent sigmoids (a track can be 0.6 rock
+#: and 0.5 indie), not shares of one softmax, so 0.3 already says "this tag applies" for most tag models.
+DEFAULT_WRITE_ABOVE_FROM_TAGS = 0.3
 #: --hard-links: a file with several names is edited in place, split off, or skipped (docs/tagging.md).
 IN_PLACE, SPLIT, SKIP = "in-place", "split", "skip"
 HARD_LINKS = (IN_PLACE, SPLIT, SKIP)
@@ -103,7 +106,7 @@ class Shown(NamedTuple):
 
 
 _DATA = {"split": Shown(DEFAULT_PROTOCOL, PROTOCOLS), "fold": Shown(), "k": Shown(), "jobs": Shown(DEFAULT_JOBS)}
-_TAG = {"top": Shown(DEFAULT_TOP), "min_confidence": Shown(MIN_CONFIDENCE), "broad": Shown(DEFAULT_BROAD),
+_TAG = {"top": Shown(DEFAULT_TOP), "write_above": Shown(), "min_confidence": Shown(), "broad": Shown(DEFAULT_BROAD),
         "separator": Shown(DEFAULT_SEPARATOR), "by": Shown(DEFAULT_BY, ALBUM_MODES),
         "hard_links": Shown(DEFAULT_HARD_LINKS, HARD_LINKS)}  # fmt: skip
 
@@ -114,7 +117,7 @@ CLI: dict[str, dict[str, Shown]] = {
     "": {"config_file": Shown()},
     "scan": {"backend": Shown(DEFAULT_BACKEND), "db_path": Shown(), "jobs": Shown(DEFAULT_JOBS),
              "excerpt": Shown(DEFAULT_EXCERPT), "timeout": Shown(DEFAULT_TIMEOUT), "cluster": Shown(None, CLUSTERS),
-             **_TAG},
+             "abstain_below": Shown(DEFAULT_ABSTAIN_BELOW), **_TAG},
     "tag": {"db_path": Shown(), **_TAG},
     "undo": {"db_path": Shown()},
     "show": {"db_path": Shown(), "status": Shown(None, STATUSES), "by": Shown(DEFAULT_BY, ALBUM_MODES)},

@@ -387,6 +387,7 @@ class LearnResult:
     need_embeddings: list[str]
     scan_command: str
     model: dict[str, Any] | None = None  # id, file, previous (the model that was current before)
+    redecided: str = ""  # what re-deciding the files under the paths by the new model did (one line)
     error: str | None = None  # why no model was saved, when the measurement found none to save
 
     @property
@@ -401,7 +402,7 @@ class LearnResult:
                 "unreadable": [{"path": p, "error": e} for p, e in self.unreadable],
                 "need_embeddings": {"count": len(self.need_embeddings), "command": self.scan_command,
                                     "files": self.need_embeddings},
-                "model": self.model, "error": self.error}  # fmt: skip
+                "model": self.model, "redecided": self.redecided, "error": self.error}  # fmt: skip
 
 
 def scan_command(paths: Sequence[str]) -> str:
@@ -489,7 +490,17 @@ def learn(cache: Cache, paths: Sequence[str], options: LearnOptions | None = Non
         return result
     if opts.save:
         result.model = _save(make, X, ex, result, roots, opts)
+        result.redecided = _redecide(cache, roots)
     return result
+
+
+def _redecide(cache: Cache, roots: Sequence[str]) -> str:
+    """Decide the files under ``roots`` by the model just saved, from their cached embeddings: no command
+    goes on using the previous model's genres (tag would otherwise propose them until the next scan)."""
+    from .models import open_model
+    from .scan import redecide
+
+    return redecide(cache, roots, {BACKEND: open_model(BACKEND)}).line()
 
 
 def _pooled(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -21,17 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from . import abstain, multilabel
+from . import decision
 from . import broad as broadmod
 from . import cache as cachemod
 from . import inputs
 from .cache import Cache, path_key
 from .models import Model
-from .defaults import DEFAULT_BROAD, DEFAULT_EXCERPT, MIN_CONFIDENCE
+from .defaults import DEFAULT_ABSTAIN_BELOW, DEFAULT_BROAD, DEFAULT_EXCERPT
 from .params import AnalysisParams
 from .predict import predict_tracks, summarise
 from .progress import NullProgress, Progress
-from .runners import Runner
+from .runners import InlineRunner, Runner
 from .track import Track, TrackStamp, meta_fields
 from .walk import WalkOptions, walk
 from .worker import AnalysisResult, AnalysisTask
@@ -51,8 +51,8 @@ class ScanOptions:
     batch_size: int = 32
     flush_seconds: float = 1.0
     count_total: bool = True
-    #: Abstain below this best probability; None: the model card's threshold; 0: never.
-    min_confidence: float | None = MIN_CONFIDENCE
+    #: Abstain below this best probability; None: the model card's rule; 0: never (tagger/decision.py).
+    abstain_below: float | None = DEFAULT_ABSTAIN_BELOW
     #: Name genres beyond the head's from the networks' own outputs when the head abstains (tagger/broad.py).
     broad: bool = DEFAULT_BROAD
 
@@ -127,9 +127,9 @@ class _Scan:
         self.pending: list[_Pending] = []
         self.changed: set[str] = set()  # keys of known files analysed again because they changed
         self.first_pending = 0.0
-        self.threshold, self.source = abstain_threshold(model, options.min_confidence)
-        self.multilabel = multilabel.card_thresholds(model.card)  # per-genre thresholds of a `learn` model
-        self.summary.threshold, self.summary.threshold_source = self.threshold, self.source
+        self.rule = decision.rule_for(model.card, options.abstain_below)
+        self.rule_json = self.rule.to_json()  # stored with every result: tag decides by it, never by the card
+        self.summary.threshold, self.summary.threshold_source = self.rule.stored_threshold, self.rule.source
         self.broad = broadmod.shipped() if options.broad else None
         self.broad_id = self.broad.id if self.broad else broadmod.OFF
 
@@ -220,12 +220,12 @@ class _Scan:
             # Another model's predict_proba failed on it: the file itself may be fine.
             return "repredict" if row.failed_model not in (None, self.model.ident) else "failed"
         if row.backend == self.model.name and row.model_id == self.model.id:
-            same = row.abstain_threshold == self.threshold and row.broad_id == self.broad_id
+            same = row.rule == self.rule_json and row.broad_id == self.broad_id
             return "cached" if same else "redecide"
         return "repredict"
 
     def _redecide(self, keys: list[str]) -> Iterator[AnalysisTask]:
-        """Apply a changed abstain threshold to cached results, from their stored probabilities."""
+        """Apply this scan's rule to cached results decided by another (or by none stored), from their probabilities."""
         rows, stamp = [], cachemod.now()
         for track in self.cache.fetch(keys).values():
             probs = track.probabilities or {}
@@ -233,31 +233,19 @@ class _Scan:
                 yield self._task(track.fs_path)
                 continue
             decided = self._decided(list(probs.values()), track.tags)
-            rows.append(Track.row(path=track.path, status="ok", abstain_threshold=self.threshold, updated_at=stamp,
-                                  **decided))
+            rows.append(Track.row(path=track.path, status="ok", updated_at=stamp, **decided))
             self.summary.cached += 1
             self.summary.redecided += 1
             self._count(decided["genre"])
         self.cache.write_results(rows)
 
-    def _decision(self, probs: Sequence[float] | np.ndarray) -> tuple[str | None, str | None]:
-        """(genre, None), or (None, reason) when the best probability is below the threshold."""
-        if self.multilabel is not None:  # the most probable of the genres reaching their thresholds
-            chosen, why = multilabel.decide(dict(zip(self.model.genres, map(float, probs))), self.multilabel,
-                                            override=self.threshold)
-            return (chosen[0][0], None) if chosen else (None, why)
-        genre, conf, uncertain = abstain.decide(self.model.genres, probs, self.threshold)
-        if uncertain:
-            return None, abstain.reason(genre, conf, self.threshold or 0.0, self.source)
-        return genre, None
-
     def _decided(self, probs: Sequence[float] | np.ndarray, tags: dict[str, float] | None) -> dict[str, Any]:
-        """The head's decision, then the broad source's where it abstains (tagger/broad.py), as Track fields."""
-        genre, why = self._decision(probs)
-        d = broadmod.decide(genre, why, tags, self.model.name, self.broad)
-        score = d.score if d.source == broadmod.BROAD else (float(np.max(probs)) if d.source else None)
-        return {"genre": d.genre, "abstained": d.abstained, "genre_source": d.source, "genre_score": score,
-                "broad": d.broad or None, "broad_id": self.broad_id}
+        """The rule's decision, then the broad source's where it abstains (tagger/decision.py), as Track fields."""
+        d = decision.decide_track(self.rule, dict(zip(self.model.genres, map(float, probs))), tags, self.model.name,
+                                  self.broad)
+        return {"genre": d.genre, "abstained": d.abstained, "genre_source": d.source, "genre_score": d.score,
+                "broad": d.broad or None, "broad_id": self.broad_id, "rule": self.rule_json,
+                "abstain_threshold": self.rule.stored_threshold}
 
     def _count(self, genre: str | None) -> None:
         if genre is None:  # status ok without a genre: abstained
@@ -359,7 +347,7 @@ class _Scan:
             status="ok", error=None, backend=self.model.name, model_id=self.model.id,
             genre=info["genre"], confidence=info["confidence"], top3=info["top3"],
             probabilities=info["probabilities"], analysed_at=stamp,
-            abstained=info["abstained"], abstain_threshold=self.threshold,
+            abstained=info["abstained"], abstain_threshold=info["abstain_threshold"], rule=info["rule"],
             tags=info["tags"], failed_model=None, genre_source=info["genre_source"],
             genre_score=info["genre_score"], broad=info["broad"], broad_id=info["broad_id"],
         )  # fmt: skip
@@ -373,6 +361,41 @@ class _Scan:
                 st = os.stat(item.result.path if item.result else item.key)
                 base.update(size=st.st_size, mtime=st.st_mtime)
         return Track.row(**base, status="error", error=error, failed_model=failed_model)
+
+    # -- re-deciding without a walk ------------------------------------------
+    def refresh(self) -> int:
+        """Bring this backend's results under the paths to this model from what is cached; how many it could not.
+
+        Rows another model decided are predicted again from their cached
+        inputs (no decoding) and decided by this model's rule; rows of this
+        model without a stored rule (older databases) keep their decision and
+        get the rule it was made by.  Rows with no usable cached input (a
+        slices backend caches none) are left as they are, and counted.
+        """
+        left, chunk = 0, []
+        for track in self.cache.records(self.paths, status="ok"):
+            if track.backend == self.model.name and (track.model_id != self.model.id or track.rule is None):
+                chunk.append(track)
+            if len(chunk) >= PLAN_CHUNK:
+                left += self._refresh(chunk)
+                chunk = []
+        left += self._refresh(chunk) if chunk else 0
+        self.flush()
+        return left
+
+    def _refresh(self, tracks: list[Track]) -> int:
+        # This model's rows from before rules were stored keep their decision; their rule is derived once.
+        card = self.model.card
+        derived = [Track.row(path=t.path, status="ok", rule=decision.legacy_rule(t.abstain_threshold, card).to_json())
+                   for t in tracks if t.model_id == self.model.id]
+        if derived:
+            self.cache.write_results(derived)
+        other = {t.path: t for t in tracks if t.model_id != self.model.id}
+        kept, _ = inputs.cached_inputs(self.cache, self.model, list(other)) if other else ({}, {})
+        for key, track in other.items():
+            if key in kept:
+                self._add(_Pending(key, track.path_bytes, None, *kept[key]))
+        return len(other) - len(kept)
 
     # -- the run ---------------------------------------------------------
     def run(self) -> ScanSummary:
@@ -418,14 +441,64 @@ class _Scan:
         return thread
 
 
-def abstain_threshold(model: Model, min_confidence: float | None) -> tuple[float | None, str]:
-    """The threshold a scan abstains below (None: never) and where it came from, for the reasons."""
-    if multilabel.card_thresholds(model.card) is not None:  # None: each genre's own; 0 stays 0 (never abstain)
-        return (None, multilabel.SOURCE) if min_confidence is None else (float(min_confidence), "--min-confidence")
-    if min_confidence is not None:
-        return (float(min_confidence) or None), "--min-confidence"
-    threshold = abstain.card_threshold(model.card)
-    return threshold, "the model's threshold, chosen on valid" if threshold else ""
+@dataclass
+class Redecided:
+    """What :func:`redecide` did: files decided again by the current models, and those it left alone."""
+
+    repredicted: int = 0  # another model had decided them: predicted again from cached inputs
+    left: int = 0  # another model had decided them and nothing cached lets the current one predict
+    backends: list[str] = field(default_factory=list)  # whose current model changed the decisions
+    failed: int = 0  # the current model's predict_proba failed on them (kept as error rows, as a scan does)
+
+    def line(self) -> str:
+        """One line for the user ("" when there is nothing to say)."""
+        names = ", ".join(self.backends)
+        parts = [f"{self.repredicted} file(s) decided by an earlier {names} model re-decided by its current one"
+                 ] if self.repredicted else []
+        if self.failed:
+            parts.append(f"{self.failed} file(s) failed to predict (`genretag show --status error`)")
+        if self.left:
+            parts.append(f"{self.left} file(s) decided by another model left as they were: nothing cached to "
+                         "predict from (run `genretag scan` on them)")
+        return "; ".join(parts)
+
+
+def redecide(cache: Cache, paths: Sequence[str] = (), models: dict[str, Model] | None = None) -> Redecided:
+    """Re-decide the results under ``paths`` that a backend's current model did not make, without decoding.
+
+    ``models`` maps a backend to its model (given: only those backends; else
+    each backend's current one, opened on demand).  Uses a scan's own
+    prediction and decision code (:meth:`_Scan.refresh`); a backend whose
+    model cannot be opened or loaded leaves its rows alone.
+    """
+    from .errors import GenretagError
+    from .models import open_model
+
+    done, models = Redecided(), dict(models or {})
+    only = bool(models)
+    stale: dict[str, int] = {}  # backend -> files another model decided
+    for backend, model_id, has_rule, n in cache.deciders(paths):
+        if only and backend not in models:
+            continue
+        model = models.get(backend)
+        if model is None:
+            try:
+                model = models[backend] = open_model(backend)
+            except GenretagError:
+                continue  # a backend no longer installed: its results stay as they were
+        if model_id != model.id or not has_rule:
+            stale[backend] = stale.get(backend, 0) + (n if model_id != model.id else 0)
+    for backend, n in sorted(stale.items()):
+        run = _Scan(paths, cache, models[backend], InlineRunner(), ScanOptions(count_total=False), NullProgress())
+        try:
+            done.left += run.refresh()
+        except GenretagError:  # the current model cannot load (its framework missing, a damaged file)
+            done.left += n - run.summary.repredicted
+        done.repredicted += run.summary.repredicted
+        done.failed += run.summary.failed
+        if run.summary.repredicted:
+            done.backends.append(backend)
+    return done
 
 
 def scan(paths: Sequence[str], cache: Cache, model: Model, runner: Runner,

@@ -14,11 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import albums, multilabel, tags, userfiles, vocabulary
+from . import albums, decision, tags, userfiles, vocabulary
 from . import broad as broadmod
 from .broad import BROAD
 from .defaults import (DEFAULT_BROAD, DEFAULT_BY, DEFAULT_HARD_LINKS, DEFAULT_SEPARATOR, DEFAULT_TOP, HARD_LINKS,
-                       MIN_CONFIDENCE, TAGS_MIN_CONFIDENCE)
+                       DEFAULT_WRITE_ABOVE, DEFAULT_WRITE_ABOVE_FROM_TAGS)
 from .errors import FileError, GenretagError
 from .outputs import MAX_GENRE, acceptable_label
 from .track import Track
@@ -45,7 +45,7 @@ class TagOptions:
     overwrite: bool = False
     merge: bool = False
     top: int | None = DEFAULT_TOP  # None: 1, or every genre reaching its threshold with a multi-label model
-    min_confidence: float | None = MIN_CONFIDENCE  # None: 0, or TAGS_MIN_CONFIDENCE with from_tags
+    write_above: float | None = None  # write a genre only this likely; None: 0, or 0.3 with from_tags (defaults.py)
     from_tags: bool = False  # write the backend's genre-like tags instead of its genre
     field: str | None = None  # None: each format's genre field
     id3v23: bool = False
@@ -61,12 +61,13 @@ class TagOptions:
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
             raise ValueError("--overwrite and --merge exclude each other")
-        if self.min_confidence is None:
-            object.__setattr__(self, "min_confidence", TAGS_MIN_CONFIDENCE if self.from_tags else 0.0)
+        if self.write_above is None:
+            default = DEFAULT_WRITE_ABOVE_FROM_TAGS if self.from_tags else DEFAULT_WRITE_ABOVE
+            object.__setattr__(self, "write_above", default)
         if self.top is not None and self.top < 1:
             raise ValueError("--top must be at least 1")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError("--min-confidence must be between 0 and 1")
+        if not 0.0 <= self.write_above <= 1.0:
+            raise ValueError("--write-above must be between 0 and 1")
         if not self.separator or "\0" in self.separator:
             raise ValueError("--separator must be a non-empty string without NUL")
         if self.by not in albums.MODES:
@@ -157,39 +158,38 @@ def ranked(row: Track, from_tags: bool = False) -> list[tuple[str, float]]:
     return [(row.genre, row.confidence or 0.0)] if row.genre else []
 
 
-def propose(row: Track, opts: TagOptions,
-            ranking: list[tuple[str, float]] | None = None) -> tuple[list[str], str | None, str]:
+def propose(row: Track, opts: TagOptions, ranking: list[tuple[str, float]] | None = None,
+            rule: decision.Rule | None = None) -> tuple[list[str], str | None, str]:
     """The names to write for a row: (names, None, "") or ([], action, reason) when there are none.
 
-    The top ``opts.top`` labels are taken first and only then mapped, so a
-    dropped label is not replaced by a less likely one; each label must
-    reach ``min_confidence`` on its own.  ``ranking`` (album mode: the
-    album's) replaces the row's own.  A multi-label model's row (or album)
-    gets every genre reaching its own threshold (tagger.multilabel), up to ``top``.
+    The genres come from the rule the row's scan stored (tagger/decision.py;
+    album mode: ``ranking`` and ``rule`` are the album's): a single-label
+    rule's top ``opts.top`` (1), a multi-label one's every genre passing, up
+    to ``top``.  They are taken first and only then mapped, so a dropped
+    label is not replaced by a less likely one; each must reach ``write_above``.
     """
     broad_genres = ranking is None and not opts.from_tags and row.genre_source == BROAD and bool(row.broad)
     if broad_genres:  # the head abstained: the broad source's genres, best first
         ranking = [(str(g), float(p)) for g, p in row.broad or ()]
     own = ranked(row, opts.from_tags) if ranking is None else ranking
-    thresholds = (None if opts.from_tags or broad_genres
-                  else multilabel.model_thresholds(row.backend, row.model_id))
-    if thresholds is not None:  # a personal multi-label model (genretag learn)
-        chosen, why = multilabel.decide(dict(own), thresholds, override=row.abstain_threshold)
-        if not chosen:
-            return [], ABSTAINED, why or ""
-        best = chosen[: opts.top]
-    else:
+    if opts.from_tags or broad_genres:
         best = own[: opts.top or 1]
-    if not best or best[0][1] < opts.min_confidence:
+    else:
+        rule = rule or decision.row_rule(row)
+        verdict = decision.decide(rule, own)
+        if not verdict.genres and own:
+            return [], ABSTAINED, verdict.reason or ""
+        best = verdict.genres[: opts.top] if rule.multi else verdict.genres[: opts.top or 1]
+    if not best or best[0][1] < opts.write_above:
         conf = best[0][1] if best else 0.0
-        return [], BELOW, f"confidence {conf:.2f} < {opts.min_confidence:.2f}"
+        return [], BELOW, f"confidence {conf:.2f} < {opts.write_above:.2f}"
     names: list[str] = []
     for label, p in best:
         if not acceptable_label(label):  # cached before backends' labels were checked (tagger.outputs)
             shown = repr(label if len(label) <= 40 else label[:40] + "...")
             return [], ERROR, f"cached genre {shown} is not a label a tag may hold; rescan with --force"
         name = display_name(label, opts.genre_map)
-        if p < opts.min_confidence or not name:
+        if p < opts.write_above or not name:
             continue
         for written in with_parents(name, label, opts.genre_map) if opts.with_parents else [name]:
             if not _known(written, names):
@@ -219,7 +219,7 @@ def _why_no_tags(row: Track) -> str | None:
     return None
 
 
-def decide(current: list[str], proposed: list[str], opts: TagOptions) -> tuple[list[str], str | None, str]:
+def field_values(current: list[str], proposed: list[str], opts: TagOptions) -> tuple[list[str], str | None, str]:
     """What the field should hold given its current values: (values, None, "") to write, else why not."""
     if opts.overwrite:
         same = current == proposed or (opts.id3v23 and current == [opts.separator.join(proposed)])
@@ -271,7 +271,7 @@ def unusable(row: Track, opts: TagOptions, choice: albums.Choice | None = None) 
         why = _why_no_tags(row)
         return (NO_TAGS, why) if why else None
     if abstained:
-        return ABSTAINED, f"{abstained}; rescan with a lower --min-confidence to tag it"
+        return ABSTAINED, f"{abstained}; rescan with a lower --abstain-below to tag it"
     if not opts.broad and (choice.album.source if album else row.genre_source) == BROAD:
         return ABSTAINED, "the head abstained and --no-broad leaves out the broad source's genre"
     if not row.genre and not album:

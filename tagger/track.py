@@ -153,6 +153,7 @@ class Track(Stored):
     genre_score: float | None = _column(float)
     broad: list[tuple[str, float]] | None = _column(codec=JSON)
     broad_id: str | None = _column()
+    rule: str | None = _column()  # the genre rule the scan decided by, as JSON (tagger/decision.py); None: older rows
 
     def __post_init__(self) -> None:
         if self.top3 is not None:
@@ -206,6 +207,7 @@ class TrackStamp(NamedTuple):
     abstain_threshold: float | None
     failed_model: str | None
     broad_id: str | None = None  # the broad source's data id, or "off" (tagger/broad.py)
+    rule: str | None = None  # the genre rule, as JSON (tagger/decision.py)
 
 
 def meta_fields(meta: FileMeta | None) -> dict[str, Any]:

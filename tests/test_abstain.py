@@ -303,7 +303,7 @@ def test_scan_abstains_with_reason_and_tag_writes_nothing(scanned, tmp_path):
     assert all(r["genre"] and r["abstained"] is None for r in first)
     confs = sorted(r["confidence"] for r in first)
     cut = round((confs[1] + confs[2]) / 2, 6)  # two tracks below, two above
-    summary = scan_json(lib, db, "--min-confidence", str(cut))
+    summary = scan_json(lib, db, "--abstain-below", str(cut))
     assert summary["analysed"] == 0 and summary["redecided"] == 4  # re-decided from the cache, not re-analysed
     assert summary["abstained"] == 2 and sum(summary["genres"].values()) == 2
     with Cache(db) as cache:
@@ -313,7 +313,7 @@ def test_scan_abstains_with_reason_and_tag_writes_nothing(scanned, tmp_path):
         assert now["status"] == "ok" and now["probabilities"] == r["probabilities"] and now["top3"] == r["top3"]
         if r["confidence"] < cut:
             assert now["genre"] is None
-            why = f"uncertain: best {r['genre']} {r['confidence']:.3f} below {cut:.4g} (--min-confidence)"
+            why = f"uncertain: best {r['genre']} {r['confidence']:.3f} below {cut:.4g} (--abstain-below)"
             assert now["abstained"] == why
         else:
             assert now["genre"] == r["genre"] and now["abstained"] is None

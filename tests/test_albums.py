@@ -24,7 +24,7 @@ from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
 from click.testing import CliRunner
 from conftest import copy_scanned, scan_for_module
 
-from tagger import albums, tags
+from tagger import albums, decision, tags
 from tagger.albums import ALBUM, COMPILATION, FOLDER, LOOSE, MIXED
 from tagger.cli import cli
 from tagger.tagging import TagOptions, display_name
@@ -98,7 +98,7 @@ def test_compilations_are_not_averaged(meta: dict) -> None:
     rows = [row(f"/m/c/{i}.mp3", artist=f"A{i}", album="Now", **meta) for i in range(3)]
     (album,) = albums.group(rows, ALBUM, ["/m"])
     assert album.not_averaged == COMPILATION and len(album.rows) == 3
-    assert albums.choice(albums.decide(album, rank), rows[0]).ranking is None  # each keeps its own
+    assert albums.choice(albums.assess(album, rank), rows[0]).ranking is None  # each keeps its own
 
 
 def test_untagged_tracks_group_by_folder_unless_mixed_or_loose() -> None:
@@ -355,7 +355,8 @@ def test_outlier_is_listed_and_keep_outliers_writes_its_own(lib: Lib) -> None:
 
 
 def test_album_abstains_with_the_scans_threshold(lib: Lib) -> None:
-    lib.sql("update tracks set abstain_threshold = 0.999")
+    rule = decision.Rule(decision.SINGLE, 0.999, source="the model's threshold").to_json()
+    lib.sql("update tracks set abstain_threshold = 0.999, rule = ?", (rule,))  # as a scan by that rule stores it
     before = snapshot(lib.root)
     data = lib.json("tag", "--by", "album", str(lib.root / ALBUM_DIR))
     assert {f["action"] for f in data["files"]} == {"abstained"}

@@ -49,14 +49,15 @@ import:
 genretag:
   db: {root}/genretag.db
   jobs: {jobs}
-  min_confidence: {min_confidence}
+  abstain_below: {min_confidence}
 {extra}"""
 
 
 def write_config(root: Path, extra: str = "", jobs: int = 0, min_confidence: str = "0") -> None:
     """config.yaml: the library, as-is imports in place, and a genretag: section (``extra`` adds to it).
 
-    ``jobs`` 0 analyses in beets' process; ``min_confidence`` 0 never abstains (the test audio is tones and noise).
+    ``jobs`` 0 analyses in beets' process; ``min_confidence`` (the abstain_below key) 0 never abstains (the
+    test audio is tones and noise).
     """
     text = CONFIG.format(root=root, jobs=jobs, min_confidence=min_confidence, extra=textwrap.indent(extra, "  "))
     (root / "config.yaml").write_text(text)
@@ -190,6 +191,19 @@ def test_pretend_lists_and_changes_nothing(lib: Path) -> None:
     assert {name: digest(path) for name, path in music(lib).items()} == before
     assert digest(lib / "library.db") == db_before
     assert all(i["genretag_confidence"] is None and i["genres"] in ([], ["Jazz"]) for i in library_items(lib).values())
+
+
+@pytest.mark.slow
+def test_write_above_and_the_deprecated_min_confidence(lib: Path) -> None:
+    """write_above is the setting's own knob; the old min_confidence key still works (both knobs), with a note."""
+    write_config(lib, "write_above: 1\n")
+    done = beet(lib, "genretag", "--pretend")
+    assert "below threshold" in done.stdout and "would set" not in done.stdout, done.stdout
+    assert "deprecated" not in done.stderr
+    write_config(lib, "min_confidence: 1\n", min_confidence="null")
+    done = beet(lib, "genretag", "--pretend")
+    assert "genretag.min_confidence is deprecated" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "abstained" in done.stdout and "would set" not in done.stdout, done.stdout  # abstain below 1
 
 
 @pytest.mark.slow

@@ -120,12 +120,12 @@ def test_album_mode_takes_the_broad_genre_from_its_tracks_tags(library):
 
 def test_the_rule_itself():
     data = broad.shipped()
-    d = broad.decide(None, "uncertain: x", {"electronic": 0.9}, "musicnn", data)  # a plain musicnn track
+    d = broad.consult(None, "uncertain: x", {"electronic": 0.9}, "musicnn", data)  # a plain musicnn track
     assert (d.genre, d.source) == ("Electronic", "broad")
-    assert broad.decide(None, "uncertain: x", {"electronic": 0.9}, "musicnn", None).genre is None
-    head = broad.decide("rock", None, {"alternative rock": 0.9, "rock": 0.9}, "musicnn", data)
+    assert broad.consult(None, "uncertain: x", {"electronic": 0.9}, "musicnn", None).genre is None
+    head = broad.consult("rock", None, {"alternative rock": 0.9, "rock": 0.9}, "musicnn", data)
     assert head.genre == "rock" and head.source == "head" and head.broad == [("Alternative Rock", 1.0)]
-    nan = broad.decide(None, "u", {"musicnn:electronic": float("nan")}, "fusion", data)
+    nan = broad.consult(None, "u", {"musicnn:electronic": float("nan")}, "fusion", data)
     assert nan.genre is None and nan.abstained == "u"  # no usable tags: the head's reason alone
 
 

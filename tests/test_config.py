@@ -253,7 +253,7 @@ def test_init_writes_a_commented_example_and_never_overwrites_silently(genretag_
     cfg.write_text("\n".join(line[2:] if setting_line.match(line) else line for line in text.splitlines()),
                    encoding="utf-8")
     keys = {s.key for s in config.load(cli).settings}
-    assert {"db", "jobs", "backend", "excerpt", "exclude", "include", "min-confidence", "top", "merge", "genre-map",
+    assert {"db", "jobs", "backend", "excerpt", "exclude", "include", "write-above", "top", "merge", "genre-map",
             "field", "id3v23", "separator", "with-parents"} <= keys
 
     named = tmp_path / "sub" / "g.toml"  # --config names where --init writes

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 import learnlib
 from audiofiles import add_test_tags, make_audio
-from tagger import multilabel
-from tagger.cache import READ, Cache
+from tagger import decision
+from tagger.cache import READ, WRITE, Cache
 from tagger.cli import cli
 from tagger.learn import (CONFIDENCE, MIN_ARTISTS, MIN_SUPPORT, TOLERANCE, LearnOptions, assign_folds, collect,
                           genre_key, held_out, judge, learn, threshold_for, wilson_lower)
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(not (REPO / "plugins" / "models" / "musicnn_msd.
 
 
 def run_learn(db: Path, root: Path, **opts: object):
-    cache = Cache(db, READ)
+    cache = Cache(db, WRITE)  # a saved model re-decides the files under root
     try:
         return learn(cache, [str(root)], LearnOptions(**opts))  # type: ignore[arg-type]
     finally:
@@ -320,13 +320,17 @@ def test_the_head_predicts_independent_probabilities_that_pass_the_output_checks
 def test_multilabel_decisions() -> None:
     probs = {"Rock": 0.8, "Blues": 0.6, "Jazz": 0.5, "Dub": 0.9}
     thresholds = {"Rock": 0.7, "Blues": 0.55, "Jazz": 0.6}  # Dub: measured not learnable, no threshold
-    assert multilabel.decide(probs, thresholds) == ([("Rock", 0.8), ("Blues", 0.6)], None)
-    chosen, why = multilabel.decide({"Rock": 0.3, "Blues": 0.2}, thresholds)
-    assert chosen == [] and why.startswith("uncertain: no genre reaches its threshold (best Rock 0.300 below 0.7")
-    assert multilabel.decide(probs, thresholds, override=0.55)[0] == [("Dub", 0.9), ("Rock", 0.8), ("Blues", 0.6)]
-    assert multilabel.decide({"Rock": 0.3, "Blues": 0.2}, thresholds, override=0.0) == ([("Rock", 0.3)], None)
-    assert multilabel.card_thresholds({"multilabel": {"thresholds": {"Rock": 0.7}}}) == {"Rock": 0.7}
-    assert multilabel.card_thresholds({"abstain": {"threshold": 0.5}}) is None
+    card = {"multilabel": {"thresholds": thresholds}}
+    own, at_055, never = (decision.rule_for(card), decision.rule_for(card, 0.55), decision.rule_for(card, 0.0))
+    assert decision.decide(own, probs) == decision.Verdict([("Rock", 0.8), ("Blues", 0.6)], None)
+    verdict = decision.decide(own, {"Rock": 0.3, "Blues": 0.2})
+    assert verdict.genres == [] and verdict.reason.startswith(
+        "uncertain: no genre reaches its threshold (best Rock 0.300 below 0.7")
+    assert decision.decide(at_055, probs).genres == [("Dub", 0.9), ("Rock", 0.8), ("Blues", 0.6)]
+    assert decision.decide(never, {"Rock": 0.3, "Blues": 0.2}) == decision.Verdict([("Rock", 0.3)], None)
+    assert all(decision.Rule.from_json(r.to_json()) == r for r in (own, at_055, never))
+    assert decision.card_thresholds({"multilabel": {"thresholds": {"Rock": 0.7}}}) == {"Rock": 0.7}
+    assert decision.card_thresholds({"abstain": {"threshold": 0.5}}) is None
 
 
 def test_plots_need_matplotlib_or_say_so(tmp_path: Path) -> None:
@@ -375,6 +379,10 @@ def test_the_whole_flow_on_real_audio(tmp_path: Path, monkeypatch: pytest.Monkey
     assert code == 0, err
     assert "Tone" in out and "Noise" in out and "is now current" in err
     assert "Test (2 files, 2 artists)" in err, err  # too few to measure (one Tone and one Noise file)
+    code, out, err = invoke("tag", str(root / "untagged"), "--db", str(db), "--dry-run", "--json")  # no scan between
+    assert code == 0, err
+    proposed = {Path(f["path"]).name: f["proposed"] for f in json.loads(out)["files"]}
+    assert proposed == {"tone.flac": ["Tone"], "noise.flac": ["Noise"]}  # learn re-decided them with its model
     code, _, err = invoke("scan", str(root), "--db", str(db), "--backend", "musicnn", "-j", "0", "--no-progress")
     assert code == 0, err
     code, out, err = invoke("tag", str(root / "untagged"), "--db", str(db), "--dry-run", "--json")

@@ -230,10 +230,10 @@ def test_a_library_cached_by_cnn_still_scans_from_the_cache(no_tensorflow: dict[
     checked = open_model("cnn")  # the shipped model: the id the subprocess will compute
     model = Model(checked.cls, checked.path, checked.card, checked.id, backend=FirstSliceBright(checked.genres))
     with Cache(db) as cache:
-        first = scan([str(library)], cache, model, InlineRunner(), ScanOptions(min_confidence=0))
+        first = scan([str(library)], cache, model, InlineRunner(), ScanOptions(abstain_below=0))
     assert (first.analysed, first.failed) == (2, 0)
 
-    args = ["scan", "--backend", "cnn", "--min-confidence", "0", "--jobs", "1", "--json", "--no-progress",
+    args = ["scan", "--backend", "cnn", "--abstain-below", "0", "--jobs", "1", "--json", "--no-progress",
             "--db", str(db), str(library)]
     again = genretag(*args, env=no_tensorflow)
     assert again.returncode == 0, again.stderr

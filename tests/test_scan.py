@@ -40,7 +40,7 @@ def rows(db: Path) -> dict[str, dict]:
 def run(paths, db, model, runner=None, **opts):
     with Cache(db) as cache:
         # Never abstain unless a test asks: these tests expect every track's genre (tests/test_abstain.py).
-        opts.setdefault("min_confidence", 0.0)
+        opts.setdefault("abstain_below", 0.0)
         return scan([str(p) for p in paths], cache, model, runner or InlineRunner(), ScanOptions(**opts))
 
 

@@ -30,7 +30,7 @@ from test_tags import GENRE_KEY, cover_of, raw_id3, stored, tag_view, temp_files
 from tagger import journal, tagging, tags
 from tagger.cache import Cache
 from tagger.cli import cli
-from tagger.tagging import TagOptions, decide, display_name, load_genre_map, propose
+from tagger.tagging import TagOptions, display_name, field_values, load_genre_map, propose
 from tagger.track import Track
 from tagger.tags import TagError, read_genres
 
@@ -621,8 +621,8 @@ def test_propose_takes_the_top_labels_then_maps_them() -> None:
                 probabilities={"blues": 0.1, "hiphop": 0.5, "jazz": 0.3, "rock": 0.1})
     assert propose(row, TagOptions()) == (["Hip-Hop"], None, "")
     assert propose(row, TagOptions(top=3)) == (["Hip-Hop", "Jazz", "Blues"], None, "")
-    assert propose(row, TagOptions(top=3, min_confidence=0.2)) == (["Hip-Hop", "Jazz"], None, "")
-    assert propose(row, TagOptions(min_confidence=0.6)) == ([], "below threshold", "confidence 0.50 < 0.60")
+    assert propose(row, TagOptions(top=3, write_above=0.2)) == (["Hip-Hop", "Jazz"], None, "")
+    assert propose(row, TagOptions(write_above=0.6)) == ([], "below threshold", "confidence 0.50 < 0.60")
     dropped = TagOptions(genre_map={"hiphop": None})
     assert propose(row, dropped) == ([], "skipped", "dropped by the genre map")  # not replaced by jazz
     assert propose(row, TagOptions(top=2, genre_map={"hip-hop": "Rap", "jazz": "Rap"})) == (["Rap"], None, "")
@@ -630,14 +630,15 @@ def test_propose_takes_the_top_labels_then_maps_them() -> None:
 
 def test_decide_keeps_merges_and_overwrites() -> None:
     keep, merge, over = TagOptions(), TagOptions(merge=True), TagOptions(overwrite=True)
-    assert decide([], ["Jazz"], keep) == (["Jazz"], None, "")
-    assert decide(["jazz"], ["Jazz"], keep) == (["jazz"], "unchanged", "")
-    assert decide(["Rock"], ["Jazz"], keep)[1:] == ("kept existing", "has genre 'Rock' (use --overwrite or --merge)")
-    assert decide(["Rock;Blues"], ["Jazz", "blues"], merge) == (["Rock", "Blues", "Jazz"], None, "")
-    assert decide(["Rock", "Jazz"], ["jazz"], merge)[1] == "unchanged"
-    assert decide(["Rock"], ["Jazz"], over) == (["Jazz"], None, "")
-    assert decide(["jazz"], ["Jazz"], over)[1] is None  # overwrite means exactly this spelling
-    assert decide(["Jazz; Blues"], ["Jazz", "Blues"], TagOptions(overwrite=True, id3v23=True))[1] == "unchanged"
+    assert field_values([], ["Jazz"], keep) == (["Jazz"], None, "")
+    assert field_values(["jazz"], ["Jazz"], keep) == (["jazz"], "unchanged", "")
+    assert field_values(["Rock"], ["Jazz"], keep)[1:] == ("kept existing",
+                                                          "has genre 'Rock' (use --overwrite or --merge)")
+    assert field_values(["Rock;Blues"], ["Jazz", "blues"], merge) == (["Rock", "Blues", "Jazz"], None, "")
+    assert field_values(["Rock", "Jazz"], ["jazz"], merge)[1] == "unchanged"
+    assert field_values(["Rock"], ["Jazz"], over) == (["Jazz"], None, "")
+    assert field_values(["jazz"], ["Jazz"], over)[1] is None  # overwrite means exactly this spelling
+    assert field_values(["Jazz; Blues"], ["Jazz", "Blues"], TagOptions(overwrite=True, id3v23=True))[1] == "unchanged"
 
 
 def test_display_names_and_genre_map_files(tmp_path: Path) -> None:

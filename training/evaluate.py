@@ -399,7 +399,7 @@ def _print_precision_coverage(ui: Any, row: dict[str, Any]) -> None:
                        highlight=False)  # fmt: skip
     elif not mark and row.get("source") != "card":
         ui.err().print(f"{row['backend']}: its card has no abstain threshold (retrain it to choose one on valid); "
-                       "pick a --min-confidence from this table", highlight=False)
+                       "pick a scan --abstain-below from this table", highlight=False)
 
 
 def _clips(row: dict[str, Any]) -> str:

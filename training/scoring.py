@@ -49,7 +49,7 @@ def confidences(genres: Sequence[str], part: Part, probs: np.ndarray) -> tuple[n
 
 def selective(confidence: np.ndarray, correct: np.ndarray, threshold: float | None, *,
               with_curve: bool = False) -> dict[str, Any]:
-    """Precision at each coverage: the table (and curve) a user picks ``--min-confidence`` from."""
+    """Precision at each coverage: the table (and curve) a user picks ``scan --abstain-below`` from."""
     out: dict[str, Any] = {
         "threshold": threshold,
         "at_threshold": abstain.at_threshold(confidence, correct, threshold) if threshold else None,
