@@ -93,7 +93,7 @@ from .errors import DatabaseError
 from .features import FEATURE_NAMES
 from .track import STATUSES, TagWrite, Track, TrackStamp
 
-SCHEMA_VERSION = 2  # 2: embeddings keyed by (path, front_end)
+SCHEMA_VERSION = 3  # 2: embeddings keyed by (path, front_end); 3: tracks.rule, the genre rule a scan decided by
 APPLICATION_ID = 0x47544147  # "GTAG": marks a database as genretag's (PRAGMA application_id)
 BUSY_SECONDS = 10.0  # how long a command waits for another one's write transaction
 LOOKUP_CHUNK = 500

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from . import albums, multilabel, tags
+from . import albums, tags
 from .cache import Cache
 from .defaults import IN_PLACE, SKIP, SPLIT
 from .errors import GenretagError
@@ -54,7 +54,7 @@ from .tagging import (
     WRITTEN,
     TagOptions,
     album_plan,
-    decide,
+    field_values,
     genre_tags,
     propose,
     source_note,
@@ -250,7 +250,6 @@ def apply(cache: Cache, opts: TagOptions, paths: Sequence[str] = (), *, only: Co
     cache.lock_tag_writes()
     settle(cache, paths)
     genre_tags.cache_clear()  # backends may have been (un)registered since the last run
-    multilabel.model_thresholds.cache_clear()  # and models trained
     out = Outcome("tag", opts.dry_run, by=opts.by, sink=sink, hard_links=opts.hard_links)
     boundary, temps, in_place = Boundary(cache, paths, opts.follow_links), Temporaries(opts.dry_run), WrittenInPlace()
     try:
@@ -325,7 +324,7 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         return result([], [], *why)
     if not tags.supported(path):
         return result([], [], SKIPPED, "genretag cannot write tags in this format")
-    proposed, action, reason = propose(row, opts, choice.ranking if album else None)
+    proposed, action, reason = propose(row, opts, *((choice.ranking, choice.album.rule) if album else ()))
     try:
         tf, refusal = _open(path, boundary, temps)
         if tf is None:
@@ -343,7 +342,7 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
         row = dataclasses.replace(row, size=tf.stat.st_size, mtime=tf.stat.st_mtime)
     if action:
         return result(current, proposed, action, reason)
-    new, action, reason = decide(current, proposed, opts)
+    new, action, reason = field_values(current, proposed, opts)
     if action:
         return result(current, new, action, reason)
     if other is not None:

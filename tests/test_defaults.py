@@ -151,7 +151,6 @@ def test_library_constants_are_the_defaults() -> None:
     assert (learn.DEFAULT_PRECISION, learn.FOLDS) == (defaults.LEARN_PRECISION, defaults.LEARN_FOLDS)
     assert tagging.HARD_LINKS is defaults.HARD_LINKS and (tags.IN_PLACE, tags.SPLIT) == (defaults.IN_PLACE,
                                                                                          defaults.SPLIT)
-    assert tagging.TAGS_MIN_CONFIDENCE == defaults.TAGS_MIN_CONFIDENCE
     assert defaults.DEFAULT_PROTOCOL in defaults.PROTOCOLS and set(defaults.FOLD_PROTOCOLS) <= set(defaults.PROTOCOLS)
     assert defaults.DEFAULT_BY in defaults.ALBUM_MODES and set(defaults.REPORT_MODES) <= set(defaults.ALBUM_MODES)
     assert defaults.DEFAULT_HARD_LINKS in defaults.HARD_LINKS and defaults.DEFAULT_EXPORT_FORMAT in \
@@ -162,10 +161,10 @@ def test_beets_plugin_config_defaults_are_genretags() -> None:
     pytest.importorskip("beets", reason="the beets extra is not installed")
     from beetsplug.genretag import BY, OPTIONS
 
-    got = {key: OPTIONS[key][0] for key in ("backend", "jobs", "excerpt", "min_confidence", "by", "broad",
+    got = {key: OPTIONS[key][0] for key in ("backend", "jobs", "excerpt", "abstain_below", "by", "broad",
                                             "separator")}  # fmt: skip
     assert got == {"backend": defaults.DEFAULT_BACKEND, "jobs": defaults.DEFAULT_JOBS,
-                   "excerpt": defaults.DEFAULT_EXCERPT, "min_confidence": defaults.MIN_CONFIDENCE,
+                   "excerpt": defaults.DEFAULT_EXCERPT, "abstain_below": defaults.DEFAULT_ABSTAIN_BELOW,
                    "by": defaults.DEFAULT_BY, "broad": defaults.DEFAULT_BROAD, "separator": defaults.DEFAULT_SEPARATOR}
     assert set(BY) <= set(defaults.ALBUM_MODES)
 

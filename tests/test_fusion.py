@@ -20,7 +20,7 @@ import pytest
 from audiofiles import make_audio, signal
 from tagger import inputs
 from tagger.backends import Backend, register, unregister
-from tagger.cache import Cache
+from tagger.cache import SCHEMA_VERSION, Cache
 from tagger.errors import BackendError, ModelError
 from tagger.fusion import FusedFrontEnd
 from tagger.inputs import fuse
@@ -266,4 +266,4 @@ def test_a_schema_1_database_keeps_its_embeddings_when_upgraded(tmp_path: Path) 
                                              "vector": np.zeros(2, np.float32).tobytes(), "tags": None}])
         assert set(cache.embeddings_for(["/m/a.wav"], "fe1")) == set(cache.embeddings_for(["/m/a.wav"], "fe2"))
     with sqlite3.connect(db) as conn:
-        assert conn.execute("pragma user_version").fetchone()[0] == 2
+        assert conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION
