@@ -34,7 +34,8 @@ from . import __version__
 from .errors import GenretagError
 from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
 from .interrupts import STOP_SIGNALS
-from .worker import AnalysisResult, AnalysisTask, analyse_file, warm_up
+from .wire import AnalysisResult, AnalysisTask
+from .worker import analyse_file, warm_up
 
 INSTALL_HINT = "Dask support needs the extra: pip install 'genretag[dask]'"
 #: Files in flight per worker thread: enough that no thread waits for this process.

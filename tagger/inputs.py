@@ -40,7 +40,7 @@ from .params import AnalysisParams
 if TYPE_CHECKING:
     from .cache import Cache
     from .models import Model
-    from .worker import AnalysisResult, AnalysisTask
+    from .wire import AnalysisResult, AnalysisTask
 
 TAG_DIGITS = 4
 

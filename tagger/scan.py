@@ -33,7 +33,7 @@ from .progress import NullProgress, Progress
 from .runners import Runner
 from .track import Track, TrackStamp, meta_fields
 from .walk import WalkOptions, walk
-from .worker import AnalysisResult, AnalysisTask
+from .wire import AnalysisResult, AnalysisTask
 
 PLAN_CHUNK = 256
 MAX_ERRORS_KEPT = 200

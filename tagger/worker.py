@@ -9,11 +9,9 @@ call the same :func:`analyse_file`.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,49 +19,13 @@ from . import inputs, tags
 from .audio import CHUNK_SECONDS, check_file, decode, open_stream
 from .errors import FileError
 from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
-from .fusion import PartOutput
 from .params import SAMPLE_RATE, AnalysisParams
+from .wire import AnalysisResult, AnalysisTask
 
 #: Peak level under which a file counts as silent (-80 dBFS).
 SILENCE_PEAK = 1e-4
 #: 3 s slices kept from a long window for slices models (10 minutes' worth, spread evenly).
 MAX_SLICES = 200
-
-
-@dataclass(frozen=True)
-class AnalysisTask:
-    """What to analyse and how; small, so it is cheap to send to any worker.
-
-    ``params`` is the scan's one :class:`~tagger.params.AnalysisParams`,
-    the same value whose key the cache records with the result.
-    """
-
-    path: str
-    params: AnalysisParams = AnalysisParams()
-    #: Ids of a fused front end's parts whose output the cache already holds for this file: not run again.
-    skip: frozenset[str] = frozenset()
-
-
-@dataclass
-class AnalysisResult:
-    """A file's analysis, or the reason there is none."""
-
-    path: str
-    size: int | None = None
-    mtime: float | None = None
-    duration: float | None = None
-    offset: float | None = None
-    seconds: float | None = None  # length of the analysed excerpt
-    features: np.ndarray | None = None
-    slices: np.ndarray | None = None
-    embedding: np.ndarray | None = None
-    tags: np.ndarray | None = None  # the front end's tag probabilities, if it has tags
-    front_end: str | None = None  # id of the front end that made ``embedding``
-    parts: list[PartOutput] | None = None  # a fused front end's outputs, part by part (embedding is then None)
-    meta: tags.FileMeta | None = None  # the file's own tags; None when they cannot be read
-    error: str | None = None
-    elapsed: float = 0.0
-    worker: str = field(default_factory=lambda: str(os.getpid()))
 
 
 def analyse_file(task: AnalysisTask) -> AnalysisResult:

@@ -30,7 +30,7 @@ from tagger.errors import FileError, GenretagError
 from tagger.features import FEATURE_NAMES, preprocessing
 from tagger.paths import data_dir
 from tagger.progress import Progress  # told the clip count, then each clip: cached, analysed or failed
-from tagger.worker import AnalysisTask
+from tagger.wire import AnalysisTask
 
 from .data import UnreadableClipWarning, check_readable, find_clips, load_feature_table
 from .splits import PARTS, Split
