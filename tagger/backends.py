@@ -18,34 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from .errors import BackendError
+from .frontend import FrontEnd
 
 ENTRY_POINT_GROUP = "genretag.backends"
 InputKind = Literal["features", "slices", "embedding"]
 INPUT_KINDS: tuple[str, ...] = ("features", "slices", "embedding")
-
-
-@runtime_checkable
-class FrontEnd(Protocol):
-    """A pretrained network's front part, run in the worker processes: waveform -> embedding (+ tags).
-
-    An ``"embedding"`` backend returns one from :meth:`Backend.front_end`;
-    its head (``fit``/``predict_proba``) then sees ``(n, d)`` embeddings.
-    ``id`` names the weights and settings (a content hash): cached
-    embeddings are reused only under the same id.
-    """
-
-    id: str
-    sample_rate: int
-    tag_names: tuple[str, ...]
-
-    def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One track's mono float32 waveform at ``sample_rate`` -> (embedding (d,), tag probabilities (k,) or None)."""
-        ...
 
 
 class Backend(ABC):

@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Sequence
 import numpy as np
 
 from .audio import resample
-from .backends import FrontEnd
+from .frontend import FrontEnd
 from .wire import PartOutput
 
 
