@@ -34,6 +34,7 @@ from . import __version__
 from .errors import GenretagError
 from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
 from .interrupts import STOP_SIGNALS
+from .kinds import get_kind
 from .wire import AnalysisResult, AnalysisTask
 from .worker import analyse_file, warm_up
 
@@ -179,7 +180,7 @@ class DaskRunner:
         inflight: dict[Any, _Slot] = {}  # insertion order is submission order
         try:
             self._check_workers(self._roots or [os.path.dirname(first.path)],
-                                first.params.backend if first.params.kind == "embedding" else None)
+                                first.params.backend if get_kind(first.params.kind).front_end else None)
             done = as_completed(loop=client.loop, with_results=True, raise_errors=False)  # fetches in the background
             queue = itertools.chain([first], pending)
             exhausted, refresh_at = False, time.monotonic() + REFRESH_SECONDS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,8 @@ class AnalysisResult:
     tags: np.ndarray | None = None  # the front end's tag probabilities, if it has tags
     front_end: str | None = None  # id of the front end that made ``embedding``
     parts: list[PartOutput] | None = None  # a fused front end's outputs, part by part (embedding is then None)
+    #: Inputs of a kind with no field of its own (a kind a plugin adds, tagger.kinds), by kind name.
+    extra: dict[str, Any] = field(default_factory=dict)
     meta: FileMeta | None = None  # the file's own tags; None when they cannot be read
     error: str | None = None
     elapsed: float = 0.0

@@ -12,14 +12,16 @@ import ctypes
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from . import inputs, tags
 from .audio import CHUNK_SECONDS, check_file, decode, open_stream
 from .errors import FileError
-from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
-from .params import SAMPLE_RATE, AnalysisParams
+from .features import SLICE_SECONDS, analyse
+from .kinds import Kind, get_kind
+from .params import SAMPLE_RATE
 from .wire import AnalysisResult, AnalysisTask
 
 #: Peak level under which a file counts as silent (-80 dBFS).
@@ -36,15 +38,17 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
         st = check_file(task.path)  # before any open that could block on a FIFO put there since the walk
         result.size, result.mtime = st.st_size, st.st_mtime
         result.meta = describe(task.path)
-        if task.params.kind != "embedding" and task.params.longer_than(CHUNK_SECONDS):
-            fields = inputs.checked(task.path, _analyse_streamed(task, result))  # a long window: chunk by chunk
+        kind = get_kind(task.params.kind)
+        if kind.streams and task.params.longer_than(CHUNK_SECONDS):
+            fields = _analyse_streamed(task, result, kind)  # a long window: chunk by chunk
         else:  # the usual 30 s: one read, one analysis
-            clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=_window(task.params))
+            fe = inputs.worker_front_end(task)  # loaded and checked before any decoding
+            clip = decode(task.path, sr=task.params.sample_rate, excerpt=kind.window(task.params))
             result.duration, result.offset = clip.duration, clip.offset
             result.seconds = len(clip.samples) / clip.sr
             _check_length(task.path, result.seconds)
             _check_loudness(task.path, float(np.max(np.abs(clip.samples))))
-            fields = inputs.compute(task, clip.samples, clip.sr)
+            fields = kind.compute(task, clip.samples, clip.sr, fe)
         for name, value in fields.items():
             setattr(result, name, value)
     except FileError as exc:
@@ -72,16 +76,6 @@ def describe(path: str) -> tags.FileMeta | None:
         return None
 
 
-def _window(params: AnalysisParams) -> float | None:
-    """Seconds decoded at once: an embedding front end sees at most CHUNK_SECONDS from the middle.
-
-    A front end summarises a track from a few patches (musicnn: 3 of 3 s),
-    so a longer window adds decoding memory and no information; features
-    and slices of longer windows are streamed instead (:func:`_analyse_streamed`).
-    """
-    return CHUNK_SECONDS if params.kind == "embedding" and params.longer_than(CHUNK_SECONDS) else params.excerpt
-
-
 def _check_length(path: str, seconds: float) -> None:
     if seconds < SLICE_SECONDS:
         raise FileError(path, f"too short: {seconds:.2f} s of audio, need at least {SLICE_SECONDS:g} s")
@@ -92,7 +86,7 @@ def _check_loudness(path: str, peak: float) -> None:
         raise FileError(path, "audio is silent (peak below -80 dBFS)")
 
 
-def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
+def _analyse_streamed(task: AnalysisTask, result: AnalysisResult, kind: Kind) -> dict[str, Any]:
     """A window longer than CHUNK_SECONDS (``--excerpt 0``: the whole file), chunk by chunk.
 
     Memory stays that of one chunk whatever the file's length.  At most
@@ -111,9 +105,7 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
             seen["peak"] = max(seen["peak"], float(np.max(np.abs(y))))
             yield y
 
-    kind = task.params.kind
-    out = analyse_chunks(watched(), stream.sr, features=kind == "features", slices=kind == "slices",
-                         max_slices=MAX_SLICES)
+    out = kind.compute_stream(task.path, watched(), stream.sr, MAX_SLICES)
     if not seen["samples"]:
         raise FileError(task.path, "no audio frames could be decoded")
     result.seconds = seen["samples"] / stream.sr

@@ -1,0 +1,208 @@
+"""Input kinds are objects in one registry (tagger.kinds): a fourth kind, defined here alone, scans end to end.
+
+The kind below ("stats": zero-crossing rate, loudness and spectral flatness
+of the excerpt) and a backend declaring it are registered in this process
+only; nothing in tagger/ names them.  A scan with it analyses through the
+worker, predicts, stores genres, keeps the kind's inputs in the cache and,
+for another model of the same kind, re-predicts from them without decoding.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from audiofiles import make_audio
+from tagger import kinds
+from tagger.audio import CHUNK_SECONDS, decode
+from tagger.backends import Backend, check_backend_class, register, unregister
+from tagger.cache import Cache
+from tagger.cli import cli
+from tagger.errors import BackendError
+from tagger.kinds import Kind, Kept, get_kind, register_kind, unregister_kind
+from tagger.models import load_model, make_card, save_model
+from tagger.params import AnalysisParams
+from tagger.runners import InlineRunner
+from tagger.scan import ScanOptions, scan
+from tagger.wire import AnalysisResult, AnalysisTask
+from tagger.worker import analyse_file
+
+STATS_ID = "stats-v1"  # what the cache keeps this kind's rows under
+
+
+def stats(y: np.ndarray) -> np.ndarray:
+    """Zero-crossing rate, log RMS and spectral flatness of a waveform."""
+    zcr = float(np.mean(np.abs(np.diff(np.signbit(y).astype(np.int8)))))
+    rms = float(np.log10(np.sqrt(np.mean(y.astype(np.float64) ** 2)) + 1e-9))
+    power = np.abs(np.fft.rfft(y[: 1 << 14])) ** 2 + 1e-12
+    flatness = float(np.exp(np.mean(np.log(power))) / np.mean(power))
+    return np.array([zcr, rms, flatness], dtype=np.float32)
+
+
+class Stats(Kind):
+    """A kind with no AnalysisResult field of its own, kept in the embeddings table under its own id."""
+
+    name, description = "stats", "waveform statistics"
+
+    def compute(self, task: AnalysisTask, y: np.ndarray, sr: int, fe: Any) -> dict[str, Any]:
+        return {"extra": {self.name: stats(y)}}
+
+    def to_keep(self, key: str, result: AnalysisResult) -> Kept:
+        value = self.model_input(result)
+        return [] if value is None else [("embeddings", kinds.embedding_row(key, STATS_ID, value, None))]
+
+    def cached(self, cache: Cache, keys: Sequence[str], fe: Any) -> kinds.Cached:
+        return cache.embeddings_for(keys, STATS_ID), {}
+
+
+class StatsHead(Backend):
+    """Nearest centroid on standardised statistics; probabilities from a softmax of -distance."""
+
+    name = "statshead"
+    input_kind = "stats"
+    model_suffix = ".npz"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = temperature
+
+    def fit(self, X: Any, y: Sequence[str], **kwargs: Any) -> StatsHead:
+        X, labels = np.asarray(X, dtype=np.float64), np.asarray([str(g) for g in y])
+        self.genres_ = sorted(set(labels.tolist()))
+        self.mean_, self.scale_ = X.mean(axis=0), X.std(axis=0) + 1e-9
+        Z = (X - self.mean_) / self.scale_
+        self.centroids_ = np.stack([Z[labels == g].mean(axis=0) for g in self.genres_])
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        d = np.linalg.norm(Z[:, None, :] - self.centroids_[None], axis=2) / self.temperature
+        e = np.exp(-(d - d.min(axis=1, keepdims=True)))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as f:
+            np.savez(f, genres=np.array(self.genres_), mean=self.mean_, scale=self.scale_,
+                     centroids=self.centroids_, temperature=self.temperature)
+
+    @classmethod
+    def load(cls, path: Path) -> StatsHead:
+        with np.load(path, allow_pickle=False) as data:
+            self = cls(float(data["temperature"]))
+            self.genres_ = [str(g) for g in data["genres"]]
+            self.mean_, self.scale_, self.centroids_ = data["mean"], data["scale"], data["centroids"]
+        return self
+
+
+@pytest.fixture
+def registered() -> Any:
+    register_kind(Stats())
+    register(StatsHead)
+    yield StatsHead
+    unregister(StatsHead.name)
+    unregister_kind("stats")
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    root = tmp_path / "Music"
+    root.mkdir()
+    for i, (fmt, kind) in enumerate((("wav", "tone"), ("flac", "noise"), ("wav", "tone"), ("ogg", "noise"))):
+        make_audio(root / f"{kind}{i}.{fmt}", fmt, seconds=4.0, kind=kind, seed=i)
+    return root
+
+
+def train_head(tmp_path: Path, out: Path, temperature: float = 1.0) -> Path:
+    """A head that tells tones ("tonal") from noise ("noisy"), trained on other generated clips."""
+    X, y = [], []
+    for seed in range(4):
+        for kind, genre in (("tone", "tonal"), ("noise", "noisy")):
+            path = tmp_path / f"train-{kind}{seed}.wav"
+            make_audio(path, "wav", seconds=4.0, kind=kind, seed=100 + seed)
+            X.append(stats(decode(path).samples))
+            y.append(genre)
+    head = StatsHead(temperature).fit(np.stack(X), y)
+    return save_model(head, make_card(head), out=out)
+
+
+def run(root: Path, db: Path, model: Any) -> Any:
+    with Cache(db) as cache:
+        return scan([str(root)], cache, model, InlineRunner(), ScanOptions())
+
+
+def tracks(db: Path) -> dict[str, dict[str, Any]]:
+    with Cache(db) as cache:
+        return {Path(r["path"]).name: r for r in cache.tracks()}
+
+
+def kept(db: Path) -> dict[str, tuple[str, np.ndarray]]:
+    with sqlite3.connect(db) as conn:
+        return {Path(p).name: (made_by, np.frombuffer(v, dtype=np.float32))
+                for p, made_by, v in conn.execute("select path, front_end, vector from embeddings")}
+
+
+def expected(name: str) -> str:
+    return "tonal" if name.startswith("tone") else "noisy"
+
+
+def test_the_registry_is_the_list_of_kinds_backends_are_checked_against(registered: Any) -> None:
+    assert set(kinds.KINDS) == {"features", "slices", "embedding", "stats"}
+    assert check_backend_class("statshead", StatsHead) is None
+    unregister_kind("stats")
+    assert check_backend_class("statshead", StatsHead) == (
+        "input_kind must be one of ('features', 'slices', 'embedding'), got 'stats'")
+    with pytest.raises(BackendError, match="unknown input kind 'stats'"):
+        get_kind("stats")
+    unregister_kind("features")  # the built-in kinds stay
+    assert "features" in kinds.KINDS
+
+
+def test_a_kind_that_does_not_stream_sees_at_most_a_chunk() -> None:
+    whole = AnalysisParams(excerpt=None)
+    assert Stats().window(whole) == CHUNK_SECONDS and get_kind("features").window(whole) is None
+    assert Stats().window(AnalysisParams(excerpt=10.0)) == 10.0
+
+
+def test_the_worker_computes_a_registered_kind(registered: Any, library: Path) -> None:
+    result = analyse_file(AnalysisTask(str(library / "noise1.flac"), AnalysisParams(kind="stats")))
+    assert result.error is None and result.features is None and result.slices is None
+    np.testing.assert_allclose(result.extra["stats"], stats(decode(library / "noise1.flac").samples), rtol=1e-5)
+
+
+def test_a_fourth_kind_scans_end_to_end_and_its_cached_inputs_are_reused(
+        registered: Any, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "cache.db"
+    first = run(library, db, load_model("statshead", train_head(tmp_path, tmp_path / "a.npz")))
+    assert (first.analysed, first.failed) == (4, 0)
+    before, vectors = tracks(db), kept(db)
+    for name, row in before.items():
+        assert row["status"] == "ok" and row["genre"] == expected(name), (name, row)
+        made_by, vector = vectors[name]  # what the kind keeps: its input, under its own id
+        assert made_by == STATS_ID
+        np.testing.assert_allclose(vector, stats(decode(library / name).samples), rtol=1e-5)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("decoded a file whose input the cache keeps")
+
+    monkeypatch.setattr("tagger.worker.decode", refuse)
+    other = load_model("statshead", train_head(tmp_path, tmp_path / "b.npz", temperature=3.0))
+    again = run(library, db, other)
+    assert (again.repredicted, again.analysed, again.failed) == (4, 0, 0)
+    for name, row in tracks(db).items():
+        assert row["model_id"] == other.id and row["genre"] == expected(name)
+        assert row["confidence"] < before[name]["confidence"]  # a softer head: the new model's output
+
+
+def test_scan_command_with_a_registered_kind(registered: Any, library: Path, tmp_path: Path) -> None:
+    model = train_head(tmp_path, tmp_path / "a.npz")
+    db = tmp_path / "c.db"
+    result = CliRunner().invoke(cli, ["scan", "--backend", "statshead", "--model", str(model), "--db", str(db),
+                                      "-j", "0", str(library)])
+    assert result.exit_code == 0, result.output
+    genres = {name: row["genre"] for name, row in tracks(db).items()}
+    assert genres == {name: expected(name) for name in ("tone0.wav", "noise1.flac", "tone2.wav", "noise3.ogg")}
