@@ -9,6 +9,7 @@ for another model of the same kind, re-predicts from them without decoding.
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -206,3 +207,45 @@ def test_scan_command_with_a_registered_kind(registered: Any, library: Path, tmp
     assert result.exit_code == 0, result.output
     genres = {name: row["genre"] for name, row in tracks(db).items()}
     assert genres == {name: expected(name) for name in ("tone0.wav", "noise1.flac", "tone2.wav", "noise3.ogg")}
+
+
+# -- the structure: one place for kinds, wire values at the bottom -----------------------
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _mentions_kind(node: ast.AST) -> bool:
+    return any("kind" in (n.id if isinstance(n, ast.Name) else n.attr).lower()
+               for n in ast.walk(node) if isinstance(n, (ast.Name, ast.Attribute)))
+
+
+def _names_a_kind(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Constant) and n.value in kinds.KINDS for n in ast.walk(node))
+
+
+def test_no_branch_on_a_kind_name_outside_the_kinds_module() -> None:
+    found = []
+    for package in ("tagger", "plugins", "training"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path == REPO / "tagger" / "kinds.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                operands = [node.left, *node.comparators] if isinstance(node, ast.Compare) else []
+                if any(map(_mentions_kind, operands)) and any(map(_names_a_kind, operands)):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+    assert _mentions_kind(ast.parse("cls.input_kind == 'slices'").body[0].value)  # the check itself works
+    assert _names_a_kind(ast.parse("cls.input_kind == 'slices'").body[0].value)
+
+
+def test_wire_values_sit_at_the_bottom_and_no_loop_even_through_type_only_imports(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import test_import_graph
+
+    def every_import(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:  # those under TYPE_CHECKING too
+        return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+    monkeypatch.setattr(test_import_graph, "_runtime_imports", every_import)
+    graph = test_import_graph.import_graph()
+    assert graph["tagger.wire"] <= {"tagger.params", "tagger.errors", "tagger.tags"}  # tags: a type only
+    assert "tagger.models" not in graph["tagger.inputs"] | graph["tagger.kinds"]
+    assert test_import_graph.cycles(graph) == []
