@@ -140,7 +140,7 @@ class Features(_Pipeline):
 
 
 class Slices(_Pipeline):
-    """3 s log-mel slices, about ten rows per track; too large to keep (~0.7 MB a track), so analysed again."""
+    """3 s log-mel slices, about ten rows per track; too large to keep, so another model analyses again."""
 
     name, description, one_row, _slices = "slices", "log-mel slices", False, True
     must_match = ("sr", "stft", "n_fft", "hop_length", "n_mels", "slice_frames", "log_mel")

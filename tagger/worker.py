@@ -116,14 +116,10 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult, kind: Kind) ->
 def warm_up() -> None:
     """Import the analysis path and compile its kernels once, before workers fork from this process.
 
-    The kernels come from numba's cache after the first time; that first
-    time (about 4 s) is announced on stderr (:func:`tagger.dsp.kernels`).
-
-    It also keeps BLAS to one thread: the pool already runs one worker per
-    core, and OpenBLAS's own threads, spinning between the analysis's small
-    matrix products, doubled its CPU per file (docs/speed.md).  Decoders are
-    imported here too, so a forked worker pays for nothing but its files,
-    and the heap is told to keep its buffers (:func:`keep_heap`).
+    It also keeps BLAS to one thread (the pool already runs one worker per
+    core, and BLAS threads spinning between small products only cost CPU),
+    imports the decoders, so a forked worker pays for nothing but its files,
+    and tells the heap to keep its buffers (:func:`keep_heap`).
     """
     keep_heap()
     try:
@@ -147,11 +143,10 @@ def warm_up() -> None:
 def keep_heap() -> None:
     """Make glibc reuse freed analysis buffers instead of unmapping them after every file.
 
-    Analysis allocates ~10 MB arrays; by default glibc returns each to the
-    kernel when freed, and the next file's arrays then fault in fresh zeroed
-    pages: ~3,700 page faults and 15% of the analysis CPU per file.  Arrays
-    up to 32 MB (glibc's limit) now come from the heap, which is trimmed only
-    beyond 256 MB free.  Elsewhere than glibc this does nothing.
+    Analysis allocates arrays of several MB; by default glibc unmaps each
+    when freed, and the next file's arrays fault in fresh zeroed pages.
+    Arrays up to 32 MB (glibc's limit) now come from the heap, which is
+    trimmed only beyond 256 MB free.  Elsewhere than glibc this does nothing.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -10,7 +10,6 @@ for another model of the same kind, re-predicts from them without decoding.
 from __future__ import annotations
 
 import ast
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,16 @@ from click.testing import CliRunner
 from audiofiles import make_audio
 from tagger import kinds
 from tagger.audio import CHUNK_SECONDS, decode
-from tagger.backends import Backend, check_backend_class, register, unregister
+from tagger.backends import check_backend_class, register, unregister
 from tagger.cache import Cache
 from tagger.cli import cli
 from tagger.errors import BackendError
 from tagger.kinds import Kind, Kept, get_kind, register_kind, unregister_kind
 from tagger.models import load_model, make_card, save_model
 from tagger.params import AnalysisParams
-from tagger.runners import InlineRunner
-from tagger.scan import ScanOptions, scan
 from tagger.wire import AnalysisResult, AnalysisTask
 from tagger.worker import analyse_file
+from test_embedding import BandsBackend, embeddings, expected_genre, no_decoding, rows, run
 
 STATS_ID = "stats-v1"  # what the cache keeps this kind's rows under
 
@@ -62,42 +60,12 @@ class Stats(Kind):
         return cache.embeddings_for(keys, STATS_ID), {}
 
 
-class StatsHead(Backend):
-    """Nearest centroid on standardised statistics; probabilities from a softmax of -distance."""
+class StatsHead(BandsBackend):
+    """The bands plugin's nearest-centroid head, reading the "stats" kind instead of its embeddings."""
 
     name = "statshead"
     input_kind = "stats"
-    model_suffix = ".npz"
-
-    def __init__(self, temperature: float = 1.0) -> None:
-        self.temperature = temperature
-
-    def fit(self, X: Any, y: Sequence[str], **kwargs: Any) -> StatsHead:
-        X, labels = np.asarray(X, dtype=np.float64), np.asarray([str(g) for g in y])
-        self.genres_ = sorted(set(labels.tolist()))
-        self.mean_, self.scale_ = X.mean(axis=0), X.std(axis=0) + 1e-9
-        Z = (X - self.mean_) / self.scale_
-        self.centroids_ = np.stack([Z[labels == g].mean(axis=0) for g in self.genres_])
-        return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
-        d = np.linalg.norm(Z[:, None, :] - self.centroids_[None], axis=2) / self.temperature
-        e = np.exp(-(d - d.min(axis=1, keepdims=True)))
-        return e / e.sum(axis=1, keepdims=True)
-
-    def save(self, path: Path) -> None:
-        with open(path, "wb") as f:
-            np.savez(f, genres=np.array(self.genres_), mean=self.mean_, scale=self.scale_,
-                     centroids=self.centroids_, temperature=self.temperature)
-
-    @classmethod
-    def load(cls, path: Path) -> StatsHead:
-        with np.load(path, allow_pickle=False) as data:
-            self = cls(float(data["temperature"]))
-            self.genres_ = [str(g) for g in data["genres"]]
-            self.mean_, self.scale_, self.centroids_ = data["mean"], data["scale"], data["centroids"]
-        return self
+    genre_tags = ()
 
 
 @pytest.fixture
@@ -131,26 +99,6 @@ def train_head(tmp_path: Path, out: Path, temperature: float = 1.0) -> Path:
     return save_model(head, make_card(head), out=out)
 
 
-def run(root: Path, db: Path, model: Any) -> Any:
-    with Cache(db) as cache:
-        return scan([str(root)], cache, model, InlineRunner(), ScanOptions())
-
-
-def tracks(db: Path) -> dict[str, dict[str, Any]]:
-    with Cache(db) as cache:
-        return {Path(r["path"]).name: r for r in cache.tracks()}
-
-
-def kept(db: Path) -> dict[str, tuple[str, np.ndarray]]:
-    with sqlite3.connect(db) as conn:
-        return {Path(p).name: (made_by, np.frombuffer(v, dtype=np.float32))
-                for p, made_by, v in conn.execute("select path, front_end, vector from embeddings")}
-
-
-def expected(name: str) -> str:
-    return "tonal" if name.startswith("tone") else "noisy"
-
-
 def test_the_registry_is_the_list_of_kinds_backends_are_checked_against(registered: Any) -> None:
     assert set(kinds.KINDS) == {"features", "slices", "embedding", "stats"}
     assert check_backend_class("statshead", StatsHead) is None
@@ -180,22 +128,19 @@ def test_a_fourth_kind_scans_end_to_end_and_its_cached_inputs_are_reused(
     db = tmp_path / "cache.db"
     first = run(library, db, load_model("statshead", train_head(tmp_path, tmp_path / "a.npz")))
     assert (first.analysed, first.failed) == (4, 0)
-    before, vectors = tracks(db), kept(db)
+    before, vectors = rows(db), embeddings(db)
     for name, row in before.items():
-        assert row["status"] == "ok" and row["genre"] == expected(name), (name, row)
+        assert row["status"] == "ok" and row["genre"] == expected_genre(name), (name, row)
         made_by, vector = vectors[name]  # what the kind keeps: its input, under its own id
         assert made_by == STATS_ID
         np.testing.assert_allclose(vector, stats(decode(library / name).samples), rtol=1e-5)
 
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("decoded a file whose input the cache keeps")
-
-    monkeypatch.setattr("tagger.worker.decode", refuse)
+    no_decoding(monkeypatch)
     other = load_model("statshead", train_head(tmp_path, tmp_path / "b.npz", temperature=3.0))
     again = run(library, db, other)
     assert (again.repredicted, again.analysed, again.failed) == (4, 0, 0)
-    for name, row in tracks(db).items():
-        assert row["model_id"] == other.id and row["genre"] == expected(name)
+    for name, row in rows(db).items():
+        assert row["model_id"] == other.id and row["genre"] == expected_genre(name)
         assert row["confidence"] < before[name]["confidence"]  # a softer head: the new model's output
 
 
@@ -205,8 +150,8 @@ def test_scan_command_with_a_registered_kind(registered: Any, library: Path, tmp
     result = CliRunner().invoke(cli, ["scan", "--backend", "statshead", "--model", str(model), "--db", str(db),
                                       "-j", "0", str(library)])
     assert result.exit_code == 0, result.output
-    genres = {name: row["genre"] for name, row in tracks(db).items()}
-    assert genres == {name: expected(name) for name in ("tone0.wav", "noise1.flac", "tone2.wav", "noise3.ogg")}
+    genres = {name: row["genre"] for name, row in rows(db).items()}
+    assert genres == {name: expected_genre(name) for name in ("tone0.wav", "noise1.flac", "tone2.wav", "noise3.ogg")}
 
 
 # -- the structure: one place for kinds, wire values at the bottom -----------------------
