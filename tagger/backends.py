@@ -223,7 +223,8 @@ def check_backend_class(name: str, obj: Any) -> str | None:
     problem = kind_problem(getattr(obj, "input_kind", None))
     if problem:
         return problem
-    if get_kind(obj.input_kind).front_end and getattr(obj.front_end, "__func__", None) is Backend.front_end.__func__:
+    inherited = getattr(obj.front_end, "__func__", None) is Backend.front_end.__func__
+    if get_kind(obj.input_kind).has_front_end and inherited:
         return f"input_kind {obj.input_kind!r} needs a front_end() classmethod"
     if getattr(obj, "name", None) != name:
         return f"class declares name {getattr(obj, 'name', None)!r} but is registered as {name!r}"

@@ -180,7 +180,7 @@ class DaskRunner:
         inflight: dict[Any, _Slot] = {}  # insertion order is submission order
         try:
             self._check_workers(self._roots or [os.path.dirname(first.path)],
-                                first.params.backend if get_kind(first.params.kind).front_end else None)
+                                first.params.backend if get_kind(first.params.kind).has_front_end else None)
             done = as_completed(loop=client.loop, with_results=True, raise_errors=False)  # fetches in the background
             queue = itertools.chain([first], pending)
             exhausted, refresh_at = False, time.monotonic() + REFRESH_SECONDS

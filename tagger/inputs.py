@@ -69,8 +69,8 @@ def front_end(backend: str) -> FrontEnd:
 
 
 def loaded_front_end(kind: str, backend: str | None) -> FrontEnd | None:
-    """The front end of ``backend`` when its kind has one (:attr:`tagger.kinds.Kind.front_end`), else None."""
-    return front_end(backend or "") if get_kind(kind).front_end else None
+    """The front end of ``backend`` when its kind has one (:attr:`tagger.kinds.Kind.has_front_end`), else None."""
+    return front_end(backend or "") if get_kind(kind).has_front_end else None
 
 
 def fuse(backends: Sequence[str]) -> FusedFrontEnd:
@@ -82,7 +82,7 @@ def fuse(backends: Sequence[str]) -> FusedFrontEnd:
     parts = []
     for name in backends:
         cls = get_backend(name)
-        if not get_kind(cls.input_kind).front_end:
+        if not get_kind(cls.input_kind).has_front_end:
             raise BackendError(f"backend {name!r} has no front end to fuse (its input is {cls.input_kind})")
         fe = front_end(name)
         if isinstance(fe, FusedFrontEnd):
@@ -113,7 +113,7 @@ def analysis_params(kind: str, backend: str | None = None, excerpt: float | None
     front end: ``fe`` when the caller has it loaded, else loaded here.
     """
     k = get_kind(kind)
-    return k.params(backend, excerpt, (fe or front_end(backend or "")) if k.front_end else None)
+    return k.params(backend, excerpt, (fe or front_end(backend or "")) if k.has_front_end else None)
 
 
 def cache_key(params: AnalysisParams) -> str:
@@ -136,7 +136,7 @@ def worker_front_end(task: AnalysisTask) -> FrontEnd | None:
 
     None for a kind without one; FileError naming the file when it cannot be loaded here.
     """
-    if not get_kind(task.params.kind).front_end:
+    if not get_kind(task.params.kind).has_front_end:
         return None
     backend = task.params.backend
     try:

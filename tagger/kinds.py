@@ -7,7 +7,7 @@ keeps of it and reads back, and which preprocessing a model card must share
 with the pipeline.  Callers ask the kind instead of testing its name, so a
 new kind (a plugin's, or a test's) is one :func:`register_kind` call.
 
-Kinds whose backends bring a front end (:attr:`Kind.front_end`) are handed
+Kinds whose backends bring a front end (:attr:`Kind.has_front_end`) are handed
 it loaded; loading front ends by backend name is tagger/inputs.py's job.
 """
 
@@ -51,7 +51,7 @@ class Kind:
     dtype: type = np.float32
     from_table: bool = False  # a GTZAN feature table can provide it; else only audio can
     streams: bool = False  # a window longer than CHUNK_SECONDS is analysed chunk by chunk, not cut to it
-    front_end: bool = False  # its backends bring a front end (Backend.front_end) that the worker runs
+    has_front_end: bool = False  # its backends bring a front end (Backend.front_end) that the worker runs
 
     # -- both sides ------------------------------------------------------------
     def params(self, backend: str | None, excerpt: float | None, fe: FrontEnd | None) -> AnalysisParams:
@@ -154,7 +154,7 @@ class Embedding(Kind):
     """The backend's front end run in the worker at its own rate: one embedding row per track (plus tag
     probabilities when the network has tags), kept in the ``embeddings`` table under the front end's id."""
 
-    name, description, front_end = "embedding", "embeddings", True
+    name, description, has_front_end = "embedding", "embeddings", True
 
     def params(self, backend: str | None, excerpt: float | None, fe: FrontEnd | None) -> AnalysisParams:
         assert fe is not None, "an embedding kind is analysed through its backend's front end"

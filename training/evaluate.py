@@ -102,7 +102,7 @@ class _Loader:
     def get(self, kind: str, backend: str) -> ClipSet:
         from .train import load_clips
 
-        key = (kind, backend if get_kind(kind).front_end else None)  # a front end's inputs are its backend's own
+        key = (kind, backend if get_kind(kind).has_front_end else None)  # a front end's inputs are its backend's own
         if key not in self.sets:
             self.sets[key] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.progress,
                                         backend=backend)

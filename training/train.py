@@ -332,7 +332,7 @@ def upsampled_note(clips: ClipSet) -> str | None:
     from tagger.features import preprocessing
     from tagger.kinds import get_kind
 
-    if get_kind(clips.kind).front_end:
+    if get_kind(clips.kind).has_front_end:
         return None  # the front end runs at its own rate; the backend's card says which
     low = clips.upsampled(preprocessing()["sr"])
     if not low:
