@@ -31,6 +31,7 @@ from tagger.params import AnalysisParams
 from tagger.wire import AnalysisResult, AnalysisTask
 from tagger.worker import analyse_file
 from test_embedding import BandsBackend, embeddings, expected_genre, no_decoding, rows, run
+from test_embedding import library  # noqa: F401  (fixture: two tones, two noises)
 
 STATS_ID = "stats-v1"  # what the cache keeps this kind's rows under
 
@@ -75,15 +76,6 @@ def registered() -> Any:
     yield StatsHead
     unregister(StatsHead.name)
     unregister_kind("stats")
-
-
-@pytest.fixture
-def library(tmp_path: Path) -> Path:
-    root = tmp_path / "Music"
-    root.mkdir()
-    for i, (fmt, kind) in enumerate((("wav", "tone"), ("flac", "noise"), ("wav", "tone"), ("ogg", "noise"))):
-        make_audio(root / f"{kind}{i}.{fmt}", fmt, seconds=4.0, kind=kind, seed=i)
-    return root
 
 
 def train_head(tmp_path: Path, out: Path, temperature: float = 1.0) -> Path:
@@ -151,7 +143,7 @@ def test_scan_command_with_a_registered_kind(registered: Any, library: Path, tmp
                                       "-j", "0", str(library)])
     assert result.exit_code == 0, result.output
     genres = {name: row["genre"] for name, row in rows(db).items()}
-    assert genres == {name: expected_genre(name) for name in ("tone0.wav", "noise1.flac", "tone2.wav", "noise3.ogg")}
+    assert genres == {name: expected_genre(name) for name in ("tone0.wav", "noise1.flac", "tone2.mp3", "noise3.ogg")}
 
 
 # -- the structure: one place for kinds, wire values at the bottom -----------------------
