@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import backend_info, get_backend
 from .errors import BackendError, FileError, GenretagError
 from .features import preprocessing
 from .frontend import FrontEnd
 from .fusion import FusedFrontEnd, by_id
-from .kinds import Cached, get_kind
+from .kinds import Cached, Kind, get_kind
 from .params import AnalysisParams
 
 if TYPE_CHECKING:
@@ -129,6 +129,22 @@ def cache_key(params: AnalysisParams) -> str:
 
 def _where() -> str:
     return f"{socket.gethostname()} (pid {os.getpid()})"
+
+
+def kind_of(params: AnalysisParams) -> Kind:
+    """The kind of ``params``, in any process.
+
+    A worker process (forkserver, spawn, Dask) starts without the plugins:
+    a kind a plugin registers becomes known when its backend's module is
+    imported, so an unknown kind imports the params' backend once.
+    """
+    try:
+        return get_kind(params.kind)
+    except BackendError:
+        if not params.backend:
+            raise
+    backend_info(params.backend)  # the plugin's module registers its kind on import
+    return get_kind(params.kind)
 
 
 def worker_front_end(task: AnalysisTask) -> FrontEnd | None:

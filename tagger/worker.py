@@ -20,7 +20,7 @@ from . import inputs, tags
 from .audio import CHUNK_SECONDS, check_file, decode, open_stream
 from .errors import FileError
 from .features import SLICE_SECONDS, analyse
-from .kinds import Kind, get_kind
+from .kinds import Kind
 from .params import SAMPLE_RATE
 from .wire import AnalysisResult, AnalysisTask
 
@@ -38,7 +38,7 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
         st = check_file(task.path)  # before any open that could block on a FIFO put there since the walk
         result.size, result.mtime = st.st_size, st.st_mtime
         result.meta = describe(task.path)
-        kind = get_kind(task.params.kind)
+        kind = inputs.kind_of(task.params)
         if kind.streams and task.params.longer_than(CHUNK_SECONDS):
             fields = _analyse_streamed(task, result, kind)  # a long window: chunk by chunk
         else:  # the usual 30 s: one read, one analysis

@@ -1,16 +1,16 @@
-"""Input kinds are objects in one registry (tagger.kinds): a fourth kind, defined here alone, scans end to end.
+"""Input kinds are objects in one registry (tagger.kinds): a fourth kind, defined in the tests alone, scans end to end.
 
-The kind below ("stats": zero-crossing rate, loudness and spectral flatness
-of the excerpt) and a backend declaring it are registered in this process
-only; nothing in tagger/ names them.  A scan with it analyses through the
-worker, predicts, stores genres, keeps the kind's inputs in the cache and,
-for another model of the same kind, re-predicts from them without decoding.
+The kind ("stats", tests/stats_kind.py) and a backend declaring it are
+registered by the tests only; nothing in tagger/ names them.  A scan with it
+analyses through the worker, predicts, stores genres, keeps the kind's
+inputs in the cache and, for another model of the same kind, re-predicts
+from them without decoding.  Installed as a plugin, it also reaches the
+local pool's worker processes, which start without it.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,54 +19,21 @@ import pytest
 from click.testing import CliRunner
 
 from audiofiles import make_audio
+from stats_kind import STATS_ID, Stats, StatsHead, stats
 from tagger import kinds
 from tagger.audio import CHUNK_SECONDS, decode
 from tagger.backends import check_backend_class, register, unregister
-from tagger.cache import Cache
 from tagger.cli import cli
 from tagger.errors import BackendError
-from tagger.kinds import Kind, Kept, get_kind, register_kind, unregister_kind
+from tagger.kinds import get_kind, register_kind, unregister_kind
 from tagger.models import load_model, make_card, save_model
 from tagger.params import AnalysisParams
-from tagger.wire import AnalysisResult, AnalysisTask
+from tagger.wire import AnalysisTask
 from tagger.worker import analyse_file
-from test_embedding import BandsBackend, embeddings, expected_genre, no_decoding, rows, run
+from test_embedding import embeddings, expected_genre, no_decoding, rows, run, run_cli
 from test_embedding import library  # noqa: F401  (fixture: two tones, two noises)
 
-STATS_ID = "stats-v1"  # what the cache keeps this kind's rows under
-
-
-def stats(y: np.ndarray) -> np.ndarray:
-    """Zero-crossing rate, log RMS and spectral flatness of a waveform."""
-    zcr = float(np.mean(np.abs(np.diff(np.signbit(y).astype(np.int8)))))
-    rms = float(np.log10(np.sqrt(np.mean(y.astype(np.float64) ** 2)) + 1e-9))
-    power = np.abs(np.fft.rfft(y[: 1 << 14])) ** 2 + 1e-12
-    flatness = float(np.exp(np.mean(np.log(power))) / np.mean(power))
-    return np.array([zcr, rms, flatness], dtype=np.float32)
-
-
-class Stats(Kind):
-    """A kind with no AnalysisResult field of its own, kept in the embeddings table under its own id."""
-
-    name, description = "stats", "waveform statistics"
-
-    def compute(self, task: AnalysisTask, y: np.ndarray, sr: int, fe: Any) -> dict[str, Any]:
-        return {"extra": {self.name: stats(y)}}
-
-    def to_keep(self, key: str, result: AnalysisResult) -> Kept:
-        value = self.model_input(result)
-        return [] if value is None else [("embeddings", kinds.embedding_row(key, STATS_ID, value, None))]
-
-    def cached(self, cache: Cache, keys: Sequence[str], fe: Any) -> kinds.Cached:
-        return cache.embeddings_for(keys, STATS_ID), {}
-
-
-class StatsHead(BandsBackend):
-    """The bands plugin's nearest-centroid head, reading the "stats" kind instead of its embeddings."""
-
-    name = "statshead"
-    input_kind = "stats"
-    genre_tags = ()
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -144,6 +111,33 @@ def test_scan_command_with_a_registered_kind(registered: Any, library: Path, tmp
     assert result.exit_code == 0, result.output
     genres = {name: row["genre"] for name, row in rows(db).items()}
     assert genres == {name: expected_genre(name) for name in ("tone0.wav", "noise1.flac", "tone2.mp3", "noise3.ogg")}
+
+
+def install_stats_plugin(site: Path) -> Path:
+    """The stats kind and its backend as a plugin would ship them: an entry point whose module registers the kind."""
+    (site / "genretag_stats-0.1.dist-info").mkdir(parents=True)
+    (site / "genretag_stats-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: genretag-stats\n"
+                                                                    "Version: 0.1\n")
+    (site / "genretag_stats-0.1.dist-info" / "entry_points.txt").write_text(
+        "[genretag.backends]\nstatshead = genretag_stats:StatsHead\n")
+    (site / "genretag_stats.py").write_text(f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n"
+                                            "from stats_kind import Stats, StatsHead\n"
+                                            "from tagger.kinds import register_kind\n"
+                                            "register_kind(Stats())\n")
+    return site
+
+
+def test_a_plugins_kind_reaches_worker_processes_that_start_without_it(registered: Any, library: Path,
+                                                                       tmp_path: Path) -> None:
+    model = train_head(tmp_path, tmp_path / "a.npz")
+    site = install_stats_plugin(tmp_path / "site")
+    db = tmp_path / "c.db"
+    done = run_cli("scan", "--backend", "statshead", "--model", str(model), "--db", str(db), "-j", "2",
+                   "--no-progress", str(library), site=site)
+    assert done.returncode == 0, done.stderr
+    assert {name: (row["status"], row["genre"]) for name, row in rows(db).items()} == {
+        name: ("ok", expected_genre(name)) for name in ("tone0.wav", "noise1.flac", "tone2.mp3", "noise3.ogg")}
+    assert {made_by for made_by, _ in embeddings(db).values()} == {STATS_ID}
 
 
 # -- the structure: one place for kinds, wire values at the bottom -----------------------
