@@ -18,34 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .errors import BackendError
+from .frontend import FrontEnd
+from .kinds import get_kind, kind_problem
 
 ENTRY_POINT_GROUP = "genretag.backends"
-InputKind = Literal["features", "slices", "embedding"]
-INPUT_KINDS: tuple[str, ...] = ("features", "slices", "embedding")
-
-
-@runtime_checkable
-class FrontEnd(Protocol):
-    """A pretrained network's front part, run in the worker processes: waveform -> embedding (+ tags).
-
-    An ``"embedding"`` backend returns one from :meth:`Backend.front_end`;
-    its head (``fit``/``predict_proba``) then sees ``(n, d)`` embeddings.
-    ``id`` names the weights and settings (a content hash): cached
-    embeddings are reused only under the same id.
-    """
-
-    id: str
-    sample_rate: int
-    tag_names: tuple[str, ...]
-
-    def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One track's mono float32 waveform at ``sample_rate`` -> (embedding (d,), tag probabilities (k,) or None)."""
-        ...
 
 
 class Backend(ABC):
@@ -61,7 +42,8 @@ class Backend(ABC):
     #: ``"features"``: rows of the 57 GTZAN features, shape (n, 57).
     #: ``"slices"``: 3 s log-mel slices, shape (n, 128, 130).
     #: ``"embedding"``: rows of the backend's own front end's embedding, shape (n, d).
-    input_kind: ClassVar[InputKind]
+    #: The kinds are tagger.kinds.KINDS; a plugin may register another.
+    input_kind: ClassVar[str]
     #: The genre-like subset of the front end's ``tag_names`` (``tag --from-tags`` writes these).
     genre_tags: ClassVar[tuple[str, ...]] = ()
     #: Extension of the model file ``save`` writes, e.g. ``".joblib"``.
@@ -238,10 +220,12 @@ def check_backend_class(name: str, obj: Any) -> str | None:
         return "missing " + ", ".join(missing)
     if inspect.isabstract(obj):
         return "abstract methods not implemented: " + ", ".join(sorted(obj.__abstractmethods__))
-    if getattr(obj, "input_kind", None) not in INPUT_KINDS:
-        return f"input_kind must be one of {INPUT_KINDS}, got {getattr(obj, 'input_kind', None)!r}"
-    if obj.input_kind == "embedding" and getattr(obj.front_end, "__func__", None) is Backend.front_end.__func__:
-        return "input_kind 'embedding' needs a front_end() classmethod"
+    problem = kind_problem(getattr(obj, "input_kind", None))
+    if problem:
+        return problem
+    inherited = getattr(obj.front_end, "__func__", None) is Backend.front_end.__func__
+    if get_kind(obj.input_kind).has_front_end and inherited:
+        return f"input_kind {obj.input_kind!r} needs a front_end() classmethod"
     if getattr(obj, "name", None) != name:
         return f"class declares name {getattr(obj, 'name', None)!r} but is registered as {name!r}"
     return None

@@ -35,7 +35,9 @@ from .errors import GenretagError
 from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
 from .defaults import CLUSTERS
 from .interrupts import STOP_SIGNALS
-from .worker import AnalysisResult, AnalysisTask, analyse_file, warm_up
+from .kinds import get_kind
+from .wire import AnalysisResult, AnalysisTask
+from .worker import analyse_file, warm_up
 
 INSTALL_HINT = "Dask support needs the extra: pip install 'genretag[dask]'"
 #: Files in flight per worker thread: enough that no thread waits for this process.
@@ -179,7 +181,7 @@ class DaskRunner:
         inflight: dict[Any, _Slot] = {}  # insertion order is submission order
         try:
             self._check_workers(self._roots or [os.path.dirname(first.path)],
-                                first.params.backend if first.params.kind == "embedding" else None)
+                                first.params.backend if get_kind(first.params.kind).has_front_end else None)
             done = as_completed(loop=client.loop, with_results=True, raise_errors=False)  # fetches in the background
             queue = itertools.chain([first], pending)
             exhausted, refresh_at = False, time.monotonic() + REFRESH_SECONDS

@@ -16,20 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from .audio import resample
-from .backends import FrontEnd
-
-@dataclass(frozen=True)
-class PartOutput:
-    """One part's output for one track."""
-
-    front_end: str  # the part's id
-    embedding: np.ndarray  # (d,) float32
-    tags: np.ndarray | None  # (k,) float32, or None when the part has no tags
+from .frontend import FrontEnd
+from .wire import PartOutput
 
 
 class FusedFrontEnd:

@@ -32,6 +32,7 @@ from . import inputs, userfiles
 from .backends import Backend, FrontEnd, Needs, backend_info, get_backend
 from .errors import BackendError, FileError, ModelError, NoModelError
 from .features import preprocessing
+from .kinds import get_kind
 from .outputs import PLUGIN_FAILURES, check_genres, failure_text, plugin_call
 from .paths import models_dir
 
@@ -221,7 +222,7 @@ def check_card(card: dict[str, Any], backend: str, input_kind: str, model_path: 
     ours = preprocessing()
     diff = [
         f"{key}: model {theirs.get(key)!r}, pipeline {ours[key]!r}"
-        for key in inputs.get_kind(input_kind).must_match
+        for key in get_kind(input_kind).must_match
         if theirs.get(key) != ours[key]
     ]
     if diff:
@@ -244,7 +245,7 @@ def open_model(backend: str, path: str | os.PathLike[str] | None = None) -> Mode
     cls: type[Backend] = info.cls  # type: ignore[assignment]  # backend_info raises when there is none
     model_path = resolve_model_path(backend, path)
     card = read_card(model_path)
-    fe = inputs.front_end(backend) if cls.input_kind == "embedding" else None
+    fe = inputs.loaded_front_end(cls.input_kind, backend)
     check_card(card, backend, cls.input_kind, model_path, fe)
     try:
         digest = file_id(model_path)
@@ -341,8 +342,9 @@ def make_card(backend: Backend, **sections: Any) -> dict[str, Any]:
         "versions": library_versions(),
         "platform": f"{platform.system()} {platform.machine()}; {sys.implementation.name}",
     }
-    if backend.input_kind == "embedding":  # a head is only valid on the front end it learned from
-        card["front_end"] = inputs.front_end(backend.name).id
+    fe = inputs.loaded_front_end(backend.input_kind, backend.name)
+    if fe is not None:  # a head is only valid on the front end it learned from
+        card["front_end"] = fe.id
     card.update(_jsonable(sections))
     return card
 

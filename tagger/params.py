@@ -30,10 +30,10 @@ class AnalysisParams:
     """What a worker needs to analyse any file of a scan; small and picklable.
 
     ``excerpt`` is None for the whole file (any 0 or None given is
-    normalised so).  ``kind`` is the model's input kind (tagger.inputs);
-    for ``"embedding"``, ``backend`` names the backend whose front end the
-    worker loads, ``front_end`` the id of the front end the model was checked
-    against, and ``sample_rate`` is that front end's rate.
+    normalised so).  ``kind`` names the model's input kind (tagger.kinds);
+    for a kind with a front end, ``backend`` names the backend whose front
+    end the worker loads, ``front_end`` the id of the front end the model was
+    checked against, and ``sample_rate`` is that front end's rate.
     """
 
     excerpt: float | None = DEFAULT_EXCERPT

@@ -1,6 +1,6 @@
 """Batched prediction: many tracks' inputs through one ``predict_proba`` call.
 
-Every track's input becomes model rows (tagger.inputs: one row, or its 3 s
+Every track's input becomes model rows (tagger.kinds: one row, or its 3 s
 slices), all rows of the batch are predicted at once, and a track's
 probabilities are the mean over its rows.  When a batch fails, each track
 is retried alone so one bad input costs that track only.
@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import stack
+from .kinds import get_kind
 from .models import Model
 from .outputs import PLUGIN_FAILURES, check_probabilities, failure_text
 
 
 def _predict_group(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    X, counts = stack(model.input_kind, inputs)
+    X, counts = get_kind(model.input_kind).stack(inputs)
     if min(counts) == 0:
         raise ValueError("a track has no 3 s slices")
     # The checks train and report apply too (tagger.outputs): shape, finite, rows summing to 1.

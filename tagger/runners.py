@@ -31,7 +31,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Protocol
 
 from .children import DEFAULT_TIMEOUT, safe_children
-from .worker import AnalysisResult, AnalysisTask, analyse_file
+from .wire import AnalysisResult, AnalysisTask
+from .worker import analyse_file
 
 class Runner(Protocol):
     """Runs analysis tasks somewhere and streams their results back."""

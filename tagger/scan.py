@@ -26,6 +26,7 @@ from . import broad as broadmod
 from . import cache as cachemod
 from . import inputs
 from .cache import Cache, path_key
+from .kinds import get_kind
 from .models import Model
 from .defaults import DEFAULT_ABSTAIN_BELOW, DEFAULT_BROAD, DEFAULT_EXCERPT
 from .params import AnalysisParams
@@ -34,7 +35,7 @@ from .progress import NullProgress, Progress
 from .runners import InlineRunner, Runner
 from .track import Track, TrackStamp, meta_fields
 from .walk import WalkOptions, walk
-from .worker import AnalysisResult, AnalysisTask
+from .wire import AnalysisResult, AnalysisTask
 
 PLAN_CHUNK = 256
 MAX_ERRORS_KEPT = 200
@@ -282,7 +283,7 @@ class _Scan:
                 self.take(result)
                 return
         self.progress.advance(result.path, "analysed")
-        self._add(_Pending(key, raw, result, inputs.model_input(self.model.input_kind, result), result.tags))
+        self._add(_Pending(key, raw, result, get_kind(self.model.input_kind).model_input(result), result.tags))
 
     def flush(self) -> None:
         """Predict everything pending in one batch and commit it in one transaction.
@@ -300,8 +301,9 @@ class _Scan:
         rows: list[dict[str, Any]] = []
         kept: dict[str, list[dict[str, Any]]] = {"features": [], "embeddings": []}
         tally: list[tuple[str, Any]] = []  # what the summary counts, once committed
+        model_kind = get_kind(self.model.input_kind)
         for item in to_predict:  # analysed inputs are kept even if prediction fails: a retry needs no decoding
-            for table, row in inputs.to_keep(item.key, item.result) if item.result is not None else ():
+            for table, row in model_kind.to_keep(item.key, item.result) if item.result is not None else ():
                 kept[table].append(row)
         for item, out in zip(to_predict, outputs):
             if isinstance(out, str):

@@ -9,61 +9,25 @@ call the same :func:`analyse_file`.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from . import inputs, tags
 from .audio import CHUNK_SECONDS, check_file, decode, open_stream
 from .errors import FileError
-from .features import SLICE_SECONDS, Analysis, analyse, analyse_chunks
-from .fusion import PartOutput
-from .params import SAMPLE_RATE, AnalysisParams
+from .features import SLICE_SECONDS, analyse
+from .kinds import Kind
+from .params import SAMPLE_RATE
+from .wire import AnalysisResult, AnalysisTask
 
 #: Peak level under which a file counts as silent (-80 dBFS).
 SILENCE_PEAK = 1e-4
 #: 3 s slices kept from a long window for slices models (10 minutes' worth, spread evenly).
 MAX_SLICES = 200
-
-
-@dataclass(frozen=True)
-class AnalysisTask:
-    """What to analyse and how; small, so it is cheap to send to any worker.
-
-    ``params`` is the scan's one :class:`~tagger.params.AnalysisParams`,
-    the same value whose key the cache records with the result.
-    """
-
-    path: str
-    params: AnalysisParams = AnalysisParams()
-    #: Ids of a fused front end's parts whose output the cache already holds for this file: not run again.
-    skip: frozenset[str] = frozenset()
-
-
-@dataclass
-class AnalysisResult:
-    """A file's analysis, or the reason there is none."""
-
-    path: str
-    size: int | None = None
-    mtime: float | None = None
-    duration: float | None = None
-    offset: float | None = None
-    seconds: float | None = None  # length of the analysed excerpt
-    features: np.ndarray | None = None
-    slices: np.ndarray | None = None
-    embedding: np.ndarray | None = None
-    tags: np.ndarray | None = None  # the front end's tag probabilities, if it has tags
-    front_end: str | None = None  # id of the front end that made ``embedding``
-    parts: list[PartOutput] | None = None  # a fused front end's outputs, part by part (embedding is then None)
-    meta: tags.FileMeta | None = None  # the file's own tags; None when they cannot be read
-    error: str | None = None
-    elapsed: float = 0.0
-    worker: str = field(default_factory=lambda: str(os.getpid()))
 
 
 def analyse_file(task: AnalysisTask) -> AnalysisResult:
@@ -74,15 +38,17 @@ def analyse_file(task: AnalysisTask) -> AnalysisResult:
         st = check_file(task.path)  # before any open that could block on a FIFO put there since the walk
         result.size, result.mtime = st.st_size, st.st_mtime
         result.meta = describe(task.path)
-        if task.params.kind != "embedding" and task.params.longer_than(CHUNK_SECONDS):
-            fields = inputs.checked(task.path, _analyse_streamed(task, result))  # a long window: chunk by chunk
+        kind = inputs.kind_of(task.params)
+        if kind.streams and task.params.longer_than(CHUNK_SECONDS):
+            fields = _analyse_streamed(task, result, kind)  # a long window: chunk by chunk
         else:  # the usual 30 s: one read, one analysis
-            clip = decode(task.path, sr=inputs.sample_rate(task), excerpt=_window(task.params))
+            fe = inputs.worker_front_end(task)  # loaded and checked before any decoding
+            clip = decode(task.path, sr=task.params.sample_rate, excerpt=kind.window(task.params))
             result.duration, result.offset = clip.duration, clip.offset
             result.seconds = len(clip.samples) / clip.sr
             _check_length(task.path, result.seconds)
             _check_loudness(task.path, float(np.max(np.abs(clip.samples))))
-            fields = inputs.compute(task, clip.samples, clip.sr)
+            fields = kind.compute(task, clip.samples, clip.sr, fe)
         for name, value in fields.items():
             setattr(result, name, value)
     except FileError as exc:
@@ -110,16 +76,6 @@ def describe(path: str) -> tags.FileMeta | None:
         return None
 
 
-def _window(params: AnalysisParams) -> float | None:
-    """Seconds decoded at once: an embedding front end sees at most CHUNK_SECONDS from the middle.
-
-    A front end summarises a track from a few patches (musicnn: 3 of 3 s),
-    so a longer window adds decoding memory and no information; features
-    and slices of longer windows are streamed instead (:func:`_analyse_streamed`).
-    """
-    return CHUNK_SECONDS if params.kind == "embedding" and params.longer_than(CHUNK_SECONDS) else params.excerpt
-
-
 def _check_length(path: str, seconds: float) -> None:
     if seconds < SLICE_SECONDS:
         raise FileError(path, f"too short: {seconds:.2f} s of audio, need at least {SLICE_SECONDS:g} s")
@@ -130,7 +86,7 @@ def _check_loudness(path: str, peak: float) -> None:
         raise FileError(path, "audio is silent (peak below -80 dBFS)")
 
 
-def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
+def _analyse_streamed(task: AnalysisTask, result: AnalysisResult, kind: Kind) -> dict[str, Any]:
     """A window longer than CHUNK_SECONDS (``--excerpt 0``: the whole file), chunk by chunk.
 
     Memory stays that of one chunk whatever the file's length.  At most
@@ -149,9 +105,7 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
             seen["peak"] = max(seen["peak"], float(np.max(np.abs(y))))
             yield y
 
-    kind = task.params.kind
-    out = analyse_chunks(watched(), stream.sr, features=kind == "features", slices=kind == "slices",
-                         max_slices=MAX_SLICES)
+    out = kind.compute_stream(task.path, watched(), stream.sr, MAX_SLICES)
     if not seen["samples"]:
         raise FileError(task.path, "no audio frames could be decoded")
     result.seconds = seen["samples"] / stream.sr
@@ -162,14 +116,10 @@ def _analyse_streamed(task: AnalysisTask, result: AnalysisResult) -> Analysis:
 def warm_up() -> None:
     """Import the analysis path and compile its kernels once, before workers fork from this process.
 
-    The kernels come from numba's cache after the first time; that first
-    time (about 4 s) is announced on stderr (:func:`tagger.dsp.kernels`).
-
-    It also keeps BLAS to one thread: the pool already runs one worker per
-    core, and OpenBLAS's own threads, spinning between the analysis's small
-    matrix products, doubled its CPU per file (docs/speed.md).  Decoders are
-    imported here too, so a forked worker pays for nothing but its files,
-    and the heap is told to keep its buffers (:func:`keep_heap`).
+    It also keeps BLAS to one thread (the pool already runs one worker per
+    core, and BLAS threads spinning between small products only cost CPU),
+    imports the decoders, so a forked worker pays for nothing but its files,
+    and tells the heap to keep its buffers (:func:`keep_heap`).
     """
     keep_heap()
     try:
@@ -193,11 +143,10 @@ def warm_up() -> None:
 def keep_heap() -> None:
     """Make glibc reuse freed analysis buffers instead of unmapping them after every file.
 
-    Analysis allocates ~10 MB arrays; by default glibc returns each to the
-    kernel when freed, and the next file's arrays then fault in fresh zeroed
-    pages: ~3,700 page faults and 15% of the analysis CPU per file.  Arrays
-    up to 32 MB (glibc's limit) now come from the heap, which is trimmed only
-    beyond 256 MB free.  Elsewhere than glibc this does nothing.
+    Analysis allocates arrays of several MB; by default glibc unmaps each
+    when freed, and the next file's arrays fault in fresh zeroed pages.
+    Arrays up to 32 MB (glibc's limit) now come from the heap, which is
+    trimmed only beyond 256 MB free.  Elsewhere than glibc this does nothing.
     """
     if not sys.platform.startswith("linux"):
         return

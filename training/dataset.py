@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger import inputs as kinds
+from tagger import inputs
 from tagger import userfiles
 from tagger.errors import FileError, GenretagError
 from tagger.features import FEATURE_NAMES, preprocessing
+from tagger.kinds import get_kind
 from tagger.paths import data_dir
 from tagger.progress import Progress  # told the clip count, then each clip: cached, analysed or failed
-from tagger.worker import AnalysisTask
+from tagger.wire import AnalysisTask
 
 from .data import UnreadableClipWarning, check_readable, find_clips, load_feature_table
 from .splits import PARTS, Split
@@ -42,7 +43,7 @@ CACHE_VERSION = 1
 class ClipSet:
     """One input per clip: a (57,) feature row, a (k, 128, 130) stack of log-mel slices or a (d,) embedding."""
 
-    kind: str  # an input kind of tagger.inputs
+    kind: str  # an input kind of tagger.kinds
     source: str  # the feature table or the audio folder
     track_ids: list[str]
     labels: list[str]
@@ -153,7 +154,7 @@ def from_audio(roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         warnings.simplefilter("ignore", UnreadableClipWarning)  # listed in ``skipped`` instead
         readable, unreadable = check_readable(clips)
     skipped += [(str(c.path), reason) for c, reason in unreadable]
-    front_end = kinds.front_end(backend or "").id if kind == "embedding" else None
+    front_end = _front_end_id(kind, backend)
     keys = [_cache_key(c.path, kind, front_end=front_end) for c in readable]
     results, hits = _extract([(c.path, key, None) for c, key in zip(readable, keys)], kind, backend, jobs, progress,
                              use_cache)
@@ -181,7 +182,7 @@ def augmented(clips: ClipSet, track_ids: Iterable[str], spec: Augment, seed: int
     if not clips.paths:
         raise GenretagError("augmentation needs audio (--data), not a feature table")
     jobs_list = []
-    front_end = kinds.front_end(clips.backend or "").id if clips.kind == "embedding" else None
+    front_end = _front_end_id(clips.kind, clips.backend)
     for tid in track_ids:
         for copy in range(spec.copies):
             params = spec.draw(tid, copy, seed)
@@ -196,6 +197,12 @@ def augmented(clips: ClipSet, track_ids: Iterable[str], spec: Augment, seed: int
             raise GenretagError(f"{path}: augmented copy failed: {value}")
         out.setdefault(tid_of[path], []).append(value)
     return out
+
+
+def _front_end_id(kind: str, backend: str | None) -> str | None:
+    """The id of the front end that makes ``kind`` inputs for ``backend`` (part of a clip's cache key), or None."""
+    fe = inputs.loaded_front_end(kind, backend)
+    return fe.id if fe is not None else None
 
 
 def _cache_key(path: Path, kind: str, augment: dict[str, float] | None = None, front_end: str | None = None) -> str:
@@ -252,7 +259,7 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
     hits = len(results)
     if not todo:
         return results, hits
-    analysis = kinds.analysis_params(kind, backend, excerpt=None)  # clips are analysed whole
+    analysis = inputs.analysis_params(kind, backend, excerpt=None)  # clips are analysed whole
     with tempfile.TemporaryDirectory(prefix="genretag-augment-") as tmp:
         key_of: dict[str, str] = {}
 
@@ -264,7 +271,7 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
 
         for result in make_runner(jobs).run(tasks()):
             key = key_of[result.path]
-            value = kinds.model_input(kind, result)
+            value = get_kind(kind).model_input(result)
             if result.error or value is None or len(value) == 0:
                 results[key] = result.error or "no input produced"
             else:
@@ -310,7 +317,7 @@ def partition(clips: ClipSet, split: Split) -> dict[str, Part]:
     tracks, through ``Split.slice_indices``; every other protocol keeps all
     rows of a track in one part.
     """
-    per_clip = [kinds.rows(clips.kind, v) for v in clips.inputs]
+    per_clip = [get_kind(clips.kind).rows(v) for v in clips.inputs]
     counts = [len(r) for r in per_clip]
     X = np.concatenate(per_clip) if per_clip else np.empty((0,))
     owners = np.repeat(np.array(clips.track_ids, dtype=object), counts)
@@ -327,7 +334,7 @@ def with_copies(part: Part, copies: dict[str, list[np.ndarray]], kind: str) -> P
     X, y, owners, pos = [part.X], [part.y], [part.owners], [part.pos]
     for tid, values in copies.items():
         for value in values:
-            rows = kinds.rows(kind, value)
+            rows = get_kind(kind).rows(value)
             keep = [j for j in range(len(rows)) if (tid, j) in inside]
             if not keep:
                 continue

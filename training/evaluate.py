@@ -23,7 +23,7 @@ from tagger import abstain
 from tagger.defaults import (ALL_BACKENDS, DEFAULT_BY, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_SEED,
                              FOLD_PROTOCOLS)
 from tagger.errors import BackendError, GenretagError, ModelError, NoModelError
-from tagger.inputs import get_kind
+from tagger.kinds import get_kind
 from tagger.progress import Progress
 
 from .dataset import ClipSet, Part, partition
@@ -103,7 +103,7 @@ class _Loader:
     def get(self, kind: str, backend: str) -> ClipSet:
         from .train import load_clips
 
-        key = (kind, backend if kind == "embedding" else None)  # embeddings are each backend's own
+        key = (kind, backend if get_kind(kind).has_front_end else None)  # a front end's inputs are its backend's own
         if key not in self.sets:
             self.sets[key] = load_clips(kind, self.opts.data, self.opts.features, self.opts.jobs, self.progress,
                                         backend=backend)
@@ -126,7 +126,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
             raise GenretagError(f"--all-folds trains a model per fold: give --data or --features ({why})")
         if opts.split not in FOLD_PROTOCOLS:
             raise GenretagError(f"--all-folds goes with --split {' or '.join(FOLD_PROTOCOLS)}")
-        if kind == "slices" and opts.backend == "all":
+        if not get_kind(kind).one_row and opts.backend == "all":
             return {"backend": name, "skipped": "--all-folds trains a network per fold: name this backend "
                     "with --backend to run it"}
         return cross_validate(name, loader.get(kind, name), opts)

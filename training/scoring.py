@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tagger import abstain
-from tagger.inputs import get_kind
+from tagger.kinds import get_kind
 from tagger.outputs import check_genres, checked_proba
 from tagger.predict import track_probabilities
 

@@ -69,7 +69,7 @@ def load_clips(kind: str, data: str | Sequence[str] | None, features: str | None
 
     ``backend`` names whose front end makes embeddings (the embedding kind).
     """
-    from tagger.inputs import get_kind
+    from tagger.kinds import get_kind
 
     if data and features:
         raise GenretagError("give --data or --features, not both")
@@ -150,7 +150,7 @@ def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: i
     part itself judges.
     """
     from tagger.abstain import choose_threshold
-    from tagger.inputs import get_kind
+    from tagger.kinds import get_kind
 
     from .scoring import confidences, predict_rows
 
@@ -188,7 +188,7 @@ def refit_on_all(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int
     protocol's.  Returns (model, refit section of the card, abstain or None).
     """
     from tagger.abstain import choose_threshold
-    from tagger.inputs import get_kind
+    from tagger.kinds import get_kind
 
     chosen = getattr(backend, "best_params_", None) or {}
     params = {**backend.get_params(), **chosen}
@@ -332,8 +332,9 @@ def upsampled_note(clips: ClipSet) -> str | None:
     such clips, so figures that include them must say so.
     """
     from tagger.features import preprocessing
+    from tagger.kinds import get_kind
 
-    if clips.kind == "embedding":
+    if get_kind(clips.kind).has_front_end:
         return None  # the front end runs at its own rate; the backend's card says which
     low = clips.upsampled(preprocessing()["sr"])
     if not low:
