@@ -1,9 +1,9 @@
 """genretag inside beets: ``beet genretag [QUERY]`` sets beets' genres by listening (docs/beets.md).
 
 A thin adapter: the matching items' files go through genretag's own scan
-(tagger.job.run_job: same cache, workers, backends and abstention), and
+(tagger.run.job.run_job: same cache, workers, backends and abstention), and
 each item's genres are decided by the code behind ``genretag tag``
-(tagger.tagging.unusable, propose, field_values; tagger.albums for album mode,
+(tagger.write.tagging.unusable, propose, field_values; tagger.decide.albums for album mode,
 on beets' own albums).  beets owns the result: the genres are stored in
 its database and written to files only through ``item.try_write()``, when
 the ``write`` option or beets' ``import.write`` says so.  What an item held
@@ -27,12 +27,13 @@ from typing import Any
 
 import beets
 
-from tagger import albums, tagging
-from tagger.cache import Cache, path_key
+from tagger.decide import albums
+from tagger.write import tagging
+from tagger.store.cache import Cache, path_key
 from tagger.defaults import (ALBUM, DEFAULT_BACKEND, DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT, DEFAULT_JOBS,
                              DEFAULT_ABSTAIN_BELOW, DEFAULT_SEPARATOR, TRACK)
-from tagger.errors import GenretagError
-from tagger.track import Track
+from tagger.common.errors import GenretagError
+from tagger.store.track import Track
 
 #: The oldest beets this plugin was run against (docs/beets.md says how); setup.cfg's ``beets`` extra agrees.
 MIN_BEETS = (2, 0)
@@ -117,7 +118,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "by": (DEFAULT_BY, _choice(BY)),
     "existing": ("keep", _choice(EXISTING)),
     "with_parents": (False, _flag()),
-    # where the head abstains, the networks' own genre outputs may name it (tagger/broad.py)
+    # where the head abstains, the networks' own genre outputs may name it (tagger/decide/broad.py)
     "broad": (DEFAULT_BROAD, _flag()),
     "count": (None, _number(1, whole=True, null=True)),  # genres per item; null: as `genretag tag --top`
     "source": ("genretag", _choice(SOURCES)),  # empty: only items without a genre
@@ -345,8 +346,8 @@ if _TOO_OLD is None:
             kept: one scan covers them all, and the decisions go a batch of
             cached results at a time (album mode: whole albums).
             """
-            from tagger.job import ScanJob, run_job
-            from tagger.scan import ScanOptions
+            from tagger.run.job import ScanJob, run_job
+            from tagger.run.scan import ScanOptions
 
             targets = [(i.id, i.album_id if settings.by == "album" else None, os.path.abspath(os.fsdecode(i.path)))
                        for i in items if settings.source != "empty" or not read_genres(i, settings.separator)]
@@ -408,7 +409,7 @@ if _TOO_OLD is None:
         def _album_choices(self, items: Sequence[Any], rows: dict[str, Track],
                            broad: bool = True) -> dict[int, albums.Choice]:
             """Album mode on beets' albums: each one's tracks among ``items`` averaged, as `genretag tag --by album`."""
-            from tagger import broad as broadmod
+            from tagger.decide import broad as broadmod
 
             source = broadmod.shipped() if broad else None
             members: dict[int, list[tuple[Any, Track]]] = {}
@@ -555,7 +556,7 @@ def undoing(obj: Any, separator: str, album: bool = False) -> Change | None:
 
 def _db_path(settings: Settings) -> str:
     """genretag's database: the ``db`` option (``~`` allowed), else genretag's default."""
-    from tagger.paths import default_db_path
+    from tagger.common.paths import default_db_path
 
     return os.path.expanduser(settings.db) if settings.db else str(default_db_path())
 
@@ -602,7 +603,7 @@ def _loads(text: Any) -> list[str]:
 
 def item_change(item: Any, row: Track, opts: tagging.TagOptions, separator: str,
                 choice: albums.Choice | None = None) -> Change:
-    """One item's change from its cached row, as ``genretag tag`` decides (tagger.tagging)."""
+    """One item's change from its cached row, as ``genretag tag`` decides (tagger.write.tagging)."""
     current = read_genres(item, separator)
     album = choice is not None and choice.ranking is not None
     ranking = choice.ranking if album else tagging.ranked(row)

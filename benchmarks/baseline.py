@@ -29,12 +29,12 @@ def load_whole(path: str) -> tuple[np.ndarray, int]:
     """``librosa.load(path)``: the whole file, 22050 Hz mono.
 
     librosa reads MP4/AAC only through audioread's FFmpeg backend, which is not
-    installed here; for those the whole file goes through tagger.audio.decode
+    installed here; for those the whole file goes through tagger.media.audio.decode
     with no excerpt, which decodes it with PyAV and resamples with soxr HQ as
     librosa.load does.
     """
     if path.lower().endswith((".m4a", ".mp4", ".aac")):
-        from tagger.audio import decode
+        from tagger.media.audio import decode
 
         return decode(path, excerpt=None).samples, 22050
     return librosa.load(path)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         for row in pool.imap_unordered(study_features, args.files, chunksize=1):
             rows.append(row)
             events.append(time.monotonic())
-    from tagger.models import load_model
+    from tagger.inference.models import load_model
 
     model = load_model("svc")
     probs = model.backend.predict_proba(np.asarray(rows))

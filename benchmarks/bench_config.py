@@ -4,7 +4,7 @@
 python -m benchmarks.bench_config --repeat 200
 ```
 
-Reported, in one process: milliseconds per ``tagger.config.load`` of the
+Reported, in one process: milliseconds per ``tagger.common.config.load`` of the
 ``genretag config --init`` example with every setting uncommented, and with
 no config file; milliseconds to parse the shipped genre tree; microseconds
 per ``tagging.propose`` of a three-label row (top 2) without a genre map,
@@ -36,9 +36,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         os.environ["GENRETAG_HOME"] = home
-        from tagger import config, vocabulary
+        from tagger.common import config
+        from tagger.decide import vocabulary
         from tagger.cli import cli
-        from tagger.tagging import TagOptions, propose
+        from tagger.write.tagging import TagOptions, propose
 
         setting = re.compile(r"^# ([a-z][a-z0-9-]* = .*|\[[a-z]+\])$")
         text = "\n".join(line[2:] if setting.match(line) else line for line in config.example(cli).splitlines())

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_dask --tracks 16 [--repeats 3] [--workers 1,2] [--json]
 
-Each measurement is one :func:`tagger.scan.scan` into a fresh cache, in a
+Each measurement is one :func:`tagger.run.scan.scan` into a fresh cache, in a
 fresh Python process, as each ``genretag scan`` is: local processes pay for
 the fork server and its warm-up, Dask for its scheduler and worker processes,
 whose first file includes importing and JIT-compiling the analysis.  So three
@@ -47,14 +47,14 @@ class _Clock:
 
 def measure(kind: str, workers: int, root: str, excerpt: float) -> dict[str, Any]:
     """One scan of ``root`` with a fresh cache; run in a child process by :func:`main`."""
-    from tagger.cache import Cache
-    from tagger.models import load_model
-    from tagger.runners import LocalRunner
-    from tagger.scan import ScanOptions, scan
+    from tagger.store.cache import Cache
+    from tagger.inference.models import load_model
+    from tagger.run.runners import LocalRunner
+    from tagger.run.scan import ScanOptions, scan
 
     model = load_model("svc")
     if kind == "dask":
-        from tagger.dask_runner import DaskRunner
+        from tagger.run.dask_runner import DaskRunner
 
         runner: Any = DaskRunner(cluster="local", workers=workers)
     else:

@@ -9,7 +9,7 @@ The other checkout's ``tagger`` is imported under another package name, so
 both versions run in the same process, file by file, and see the same
 neighbours; a machine shared with other work moves both alike.  The files
 are bench_long's long tracks (benchmarks/library.py, ``long`` kind).
-Prints per format the median CPU ms of ``tagger.audio.decode`` and the
+Prints per format the median CPU ms of ``tagger.media.audio.decode`` and the
 ratio new / old.
 """
 
@@ -31,13 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_as(code: Path, name: str) -> ModuleType:
-    """``tagger.audio`` of the checkout at ``code``, imported as ``name.audio``."""
+    """``tagger.media.audio`` of the checkout at ``code``, imported as ``name.audio``."""
     spec = importlib.util.spec_from_file_location(name, code / "tagger" / "__init__.py",
                                                   submodule_search_locations=[str(code / "tagger")])
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return importlib.import_module(name + ".audio")
+    return importlib.import_module(name + (".media.audio" if (code / "tagger" / "media").is_dir() else ".audio"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     root = args.out / "library-long"
     infos = library.build(root, args.tracks, kind="long")
     old = load_as(args.baseline_code.resolve(), "tagger_baseline")
-    from tagger import audio as new
+    from tagger.media import audio as new
 
     chosen = [i for f in sorted({i.format for i in infos}) for i in [x for x in infos if x.format == f][: args.per_format]]
     for info in chosen[:2]:

@@ -7,7 +7,7 @@ nice -n 10 python -m benchmarks.bench_hard_links --files 100 --seconds 30 --repe
 One FLAC of ``--seconds`` of noise is made (tests/audiofiles.py) and copied
 ``--files`` times into a temporary folder per mode; each copy gets a second
 name (``os.link``), as a seeding folder would hold it.  Then each copy's
-genre is written once through :class:`tagger.tags.TagFile` with
+genre is written once through :class:`tagger.media.tags.TagFile` with
 ``links=split`` (a new file renamed over the name: the plain write) and
 ``links=in-place`` (the verified copy's bytes copied into the inode: two
 fsyncs, one more parse and one more copy).  Reported: the median over
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def one_round(src: str, folder: str, links: str, files: int) -> float:
     """Milliseconds per file to write the genre of ``files`` hard-linked copies of ``src``."""
-    from tagger import tags
+    from tagger.media import tags
 
     os.mkdir(folder)
     paths = []
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "tests"))
     from audiofiles import make_audio
 
-    from tagger import tags
+    from tagger.media import tags
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,9 +58,9 @@ def build(folder: Path, files: int, seed: int = 0) -> tuple[Path, Path]:
     sys.path.insert(0, str(ROOT / "tests"))
     from audiofiles import make_audio
 
-    from tagger import inputs
-    from tagger.cache import Cache, now
-    from tagger.track import Track
+    from tagger.inference import inputs
+    from tagger.store.cache import Cache, now
+    from tagger.store.track import Track
 
     rng = np.random.default_rng(seed)
     root, db = folder / "Music", folder / "genretag.db"

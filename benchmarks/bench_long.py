@@ -14,10 +14,10 @@ The library is benchmarks/library.py's ``long`` kind: per 10 tracks 4 Opus
 10 minutes of 44.1 kHz stereo music-like signal, each present ``--copies``
 times as hard links.  Two measurements, each ``--repeat`` times:
 
-- **decode**: in this process, ``tagger.audio.decode`` of every distinct
+- **decode**: in this process, ``tagger.media.audio.decode`` of every distinct
   track's 30 s excerpt (what a worker does before analysing), CPU time per
   file, and per format the median and its ratio to MP3's; the analysis of
-  that excerpt (``tagger.features.analyse``, the 57 features svc uses), as
+  that excerpt (``tagger.analysis.features.analyse``, the 57 features svc uses), as
   a worker runs it after ``warm_up``; beside it the
   whole file decoded from the start (``excerpt=None``), which is what an
   excerpt would cost if it were not reached by seeking.
@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def decode_times(root: Path, infos: list[library.TrackInfo], repeat: int) -> dict[str, dict[str, float]]:
     """Per format: median CPU ms of the 30 s excerpt, of its svc analysis and of the whole file's decoding."""
-    from tagger.audio import decode
-    from tagger.features import analyse
-    from tagger.worker import warm_up
+    from tagger.media.audio import decode
+    from tagger.analysis.features import analyse
+    from tagger.inference.worker import warm_up
 
     warm_up()  # as in a worker: kernels ready, one BLAS thread, heap kept
     for info in infos[:2]:
@@ -87,7 +87,7 @@ def codec_times(root: Path, infos: list[library.TrackInfo], repeat: int) -> dict
     import av
     import soundfile as sf
 
-    from tagger.audio import AUDIO_EXTENSIONS, _opus_to_mono, excerpt_window
+    from tagger.media.audio import AUDIO_EXTENSIONS, _opus_to_mono, excerpt_window
 
     times: dict[str, list[float]] = {}
     for _ in range(repeat):

@@ -38,7 +38,7 @@ def _cpu(fn: Callable[[], object], repeat: int) -> float:
 
 def speed(gtzan: Path, repeat: int) -> None:
     from plugins.efficientat_net import EfficientATNet, synthetic_signal
-    from tagger.audio import decode
+    from tagger.media.audio import decode
 
     clip = gtzan / SPEED_CLIP
     y = decode(clip, sr=32000).samples if clip.is_file() else np.tile(synthetic_signal(), 3)
@@ -73,7 +73,7 @@ def _probe(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> str:
 
 def windows(gtzan: Path) -> None:
     from plugins.efficientat_net import EfficientATNet
-    from tagger.audio import decode
+    from tagger.media.audio import decode
     from training.data import find_clips
     from training.splits import artist_group
 

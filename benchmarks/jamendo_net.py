@@ -33,7 +33,7 @@ def _excerpt(gtzan: Path) -> tuple[np.ndarray, str]:
 
     path = gtzan / SPEED_CLIP
     if path.is_file():
-        from tagger.audio import decode
+        from tagger.media.audio import decode
 
         return decode(path, sr=16000, excerpt=None).samples, path.name
     return synthetic_signal(30.0), "synthetic 30 s signal"
@@ -77,7 +77,7 @@ def probe(gtzan: Path) -> None:
     from sklearn.preprocessing import StandardScaler
 
     from plugins.jamendo_net import JamendoFCN, JamendoMusicnn
-    from tagger.audio import decode
+    from tagger.media.audio import decode
     from training.data import track_id
     from training.splits import artist_group, group_folds
 

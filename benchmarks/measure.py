@@ -190,7 +190,7 @@ def seed_cache(scanned_db: Path, sources: list[Path], links: list[Path], db: Pat
     A hard link has its source's size and mtime, so the copied row is exactly
     what analysing the link would have stored; only the path differs.
     """
-    from tagger.cache import Cache, path_key
+    from tagger.store.cache import Cache, path_key
 
     with Cache(scanned_db) as cache:
         rows = {r["path"]: r for r in cache.tracks()}
@@ -200,7 +200,7 @@ def seed_cache(scanned_db: Path, sources: list[Path], links: list[Path], db: Pat
     if missing:
         raise RuntimeError(f"seed: {len(missing)} source file(s) missing from {scanned_db}, e.g. {missing[0]}")
     out_rows, out_feats = [], []
-    from tagger.features import FEATURE_NAMES
+    from tagger.analysis.features import FEATURE_NAMES
 
     for i, link in enumerate(links):
         src_key = keys[i % len(keys)]

@@ -85,7 +85,7 @@ def _cpu(fn, repeat: int) -> float:  # noqa: ANN001
 
 def speed(repeat: int, with_tf: bool) -> None:
     from plugins.musicnn_net import MusicnnNet
-    from tagger.audio import decode
+    from tagger.media.audio import decode
 
     net = MusicnnNet.load()
     path = GTZAN / SPEED_CLIP
@@ -139,7 +139,7 @@ def resampler(limit: int) -> None:
 
     net = MusicnnNet.load()
     ways = {
-        "soxr HQ (tagger/audio.py)": lambda y, sr: soxr.resample(y, sr, 16000, quality="HQ"),
+        "soxr HQ (tagger/media/audio.py)": lambda y, sr: soxr.resample(y, sr, 16000, quality="HQ"),
         "soxr VHQ": lambda y, sr: soxr.resample(y, sr, 16000, quality="VHQ"),
     }
     per_patch: dict[str, list[float]] = {k: [] for k in ways}
@@ -177,7 +177,7 @@ def patches(limit: int) -> None:
     Raw cosine flatters (the embeddings share a large common part), so it is also given after
     subtracting the mean all-patch embedding of the clips ("centred").
     """
-    from tagger.audio import decode
+    from tagger.media.audio import decode
     from plugins.musicnn_net import MusicnnNet, patch_indices
 
     net = MusicnnNet.load()

@@ -1,6 +1,6 @@
 """Where a worker's CPU goes, per format: ``python -m benchmarks.profile --tracks 40``.
 
-Runs what a scan's worker runs for each file (tagger.worker.analyse_file,
+Runs what a scan's worker runs for each file (tagger.inference.worker.analyse_file,
 after the same warm_up) under cProfile with a CPU-time clock, so other
 processes on the machine do not inflate the figures, and prints per format
 the CPU per file and the functions that take it.
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slices", action="store_true", help="analyse for the slice backends (cnn, resnet)")
     args = parser.parse_args(argv)
 
-    from tagger.params import AnalysisParams
-    from tagger.worker import AnalysisTask, analyse_file, warm_up
+    from tagger.media.params import AnalysisParams
+    from tagger.inference.worker import AnalysisTask, analyse_file, warm_up
 
     warm_up()
     infos = library.build(OUT / "library", args.tracks)

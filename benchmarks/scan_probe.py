@@ -23,7 +23,7 @@ def main() -> None:
     events: list[float] = []
     target = os.environ.get("GENRETAG_BENCH_EVENTS")
     if target:
-        from tagger import ui
+        from tagger.views import ui
 
         original = ui.RichProgress.advance
 

@@ -11,7 +11,7 @@ the network, its licence and its cost.
 from __future__ import annotations
 
 
-from tagger.backends import FrontEnd
+from tagger.inference.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead, NetFrontEnd
 

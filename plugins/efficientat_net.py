@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tagger.errors import ModelError
+from tagger.common.errors import ModelError
 
 from .npz_weights import read_arrays
 

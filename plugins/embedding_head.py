@@ -22,7 +22,7 @@ SCALER_CHUNK = 16384
 
 
 class NetFrontEnd:
-    """A pretrained network as a genretag front end (tagger.backends.FrontEnd).
+    """A pretrained network as a genretag front end (tagger.inference.backends.FrontEnd).
 
     The network's ``id`` already names its weights and settings (windows or
     patches heard), so cached outputs are reused only under the same ones.

@@ -3,7 +3,7 @@
 Its input is the concatenation of the embeddings of the backends named in
 ``PARTS`` (each an ``"embedding"`` backend, found through the registry as
 any third party's would be), computed from one decode of the file
-(tagger/fusion.py).  Which networks, and how many patches each hears, was
+(tagger/inference/fusion.py).  Which networks, and how many patches each hears, was
 chosen by artist-kfold on every GTZAN clip present: docs/fusion.md gives
 every candidate's figure and cost, and ``scripts/compare_ears.py`` measures
 them again.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tagger.backends import FrontEnd
+from tagger.inference.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead
 
@@ -33,7 +33,7 @@ class FusionBackend(EmbeddingHead):
     @classmethod
     def front_end(cls) -> FrontEnd:
         """Every part's front end (each loaded once per process), fused: ModelError naming a bad weights file."""
-        from tagger.inputs import fuse
+        from tagger.inference.inputs import fuse
 
         return fuse(cls.PARTS)
 

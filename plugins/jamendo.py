@@ -10,7 +10,7 @@ docs/jamendo.md has the networks, their licence and their cost.
 from __future__ import annotations
 
 
-from tagger.backends import FrontEnd
+from tagger.inference.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead, NetFrontEnd
 

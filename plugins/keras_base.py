@@ -26,14 +26,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tagger.backends import Backend
+from tagger.inference.backends import Backend
 
 FORMAT = "genretag-keras/1"
 META_ENTRY = "genretag.json"
 #: Slices per forward pass in predict_proba: large enough to amortise per-call
 #: overhead, small enough to bound memory on a whole-album batch.
 PREDICT_CHUNK = 256
-#: dB range of the log-mel slices (see tagger.features): the model maps [-80, 0] to [-1, 1].
+#: dB range of the log-mel slices (see tagger.analysis.features): the model maps [-80, 0] to [-1, 1].
 DB_FLOOR = -80.0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tagger.backends import FrontEnd
+from tagger.inference.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger import userfiles
-from tagger.errors import FileError, ModelError
+from tagger.common import userfiles
+from tagger.common.errors import FileError, ModelError
 
 
 def read_arrays(path: Path, shapes: dict[str, tuple[int, ...]], what: str) -> tuple[dict[str, np.ndarray], bytes]:
@@ -24,7 +24,7 @@ def read_arrays(path: Path, shapes: dict[str, tuple[int, ...]], what: str) -> tu
     needs pickle, lacks an array, or holds one of the wrong shape or type or not finite.
     ``what`` names the network in the reason.
     """
-    try:  # a regular file of bounded size, as every input (tagger.userfiles)
+    try:  # a regular file of bounded size, as every input (tagger.common.userfiles)
         data = userfiles.read_bytes(path, f"{what} weights file", userfiles.MODEL_LIMIT)
     except FileError as exc:
         raise ModelError(path, exc.reason) from None

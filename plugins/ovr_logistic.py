@@ -66,7 +66,7 @@ def _softplus_sum(z: np.ndarray) -> float:
 class OvRLogistic(ClassifierMixin, BaseEstimator):
     """Independent logistic regressions, one per label, fitted jointly; ``y`` is one label set per sample."""
 
-    #: predict_proba gives one independent probability per label (tagger.outputs skips its sum check).
+    #: predict_proba gives one independent probability per label (tagger.inference.outputs skips its sum check).
     multilabel_ = True
 
     def __init__(self, C: float = 1.0, max_iter: int = 300, tol: float = 1e-5, warm_start: bool = False) -> None:

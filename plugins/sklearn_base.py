@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tagger.backends import Backend
+from tagger.inference.backends import Backend
 
 
 class SklearnBackend(Backend):

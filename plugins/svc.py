@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tagger.features import FEATURE_NAMES
+from tagger.analysis.features import FEATURE_NAMES
 
 from .sklearn_base import SklearnBackend
 

@@ -1,4 +1,4 @@
-"""Calibrate the broad source (tagger/broad.py) on the GTZAN clips and write it into tagger/broad_genres.toml.
+"""Calibrate the broad source (tagger/decide/broad.py) on the GTZAN clips and write it into tagger/decide/broad_genres.toml.
 
 Development time, not shipped.  Each embedding backend's front end (its
 shipped default) gives tag outputs for every GTZAN clip present (cached in
@@ -8,7 +8,7 @@ of backends a track's tags can come from, and every genre the file maps:
 * one of GTZAN's ten: a logistic (Platt) fit of the clip's genre on the
   logit of the raw score; its threshold is the lowest whose out-of-fold
   precision (5 artist folds, training/splits.py) has a one-sided 90% Wilson
-  lower bound >= 0.80 (tagger/learn.py threshold_for, as ``learn`` chooses);
+  lower bound >= 0.80 (tagger/run/learn.py threshold_for, as ``learn`` chooses);
 * any other: no labelled clip, but GTZAN's clips are music of the ten, so
   the score is the share of them (those of genres the file calls ``near``
   left out) scoring lower, and the threshold lets it fire on at most
@@ -37,9 +37,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from compare_ears import clips, outputs  # noqa: E402
 
-from tagger import broad, learn, vocabulary  # noqa: E402
+from tagger.decide import broad, vocabulary
+from tagger.run import learn  # noqa: E402
 
-DATA = REPO / "tagger" / broad.DATA_FILE
+DATA = Path(broad.__file__).parent / broad.DATA_FILE
 MARK = "# --- calibration: written by scripts/calibrate_broad.py"
 LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
 PRECISION = 0.80
@@ -234,8 +235,8 @@ def main() -> None:
 
 def samples(root: Path, data: broad.Broad, names: dict) -> None:
     """What the broad source gives the tagged files of library-samples, tags from every backend."""
-    from tagger.audio import decode, resample
-    from tagger.tags import describe
+    from tagger.media.audio import decode, resample
+    from tagger.media.tags import describe
 
     loaded = {b: load() for b, (_, load) in front_ends().items()}
     print(f"\nlibrary samples ({root}), broad source alone, tags of {'+'.join(sorted(loaded))}:")

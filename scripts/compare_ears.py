@@ -78,7 +78,7 @@ def clips(roots: list[str]) -> list[tuple[str, str, Path]]:
 
 def outputs(name: str, load: Callable[[], object], items: list[tuple[str, str, Path]]) -> dict[str, np.ndarray]:
     """Embedding, tags and CPU seconds of front end ``name`` for every clip, computed once and kept."""
-    from tagger.audio import decode, resample
+    from tagger.media.audio import decode, resample
 
     fe = load()
     key = hashlib.sha256(f"{fe.id}|{DECODE_RATE}|{EXCERPT}|{[t for t, _, _ in items]}".encode()).hexdigest()[:16]

@@ -30,7 +30,7 @@ writes ``tests/data/efficientat_reference.npz`` (outputs only, no audio)::
         --reference /tmp/efat_ref ../shared/gtzan/audio/pop/pop.00005.wav \\
         ../shared/gtzan/audio/jazz/jazz.00001.wav ../shared/gtzan/audio/classical/classical.00025.wav
 
-The clips are decoded with genretag's own ``tagger.audio.decode(path, sr=32000,
+The clips are decoded with genretag's own ``tagger.media.audio.decode(path, sr=32000,
 excerpt=None)`` (soundfile, mean of channels, soxr "HQ" from 22050 Hz), the
 same call the parity test makes, so both sides see the same samples.
 
@@ -288,7 +288,7 @@ def write_reference(code_dir: Path, checkpoint: Path, clips: list[Path]) -> None
     """
     import torch
 
-    from tagger.audio import decode
+    from tagger.media.audio import decode
 
     torch.set_num_threads(1)
     model, mel = _reference_model(code_dir, checkpoint)

@@ -220,7 +220,7 @@ def write_reference(prefix: Path, clips: list[Path], checkpoint: str = "MSD_musi
     MSD_musicnn fixture (same front end), and are not stored again.
     """
     from plugins import musicnn_net
-    from tagger.audio import decode
+    from tagger.media.audio import decode
 
     model, _, _, reference = CHECKPOINTS[checkpoint]
     net = musicnn_net.MusicnnNet.load(model=model)

@@ -1,6 +1,6 @@
 """The ``genretag`` command line: thin click commands over library functions.
 
-Only click and the plain-Python tagger.track are imported at start-up;
+Only click and the plain-Python tagger.store.track are imported at start-up;
 each command imports what it needs when it runs, so ``genretag --help`` and the commands that need no Keras
 model never import TensorFlow (tests check this).  Expected failures are
 GenretagError, printed as one ``Error:`` line.  So is any other exception
@@ -12,7 +12,7 @@ Exit codes: 0 everything analysed (or already cached); 1 some files
 failed, or an error (GenretagError, OSError); 2 usage error; 70 an
 unexpected error, a bug (EX_SOFTWARE of sysexits.h); 130 interrupted
 (a scan's progress is saved), 143 and 129 the same after SIGTERM and
-SIGHUP (tagger/interrupts.py).  Output cut short by a closed pipe
+SIGHUP (tagger/common/interrupts.py).  Output cut short by a closed pipe
 (``genretag show | head``) ends quietly with 1, as click does.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from . import interrupts
+from .common import interrupts
 from .defaults import (ALBUM_MODES, ALL_BACKENDS, CLUSTERS, DEFAULT_ABSTAIN_BELOW, DEFAULT_AUGMENT, DEFAULT_BACKEND,
                        DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT, DEFAULT_EXPORT_FORMAT, DEFAULT_FOLD,
                        DEFAULT_HARD_LINKS, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED,
@@ -64,7 +64,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .errors import GenretagError
+        from .common.errors import GenretagError
 
         try:
             return fn(*args, **kwargs)
@@ -84,17 +84,17 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _open_cache(db_path: str | None, mode: str) -> Any:
     """The database for a command: "create" (scan), "write" (tag, undo: must exist) or "read" (show, export)."""
-    from .cache import Cache
-    from .paths import default_db_path
+    from .store.cache import Cache
+    from .common.paths import default_db_path
 
     return Cache(db_path or default_db_path(), mode)
 
 
 def _check_output(path: str, what: str, db_path: str | None, stream: bool = False) -> None:
-    """Refuse an output over the database or the config file (or a FIFO or device; tagger.userfiles.check_output)."""
-    from .config import config_path
-    from .paths import default_db_path
-    from .userfiles import check_output
+    """Refuse an output over the database or the config file (or a FIFO or device; tagger.common.userfiles.check_output)."""
+    from .common.config import config_path
+    from .common.paths import default_db_path
+    from .common.userfiles import check_output
 
     config_file = click.get_current_context().find_root().params.get("config_file")
     check_output(path, what, inputs=[db_path or default_db_path(), config_path(config_file)], stream=stream)
@@ -157,8 +157,8 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from click.core import ParameterSource
 
-        from .errors import GenretagError
-        from .tagging import TagOptions, load_genre_map
+        from .common.errors import GenretagError
+        from .write.tagging import TagOptions, load_genre_map
 
         ctx = click.get_current_context()
         # Only the command line and the environment count as asking: a config file's [tag]-style defaults
@@ -190,7 +190,7 @@ def tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _redecide(cache: Any, paths: Sequence[str]) -> None:
     """Decisions another model made are re-decided by the current one first; one line says what happened."""
-    from .scan import redecide
+    from .run.scan import redecide
 
     line = redecide(cache, paths).line()
     if line:
@@ -208,7 +208,7 @@ def _deprecated_min_confidence(ctx: click.Context) -> None:
 
 
 def _with_progress(label: str, enabled: bool | None, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    from . import ui
+    from .views import ui
 
     with ui.RichProgress(label, enabled=enabled) as bar:
         return run(*args, progress=bar, **kwargs)
@@ -224,8 +224,8 @@ def _fmt(as_json: bool, json_lines: bool) -> str:
 
 def _run_streamed(kind: str, by: str, fmt: str, progress: bool | None, run: Callable[..., Any], *args: Any,
                   **kwargs: Any) -> Any:
-    """A tag or undo run whose results print as they come (tagger.ui.ResultStream), then its summary."""
-    from . import ui
+    """A tag or undo run whose results print as they come (tagger.views.ui.ResultStream), then its summary."""
+    from .views import ui
 
     view = ui.ResultStream(*ui.result_columns(kind, by), fmt)
     if progress is None and sys.stdout.isatty():  # the rows on the terminal are the progress; a bar would redraw over them
@@ -320,7 +320,7 @@ def _raising_backend(exc: BaseException) -> tuple[str, str | None] | None:
     """The backend (name, distribution) whose module is innermost on the traceback, if any is on it."""
     import traceback
 
-    backends = sys.modules.get("tagger.backends")
+    backends = sys.modules.get("tagger.inference.backends")
     if backends is None:  # never imported: no backend ran
         return None
     try:
@@ -353,8 +353,8 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
         genretag show --genre jazz
     """
     if ctx.invoked_subcommand != "config":  # `config` reads it itself: --init must work beside a broken file
-        from .config import load
-        from .errors import GenretagError
+        from .common.config import load
+        from .common.errors import GenretagError
 
         try:
             ctx.default_map = load(cli, config_file).default_map()
@@ -418,10 +418,10 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
         genretag scan ~/Music --jobs 4 --exclude 'Podcasts/*'
         genretag scan ~/Music --write --dry-run
     """
-    from . import ui
-    from .job import ScanJob, run_job
-    from .scan import ScanOptions
-    from .walk import WalkOptions
+    from .views import ui
+    from .run.job import ScanJob, run_job
+    from .run.scan import ScanOptions
+    from .media.walk import WalkOptions
 
     options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, abstain_below=abstain_below,
                           broad=broad,
@@ -469,8 +469,8 @@ def tag(paths: tuple[str, ...], db_path: str | None, as_json: bool, json_lines: 
         genretag tag ~/Music --top 2 --write-above 0.3 --merge
         genretag tag ~/Music --no-broad --dry-run
     """
-    from .journal import apply
-    from .tagging import FROM_TAGS_DEPRECATED
+    from .write.journal import apply
+    from .write.tagging import FROM_TAGS_DEPRECATED
 
     if tagging.from_tags:
         click.echo(f"Warning: {FROM_TAGS_DEPRECATED}", err=True)
@@ -503,7 +503,7 @@ def undo(paths: tuple[str, ...], everything: bool, db_path: str | None, dry_run:
         genretag undo ~/Music/Jazz
         genretag undo --all --dry-run
     """
-    from .journal import undo as run_undo
+    from .write.journal import undo as run_undo
 
     if not paths and not everything:
         raise click.UsageError("name the files or folders to undo, or use --all")
@@ -537,8 +537,8 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
         genretag show ~/Music/Jazz --status error
         genretag show ~/Music --by album
     """
-    from . import ui
-    from .jsontext import JsonRows
+    from .views import ui
+    from .common.jsontext import JsonRows
 
     if by != "track":
         return _show_albums(paths, db_path, status, genre, by, _fmt(as_json, json_lines))
@@ -567,10 +567,10 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
 def _show_albums(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
                  fmt: str) -> None:
     """``show --by album``: one row per album (or group kept in track mode), as ``tag --by`` decides them."""
-    from . import ui
-    from .albums import matches
-    from .jsontext import JsonRows
-    from .tagging import album_plan
+    from .views import ui
+    from .decide.albums import matches
+    from .common.jsontext import JsonRows
+    from .write.tagging import album_plan
 
     tracks = 0
     with _open_cache(db_path, "read") as cache:
@@ -612,7 +612,7 @@ def _fmt_status(track: Any) -> str:
 
 def _fmt_genre(track: Any) -> str | None:
     """The genre and, when the broad source gave it, its calibrated score: "Electronic (broad 0.99)"."""
-    from .broad import BROAD
+    from .decide.broad import BROAD
 
     if track.genre_source == BROAD and track.genre_score is not None:
         return f"{track.genre} (broad {track.genre_score:.2f})"
@@ -650,7 +650,7 @@ def export(paths: tuple[str, ...], db_path: str | None, fmt: str, output: Any, s
     Example:
         genretag export --format csv -o genres.csv
     """
-    from .records import export_rows
+    from .views.records import export_rows
 
     if output.name != STDOUT:  # opened lazily, at the first row: `-o` naming the database would have truncated it
         _check_output(output.name, "export", db_path, stream=True)
@@ -668,8 +668,8 @@ def backends(as_json: bool) -> None:
     Example:
         genretag backends --json
     """
-    from . import ui
-    from .models import backend_rows
+    from .views import ui
+    from .inference.models import backend_rows
 
     rows = backend_rows()
     if as_json:
@@ -700,8 +700,8 @@ def models(words: tuple[str, ...], as_json: bool) -> None:
         genretag models svc
         genretag models use 3f2a9c
     """
-    from . import ui
-    from .models import list_models, use_model
+    from .views import ui
+    from .inference.models import list_models, use_model
 
     if words[:1] == ("use",):
         if len(words) != 2:
@@ -730,7 +730,7 @@ def models(words: tuple[str, ...], as_json: bool) -> None:
 
 def _fmt_accuracy(row: dict[str, Any]) -> str:
     if row["accuracy"] is None:  # a personal model from `genretag learn` shows its held-out precision instead
-        from .models import HELDOUT
+        from .inference.models import HELDOUT
 
         held = row.get("heldout_precision")
         return "-" if held is None else HELDOUT.format(held, row["heldout_tags"])
@@ -762,8 +762,8 @@ def config(ctx: click.Context, command_args: tuple[str, ...], init: bool, force:
     """
     from click.core import ParameterSource
 
-    from . import ui
-    from .config import config_path, effective, load, write_example
+    from .views import ui
+    from .common.config import config_path, effective, load, write_example
 
     config_file = ctx.parent.params["config_file"] if ctx.parent else None
     if init:
@@ -830,9 +830,9 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
     # learning 2.4x slower (63 s against 27 s, 20,000 files, load average 6 on 2 cores; threadpoolctl's
     # limit after loading did not help).  benchmarks/bench_learn.py measures the command.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from . import ui
-    from .learn import LearnOptions, plot
-    from .learn import learn as run_learn
+    from .views import ui
+    from .run.learn import LearnOptions, plot
+    from .run.learn import learn as run_learn
 
     if plots:  # before minutes of cross-validation: never the database, a FIFO or a device
         _check_output(plots, "chart", db_path)
@@ -858,8 +858,8 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
 def _print_learn(result: Any) -> None:
     import shlex
 
-    from . import ui
-    from .learn import CONFIDENCE, MIN_ARTISTS, MIN_FILES, MIN_SUPPORT, TOLERANCE, bound_text
+    from .views import ui
+    from .run.learn import CONFIDENCE, MIN_ARTISTS, MIN_FILES, MIN_SUPPORT, TOLERANCE, bound_text
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
@@ -911,10 +911,11 @@ def env(as_json: bool) -> None:
     """Print versions and paths, for bug reports."""
     import platform
 
-    from . import __version__, ui
-    from .models import library_versions
-    from .config import config_path
-    from .paths import data_dir, default_db_path
+    from . import __version__
+    from .views import ui
+    from .inference.models import library_versions
+    from .common.config import config_path
+    from .common.paths import data_dir, default_db_path
 
     parent = click.get_current_context().parent
     info = {"genretag": __version__, "platform": platform.platform(), "data_dir": str(data_dir()),
@@ -980,7 +981,7 @@ def train(backend: str, data: tuple[str, ...], features: str | None, split: str,
     from training.train import TrainOptions, print_epoch, print_result
     from training.train import train as run_train
 
-    from . import ui
+    from .views import ui
 
     if out:  # the feature table, the data folders and the card beside it: training.train checks those
         _check_output(out, "model", None)
@@ -1027,7 +1028,7 @@ def report(backend: str, model_path: str | None, data: tuple[str, ...], features
     from training.evaluate import ReportOptions, print_report
     from training.evaluate import report as run_report
 
-    from . import ui
+    from .views import ui
 
     from click.core import ParameterSource
 

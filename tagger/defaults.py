@@ -25,15 +25,15 @@ DEFAULT_TIMEOUT = 300.0
 MAX_TIMEOUT = 7 * 24 * 3600.0
 #: What --cluster can start.
 CLUSTERS = ("local",)
-#: scan --abstain-below: None decides by the model card's rule (tagger/decision.py); 0 never abstains.
+#: scan --abstain-below: None decides by the model card's rule (tagger/decide/decision.py); 0 never abstains.
 DEFAULT_ABSTAIN_BELOW: float | None = None
-#: Where the head abstains, name genres from the networks' own outputs (tagger/broad.py; ``--broad``).
+#: Where the head abstains, name genres from the networks' own outputs (tagger/decide/broad.py; ``--broad``).
 DEFAULT_BROAD = True
 
 # ---------------------------------------------------------------------------
 # tag (and scan --write)
 
-#: Album mode (``--by``): one genre per track, per album or per folder (tagger/albums.py).
+#: Album mode (``--by``): one genre per track, per album or per folder (tagger/decide/albums.py).
 TRACK, ALBUM, FOLDER = "track", "album", "folder"
 ALBUM_MODES = (TRACK, ALBUM, FOLDER)
 DEFAULT_BY = TRACK

@@ -4,7 +4,7 @@ Files are generated rather than committed so each test gets fresh bytes in
 ``tmp_path`` and can choose the sample rate, channels, length and signal.
 soundfile (libsndfile) writes WAV, AIFF, FLAC, Ogg Vorbis, Opus and MP3;
 PyAV (FFmpeg) writes AAC and ALAC in MP4 (``.m4a``).  Tagging helpers use
-mutagen directly: only the package itself must keep mutagen in tagger/tags.py.
+mutagen directly: only the package itself must keep mutagen in tagger/media/tags.py.
 """
 
 from __future__ import annotations

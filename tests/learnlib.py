@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.cache import Cache, now
-from tagger.track import Track
+from tagger.store.cache import Cache, now
+from tagger.store.track import Track
 
 DIM = 200
 
@@ -34,7 +34,7 @@ class Library:
 
 
 def musicnn_front_end() -> str:
-    from tagger import inputs
+    from tagger.inference import inputs
 
     return inputs.front_end("musicnn").id
 

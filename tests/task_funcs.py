@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from tagger.worker import AnalysisResult, AnalysisTask, analyse_file
+from tagger.inference.worker import AnalysisResult, AnalysisTask, analyse_file
 
 
 def crash_or_hang(task: AnalysisTask) -> AnalysisResult:
@@ -25,6 +25,6 @@ def hang_on_dask_workers(on: bool = True) -> None:
     A regular file cannot make the real analysis block, and a FIFO is refused
     before it is opened; a hung network mount is what this stands for.
     """
-    import tagger.dask_runner
+    import tagger.run.dask_runner
 
-    tagger.dask_runner.analyse_file = crash_or_hang if on else analyse_file
+    tagger.run.dask_runner.analyse_file = crash_or_hang if on else analyse_file

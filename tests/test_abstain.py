@@ -21,12 +21,12 @@ import pytest
 from audiofiles import make_audio
 from click.testing import CliRunner
 
-from tagger import abstain
-from tagger.backends import Backend, register, unregister
-from tagger.cache import Cache
+from tagger.decide import abstain
+from tagger.inference.backends import Backend, register, unregister
+from tagger.store.cache import Cache
 from tagger.cli import cli
-from tagger.features import FEATURE_NAMES
-from tagger.tags import read_genres
+from tagger.analysis.features import FEATURE_NAMES
+from tagger.media.tags import read_genres
 import training.train
 from training.splits import shipped_list
 
@@ -341,7 +341,7 @@ def test_scan_abstains_with_reason_and_tag_writes_nothing(scanned, tmp_path):
 
 def test_scan_uses_the_card_threshold_unless_overridden(scanned, tmp_path):
     lib, db, first = scanned
-    from tagger.models import load_model
+    from tagger.inference.models import load_model
 
     shipped = load_model("svc").path
     model = tmp_path / "svc.joblib"

@@ -1,4 +1,4 @@
-"""Album mode (tagger/albums.py, `tag --by album`, `show --by album`) and its GTZAN comparison.
+"""Album mode (tagger/decide/albums.py, `tag --by album`, `show --by album`) and its GTZAN comparison.
 
 Library functions are tested on track records built here; the commands on a small
 generated library (an album with one short track in every format genretag
@@ -24,12 +24,13 @@ from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
 from click.testing import CliRunner
 from conftest import copy_scanned, scan_for_module
 
-from tagger import albums, decision, tags
-from tagger.albums import ALBUM, COMPILATION, FOLDER, LOOSE, MIXED
+from tagger.decide import albums, decision
+from tagger.media import tags
+from tagger.decide.albums import ALBUM, COMPILATION, FOLDER, LOOSE, MIXED
 from tagger.cli import cli
-from tagger.tagging import TagOptions, display_name
-from tagger.tags import FileMeta, read_genres
-from tagger.track import Track
+from tagger.write.tagging import TagOptions, display_name
+from tagger.media.tags import FileMeta, read_genres
+from tagger.store.track import Track
 
 # ---------------------------------------------------------------------------
 # Library functions, on rows built here.

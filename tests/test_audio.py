@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from audiofiles import FORMATS, make_audio, signal
-from tagger.audio import decode, excerpt_window, open_stream
-from tagger.errors import AnalysisError, DecodeError
+from tagger.media.audio import decode, excerpt_window, open_stream
+from tagger.common.errors import AnalysisError, DecodeError
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -109,7 +109,7 @@ def test_real_library_samples_decode(library_samples: Path) -> None:
 
 # -- seeking to the excerpt of a long file (issue 12, point 6) ----------------------------------
 
-from tagger import audio  # noqa: E402
+from tagger.media import audio  # noqa: E402
 
 #: format -> native rate of the test file
 LONG_FORMATS = {"opus": 48000, "ogg": 44100, "mp3": 44100, "flac": 44100}

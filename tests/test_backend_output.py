@@ -1,7 +1,7 @@
-"""A misbehaving backend is refused the same way by scan, train and report (tagger.outputs).
+"""A misbehaving backend is refused the same way by scan, train and report (tagger.inference.outputs).
 
 Each bad backend here is a tiny nearest-centroid classifier with one fault,
-registered in-process (tagger.backends.register) and trained on a ~30-row
+registered in-process (tagger.inference.backends.register) and trained on a ~30-row
 feature table whose clip ids come from the shipped fault-filtered lists, so
 the default protocol applies.  What must hold: ``train`` ends in one
 ``Error:`` line naming the backend and the fault and saves nothing;
@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tagger.backends import Backend, register, unregister
+from tagger.inference.backends import Backend, register, unregister
 from test_train_report import CentroidBackend
 from tagger.cli import cli
-from tagger.errors import BackendError
-from tagger.features import FEATURE_NAMES
-from tagger.outputs import check_genres, check_probabilities
+from tagger.common.errors import BackendError
+from tagger.analysis.features import FEATURE_NAMES
+from tagger.inference.outputs import check_genres, check_probabilities
 from training.splits import shipped_list
 
 GENRES = ("blues", "classical", "metal")
@@ -249,8 +249,8 @@ def test_report_all_turns_a_bad_backend_into_one_error_row(table, home, registry
 
 
 def test_scan_prediction_applies_the_same_checks(table, registry):
-    from tagger.models import load_model
-    from tagger.predict import predict_tracks
+    from tagger.inference.models import load_model
+    from tagger.inference.predict import predict_tracks
 
     name = registry(type("Good", (Centroid,), {"name": "scanned"}))
     assert run("train", "--backend", name, "--features", str(table), "--json").exit_code == 0
@@ -262,8 +262,8 @@ def test_scan_prediction_applies_the_same_checks(table, registry):
 
 def test_scan_prediction_survives_a_backend_that_exits(table, registry):
     """A plugin's sys.exit in predict_proba is that track's error, as any exception is (issue 22)."""
-    from tagger.models import load_model
-    from tagger.predict import predict_tracks
+    from tagger.inference.models import load_model
+    from tagger.inference.predict import predict_tracks
 
     name = registry(type("Good", (Centroid,), {"name": "quits"}))
     assert run("train", "--backend", name, "--features", str(table), "--json").exit_code == 0
@@ -274,8 +274,8 @@ def test_scan_prediction_survives_a_backend_that_exits(table, registry):
 
 def test_a_saved_model_with_a_label_no_tag_may_hold_is_refused_at_load(table, home, registry):
     """A card (and model) whose genres hold an escape sequence: refused naming the file, in report and load."""
-    from tagger.errors import ModelError
-    from tagger.models import card_path, load_model
+    from tagger.common.errors import ModelError
+    from tagger.inference.models import card_path, load_model
 
     name = registry(type("Good", (Centroid,), {"name": "escapes"}))
     trained = run("train", "--backend", name, "--features", str(table), "--json")

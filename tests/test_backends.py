@@ -26,10 +26,10 @@ import pytest
 from click.testing import CliRunner
 
 from audiofiles import make_audio
-from tagger.backends import Backend, check_backend_class, discover, get_backend
+from tagger.inference.backends import Backend, check_backend_class, discover, get_backend
 from tagger.cli import cli
-from tagger.errors import BackendError, ModelError
-from tagger.features import FEATURE_NAMES, preprocessing
+from tagger.common.errors import BackendError, ModelError
+from tagger.analysis.features import FEATURE_NAMES, preprocessing
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -84,7 +84,7 @@ def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("broken_site")
     (site / "genretag_broken_import.py").write_text('raise ImportError("needs libfoo, which is not installed")\n')
     (site / "genretag_broken_classes.py").write_text(
-        "from tagger.backends import Backend\n\n"
+        "from tagger.inference.backends import Backend\n\n"
         "class NotABackend:\n    name = 'notbackend'\n\n"
         "class Misnamed(Backend):\n    name = 'other'\n    input_kind = 'features'\n"
         "    def fit(self, X, y, **kw): return self\n    def predict_proba(self, X): return X\n"
@@ -109,7 +109,7 @@ def gtzan_like(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], li
     The features are computed by genretag's own pipeline from the clips, so
     a model trained on the table must recognise the clips when scanning them.
     """
-    from tagger.worker import AnalysisTask, analyse_file
+    from tagger.inference.worker import AnalysisTask, analyse_file
 
     root = tmp_path_factory.mktemp("clips")
     files, labels = [], []
@@ -145,7 +145,7 @@ def test_builtins_are_found_through_entry_points_only() -> None:
         assert found[name].distribution == "genretag"
     assert found["cnn"].input_kind == found["resnet"].input_kind == "slices"
     assert found["svc"].input_kind == "features"
-    core = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tagger").glob("*.py"))
+    core = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tagger").rglob("*.py"))
     assert not re.search(r"^\s*(from|import)\s+plugins\b", core, re.M), "tagger/ must not import plugins/"
 
 
@@ -276,7 +276,7 @@ def _tiny_data(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """cnn and resnet trained for one epoch on 20 random slices, saved with cards via the core."""
-    from tagger.models import make_card, save_model
+    from tagger.inference.models import make_card, save_model
 
     folder = tmp_path_factory.mktemp("tiny_models")
     X, y = _tiny_data(20, 0)
@@ -293,7 +293,7 @@ def test_keras_backend_fits_saves_and_loads_in_safe_mode(name: str, tiny_models:
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from tagger.models import load_model, read_card
+    from tagger.inference.models import load_model, read_card
 
     calls = []
     real_load = keras.models.load_model
@@ -411,7 +411,7 @@ def _train_knn(site: Path, table: Path, out: Path) -> None:
         assert result["backend"] == "knn" and Path(result["model"]) == out
         return
     code = ("import sys, csv, numpy as np; from genretag_knn import KNNBackend;"
-            "from tagger.models import make_card, save_model;"
+            "from tagger.inference.models import make_card, save_model;"
             "rows = list(csv.DictReader(open(sys.argv[1]))); names = list(rows[0])[2:-1];"
             "X = np.array([[float(r[n]) for n in names] for r in rows]);"
             "b = KNNBackend().fit(X, [r['label'] for r in rows]);"

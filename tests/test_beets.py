@@ -25,7 +25,7 @@ import pytest
 from audiofiles import add_test_tags, decode, make_audio
 from click.testing import CliRunner
 
-from tagger.tags import read_genres
+from tagger.media.tags import read_genres
 
 beets = pytest.importorskip("beets", reason="beets is not installed (pip install 'genretag[beets]')")
 import beetsplug.genretag as plugin  # noqa: E402  (with beets present, a plugin that fails to import fails here)

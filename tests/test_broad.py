@@ -1,4 +1,4 @@
-"""The broad source (tagger/broad.py): genres beyond the head's, from the networks' stored tag outputs.
+"""The broad source (tagger/decide/broad.py): genres beyond the head's, from the networks' stored tag outputs.
 
 Scan, tag and album mode decide through one rule: the head's genre stands;
 where it abstains, the broad genres clearing their calibrated thresholds
@@ -18,10 +18,10 @@ import pytest
 from audiofiles import make_audio
 from click.testing import CliRunner
 
-from tagger import broad, vocabulary
-from tagger.cache import Cache
+from tagger.decide import broad, vocabulary
+from tagger.store.cache import Cache
 from tagger.cli import cli
-from tagger.errors import FileError
+from tagger.common.errors import FileError
 
 ELECTRONIC = {"musicnn:electronic": 0.9, "musicnn:rock": 0.05, "musicnn:pop": 0.1}
 QUIET = {"musicnn:electronic": 0.01, "musicnn:rock": 0.02, "musicnn:pop": 0.02}

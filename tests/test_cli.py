@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tagger.cli import cli
-from tagger.features import FEATURE_NAMES
+from tagger.analysis.features import FEATURE_NAMES
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import tagger.models
-from tagger.backends import Backend, register, unregister
+import tagger.inference.models
+from tagger.inference.backends import Backend, register, unregister
 from tagger.cli import EXIT_BUG, EXIT_INTERRUPTED, cli
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
@@ -57,14 +57,14 @@ def error_line(out: str) -> str:
 ])  # fmt: skip
 def test_an_unexpected_exception_is_one_error_line_and_exit_70(command: str, function: str, exc: Exception,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tagger.models, function, raiser(exc))
+    monkeypatch.setattr(tagger.inference.models, function, raiser(exc))
     code, out = run(command)
     assert code == EXIT_BUG == 70, out
     assert error_line(out) == f"Error: unexpected {type(exc).__name__}: {exc} {HINT}"
 
 
 def test_genretag_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tagger.models, "list_models", raiser(RuntimeError("boom")))
+    monkeypatch.setattr(tagger.inference.models, "list_models", raiser(RuntimeError("boom")))
     code, out = run("models", env={"GENRETAG_DEBUG": "1"})
     assert code == EXIT_BUG and "Traceback (most recent call last)" in out and "RuntimeError: boom" in out, out
     assert out.splitlines()[-1] == "Error: unexpected RuntimeError: boom (a bug in genretag; traceback above)"
@@ -80,7 +80,7 @@ def test_genretag_debug_shows_an_expected_errors_traceback_too() -> None:
 
 
 def test_ctrl_c_in_a_command_exits_130_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tagger.models, "list_models", raiser(KeyboardInterrupt()))
+    monkeypatch.setattr(tagger.inference.models, "list_models", raiser(KeyboardInterrupt()))
     code, out = run("models")
     assert code == EXIT_INTERRUPTED == 130, out
     assert out.strip() == "Interrupted." and "Traceback" not in out and "Aborted" not in out
@@ -97,19 +97,19 @@ def test_ctrl_c_in_a_command_exits_130_without_a_traceback(monkeypatch: pytest.M
 ])  # fmt: skip
 def test_an_os_error_names_the_file_and_the_reason(exc: OSError, message: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tagger.models, "list_models", raiser(exc))
+    monkeypatch.setattr(tagger.inference.models, "list_models", raiser(exc))
     code, out = run("models")
     assert code == 1 and error_line(out) == message, out
 
 
 def test_a_broken_pipe_inside_a_command_exits_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tagger.models, "list_models", raiser(BrokenPipeError(errno.EPIPE, "Broken pipe")))
+    monkeypatch.setattr(tagger.inference.models, "list_models", raiser(BrokenPipeError(errno.EPIPE, "Broken pipe")))
     code, out = run("models")
     assert code == 1 and out == "", out
 
 
 def test_callers_asking_for_exceptions_still_get_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tagger.models, "list_models", raiser(RuntimeError("boom")))
+    monkeypatch.setattr(tagger.inference.models, "list_models", raiser(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
         cli.main(["models"], standalone_mode=False)
 
@@ -191,12 +191,12 @@ def test_a_builtin_backends_bug_is_genretags(monkeypatch: pytest.MonkeyPatch) ->
 
 PATCHED_MAIN = """
 import sys
-import tagger.models
+import tagger.inference.models
 
 def fail(*args, **kwargs):
     raise {exc}
 
-tagger.models.list_models = fail
+tagger.inference.models.list_models = fail
 from tagger.cli import main
 sys.argv[0] = "genretag"
 main()
@@ -234,7 +234,7 @@ def test_the_entry_point_on_ctrl_c_exits_130_quietly() -> None:
 
 def test_a_full_disk_is_one_error_line(tmp_path: Path) -> None:
     """Not patched: the CSV's last write fails as click closes the file (on main this was a traceback)."""
-    from tagger.cache import Cache
+    from tagger.store.cache import Cache
 
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")

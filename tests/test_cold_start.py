@@ -1,6 +1,6 @@
 """The first scan after installing says why it pauses, once (issue 12, point 5).
 
-tagger/dsp.py's few compiled kernels are built by numba the first time and
+tagger/analysis/dsp.py's few compiled kernels are built by numba the first time and
 loaded from its cache afterwards; the analysis no longer imports librosa,
 whose own numba kernels took most of the old 23 s.  A fresh NUMBA_CACHE_DIR
 is what a fresh install looks like to numba.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from audiofiles import make_audio
 
-from tagger import dsp
+from tagger.analysis import dsp
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 
@@ -42,7 +42,7 @@ def test_first_scan_announces_the_compile_once(tmp_path: Path) -> None:
 
 def test_analysis_does_not_import_librosa() -> None:
     code = ("import sys, numpy as np\n"
-            "from tagger.features import analyse\n"
+            "from tagger.analysis.features import analyse\n"
             "y = np.random.default_rng(0).standard_normal(22050 * 4).astype(np.float32)\n"
             "out = analyse(y, 22050)\n"
             "assert out.features.shape == (57,) and out.slices.shape == (1, 128, 130)\n"

@@ -1,4 +1,4 @@
-"""Tests for tagger.config: config.toml as defaults for every command's options, `genretag config`.
+"""Tests for tagger.common.config: config.toml as defaults for every command's options, `genretag config`.
 
 Each test gets its own GENRETAG_HOME (conftest), which is also where the
 default config.toml is looked for, so no user's config leaks in.
@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from test_backends import TF_IMPORT, run_cli
 
-from tagger import config, paths, userfiles
+from tagger.common import config, paths, userfiles
 from tagger.cli import cli
-from tagger.errors import FileError
+from tagger.common.errors import FileError
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> click.testing.Result:

@@ -25,19 +25,19 @@ from click.testing import CliRunner
 
 from audiofiles import make_audio
 from tagger import __version__
-from tagger.cache import Cache
+from tagger.store.cache import Cache
 from tagger.cli import cli
-from tagger.errors import GenretagError
-from tagger.models import load_model
-from tagger.runners import LocalRunner, Runner
-from tagger.scan import ScanOptions, ScanSummary, scan
-from tagger.params import AnalysisParams
-from tagger.worker import AnalysisTask
+from tagger.common.errors import GenretagError
+from tagger.inference.models import load_model
+from tagger.run.runners import LocalRunner, Runner
+from tagger.run.scan import ScanOptions, ScanSummary, scan
+from tagger.media.params import AnalysisParams
+from tagger.inference.worker import AnalysisTask
 
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 
-from tagger.dask_runner import INSTALL_HINT, DaskRunner, local_cluster  # noqa: E402
+from tagger.run.dask_runner import INSTALL_HINT, DaskRunner, local_cluster  # noqa: E402
 
 import task_funcs  # noqa: E402
 
@@ -280,7 +280,7 @@ def test_worker_with_another_genretag_version_is_refused(cluster, small, tmp_pat
     local, client = cluster
     root, _ = small
     ready(client)
-    monkeypatch.setattr("tagger.dask_runner.__version__", "0.0.0-other")  # this process only: workers keep theirs
+    monkeypatch.setattr("tagger.run.dask_runner.__version__", "0.0.0-other")  # this process only: workers keep theirs
     with pytest.raises(GenretagError) as exc:
         run_scan(root, tmp_path / "cache.db", svc, DaskRunner(scheduler=local.scheduler_address))
     assert str(exc.value).count(f"has genretag {__version__}, this machine 0.0.0-other") == 2
@@ -364,7 +364,7 @@ def test_scan_stops_cleanly_and_keeps_results_when_the_cluster_goes(long, tmp_pa
 
 
 def test_dask_path_never_imports_tensorflow() -> None:
-    code = ("import sys, tagger.dask_runner, distributed; from tagger.models import load_model; "
+    code = ("import sys, tagger.run.dask_runner, distributed; from tagger.inference.models import load_model; "
             "load_model('svc'); print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -26,9 +26,9 @@ from audiofiles import make_audio
 from click.testing import CliRunner
 
 from conftest import copy_scanned
-from tagger.cache import SCHEMA_VERSION, Cache, JournalStore
+from tagger.store.cache import SCHEMA_VERSION, Cache, JournalStore
 from tagger.cli import cli
-from tagger.tags import read_genres
+from tagger.media.tags import read_genres
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 COMMANDS = {  # every command that opens the database, with arguments that make it run
@@ -302,7 +302,7 @@ def test_a_foreign_database_with_a_leftover_wal_is_refused_and_nothing_is_added(
 
 def test_a_shm_someone_uses_is_not_removed(tmp_path: Path) -> None:
     """Only a -shm no connection holds is removed: another process may have opened the database meanwhile."""
-    from tagger.cache import _drop_shm
+    from tagger.store.cache import _drop_shm
 
     db = tmp_path / "other-app.db"
     subprocess.run([sys.executable, "-c", LEFT_OVER_WAL, str(db)], check=True)
@@ -546,7 +546,7 @@ def test_mark_missing_takes_thousands_of_roots(tmp_path: Path) -> None:
     One query over 1,500 roots was 1,500 nested "or"s, which SQLite refuses
     (expression depth above 1000): the scan then failed at its very end.
     """
-    from tagger.track import Track
+    from tagger.store.track import Track
 
     files = [tmp_path / f"{i}.flac" for i in range(1500)]
     for f in files[:3]:

@@ -1,4 +1,4 @@
-"""One genre decision (tagger/decision.py): rules from cards, stored with each result, and the options that set them."""
+"""One genre decision (tagger/decide/decision.py): rules from cards, stored with each result, and the options that set them."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from click.testing import CliRunner
 
 import learnlib
 from conftest import copy_scanned, make_library, scan_for_module
-from tagger import decision
-from tagger.cache import READ, Cache
+from tagger.decide import decision
+from tagger.store.cache import READ, Cache
 from tagger.cli import cli
-from tagger.decision import NEVER, PER_GENRE, SINGLE, Rule
-from tagger.models import card_path
-from tagger.tagging import TagOptions, propose
+from tagger.decide.decision import NEVER, PER_GENRE, SINGLE, Rule
+from tagger.inference.models import card_path
+from tagger.write.tagging import TagOptions, propose
 
 DEPRECATED = "--min-confidence is deprecated"
 

@@ -104,10 +104,10 @@ def test_a_new_option_without_an_entry_is_caught() -> None:
 
 def _options_classes() -> dict[str, tuple[type, dict[str, str]]]:
     """command -> (its options class, option name -> field name where they differ)."""
-    from tagger.job import ScanJob
-    from tagger.learn import LearnOptions
-    from tagger.scan import ScanOptions
-    from tagger.tagging import TagOptions
+    from tagger.run.job import ScanJob
+    from tagger.run.learn import LearnOptions
+    from tagger.run.scan import ScanOptions
+    from tagger.write.tagging import TagOptions
     from training.evaluate import ReportOptions
     from training.train import TrainOptions
 
@@ -142,7 +142,11 @@ def test_options_classes_default_as_the_command_line(name: str) -> None:
 
 
 def test_library_constants_are_the_defaults() -> None:
-    from tagger import albums, children, learn, params, tagging, tags, track
+    from tagger.decide import albums
+    from tagger.run import children, learn
+    from tagger.media import params, tags
+    from tagger.write import tagging
+    from tagger.store import track
     from training import splits
 
     assert (params.DEFAULT_EXCERPT, children.DEFAULT_TIMEOUT) == (defaults.DEFAULT_EXCERPT, defaults.DEFAULT_TIMEOUT)
@@ -174,13 +178,13 @@ def test_beets_plugin_config_defaults_are_genretags() -> None:
 
 
 def test_options_objects_are_keyword_only() -> None:
-    from tagger.walk import WalkOptions
+    from tagger.media.walk import WalkOptions
 
     classes = [cls for cls, _ in _options_classes().values()] + [WalkOptions]
     for cls in classes:
         positional = [f.name for f in dataclasses.fields(cls) if not f.kw_only]
         assert positional == [], f"{cls.__name__} takes {positional} by position: declare it kw_only=True"
-    from tagger.job import ScanJob
+    from tagger.run.job import ScanJob
     from training.train import TrainOptions
 
     with pytest.raises(TypeError):

@@ -32,7 +32,7 @@ from plugins.efficientat_net import (
     synthetic_signal,
     window_starts,
 )
-from tagger.errors import ModelError
+from tagger.common.errors import ModelError
 
 REFERENCE = Path(__file__).parent / "data" / "efficientat_reference.npz"
 TOLERANCE = 1e-4  # mel, pooled features, embedding and probabilities alike (worst measured: 1.3e-5)
@@ -79,7 +79,7 @@ def test_waveform_to_outputs_match_the_original_model(net: EfficientATNet, refer
 
 def test_outputs_match_the_original_model_on_real_clips(net: EfficientATNet, reference: dict) -> None:
     """The middle 10 s of each clip, decoded at 32 kHz by genretag as the converter did."""
-    from tagger.audio import decode
+    from tagger.media.audio import decode
 
     if not (GTZAN / "audio").is_dir():
         pytest.skip(f"real GTZAN clips not present at {GTZAN / 'audio'}")

@@ -27,15 +27,15 @@ import pytest
 from click.testing import CliRunner
 
 from audiofiles import make_audio, signal
-from tagger import inputs
-from tagger.audio import decode
-from tagger.backends import Backend, check_backend_class, register, unregister
-from tagger.cache import Cache
+from tagger.inference import inputs
+from tagger.media.audio import decode
+from tagger.inference.backends import Backend, check_backend_class, register, unregister
+from tagger.store.cache import Cache
 from tagger.cli import cli
-from tagger.errors import GenretagError
-from tagger.models import load_model, make_card, save_model
-from tagger.runners import InlineRunner
-from tagger.scan import ScanOptions, scan
+from tagger.common.errors import GenretagError
+from tagger.inference.models import load_model, make_card, save_model
+from tagger.run.runners import InlineRunner
+from tagger.run.scan import ScanOptions, scan
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -148,7 +148,7 @@ def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(str(path))
         return decode(path, *args, **kwargs)
 
-    monkeypatch.setattr("tagger.worker.decode", counting)
+    monkeypatch.setattr("tagger.inference.worker.decode", counting)
     return seen
 
 
@@ -157,7 +157,7 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("decoded a file that should have come from the cache")
 
-    monkeypatch.setattr("tagger.worker.decode", refuse)
+    monkeypatch.setattr("tagger.inference.worker.decode", refuse)
 
 
 # -- the protocol -------------------------------------------------------------------
@@ -274,8 +274,8 @@ def test_missing_or_corrupt_weights_is_one_error_line(registered: Any, library: 
 
 def test_a_worker_that_cannot_load_the_front_end_fails_that_file_with_the_reason(
         registered: Any, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagger.params import AnalysisParams
-    from tagger.worker import AnalysisTask, analyse_file
+    from tagger.media.params import AnalysisParams
+    from tagger.inference.worker import AnalysisTask, analyse_file
 
     missing = tmp_path / "gone.json"
     monkeypatch.setenv("GENRETAG_BANDS_WEIGHTS", str(missing))
@@ -460,7 +460,7 @@ def test_plugin_upgrade_repredicts_from_cached_embeddings(bands_site: Path, regi
 
 def test_svc_model_id_names_genretag_and_its_version() -> None:
     from tagger import __version__
-    from tagger.models import file_id
+    from tagger.inference.models import file_id
 
     svc = load_model("svc")
     assert svc.id == f"{file_id(svc.path)} genretag=={__version__}"
@@ -519,7 +519,7 @@ def test_dask_workers_run_the_front_end_and_one_without_weights_is_named(bands_s
                                                                          tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("distributed")
-    from tagger.dask_runner import DaskRunner
+    from tagger.run.dask_runner import DaskRunner
 
     monkeypatch.syspath_prepend(str(bands_site))  # this process finds the plugin by its entry point...
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(bands_site), os.environ.get("PYTHONPATH")) if p))
@@ -552,7 +552,7 @@ def test_musicnn_is_a_registered_embedding_backend_that_imports_no_tensorflow() 
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "import time:" in proc.stderr and "tensorflow" not in proc.stderr and "keras" not in proc.stderr
-    from tagger.backends import get_backend
+    from tagger.inference.backends import get_backend
 
     cls = get_backend("musicnn")
     assert cls.input_kind == "embedding" and check_backend_class("musicnn", cls) is None

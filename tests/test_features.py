@@ -1,7 +1,7 @@
 """Features: parity with the published GTZAN table, and each fast kernel against librosa/scipy.
 
-The parity test decodes real GTZAN clips through tagger.audio.decode (default
-30 s excerpt) and compares tagger.features.analyse with their rows of
+The parity test decodes real GTZAN clips through tagger.media.audio.decode (default
+30 s excerpt) and compares tagger.analysis.features.analyse with their rows of
 features_30_sec.csv.  Every feature must be within 1% relative, except those
 in ALLOWED, each with the reason and the bound it meets instead.
 """
@@ -17,9 +17,9 @@ import pytest
 import scipy.ndimage
 import soundfile as sf
 
-from tagger import dsp, features
-from tagger.audio import decode
-from tagger.features import FEATURE_NAMES, analyse
+from tagger.analysis import dsp, features
+from tagger.media.audio import decode
+from tagger.analysis.features import FEATURE_NAMES, analyse
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GTZAN = SHARED / "gtzan"
@@ -226,7 +226,7 @@ def test_mean_tempogram_equals_librosa(clip: np.ndarray) -> None:
 
 @pytest.mark.parametrize("sr", [22050, 16000, 44100])
 def test_mel_bank_equals_librosa(sr: int) -> None:
-    from tagger import filterbanks
+    from tagger.analysis import filterbanks
 
     ours = filterbanks.mel(sr, 2048, 128)
     assert ours.dtype == np.float32
@@ -235,7 +235,7 @@ def test_mel_bank_equals_librosa(sr: int) -> None:
 
 @pytest.mark.parametrize("tuning", [0.0, -0.31, 0.17, 0.5])
 def test_chroma_bank_equals_librosa(tuning: float) -> None:
-    from tagger import filterbanks
+    from tagger.analysis import filterbanks
 
     ours = filterbanks.chroma(22050, 2048, tuning)
     assert ours.dtype == np.float32
@@ -258,7 +258,7 @@ def test_tempo_choice_and_db_equal_librosa() -> None:
 def test_hann_is_scipys_periodic_window_bit_for_bit(n: int) -> None:
     import scipy.signal
 
-    from tagger.features import _hann
+    from tagger.analysis.features import _hann
 
     expected = scipy.signal.get_window("hann", n, fftbins=True).astype(np.float32) if n else np.ones(0, np.float32)
     assert _hann(n).dtype == np.float32 and np.array_equal(_hann(n), expected)
@@ -269,7 +269,7 @@ def test_worker_warm_up_leaves_scipy_signal_and_stats_unimported() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, tagger._preload; heavy = sorted(m for m in sys.modules if m.split('.')[:2] in "
+    code = ("import sys, tagger.run._preload; heavy = sorted(m for m in sys.modules if m.split('.')[:2] in "
             "(['scipy', 'signal'], ['scipy', 'stats'], ['librosa'])); print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

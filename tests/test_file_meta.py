@@ -10,9 +10,9 @@ import pytest
 from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
 from click.testing import CliRunner
 
-from tagger import tags
+from tagger.media import tags
 from tagger.cli import cli
-from tagger.worker import describe
+from tagger.inference.worker import describe
 
 META = ("artist", "album", "album_artist", "compilation", "file_genres")
 

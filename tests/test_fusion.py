@@ -1,4 +1,4 @@
-"""A head over several front ends (tagger/fusion.py, plugins/fusion.py): one decode, each part cached by its id.
+"""A head over several front ends (tagger/inference/fusion.py, plugins/fusion.py): one decode, each part cached by its id.
 
 The parts here are cheap: tests/bands_plugin (a third party's embedding
 backend, 8 kHz) and a loudness front end defined below (16 kHz), so nothing
@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 
 from audiofiles import make_audio, signal
-from tagger import inputs
-from tagger.backends import Backend, register, unregister
-from tagger.cache import SCHEMA_VERSION, Cache
-from tagger.errors import BackendError, ModelError
-from tagger.fusion import FusedFrontEnd
-from tagger.inputs import fuse
-from tagger.models import load_model, make_card, save_model
-from tagger.runners import InlineRunner
-from tagger.scan import ScanOptions, scan
+from tagger.inference import inputs
+from tagger.inference.backends import Backend, register, unregister
+from tagger.store.cache import SCHEMA_VERSION, Cache
+from tagger.common.errors import BackendError, ModelError
+from tagger.inference.fusion import FusedFrontEnd
+from tagger.inference.inputs import fuse
+from tagger.inference.models import load_model, make_card, save_model
+from tagger.run.runners import InlineRunner
+from tagger.run.scan import ScanOptions, scan
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS / "bands_plugin"))

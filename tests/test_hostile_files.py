@@ -1,7 +1,7 @@
 """Hostile paths as inputs and outputs (issue 22): FIFOs, devices, inputs named as outputs, foreign cards.
 
 Every file genretag reads (genre map, feature table, config, model, card) goes
-through tagger.userfiles: a FIFO or device is refused by its stat, never
+through tagger.common.userfiles: a FIFO or device is refused by its stat, never
 opened, so nothing blocks or fills memory.  An output that is not a regular
 file, or is one of the command's inputs, is refused before any work.
 
@@ -103,7 +103,7 @@ def test_model_that_is_not_a_regular_file_is_refused(tmp_path: Path, fifo: Path,
 
 
 def test_a_card_that_is_a_fifo_is_refused(tmp_path: Path, fifo: Path) -> None:
-    from tagger.models import card_path
+    from tagger.inference.models import card_path
 
     model = tmp_path / "m.joblib"
     model.write_bytes(b"x")
@@ -189,7 +189,7 @@ def test_a_failure_before_the_card_is_written_leaves_the_earlier_model_and_card(
     replaces neither (it left a new model beside the old card)."""
     import errno
 
-    import tagger.models
+    import tagger.inference.models
 
     out = tmp_path / "model.npz"
     assert train("--features", str(table), "--out", str(out), "--json").exit_code == 0
@@ -198,7 +198,7 @@ def test_a_failure_before_the_card_is_written_leaves_the_earlier_model_and_card(
     def unreadable(path: object) -> str:
         raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
 
-    monkeypatch.setattr(tagger.models, "file_id", unreadable)
+    monkeypatch.setattr(tagger.inference.models, "file_id", unreadable)
     r = train("--features", str(table), "--out", str(out), "--split", "kfold", "--k", "3")  # another model
     assert r.exit_code == 1 and one_error(r).endswith(os.strerror(errno.EIO))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # no temporary left either
@@ -249,7 +249,7 @@ def test_non_finite_numbers_in_the_config_file_name_the_file(tmp_path: Path, lin
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    from tagger.cache import Cache
+    from tagger.store.cache import Cache
 
     path = tmp_path / "genretag.db"
     Cache(path, "create").close()
@@ -313,7 +313,7 @@ def test_no_output_over_the_config_file_or_the_database(tmp_path: Path, table: P
     home.mkdir()
     cfg, db = home / "config.toml", home / "genretag.db"
     cfg.write_text("# nothing yet\n", encoding="utf-8")
-    from tagger.cache import Cache
+    from tagger.store.cache import Cache
 
     Cache(db, "create").close()
     before = {p: p.read_bytes() for p in (cfg, db)}

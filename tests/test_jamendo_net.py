@@ -21,7 +21,7 @@ from conftest import GTZAN, REPO, SHARED
 
 from plugins import jamendo_net
 from plugins.jamendo_net import GENRE_TAGS, NETWORKS, SAMPLE_RATE, TAGS, TooShortError, synthetic_signal
-from tagger.errors import ModelError
+from tagger.common.errors import ModelError
 
 REFERENCE = Path(__file__).parent / "data" / "jamendo_reference.npz"
 TOLERANCE = 1e-4  # mel (dB), probabilities and embeddings alike
@@ -68,7 +68,7 @@ def test_waveform_to_tags_matches_the_original_on_a_synthetic_signal(net, refere
 
 
 def test_tags_match_the_original_on_real_clips(net, reference: dict) -> None:
-    from tagger.audio import decode
+    from tagger.media.audio import decode
 
     folder = GTZAN / "audio-16k"
     if not folder.is_dir():

@@ -2,8 +2,8 @@
 
 The tag journal is its own store: every ``tag_history`` and ``whole_tags``
 statement a tag, settle and undo run sends comes from
-:class:`tagger.cache.JournalStore`, over the Cache's own connection.  And a
-run's results are plain data that tagger/ui.py words.
+:class:`tagger.store.cache.JournalStore`, over the Cache's own connection.  And a
+run's results are plain data that tagger/views/ui.py words.
 
 The statements are caught with SQLite's trace callback as they run, and the
 Python frames that sent each one are looked at: a structural check that
@@ -19,13 +19,16 @@ from pathlib import Path
 from audiofiles import make_audio
 from test_import_graph import import_graph
 
-from tagger import albums, journal, tags, ui
-from tagger.cache import Cache, JournalStore
-from tagger.journal import FileResult, Outcome
+from tagger.decide import albums
+from tagger.write import journal
+from tagger.media import tags
+from tagger.views import ui
+from tagger.store.cache import Cache, JournalStore
+from tagger.write.journal import FileResult, Outcome
 from tagger.defaults import SPLIT
-from tagger.tagging import ABSTAINED, KEPT, WOULD_WRITE, TagOptions
-from tagger.tags import read_genres
-from tagger.track import Track
+from tagger.write.tagging import ABSTAINED, KEPT, WOULD_WRITE, TagOptions
+from tagger.media.tags import read_genres
+from tagger.store.track import Track
 
 JOURNAL_TABLES = ("tag_history", "whole_tags")
 
@@ -128,6 +131,6 @@ def test_a_runs_summary_line_and_status_are_worded_by_the_views() -> None:
 def test_each_concern_imports_only_what_it_needs() -> None:
     """Proposing reads no database and writes no file; the journal's data does not print; views do not write."""
     graph = import_graph()
-    assert not graph["tagger.tagging"] & {"tagger.cache", "tagger.journal", "tagger.ui", "tagger.cli"}
-    assert not graph["tagger.journal"] & {"tagger.ui", "tagger.cli"}
-    assert not graph["tagger.ui"] & {"tagger.cache", "tagger.journal", "tagger.cli"}
+    assert not graph["tagger.write.tagging"] & {"tagger.store.cache", "tagger.write.journal", "tagger.views.ui", "tagger.cli"}
+    assert not graph["tagger.write.journal"] & {"tagger.views.ui", "tagger.cli"}
+    assert not graph["tagger.views.ui"] & {"tagger.store.cache", "tagger.write.journal", "tagger.cli"}

@@ -22,7 +22,7 @@ from audiofiles import make_audio
 from click.testing import CliRunner
 
 from tagger.cli import cli
-from tagger.jsontext import readable, utf8_safe
+from tagger.common.jsontext import readable, utf8_safe
 
 ODD = b"caf\xe9 latin-1.wav"  # Latin-1 "café": not valid UTF-8
 BROKEN = b"d\xe9fect.mp3"
@@ -120,7 +120,7 @@ def test_utf8_safe_escapes_text_and_keeps_bytes() -> None:
 
 def test_csv_cells_keep_accented_genre_names_readable() -> None:
     """A personal model's genres ("Électronique") read as typed in a spreadsheet, not as JSON escapes."""
-    from tagger.records import export_rows
+    from tagger.views.records import export_rows
 
     class Row:
         def public(self) -> dict:

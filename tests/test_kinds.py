@@ -1,4 +1,4 @@
-"""Input kinds are objects in one registry (tagger.kinds): a fourth kind, defined in the tests alone, scans end to end.
+"""Input kinds are objects in one registry (tagger.inference.kinds): a fourth kind, defined in the tests alone, scans end to end.
 
 The kind ("stats", tests/stats_kind.py) and a backend declaring it are
 registered by the tests only; nothing in tagger/ names them.  A scan with it
@@ -20,16 +20,16 @@ from click.testing import CliRunner
 
 from audiofiles import make_audio
 from stats_kind import STATS_ID, Stats, StatsHead, stats
-from tagger import kinds
-from tagger.audio import CHUNK_SECONDS, decode
-from tagger.backends import check_backend_class, register, unregister
+from tagger.inference import kinds
+from tagger.media.audio import CHUNK_SECONDS, decode
+from tagger.inference.backends import check_backend_class, register, unregister
 from tagger.cli import cli
-from tagger.errors import BackendError
-from tagger.kinds import get_kind, register_kind, unregister_kind
-from tagger.models import load_model, make_card, save_model
-from tagger.params import AnalysisParams
-from tagger.wire import AnalysisTask
-from tagger.worker import analyse_file
+from tagger.common.errors import BackendError
+from tagger.inference.kinds import get_kind, register_kind, unregister_kind
+from tagger.inference.models import load_model, make_card, save_model
+from tagger.media.params import AnalysisParams
+from tagger.analysis.wire import AnalysisTask
+from tagger.inference.worker import analyse_file
 from test_embedding import embeddings, expected_genre, no_decoding, rows, run, run_cli
 from test_embedding import library  # noqa: F401  (fixture: two tones, two noises)
 
@@ -122,7 +122,7 @@ def install_stats_plugin(site: Path) -> Path:
         "[genretag.backends]\nstatshead = genretag_stats:StatsHead\n")
     (site / "genretag_stats.py").write_text(f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n"
                                             "from stats_kind import Stats, StatsHead\n"
-                                            "from tagger.kinds import register_kind\n"
+                                            "from tagger.inference.kinds import register_kind\n"
                                             "register_kind(Stats())\n")
     return site
 
@@ -157,7 +157,7 @@ def test_no_branch_on_a_kind_name_outside_the_kinds_module() -> None:
     found = []
     for package in ("tagger", "plugins", "training"):
         for path in sorted((REPO / package).rglob("*.py")):
-            if path == REPO / "tagger" / "kinds.py":
+            if path == REPO / "tagger" / "inference" / "kinds.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 operands = [node.left, *node.comparators] if isinstance(node, ast.Compare) else []
@@ -177,6 +177,6 @@ def test_wire_values_sit_at_the_bottom_and_no_loop_even_through_type_only_import
 
     monkeypatch.setattr(test_import_graph, "_runtime_imports", every_import)
     graph = test_import_graph.import_graph()
-    assert graph["tagger.wire"] <= {"tagger.params", "tagger.errors", "tagger.tags"}  # tags: a type only
-    assert "tagger.models" not in graph["tagger.inputs"] | graph["tagger.kinds"]
+    assert graph["tagger.analysis.wire"] <= {"tagger.media.params", "tagger.common.errors", "tagger.media.tags"}  # tags: a type only
+    assert "tagger.inference.models" not in graph["tagger.inference.inputs"] | graph["tagger.inference.kinds"]
     assert test_import_graph.cycles(graph) == []

@@ -24,14 +24,14 @@ from click.testing import CliRunner
 from conftest import make_library
 
 from audiofiles import make_audio
-from tagger import models
-from tagger.backends import get_backend
-from tagger.cache import Cache
+from tagger.inference import models
+from tagger.inference.backends import get_backend
+from tagger.store.cache import Cache
 from tagger.cli import cli
-from tagger.models import card_path, file_id, load_model, open_model
-from tagger.runners import InlineRunner
-from tagger.scan import ScanOptions, scan
-from tagger.worker import analyse_file
+from tagger.inference.models import card_path, file_id, load_model, open_model
+from tagger.run.runners import InlineRunner
+from tagger.run.scan import ScanOptions, scan
+from tagger.inference.worker import analyse_file
 
 SVC = Path(get_backend("svc").default_model())
 CNN = Path(get_backend("cnn").default_model())

@@ -28,10 +28,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from audiofiles import make_audio
-from tagger.cache import Cache
-from tagger.models import Model, open_model
-from tagger.runners import InlineRunner
-from tagger.scan import ScanOptions, scan
+from tagger.store.cache import Cache
+from tagger.inference.models import Model, open_model
+from tagger.run.runners import InlineRunner
+from tagger.run.scan import ScanOptions, scan
 
 KERAS_DISTS = {"tensorflow", "tensorflow-cpu", "keras"}
 NEEDS = "needs genretag[keras]"

@@ -3,7 +3,7 @@
 Issue 11, points 3 and 11.  Models here are real: trained with `genretag
 train` on the feature table (the shared one, else test_train_report's
 separable synthetic table), or the shipped svc model saved again with
-tagger.models.save_model, as `train` does.
+tagger.inference.models.save_model, as `train` does.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pytest
 from click.testing import CliRunner
 from test_train_report import table  # noqa: F401  (module fixture: the feature table)
 
-from tagger.backends import get_backend
+from tagger.inference.backends import get_backend
 from tagger.cli import cli
-from tagger.models import CURRENT, card_path, load_model, make_card, read_card, save_model
-from tagger.paths import models_dir
+from tagger.inference.models import CURRENT, card_path, load_model, make_card, read_card, save_model
+from tagger.common.paths import models_dir
 
 SHIPPED = Path(get_backend("svc").default_model())  # in the installed package, editable or not
 

@@ -19,7 +19,7 @@ import pytest
 
 from plugins import musicnn_net
 from plugins.musicnn_net import MIN_SAMPLES, MTT_TAGS, SAMPLE_RATE, TAGS, MusicnnNet, TooShortError, synthetic_signal
-from tagger.errors import ModelError
+from tagger.common.errors import ModelError
 
 REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.npz"
 TOLERANCE = 1e-4

@@ -1,7 +1,7 @@
 """Every data file a package reads at run time ships in the wheel: setup.cfg's package_data names it.
 
 A data file missing there works in an editable install and fails after
-`pip install .` (CI's clean clone found tagger/broad_genres.toml so).
+`pip install .` (CI's clean clone found tagger/decide/broad_genres.toml so).
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from audiofiles import make_audio
-from tagger.cache import Cache
-from tagger.features import FEATURE_NAMES
-from tagger.models import load_model, make_card, save_model
-from tagger.runners import InlineRunner, LocalRunner
-from tagger.scan import ScanOptions, scan
-from tagger.worker import AnalysisTask
+from tagger.store.cache import Cache
+from tagger.analysis.features import FEATURE_NAMES
+from tagger.inference.models import load_model, make_card, save_model
+from tagger.run.runners import InlineRunner, LocalRunner
+from tagger.run.scan import ScanOptions, scan
+from tagger.inference.worker import AnalysisTask
 
 import task_funcs
 
@@ -195,7 +195,7 @@ def test_bad_input_gets_a_row_and_the_batch_goes_on(kind: str, library: Path, db
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)
 
-        monkeypatch.setattr("tagger.audio.open", refuse, raising=False)
+        monkeypatch.setattr("tagger.media.audio.open", refuse, raising=False)
     summary = run([library], db_path, svc)  # in-process, so the simulation applies
     assert (summary.seen, summary.analysed, summary.failed) == (5, 4, 1)
     row = rows(db_path)[str(bad)]
@@ -355,7 +355,7 @@ def test_an_interrupt_during_a_commit_leaves_the_batch_to_the_last_flush(library
 
 
 def test_a_failing_prediction_costs_only_its_track(svc) -> None:
-    from tagger.predict import predict_tracks
+    from tagger.inference.predict import predict_tracks
 
     good = np.zeros(len(FEATURE_NAMES))
     out = predict_tracks(svc, [good, np.full(len(FEATURE_NAMES), np.nan), good])

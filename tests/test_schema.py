@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import make_library
-from tagger import cache as cache_module
-from tagger.cache import SCHEMA_VERSION, TABLES, WRITE, Cache, Table
+from tagger.store import cache as cache_module
+from tagger.store.cache import SCHEMA_VERSION, TABLES, WRITE, Cache, Table
 from tagger.cli import cli
-from tagger.errors import DatabaseError
-from tagger.tags import read_genres
+from tagger.common.errors import DatabaseError
+from tagger.media.tags import read_genres
 
 DATA = Path(__file__).parent / "data"
 #: Made by genretag at 5c661b7 (schema 2); how, in the commit that added it.
@@ -90,7 +90,7 @@ def test_a_release_database_keeps_every_row_and_matches_a_new_one(release: Path,
         pass
     assert schema(db) == schema(tmp_path / "new.sqlite")
     if release_schema != schema(db):  # TABLES changed since: an older genretag must refuse what this one writes
-        assert SCHEMA_VERSION > version, "TABLES changed: raise SCHEMA_VERSION in tagger/cache.py"
+        assert SCHEMA_VERSION > version, "TABLES changed: raise SCHEMA_VERSION in tagger/store/cache.py"
     with sqlite3.connect(db) as con:
         assert con.execute("pragma user_version").fetchone() == (SCHEMA_VERSION,)
         assert con.execute("pragma integrity_check").fetchone() == ("ok",)

@@ -29,7 +29,7 @@ from plugins.musicnn import MusicnnBackend
 from plugins.ovr_logistic import OvRLogistic
 from plugins.resnet import ResNetBackend
 from plugins.svc import SVCBackend
-from tagger.features import FEATURE_NAMES
+from tagger.analysis.features import FEATURE_NAMES
 
 _BINARY_COLUMNS = ("a two-label problem gives two independent columns, one per label (learn reads each genre's "
                    "own score), not scikit-learn's single binary column; and the probabilities are independent "
@@ -86,7 +86,7 @@ HEADS: dict[str, tuple[type, dict[str, Any]]] = {  # each head as training or le
     "efficientat": (EfficientATBackend, {"C_grid": [0.1, 1.0]}),
     "jamendo": (JamendoBackend, {"C_grid": [0.1, 1.0]}),
     "fusion": (FusionBackend, {"C_grid": [0.1, 1.0]}),
-    "learn": (MusicnnBackend, {"C": 0.5, "warm_start": True}),  # tagger/learn.py's personal model
+    "learn": (MusicnnBackend, {"C": 0.5, "warm_start": True}),  # tagger/run/learn.py's personal model
 }
 
 

@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 from audiofiles import add_test_tags, make_audio
 
-from tagger import albums, journal, tagging, ui
-from tagger.cache import READ, Cache, JournalStore
+from tagger.decide import albums
+from tagger.write import journal, tagging
+from tagger.views import ui
+from tagger.store.cache import READ, Cache, JournalStore
 from tagger.cli import cli
-from tagger.tagging import TagOptions
-from tagger.track import Track
+from tagger.write.tagging import TagOptions
+from tagger.store.track import Track
 
 ESC_NAME = "evil\x1b]0;owned\x07\x1b[2J.flac"  # retitles the window, clears the screen
 ESC_GENRE = "Rock\x1b[31m\x00"
@@ -212,7 +214,7 @@ def test_album_plan_takes_one_album_of_records_at_a_time() -> None:
 
 @pytest.mark.parametrize("by", [albums.ALBUM, albums.FOLDER])
 def test_the_cache_orders_records_for_grouping(tmp_path: Path, by: str, monkeypatch) -> None:
-    from tagger import cache as cache_module
+    from tagger.store import cache as cache_module
 
     monkeypatch.setattr(cache_module, "READ_PAGE", 7)  # many pages and key batches, a short last one
     rows = album_rows(seed=3)
@@ -231,7 +233,7 @@ def test_the_cache_orders_records_for_grouping(tmp_path: Path, by: str, monkeypa
 
 
 def test_printable_escapes_what_a_terminal_would_act_on() -> None:
-    from tagger.jsontext import printable
+    from tagger.common.jsontext import printable
 
     assert printable("a\x1b[2Jb\x00c\x9bd\u202ee\nf\udce9") == "a\\x1b[2Jb\\x00c\\x9bd\\u202ee\\x0af\\xe9"
     assert printable("Électro – Café") == "Électro – Café"
@@ -264,7 +266,7 @@ def test_learn_never_prints_raw_escapes(tmp_path: Path, capsys) -> None:
     shown = capsys.readouterr()
     text = shown.out + shown.err
     assert "\x1b" not in text and "\x00" not in text and "\x07" not in text
-    assert "Delta" in shown.out  # learn ran; genres no tag may hold are left out (tagger.outputs.acceptable_label)
+    assert "Delta" in shown.out  # learn ran; genres no tag may hold are left out (tagger.inference.outputs.acceptable_label)
 
 
 # ---------------------------------------------------------------------------

@@ -24,10 +24,10 @@ from click.testing import CliRunner
 from conftest import SAMPLES, copy_scanned
 from mutagen import id3
 
-from tagger import tags
-from tagger.cache import Cache
+from tagger.media import tags
+from tagger.store.cache import Cache
 from tagger.cli import cli
-from tagger.tags import TagFile, read_genres
+from tagger.media.tags import TagFile, read_genres
 
 FORMATS = {"mp3": ".mp3", "flac": ".flac", "wav": ".wav", "aiff": ".aiff"}
 

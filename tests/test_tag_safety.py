@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from mutagen import id3
 from mutagen.mp3 import MP3
 
-from tagger import tags
+from tagger.media import tags
 from tagger.cli import cli
-from tagger.tags import read_genres
+from tagger.media.tags import read_genres
 
 
 def run(db: Path, *args: str) -> tuple[int, dict | str, str]:

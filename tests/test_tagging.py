@@ -1,4 +1,4 @@
-"""Tests for tagger.tagging and the `tag`, `undo` and `scan --write` commands.
+"""Tests for tagger.write.tagging and the `tag`, `undo` and `scan --write` commands.
 
 One library with a real, tagged (artist, title, cover) file of every format
 is made and scanned once per module; each test works on its own copy
@@ -27,12 +27,13 @@ from audiofiles import COVER, EXTENSIONS, FORMATS, add_test_tags, decode, make_a
 from click.testing import CliRunner
 from test_tags import GENRE_KEY, cover_of, raw_id3, stored, tag_view, temp_files
 
-from tagger import journal, tagging, tags
-from tagger.cache import Cache
+from tagger.write import journal, tagging
+from tagger.media import tags
+from tagger.store.cache import Cache
 from tagger.cli import cli
-from tagger.tagging import TagOptions, display_name, field_values, load_genre_map, propose
-from tagger.track import Track
-from tagger.tags import TagError, read_genres
+from tagger.write.tagging import TagOptions, display_name, field_values, load_genre_map, propose
+from tagger.store.track import Track
+from tagger.media.tags import TagError, read_genres
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 NAMES = {"hiphop": "Hip-Hop"}  # every other GTZAN label is just capitalised
@@ -656,7 +657,7 @@ def test_display_names_and_genre_map_files(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
-# The genre tree (tagger/vocabulary.py) on files of every format.
+# The genre tree (tagger/decide/vocabulary.py) on files of every format.
 
 
 def _predict(lib: Lib, paths: list[Path], probs: dict[str, float]) -> None:

@@ -1,4 +1,4 @@
-"""Tests for tagger.tags: genre tags in every format, exact undo, and crash-safe writes.
+"""Tests for tagger.media.tags: genre tags in every format, exact undo, and crash-safe writes.
 
 Every format gets a real file made by tests/audiofiles.py (tone + noise,
 artist, title and a PNG cover), so the tests check real mutagen structures,
@@ -31,9 +31,11 @@ from mutagen.id3 import ID3, TCON, TSOP
 from mutagen.id3 import delete as delete_id3
 from mutagen.mp4 import MP4, MP4FreeForm
 
-from tagger import tags
-from tagger.errors import GenretagError
-from tagger.tags import TEMP_SUFFIX, TagError, read_genres, restore, snapshot, split_genres, supported, write_genres
+from tagger.media import tags
+from tagger.common.errors import GenretagError
+from tagger.media.tags import (
+    TEMP_SUFFIX, TagError, read_genres, restore, snapshot, split_genres, supported, write_genres,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "library-samples"

@@ -1,4 +1,4 @@
-"""The stored track has one owner (issue 12): tagger/track.py declares, encodes and decodes; cache.py queries.
+"""The stored track has one owner (issue 12): tagger/store/track.py declares, encodes and decodes; cache.py queries.
 
 Records are written and read back through a real database in a temporary
 folder; the source checks keep SQL and column decoding from creeping back
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tagger.cache import Cache
-from tagger.predict import track_probabilities
-from tagger.tags import FileMeta
-from tagger.track import STATUSES, TagWrite, Track, TrackStamp, meta_fields
+from tagger.store.cache import Cache
+from tagger.inference.predict import track_probabilities
+from tagger.media.tags import FileMeta
+from tagger.store.track import STATUSES, TagWrite, Track, TrackStamp, meta_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,9 +18,9 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from tagger.backends import Backend, discover, register, unregister
+from tagger.inference.backends import Backend, discover, register, unregister
 from tagger.cli import cli
-from tagger.features import FEATURE_NAMES
+from tagger.analysis.features import FEATURE_NAMES
 from training.data import GENRES, find_clips
 from training.dataset import ClipSet, from_table, partition
 from training.splits import PROTOCOLS, get_split, shipped_list
@@ -267,7 +267,7 @@ def test_refit_saves_a_model_that_heard_every_clip_and_report_measures_its_recip
     # The refit model differs from the protocol's: it learned from clips that one did not.
     proto = tmp_path / "proto.joblib"
     invoke("train", "--backend", "svc", "--features", str(table), "--out", str(proto), "--no-refit")
-    from tagger.models import load_model
+    from tagger.inference.models import load_model
 
     rows = from_table(table)
     X = np.asarray(rows.inputs[:50], dtype=np.float64)
@@ -374,7 +374,7 @@ def test_train_svc_from_audio_caches_and_is_deterministic(audio_tree, home):
     second = invoke("train", "--backend", "svc", "--data", str(audio_tree), "--jobs", "2", "--no-refit")
     assert second["cached"] == 24  # nothing decoded the second time
     assert second["metrics"]["confusion"] == first["metrics"]["confusion"]
-    from tagger.models import load_model
+    from tagger.inference.models import load_model
 
     X = np.random.default_rng(0).normal(size=(4, 57))
     a, b = (load_model("svc", r["model"]).backend.predict_proba(X) for r in (first, second))

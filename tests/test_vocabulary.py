@@ -1,4 +1,4 @@
-"""Tests for tagger.vocabulary (the shipped genre tree) and the naming it gives tagging.
+"""Tests for tagger.decide.vocabulary (the shipped genre tree) and the naming it gives tagging.
 
 Tagging real and generated files with the tree (--with-parents, merges that
 recognise other spellings) is tested in tests/test_tagging.py, on its
@@ -14,10 +14,11 @@ import pytest
 
 from plugins.musicnn import GENRE_TAGS
 from plugins.musicnn_net import TAGS
-from tagger import tags, vocabulary
-from tagger.tagging import TagOptions, display_name, field_values, propose
-from tagger.track import Track
-from tagger.vocabulary import canonical, fold, parents, same
+from tagger.media import tags
+from tagger.decide import vocabulary
+from tagger.write.tagging import TagOptions, display_name, field_values, propose
+from tagger.store.track import Track
+from tagger.decide.vocabulary import canonical, fold, parents, same
 
 REPO = Path(__file__).resolve().parents[1]
 GTZAN = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
@@ -68,7 +69,7 @@ def test_the_shipped_tree_is_consistent_and_every_alias_earns_its_place() -> Non
         # An alias that folds like the name or another alias matches anyway: it would only be noise.
         assert len(set(spellings[1:])) == len(spellings[1:]), genre
         assert fold(genre.key) == fold(genre.name), genre  # keys are the names, slugged
-    text = (REPO / "tagger" / "genres.toml").read_text(encoding="utf-8")
+    text = (REPO / "tagger" / "decide" / "genres.toml").read_text(encoding="utf-8")
     assert vocabulary.parse_tree(text) == tree
 
 

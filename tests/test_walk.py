@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tagger.walk import WalkOptions, walk
+from tagger.media.walk import WalkOptions, walk
 
 
 def touch(path: Path) -> Path:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from audiofiles import make_audio
 
-from tagger.runners import LocalRunner
-from tagger.worker import AnalysisTask
+from tagger.run.runners import LocalRunner
+from tagger.inference.worker import AnalysisTask
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 PACKAGES = ("numpy", "librosa", "soundfile", "tagger", "mutagen")  # what workers import

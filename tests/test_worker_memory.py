@@ -21,10 +21,12 @@ import pytest
 import soundfile as sf
 
 from audiofiles import EXTENSIONS, make_audio
-from tagger import audio, features, worker
-from tagger.features import FEATURE_NAMES, analyse, analyse_chunks
-from tagger.params import AnalysisParams
-from tagger.worker import AnalysisTask, analyse_file
+from tagger.media import audio
+from tagger.analysis import features
+from tagger.inference import worker
+from tagger.analysis.features import FEATURE_NAMES, analyse, analyse_chunks
+from tagger.media.params import AnalysisParams
+from tagger.inference.worker import AnalysisTask, analyse_file
 
 SR = 22050
 #: Features near zero whatever the audio (waveform means): compared on an absolute scale.
@@ -58,8 +60,8 @@ def test_whole_ten_minute_file_is_analysed_within_a_memory_bound(ten_minutes):
         "    line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
         "    return int(line.split()[1]) / 1024\n"
         "import numpy as np\n"
-        "from tagger.params import AnalysisParams\n"
-        "from tagger.worker import AnalysisTask, analyse_file\n"
+        "from tagger.media.params import AnalysisParams\n"
+        "from tagger.inference.worker import AnalysisTask, analyse_file\n"
         "r, s = (analyse_file(AnalysisTask(sys.argv[1], AnalysisParams(None, k))) for k in ('features', 'slices'))\n"
         "print(json.dumps({'error': r.error or s.error, 'seconds': r.seconds, 'duration': r.duration,\n"
         "                  'finite': bool(r.features is not None and np.isfinite(r.features).all()),\n"

@@ -5,7 +5,7 @@ and one artist's clips often come from one album.  Under ``artist-kfold``
 every artist's clips are tested by the same fold's model, which never heard
 that artist, so each artist's test clips can stand in for an album the user
 scans: album mode gives every clip the weighted mean of its group's
-probabilities (tagger.albums.weighted_mean; GTZAN clips are all 30 s, so
+probabilities (tagger.decide.albums.weighted_mean; GTZAN clips are all 30 s, so
 the weights are equal), track mode its own.  Clips whose artist the index
 does not know are grouped per genre by the split (a group that would leak
 the label), so here they stay single clips, as do unindexed clips.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tagger.albums import is_outlier, weighted_mean
+from tagger.decide.albums import is_outlier, weighted_mean
 
 from .splits import artist_group
 

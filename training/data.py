@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from tagger import userfiles
-from tagger.features import FEATURE_NAMES as _FEATURE_NAMES
+from tagger.common import userfiles
+from tagger.analysis.features import FEATURE_NAMES as _FEATURE_NAMES
 
 #: The ten GTZAN genres, sorted; the column order of every model's probabilities.
 GENRES: tuple[str, ...] = (
@@ -147,7 +147,7 @@ def load_feature_table(
     order; ``filename``, ``length`` and ``label`` are not features.
     """
     csv_path = Path(csv_path)
-    # A regular file of bounded size (tagger.userfiles): a FIFO would block, /dev/zero fill memory.
+    # A regular file of bounded size (tagger.common.userfiles): a FIFO would block, /dev/zero fill memory.
     text = userfiles.read_text(csv_path, "feature table", userfiles.TABLE_LIMIT)
     with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger import inputs
-from tagger import userfiles
-from tagger.errors import FileError, GenretagError
-from tagger.features import FEATURE_NAMES, preprocessing
-from tagger.kinds import get_kind
-from tagger.paths import data_dir
-from tagger.progress import Progress  # told the clip count, then each clip: cached, analysed or failed
-from tagger.wire import AnalysisTask
+from tagger.inference import inputs
+from tagger.common import userfiles
+from tagger.common.errors import FileError, GenretagError
+from tagger.analysis.features import FEATURE_NAMES, preprocessing
+from tagger.inference.kinds import get_kind
+from tagger.common.paths import data_dir
+from tagger.common.progress import Progress  # told the clip count, then each clip: cached, analysed or failed
+from tagger.analysis.wire import AnalysisTask
 
 from .data import UnreadableClipWarning, check_readable, find_clips, load_feature_table
 from .splits import PARTS, Split
@@ -43,7 +43,7 @@ CACHE_VERSION = 1
 class ClipSet:
     """One input per clip: a (57,) feature row, a (k, 128, 130) stack of log-mel slices or a (d,) embedding."""
 
-    kind: str  # an input kind of tagger.kinds
+    kind: str  # an input kind of tagger.inference.kinds
     source: str  # the feature table or the audio folder
     track_ids: list[str]
     labels: list[str]
@@ -215,7 +215,7 @@ def _cache_key(path: Path, kind: str, augment: dict[str, float] | None = None, f
 
 
 def _load_cached(key: str) -> np.ndarray | None:
-    try:  # a regular file of bounded size only (tagger.userfiles): a FIFO planted there would block training
+    try:  # a regular file of bounded size only (tagger.common.userfiles): a FIFO planted there would block training
         with userfiles.open_input(cache_dir() / f"{key}.npy", "analysis cache file", userfiles.TABLE_LIMIT) as f:
             return np.load(f, allow_pickle=False)
     except (OSError, ValueError, FileError):  # absent, or truncated by a crash: analyse again
@@ -240,7 +240,7 @@ def _extract(jobs_list: list[tuple[Path, str, dict[str, float] | None]], kind: s
     that the pool then analyses like any clip, so one runner (with its
     per-file timeout and crash recovery) does all the analysis.
     """
-    from tagger.runners import make_runner
+    from tagger.run.runners import make_runner
 
     results: dict[str, np.ndarray | str] = {}
     todo = []
@@ -286,7 +286,7 @@ def _render(path: Path, params: dict[str, float], target: Path) -> Path:
     """Write the augmented whole clip as a float WAV for the pool to analyse."""
     import soundfile
 
-    from tagger.audio import decode
+    from tagger.media.audio import decode
 
     clip = decode(path, excerpt=None)  # at the pipeline's rate: the worker resamples for a front end
     soundfile.write(str(target), apply_augment(clip.samples, clip.sr, params), clip.sr, subtype="FLOAT")

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from tagger import abstain
+from tagger.decide import abstain
 from tagger.defaults import (ALL_BACKENDS, DEFAULT_BY, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_SEED,
                              FOLD_PROTOCOLS)
-from tagger.errors import BackendError, GenretagError, ModelError, NoModelError
-from tagger.kinds import get_kind
-from tagger.progress import Progress
+from tagger.common.errors import BackendError, GenretagError, ModelError, NoModelError
+from tagger.inference.kinds import get_kind
+from tagger.common.progress import Progress
 
 from .dataset import ClipSet, Part, partition
 from .scoring import evaluate, measure, predict_rows, selective, track_probs
@@ -69,7 +69,7 @@ class ReportOptions:
 
 def report(opts: ReportOptions, progress: Progress | None = None) -> dict[str, Any]:
     """One row per model: measured on the data given, or as its card recorded when none is."""
-    from tagger.backends import discover, get_backend
+    from tagger.inference.backends import discover, get_backend
 
     if opts.backend == ALL_BACKENDS:
         if opts.model:
@@ -111,8 +111,8 @@ class _Loader:
 
 
 def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
-    from tagger.backends import backend_info
-    from tagger.models import open_model, resolve_model_path
+    from tagger.inference.backends import backend_info
+    from tagger.inference.models import open_model, resolve_model_path
 
     from .train import make_split, upsampled_note
 
@@ -170,7 +170,7 @@ def _row_or_error(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, 
     try:
         row = _row(name, opts, loader)
         if row.get("precision_coverage"):
-            from tagger.broad import measured_for
+            from tagger.decide.broad import measured_for
 
             row["broad"] = measured_for(name)  # beside the head's: the broad source on GTZAN's genres
         return row
@@ -244,7 +244,7 @@ def cross_validate(name: str, clips: ClipSet, opts: ReportOptions, refit_of: str
     measured by one fresh model.  ``refit_of`` names the saved model whose
     recipe this measures, when that model heard every clip (train --refit).
     """
-    from tagger.backends import get_backend
+    from tagger.inference.backends import get_backend
 
     from .train import choose_abstain, fit, make_split, pool_valid, seed_everything, upsampled_note
 
@@ -328,7 +328,7 @@ def _fmt(value: float | None, std: float | None = None) -> str:
 
 def print_report(result: dict[str, Any]) -> None:
     """The results table, then per model its per-genre figures, confusion matrix and notes."""
-    from tagger import ui
+    from tagger.views import ui
 
     rows = [r for r in result["rows"] if not r.get("skipped")]
     ui.out().print(ui.table(
@@ -435,7 +435,7 @@ def write_plots(rows: list[dict[str, Any]], folder: str | os.PathLike[str]) -> l
         import matplotlib.pyplot as plt
     except ImportError:
         raise GenretagError("--plots needs matplotlib: pip install 'genretag[plots]'") from None
-    from tagger.userfiles import check_output
+    from tagger.common.userfiles import check_output
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Score a fitted model on a part of a split: what ``train`` and ``report`` both measure.
 
 Track accuracy is what a scan does: the argmax of each track's
-probabilities, the mean of its slices' (tagger.predict.track_probabilities;
+probabilities, the mean of its slices' (tagger.inference.predict.track_probabilities;
 a features model has one row per track, so its slice accuracy is undefined).
 ``training/train.py`` scores its valid and test parts here and
 ``training/evaluate.py`` builds the report from the same functions.
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from tagger import abstain
-from tagger.kinds import get_kind
-from tagger.outputs import check_genres, checked_proba
-from tagger.predict import track_probabilities
+from tagger.decide import abstain
+from tagger.inference.kinds import get_kind
+from tagger.inference.outputs import check_genres, checked_proba
+from tagger.inference.predict import track_probabilities
 
 from .dataset import Part
 

@@ -8,7 +8,7 @@ scored once, after fitting, and written into the card with the ids of
 every clip the model learned from, so ``genretag report`` can tell when a
 later figure is contaminated.
 
-The abstain threshold (tagger/abstain.py) is chosen on the valid part too,
+The abstain threshold (tagger/decide/abstain.py) is chosen on the valid part too,
 after fitting, by the rule stated there: the lowest threshold whose valid
 precision reaches 0.80 while keeping at least 10 valid clips; no threshold
 with fewer than 20 valid clips (an empty valid part included) or when none
@@ -30,10 +30,10 @@ import numpy as np
 
 from tagger.defaults import (DEFAULT_AUGMENT, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED,
                              FOLD_PROTOCOLS)
-from tagger.errors import BackendError, GenretagError
-from tagger.outputs import backend_name, check_genres, checked_proba, plugin_call
+from tagger.common.errors import BackendError, GenretagError
+from tagger.inference.outputs import backend_name, check_genres, checked_proba, plugin_call
 
-from tagger.progress import Progress
+from tagger.common.progress import Progress
 
 from .dataset import Augment, ClipSet, Part, augmented, from_audio, from_table, partition, with_copies
 from .scoring import evaluate
@@ -69,7 +69,7 @@ def load_clips(kind: str, data: str | Sequence[str] | None, features: str | None
 
     ``backend`` names whose front end makes embeddings (the embedding kind).
     """
-    from tagger.kinds import get_kind
+    from tagger.inference.kinds import get_kind
 
     if data and features:
         raise GenretagError("give --data or --features, not both")
@@ -121,7 +121,7 @@ def check_fitted(backend: Any, train: Part) -> None:
     genres_ must name at least one of the genres it was trained on (a
     backend may know more, never none: its columns would mean nothing here);
     a few training rows go through the same checks as every prediction
-    (tagger.outputs), so a model is checked even when the test part is empty.
+    (tagger.inference.outputs), so a model is checked even when the test part is empty.
     """
     genres = check_genres(backend)
     labels = sorted(set(train.y.tolist()))
@@ -138,7 +138,7 @@ INNER_FOLDS = 5
 
 
 def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int | None, seed: int) -> dict[str, Any]:
-    """The card's ``abstain`` section, from validation data only, never test (tagger.abstain gives the rule).
+    """The card's ``abstain`` section, from validation data only, never test (tagger.decide.abstain gives the rule).
 
     One small valid part makes a poor judge: its few clips also chose the
     backend's hyperparameters, and across the artist-kfold folds of the 171
@@ -149,8 +149,8 @@ def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: i
     by the same recipe (each with its own valid fold).  Otherwise the valid
     part itself judges.
     """
-    from tagger.abstain import choose_threshold
-    from tagger.kinds import get_kind
+    from tagger.decide.abstain import choose_threshold
+    from tagger.inference.kinds import get_kind
 
     from .scoring import confidences, predict_rows
 
@@ -187,8 +187,8 @@ def refit_on_all(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int
     same recipe, tuned inside each fold); a slices backend keeps the
     protocol's.  Returns (model, refit section of the card, abstain or None).
     """
-    from tagger.abstain import choose_threshold
-    from tagger.kinds import get_kind
+    from tagger.decide.abstain import choose_threshold
+    from tagger.inference.kinds import get_kind
 
     chosen = getattr(backend, "best_params_", None) or {}
     params = {**backend.get_params(), **chosen}
@@ -269,8 +269,8 @@ def pool_valid(split: Split, clips: ClipSet) -> tuple[Split, str | None]:
 
 def train(opts: TrainOptions, *, progress: Progress | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:
     """Fit ``opts.backend``, score its test part, save model and card; return a summary."""
-    from tagger.backends import get_backend
-    from tagger.models import check_out, make_card, save_model
+    from tagger.inference.backends import get_backend
+    from tagger.inference.models import check_out, make_card, save_model
 
     cls = get_backend(opts.backend)
     if opts.out:  # before any work: never replace a device, FIFO, the feature table, a clip or another's card
@@ -331,8 +331,8 @@ def upsampled_note(clips: ClipSet) -> str | None:
     Features and log-mel slices at 22050 Hz see an empty band above 8 kHz in
     such clips, so figures that include them must say so.
     """
-    from tagger.features import preprocessing
-    from tagger.kinds import get_kind
+    from tagger.analysis.features import preprocessing
+    from tagger.inference.kinds import get_kind
 
     if get_kind(clips.kind).has_front_end:
         return None  # the front end runs at its own rate; the backend's card says which
@@ -345,7 +345,7 @@ def upsampled_note(clips: ClipSet) -> str | None:
 
 def print_epoch(info: dict[str, Any]) -> None:
     """One line per epoch or tuning step, whatever metrics the backend reports."""
-    from tagger import ui
+    from tagger.views import ui
 
     parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()]
     ui.err().print("  ".join(parts), highlight=False)
@@ -353,7 +353,7 @@ def print_epoch(info: dict[str, Any]) -> None:
 
 def print_result(result: dict[str, Any]) -> None:
     """What was trained on, how it scored on the test part, and where the model went."""
-    from tagger import ui
+    from tagger.views import ui
 
     c, m = result["counts"], result["metrics"]
     protocol = result["protocol"] + (" [leaky: slices of one track on both sides]" if result["leaky"] else "")

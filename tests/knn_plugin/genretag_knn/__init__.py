@@ -1,6 +1,6 @@
 """genretag-knn: a k-nearest-neighbours genre backend, as a third party would publish it.
 
-It imports only genretag's public plugin API (``tagger.backends.Backend``)
+It imports only genretag's public plugin API (``tagger.inference.backends.Backend``)
 and registers through the ``genretag.backends`` entry point in
 pyproject.toml; genretag itself knows nothing about it.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tagger.backends import Backend
+from tagger.inference.backends import Backend
 
 __version__ = "0.1.0"
 FORMAT = "genretag-knn/1"

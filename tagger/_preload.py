@@ -1,5 +1,0 @@
-"""Imported once by the fork server, so every worker starts warm (imports and JIT done)."""
-
-from .worker import warm_up
-
-warm_up()

@@ -1,0 +1,1 @@
+"""Sound to numbers: the GTZAN features and log-mel slices and the array kernels behind them."""

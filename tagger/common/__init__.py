@@ -1,0 +1,1 @@
+"""What every layer shares: errors, paths, guarded user files, the config file, JSON text, signals, the progress protocol."""

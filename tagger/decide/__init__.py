@@ -1,0 +1,1 @@
+"""Deciding genres: the canonical vocabulary, the broad source, abstaining, multi-label thresholds, album mode."""

@@ -1,0 +1,1 @@
+"""Running a command's work: scan, scan-then-tag, learn, and where analysis runs (local pool, Dask)."""

@@ -1,0 +1,1 @@
+"""The SQLite cache and the records it stores."""

@@ -1,0 +1,1 @@
+"""What the commands print and export: terminal output, tables, CSV/JSON records."""

@@ -1,0 +1,1 @@
+"""Writing genres into files' tags: proposals, the journal, undo."""
