@@ -44,7 +44,7 @@ DEBUG_ENV = "GENRETAG_DEBUG"
 
 class Finite(click.FloatRange):
     """A FloatRange that refuses nan and inf too: click's own lets ``nan`` through any range and ``inf`` above
-    an open end, and the config file goes through the same type, so both places refuse them (issue 22)."""
+    an open end, and the config file goes through the same type, so both places refuse them."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         import math
@@ -272,7 +272,7 @@ class _Group(click.Group):
         try:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         except (Exception, SystemExit) as exc:
-            # A backend's own sys.exit() is a plugin's bug like any exception (issue 22); genretag's is not.
+            # A backend's own sys.exit() is a plugin's bug like any exception; genretag's is not.
             if not standalone_mode or (isinstance(exc, SystemExit) and _raising_backend(exc) is None):
                 raise  # a caller that asked for exceptions gets them
             interrupts.exit_if_hung_up(exc)

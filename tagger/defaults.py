@@ -21,7 +21,7 @@ DEFAULT_EXCERPT = 30.0
 DEFAULT_JOBS: int | None = None
 #: Seconds one file may take before its worker is stopped (``scan --timeout``); 0: no limit.
 DEFAULT_TIMEOUT = 300.0
-#: The longest --timeout: a week per file is already "no limit"; larger values overflowed the waits (issue 22).
+#: The longest --timeout: a week per file is already "no limit"; larger values overflowed the waits.
 MAX_TIMEOUT = 7 * 24 * 3600.0
 #: What --cluster can start.
 CLUSTERS = ("local",)

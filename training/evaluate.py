@@ -135,7 +135,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     except NoModelError as exc:  # never trained: nothing to measure, and nothing wrong
         return {"backend": name, "skipped": str(exc)}
     # A model that is there but unusable (truncated, foreign, bad card) is an error, not a skip, even when
-    # only its card's figures are shown (issue 22): _row_or_error makes it an error row under --backend all,
+    # only its card's figures are shown: _row_or_error makes it an error row under --backend all,
     # else the report's Error line.  open_model checks the file against its card without loading it.
     model = open_model(name, path)
     card = model.card

@@ -355,7 +355,7 @@ def print_result(result: dict[str, Any]) -> None:
     """What was trained on, how it scored on the test part, and where the model went."""
     from tagger.views import ui
 
-    c, m = result["counts"], result["metrics"]
+    m = result["metrics"]
     protocol = result["protocol"] + (" [leaky: slices of one track on both sides]" if result["leaky"] else "")
     lines = [
         ("backend", result["backend"]), ("data", result["data"]), ("protocol", protocol),

@@ -26,7 +26,7 @@ SUM_TOLERANCE = 1e-3
 
 
 #: What a backend's code may raise that must not end genretag as it would: any exception, and sys.exit()
-#: (a plugin's sys.exit(4) ended genretag with exit 4 and no message, issue 22).  Ctrl-C still stops.
+#: (a plugin's sys.exit(4) ended genretag with exit 4 and no message).  Ctrl-C still stops.
 PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 

@@ -50,7 +50,7 @@ def predict_tracks(model: Model, inputs: Sequence[np.ndarray]) -> list[np.ndarra
     model.load()  # a model that cannot load is no track's fault: its ModelError ends the scan
     try:
         return list(_predict_group(model, inputs))
-    except PLUGIN_FAILURES as exc:  # a backend's sys.exit() too: that track's error (issue 22)
+    except PLUGIN_FAILURES as exc:  # a backend's sys.exit() too: that track's error
         if len(inputs) == 1:
             return [f"prediction failed: {failure_text(exc)}"]
     return [r for x in inputs for r in predict_tracks(model, [x])]

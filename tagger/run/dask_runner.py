@@ -239,7 +239,7 @@ class DaskRunner:
                 self._client = distributed.Client(self._local, set_as_default=False)
             else:
                 # Checked first: a Client given an address it cannot parse is left half-built, and its __del__
-                # then hung 60 s and printed a TimeoutError traceback after our Error line (issue 22).
+                # then hung 60 s and printed a TimeoutError traceback after our Error line.
                 distributed.comm.resolve_address(self.scheduler)
                 self._client = distributed.Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
                 self._client.wait_for_workers(1, timeout=self.connect_timeout)
