@@ -223,7 +223,7 @@ def test_real_id3v23_file_tagged_as_v24_undoes_byte_for_byte(tmp_path: Path) -> 
 # or the folder (after the rename) of the first file it writes.
 CTRL_C_AT = """
 import os, signal, sys
-from tagger import tags
+from tagger.media import tags
 folder, real = sys.argv.pop(1) == "folder", tags._fsync
 def ctrl_c(path, directory=False):
     if directory == folder:
@@ -332,7 +332,7 @@ def test_split_gives_the_name_its_own_copy_and_undo_joins_the_link_again(seeded)
 # Runs genretag, which is killed (SIGKILL) half-way through copying the first new version into its inode.
 KILLED_IN_COPY = """
 import os, signal, sys
-from tagger import tags
+from tagger.media import tags
 def half(src, dest):
     with open(src, "rb") as new, open(dest, "r+b") as out:
         out.write(new.read()[: os.path.getsize(src) // 2])

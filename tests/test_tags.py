@@ -531,7 +531,7 @@ def test_disk_full_inside_mutagen(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 _FULL_DISK_CHILD = textwrap.dedent(
     """
     import json, os, shutil, sys
-    from tagger import tags
+    from tagger.media import tags
     folder, source = sys.argv[1], sys.argv[2]
     path = os.path.join(folder, os.path.basename(source))
     shutil.copyfile(source, path)
@@ -607,7 +607,7 @@ def test_file_changed_during_write_is_not_overwritten(monkeypatch: pytest.Monkey
 _KILL_CHILD = textwrap.dedent(
     """
     import os, sys, time
-    from tagger import tags
+    from tagger.media import tags
     mode, path, marker = sys.argv[1:4]
     if mode == "stall":
         def stall(src, dst):
