@@ -170,7 +170,7 @@ class Embedding(Kind):
                 _check_output(task.path, f"part {name!r} of the front end of backend {backend!r}", part,
                               out.embedding, out.tags)
             fields: dict[str, Any] = {"parts": outputs, "front_end": fe.id}
-            if not task.skip:  # else the scan joins the cached parts in (tagger.inference.inputs.join_parts)
+            if not task.skip:  # else the scan joins the cached parts in (join_parts)
                 fields["embedding"], fields["tags"] = fe.join(by_id(outputs))
             return fields
         embedding, tags = _run_front_end(task, f"backend {backend!r}", lambda: fe(y))
@@ -218,6 +218,24 @@ def embedding_row(key: str, front_end: str | None, embedding: np.ndarray, tags: 
     """A row of the cache's ``embeddings`` table: a vector (and tags) under the id of what made it."""
     return {"path": key, "front_end": front_end, "vector": np.asarray(embedding, dtype=np.float32).tobytes(),
             "tags": None if tags is None else np.asarray(tags, dtype=np.float32).tobytes()}
+
+
+def join_parts(cache: Cache, key: str, result: AnalysisResult, fe: FusedFrontEnd) -> None:
+    """Set the embedding and tags of a fused result that skipped parts, taking those from the cache.
+
+    A part the cache no longer holds (another scan changed it meanwhile)
+    makes the result an error that a rescan analyses again.
+    """
+    outputs = by_id(result.parts or ())
+    missing = [part.id for _, part in fe.parts if part.id not in outputs]
+    for part_id in missing:
+        found = cache.embeddings_for([key], part_id)
+        if key in found:
+            outputs[part_id] = found[key]
+    try:
+        result.embedding, result.tags = fe.join(outputs)
+    except KeyError as exc:
+        result.error = f"the cached output of front end {exc.args[0]} vanished during the scan; scan again"
 
 
 def cached_embeddings(cache: Cache, fe: FrontEnd, keys: Sequence[str]) -> Cached:

@@ -26,7 +26,7 @@ from ..decide import broad as broadmod
 from ..store import cache as cachemod
 from ..inference import inputs
 from ..store.cache import Cache, path_key
-from ..inference.kinds import get_kind
+from ..inference.kinds import get_kind, join_parts
 from ..inference.models import Model
 from ..defaults import DEFAULT_ABSTAIN_BELOW, DEFAULT_BROAD, DEFAULT_EXCERPT
 from ..media.params import AnalysisParams
@@ -278,7 +278,7 @@ class _Scan:
             self.take(result)
             return
         if result.embedding is None and result.parts is not None:  # it skipped parts the cache holds
-            inputs.join_parts(self.cache, key, result, front_end)
+            join_parts(self.cache, key, result, front_end)
             if result.error:
                 self.take(result)
                 return
