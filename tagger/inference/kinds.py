@@ -89,6 +89,9 @@ class Kind:
         per_track = [self.rows(np.asarray(v)) for v in values]
         return np.concatenate(per_track).astype(self.dtype, copy=False), [len(r) for r in per_track]
 
+    def accept(self, cache: Cache, key: str, result: AnalysisResult, fe: FrontEnd | None) -> None:
+        """Complete or refuse a worker's result before the parent predicts from it; refusing sets ``result.error``."""
+
     def to_keep(self, key: str, result: AnalysisResult) -> Kept:
         """(table, row) pairs the cache keeps of an analysed track, so another model needs no decoding."""
         return []
@@ -179,6 +182,16 @@ class Embedding(Kind):
 
     def model_input(self, result: AnalysisResult) -> np.ndarray | None:
         return result.embedding
+
+    def accept(self, cache: Cache, key: str, result: AnalysisResult, fe: FrontEnd | None) -> None:
+        """Refuse an embedding made by other weights (a Dask worker's); join in the fused parts the worker skipped."""
+        if fe is not None and result.front_end != fe.id:
+            result.error = (f"analysed with front end {result.front_end} on worker {result.worker}, "
+                            f"but this model needs front end {fe.id}")
+            result.embedding = None
+            return
+        if result.embedding is None and result.parts is not None:  # it skipped parts the cache holds
+            join_parts(cache, key, result, fe)
 
     def to_keep(self, key: str, result: AnalysisResult) -> Kept:
         """A fused front end's result is kept part by part, each under its own id."""

@@ -26,7 +26,7 @@ from ..decide import broad as broadmod
 from ..store import cache as cachemod
 from ..inference import inputs
 from ..store.cache import Cache, path_key
-from ..inference.kinds import get_kind, join_parts
+from ..inference.kinds import get_kind
 from ..inference.models import Model
 from ..defaults import DEFAULT_ABSTAIN_BELOW, DEFAULT_BROAD, DEFAULT_EXCERPT
 from ..media.params import AnalysisParams
@@ -270,20 +270,13 @@ class _Scan:
             self.progress.advance(result.path, "failed")
             self._add(_Pending(key, raw, result, None))
             return
-        front_end = self.model.front_end
-        if front_end is not None and result.front_end != front_end.id:  # a Dask worker with other weights
-            result.error = (f"analysed with front end {result.front_end} on worker {result.worker}, "
-                            f"but this model needs front end {front_end.id}")
-            result.embedding = None
+        kind = get_kind(self.model.input_kind)
+        kind.accept(self.cache, key, result, self.model.front_end)
+        if result.error:  # refused by its kind
             self.take(result)
             return
-        if result.embedding is None and result.parts is not None:  # it skipped parts the cache holds
-            join_parts(self.cache, key, result, front_end)
-            if result.error:
-                self.take(result)
-                return
         self.progress.advance(result.path, "analysed")
-        self._add(_Pending(key, raw, result, get_kind(self.model.input_kind).model_input(result), result.tags))
+        self._add(_Pending(key, raw, result, kind.model_input(result), result.tags))
 
     def flush(self) -> None:
         """Predict everything pending in one batch and commit it in one transaction.
