@@ -6,17 +6,19 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import learnlib
 from conftest import copy_scanned, make_library, scan_for_module
-from tagger.decide import decision
+from tagger.decide import broad, decision
+from tagger.inference import inputs
 from tagger.store.cache import READ, Cache
 from tagger.cli import cli
 from tagger.decide.decision import NEVER, PER_GENRE, SINGLE, Rule
 from tagger.inference.models import card_path
-from tagger.write.tagging import TagOptions, propose
+from tagger.write.tagging import TagOptions, propose, unusable
 
 DEPRECATED = "--min-confidence is deprecated"
 
@@ -187,6 +189,45 @@ def test_tag_redecides_rows_of_another_model_or_says_how_many_it_left(tmp_path: 
     assert "1 file(s) decided by another model left as they were" in notes[0]
     models = {r["backend"]: r["model_id"] for r in rows(db)}
     assert models["svc"] == "gone" and models["musicnn"] != "synthetic"
+
+
+def test_a_redecision_keeps_the_broad_choice_of_the_scan_it_replaces(tmp_path: Path) -> None:
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], strength=6.0)
+    names = list(inputs.front_end("musicnn").tag_names)
+    tags = np.full(len(names), 0.01, dtype=np.float32)
+    tags[names.index("electronic")] = 0.95  # the networks hear electronic music: the broad source would say so
+    with sqlite3.connect(db) as con:
+        con.execute("update embeddings set tags = ?", (tags.tobytes(),))
+    con.close()
+    code, out, err = run("learn", str(root), "--db", str(db), "--json")
+    assert code == 0, err
+    card = card_path(Path(json.loads(out)["model"]["file"]))  # the head now abstains on every file
+    doc = json.loads(card.read_text())
+    doc["multilabel"]["thresholds"] = {g: 1.0 for g in doc["multilabel"]["thresholds"]}
+    card.write_text(json.dumps(doc))
+
+    def redecided_by_tag(broad_id: str | None) -> list:
+        with sqlite3.connect(db) as con:  # as an earlier model's scan left them, with the broad source on or off
+            con.execute("update tracks set model_id = 'older', broad_id = ?", (broad_id,))
+        con.close()
+        _, _, err = run("tag", str(root), "--db", str(db), "--dry-run", "--json")  # no audio: each file an error
+        assert "re-decided by its current one" in err, err
+        with Cache(db, READ) as cache:
+            return list(cache.records([str(root)]))
+
+    def written(records: list, opts: TagOptions) -> set:
+        """What tag would write to each record (None: nothing, and why is another matter)."""
+        return {None if unusable(r, opts) else tuple(propose(r, opts)[0]) for r in records}
+
+    records = redecided_by_tag(None)  # a row from before broad_id was stored: the source was on
+    assert {(r.genre, r.genre_source, r.broad_id) for r in records} == {("Electronic", "broad", broad.shipped().id)}
+    assert written(records, TagOptions()) == {("Electronic",)}
+    assert written(records, TagOptions(broad=False)) == {None}  # tag --no-broad still leaves it out
+    records = redecided_by_tag(broad.OFF)  # scanned with --no-broad: re-decided without the broad source
+    assert {(r.genre, r.genre_source, r.broad_id) for r in records} == {(None, None, broad.OFF)}
+    assert all(r.abstained.startswith("uncertain") for r in records)
+    assert written(records, TagOptions()) == {None}
 
 
 def test_rows_from_before_rules_keep_their_decision_and_get_its_rule_once(scanned: tuple[Path, Path]) -> None:

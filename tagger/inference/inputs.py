@@ -20,7 +20,7 @@ from .backends import backend_info, get_backend
 from ..common.errors import BackendError, FileError, GenretagError
 from ..analysis.features import preprocessing
 from .frontend import FrontEnd
-from .fusion import FusedFrontEnd, by_id
+from .fusion import FusedFrontEnd
 from .kinds import Cached, Kind, get_kind
 from ..media.params import AnalysisParams
 
@@ -176,24 +176,6 @@ def cached_inputs(cache: Cache, model: Listening, keys: Sequence[str]) -> Cached
     """Cached (input, tags) of these tracks that ``model`` can use (features, or its front end's embeddings),
     and the parts a fused front end has cached of the others (:func:`tagger.inference.kinds.cached_embeddings`)."""
     return get_kind(model.input_kind).cached(cache, keys, model.front_end)
-
-
-def join_parts(cache: Cache, key: str, result: AnalysisResult, fe: FusedFrontEnd) -> None:
-    """Set the embedding and tags of a fused result that skipped parts, taking those from the cache.
-
-    A part the cache no longer holds (another scan changed it meanwhile)
-    makes the result an error that a rescan analyses again.
-    """
-    outputs = by_id(result.parts or ())
-    missing = [part.id for _, part in fe.parts if part.id not in outputs]
-    for part_id in missing:
-        found = cache.embeddings_for([key], part_id)
-        if key in found:
-            outputs[part_id] = found[key]
-    try:
-        result.embedding, result.tags = fe.join(outputs)
-    except KeyError as exc:
-        result.error = f"the cached output of front end {exc.args[0]} vanished during the scan; scan again"
 
 
 def tag_probabilities(model: Listening, tags: np.ndarray | None) -> dict[str, float] | None:

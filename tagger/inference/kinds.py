@@ -89,6 +89,9 @@ class Kind:
         per_track = [self.rows(np.asarray(v)) for v in values]
         return np.concatenate(per_track).astype(self.dtype, copy=False), [len(r) for r in per_track]
 
+    def accept(self, cache: Cache, key: str, result: AnalysisResult, fe: FrontEnd | None) -> None:
+        """Complete or refuse a worker's result before the parent predicts from it; refusing sets ``result.error``."""
+
     def to_keep(self, key: str, result: AnalysisResult) -> Kept:
         """(table, row) pairs the cache keeps of an analysed track, so another model needs no decoding."""
         return []
@@ -170,7 +173,7 @@ class Embedding(Kind):
                 _check_output(task.path, f"part {name!r} of the front end of backend {backend!r}", part,
                               out.embedding, out.tags)
             fields: dict[str, Any] = {"parts": outputs, "front_end": fe.id}
-            if not task.skip:  # else the scan joins the cached parts in (tagger.inference.inputs.join_parts)
+            if not task.skip:  # else the scan joins the cached parts in (join_parts)
                 fields["embedding"], fields["tags"] = fe.join(by_id(outputs))
             return fields
         embedding, tags = _run_front_end(task, f"backend {backend!r}", lambda: fe(y))
@@ -179,6 +182,16 @@ class Embedding(Kind):
 
     def model_input(self, result: AnalysisResult) -> np.ndarray | None:
         return result.embedding
+
+    def accept(self, cache: Cache, key: str, result: AnalysisResult, fe: FrontEnd | None) -> None:
+        """Refuse an embedding made by other weights (a Dask worker's); join in the fused parts the worker skipped."""
+        if fe is not None and result.front_end != fe.id:
+            result.error = (f"analysed with front end {result.front_end} on worker {result.worker}, "
+                            f"but this model needs front end {fe.id}")
+            result.embedding = None
+            return
+        if result.embedding is None and result.parts is not None:  # it skipped parts the cache holds
+            join_parts(cache, key, result, fe)
 
     def to_keep(self, key: str, result: AnalysisResult) -> Kept:
         """A fused front end's result is kept part by part, each under its own id."""
@@ -218,6 +231,24 @@ def embedding_row(key: str, front_end: str | None, embedding: np.ndarray, tags: 
     """A row of the cache's ``embeddings`` table: a vector (and tags) under the id of what made it."""
     return {"path": key, "front_end": front_end, "vector": np.asarray(embedding, dtype=np.float32).tobytes(),
             "tags": None if tags is None else np.asarray(tags, dtype=np.float32).tobytes()}
+
+
+def join_parts(cache: Cache, key: str, result: AnalysisResult, fe: FusedFrontEnd) -> None:
+    """Set the embedding and tags of a fused result that skipped parts, taking those from the cache.
+
+    A part the cache no longer holds (another scan changed it meanwhile)
+    makes the result an error that a rescan analyses again.
+    """
+    outputs = by_id(result.parts or ())
+    missing = [part.id for _, part in fe.parts if part.id not in outputs]
+    for part_id in missing:
+        found = cache.embeddings_for([key], part_id)
+        if key in found:
+            outputs[part_id] = found[key]
+    try:
+        result.embedding, result.tags = fe.join(outputs)
+    except KeyError as exc:
+        result.error = f"the cached output of front end {exc.args[0]} vanished during the scan; scan again"
 
 
 def cached_embeddings(cache: Cache, fe: FrontEnd, keys: Sequence[str]) -> Cached:

@@ -111,6 +111,7 @@ class _Pending:
     inputs: np.ndarray | None
     tags: np.ndarray | None = None
     row: dict[str, Any] | None = None  # what is stored: Track.row(...)
+    broad: bool | None = None  # re-deciding: whether the row's own scan consulted the broad source; None: this scan's
 
 
 class _Scan:
@@ -240,12 +241,20 @@ class _Scan:
             self._count(decided["genre"])
         self.cache.write_results(rows)
 
-    def _decided(self, probs: Sequence[float] | np.ndarray, tags: dict[str, float] | None) -> dict[str, Any]:
-        """The rule's decision, then the broad source's where it abstains (tagger/decide/decision.py), as Track fields."""
+    def _decided(self, probs: Sequence[float] | np.ndarray, tags: dict[str, float] | None,
+                 broad: bool | None = None) -> dict[str, Any]:
+        """The rule's decision, then the broad source's where it abstains (tagger/decide/decision.py), as Track fields.
+
+        ``broad`` overrides this scan's choice of consulting the broad source (None: keep it).
+        """
+        source, source_id = self.broad, self.broad_id
+        if broad is not None and broad != (source is not None):
+            source = broadmod.shipped() if broad else None
+            source_id = source.id if source else broadmod.OFF
         d = decision.decide_track(self.rule, dict(zip(self.model.genres, map(float, probs))), tags, self.model.name,
-                                  self.broad)
+                                  source)
         return {"genre": d.genre, "abstained": d.abstained, "genre_source": d.source, "genre_score": d.score,
-                "broad": d.broad or None, "broad_id": self.broad_id, "rule": self.rule_json,
+                "broad": d.broad or None, "broad_id": source_id, "rule": self.rule_json,
                 "abstain_threshold": self.rule.stored_threshold}
 
     def _count(self, genre: str | None) -> None:
@@ -270,20 +279,13 @@ class _Scan:
             self.progress.advance(result.path, "failed")
             self._add(_Pending(key, raw, result, None))
             return
-        front_end = self.model.front_end
-        if front_end is not None and result.front_end != front_end.id:  # a Dask worker with other weights
-            result.error = (f"analysed with front end {result.front_end} on worker {result.worker}, "
-                            f"but this model needs front end {front_end.id}")
-            result.embedding = None
+        kind = get_kind(self.model.input_kind)
+        kind.accept(self.cache, key, result, self.model.front_end)
+        if result.error:  # refused by its kind
             self.take(result)
             return
-        if result.embedding is None and result.parts is not None:  # it skipped parts the cache holds
-            inputs.join_parts(self.cache, key, result, front_end)
-            if result.error:
-                self.take(result)
-                return
         self.progress.advance(result.path, "analysed")
-        self._add(_Pending(key, raw, result, get_kind(self.model.input_kind).model_input(result), result.tags))
+        self._add(_Pending(key, raw, result, kind.model_input(result), result.tags))
 
     def flush(self) -> None:
         """Predict everything pending in one batch and commit it in one transaction.
@@ -312,7 +314,7 @@ class _Scan:
                 continue
             info = summarise(self.model.genres, out)
             info["tags"] = inputs.tag_probabilities(self.model, item.tags)
-            info |= self._decided(out, info["tags"])
+            info |= self._decided(out, info["tags"], item.broad)
             tally.append(("repredicted" if item.result is None else "analysed", info["genre"]))
             item.row = self._ok_row(item, info, stamp)
         for item in batch:
@@ -369,7 +371,8 @@ class _Scan:
         """Bring this backend's results under the paths to this model from what is cached; how many it could not.
 
         Rows another model decided are predicted again from their cached
-        inputs (no decoding) and decided by this model's rule; rows of this
+        inputs (no decoding) and decided by this model's rule, consulting the
+        broad source only if their own scan did (``--no-broad`` stays off); rows of this
         model without a stored rule (older databases) keep their decision and
         get the rule it was made by.  Rows with no usable cached input (a
         slices backend caches none) are left as they are, and counted.
@@ -395,8 +398,8 @@ class _Scan:
         other = {t.path: t for t in tracks if t.model_id != self.model.id}
         kept, _ = inputs.cached_inputs(self.cache, self.model, list(other)) if other else ({}, {})
         for key, track in other.items():
-            if key in kept:
-                self._add(_Pending(key, track.path_bytes, None, *kept[key]))
+            if key in kept:  # a row from before broad_id was stored had the source on
+                self._add(_Pending(key, track.path_bytes, None, *kept[key], broad=track.broad_id != broadmod.OFF))
         return len(other) - len(kept)
 
     # -- the run ---------------------------------------------------------
