@@ -112,22 +112,36 @@ class Backend(ABC):
         """The model file shipped inside the backend's package, if any."""
         return None
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters from the ``__init__`` signature, for model cards and ``cls(**params)``.
 
-        An ``__init__`` that takes ``**kwargs`` passes them to its parent's,
-        so the parent's parameters are collected too (the Keras backends
-        share theirs this way).
+        ``deep`` is scikit-learn's (``clone`` passes it); no parameter is an
+        estimator, so it changes nothing.
         """
+        return {name: getattr(self, name) for name in self._param_names() if hasattr(self, name)}
+
+    def set_params(self, **params: Any) -> Backend:
+        """Set hyperparameters by name (scikit-learn's ``set_params``); an unknown name is a ValueError."""
+        names = self._param_names()
+        for key, value in params.items():
+            if key not in names:
+                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}; valid ones: {names}")
+            setattr(self, key, value)
+        return self
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The ``__init__`` parameters; an ``__init__`` taking ``**kwargs`` passes them to its parent's,
+        so the parent's are collected too (the Keras backends share theirs this way)."""
         names: list[str] = []
-        for klass in type(self).__mro__:
+        for klass in cls.__mro__:
             if "__init__" not in vars(klass) or klass is object:
                 continue
             params = inspect.signature(vars(klass)["__init__"]).parameters.values()
             names += [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 break
-        return {name: getattr(self, name) for name in dict.fromkeys(names) if hasattr(self, name)}
+        return list(dict.fromkeys(names))
 
     def history(self) -> dict[str, list[float]]:
         """Per-epoch training metrics, for learning curves (empty if none)."""
