@@ -92,6 +92,9 @@ class SVCBackend(SklearnBackend):
             y_valid: Sequence[str] | None = None, epochs: int | None = None, seed: int = 0,
             callback: Any = None) -> SVCBackend:
         X, y, X_valid, y_valid = self._fit_data(X, y, X_valid, y_valid)
+        if self.log_variances and X.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"log_variances needs the {len(FEATURE_NAMES)} GTZAN features as columns, "
+                             f"got {X.shape[1]}")
         self.validation_: dict[str, float] = {}
         pairs = [tuple(p) for p in self.pairs] if self.pairs else [(self.C, self.gamma)]
         if X_valid is not None and y_valid is not None:

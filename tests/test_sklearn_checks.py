@@ -95,6 +95,13 @@ def test_svc_log_variances_need_the_57_features() -> None:
     assert model.n_features_in_ == len(FEATURE_NAMES) and list(model.classes_) == sorted(set(y))
     with pytest.raises(ValueError, match=f"X has 3 features, but SVCBackend is expecting {len(FEATURE_NAMES)}"):
         model.predict_proba(X[:, :3])
+    with pytest.raises(ValueError, match="log_variances needs the 57 GTZAN features as columns, got 3"):
+        SVCBackend().fit(X[:, :3], y)
+
+
+def test_repr_names_the_changed_parameters_so_check_ids_are_stable() -> None:
+    assert repr(SVCBackend(log_variances=False, vote=3)) == "SVCBackend(log_variances=False, vote=3)"
+    assert repr(MusicnnBackend()) == "MusicnnBackend()"
 
 
 def test_ovr_logistic_keeps_learns_label_sets_and_reads_a_string_as_one_label() -> None:
