@@ -69,15 +69,20 @@ class EmbeddingHead(SklearnBackend):
     def fit(self, X: np.ndarray, y: Sequence[str], *, X_valid: np.ndarray | None = None,
             y_valid: Sequence[str] | None = None, epochs: int | None = None, seed: int = 0,
             callback: Any = None) -> EmbeddingHead:
-        if len(y) and not isinstance(y[0], str):  # label sets: a personal multi-label head (genretag learn)
-            X = np.asarray(X)  # float32 stays float32: learn's 500,000 x 200 embeddings are 400 MB, not 800
-            return self._fit_multilabel(X if X.dtype in (np.float32, np.float64) else X.astype(np.float64),
-                                        [[str(g) for g in labels] for labels in y])
-        X, y = np.asarray(X, dtype=np.float64), np.asarray([str(g) for g in y])
+        labels = y if y is None or isinstance(y, (list, tuple)) else np.asarray(y)
+        if labels is not None and len(labels) and isinstance(labels[0], (list, tuple, set, frozenset)):
+            # label sets: a personal multi-label head (genretag learn). float32 stays float32: learn's
+            # 500,000 x 200 embeddings are 400 MB, not 800.
+            from sklearn.utils.validation import check_array, check_consistent_length
+
+            X = check_array(X, dtype=(np.float64, np.float32))
+            check_consistent_length(X, y)
+            self.n_features_in_ = X.shape[1]
+            return self._fit_multilabel(X, [[str(g) for g in genres] for genres in labels])
+        X, y, X_valid, y_valid = self._fit_data(X, y, X_valid, y_valid)
         self.validation_: dict[str, float] = {}
         self.C_ = float(self.C)
-        if X_valid is not None and y_valid is not None and len(X_valid):
-            X_valid, y_valid = np.asarray(X_valid, dtype=np.float64), np.asarray([str(g) for g in y_valid])
+        if X_valid is not None and y_valid is not None:
             for C in self.C_grid:
                 acc = float(np.mean(self._pipeline(C, seed).fit(X, y).predict(X_valid) == y_valid))
                 self.validation_[f"C={C:g}"] = acc
@@ -112,6 +117,11 @@ class EmbeddingHead(SklearnBackend):
         self.genres_ = [str(g) for g in self.pipeline_.classes_]
         self.validation_ = {}
         return self
+
+    @property
+    def n_iter_(self) -> Any:
+        """The solver's iterations in the last fit (scikit-learn's convention beside ``max_iter``)."""
+        return self.pipeline_[-1].n_iter_
 
     @classmethod
     def default_model(cls) -> Path | None:

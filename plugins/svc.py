@@ -91,11 +91,13 @@ class SVCBackend(SklearnBackend):
     def fit(self, X: np.ndarray, y: Sequence[str], *, X_valid: np.ndarray | None = None,
             y_valid: Sequence[str] | None = None, epochs: int | None = None, seed: int = 0,
             callback: Any = None) -> SVCBackend:
-        X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+        X, y, X_valid, y_valid = self._fit_data(X, y, X_valid, y_valid)
+        if self.log_variances and X.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"log_variances needs the {len(FEATURE_NAMES)} GTZAN features as columns, "
+                             f"got {X.shape[1]}")
         self.validation_: dict[str, float] = {}
         pairs = [tuple(p) for p in self.pairs] if self.pairs else [(self.C, self.gamma)]
-        if X_valid is not None and y_valid is not None and len(X_valid):
-            X_valid, y_valid = np.asarray(X_valid, dtype=np.float64), np.asarray(y_valid)
+        if X_valid is not None and y_valid is not None:
             pairs = self._rank_on_valid(X, y, X_valid, y_valid, callback)
             if self.refit_on_valid:
                 X, y = np.concatenate([X, X_valid]), np.concatenate([y, y_valid])

@@ -112,22 +112,44 @@ class Backend(ABC):
         """The model file shipped inside the backend's package, if any."""
         return None
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters from the ``__init__`` signature, for model cards and ``cls(**params)``.
 
-        An ``__init__`` that takes ``**kwargs`` passes them to its parent's,
-        so the parent's parameters are collected too (the Keras backends
-        share theirs this way).
+        ``deep`` is scikit-learn's (``clone`` passes it); no parameter is an
+        estimator, so it changes nothing.
         """
-        names: list[str] = []
-        for klass in type(self).__mro__:
+        return {name: getattr(self, name) for name in self._param_defaults() if hasattr(self, name)}
+
+    def set_params(self, **params: Any) -> Backend:
+        """Set hyperparameters by name (scikit-learn's ``set_params``); an unknown name is a ValueError."""
+        names = list(self._param_defaults())
+        for key, value in params.items():
+            if key not in names:
+                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}; valid ones: {names}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        """The class and the parameters that differ from their defaults, as scikit-learn shows an estimator."""
+        defaults = self._param_defaults()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if repr(v) != repr(defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    @classmethod
+    def _param_defaults(cls) -> dict[str, Any]:
+        """The ``__init__`` parameters and their defaults; an ``__init__`` taking ``**kwargs`` passes them to
+        its parent's, so the parent's are collected too (the Keras backends share theirs this way)."""
+        found: dict[str, Any] = {}
+        for klass in cls.__mro__:
             if "__init__" not in vars(klass) or klass is object:
                 continue
             params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-            names += [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            for p in params:
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    found.setdefault(p.name, p.default)
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 break
-        return {name: getattr(self, name) for name in dict.fromkeys(names) if hasattr(self, name)}
+        return found
 
     def history(self) -> dict[str, list[float]]:
         """Per-epoch training metrics, for learning curves (empty if none)."""
