@@ -1,68 +1,14 @@
-"""The SQLite cache: one row per file, the only module that imports sqlite_utils.
+"""The SQLite cache: every table and all the SQL; the only module that imports sqlite_utils.
 
-The database is a first-class artifact: open it with ``sqlite3`` or
-Datasette.  Every table is declared once, in :data:`TABLES`, and
-:func:`migrate` creates or upgrades each the same way, so a database of an
-older release opens with every row kept.  The ``tracks`` and
-``tag_history`` columns are the fields of :class:`tagger.store.track.Track` and
-:class:`tagger.store.track.TagWrite`, which also encode and decode them; this
-module holds all the SQL, and its queries (:meth:`Cache.records`,
-:meth:`Cache.fetch`, :meth:`Cache.lookup`, :meth:`JournalStore.open_writes`)
-return those records.  Tables:
-
-``tracks``
-    one row per file keyed by absolute path: size, mtime, duration, the
-    analysis parameters, backend and model id, genre, confidence, top 3,
-    all probabilities, error text, and timestamps; and what the file's own
-    tags said when it was analysed (artist, album, album_artist,
-    compilation, file_genres: tagger.media.tags.FileMeta), for album mode and
-    ``learn`` without opening every file again.  A vanished file keeps
-    its row with ``missing = 1``; nothing is ever silently dropped.
-``features``
-    the 57 GTZAN features per file, so a new feature model can re-predict
-    without decoding again.
-``embeddings``
-    per file and front end (``front_end`` is its id), the embedding
-    ``vector`` and ``tags`` probabilities (float32 bytes), so a new head on
-    the same front end re-predicts without decoding, and a head over several
-    front ends (tagger/inference/fusion.py) finds each one's output under its own id.  ``tracks.tags`` holds
-    the tags as JSON for reading.  Features and embeddings of a file that
-    changed are dropped when it is analysed again, so none outlives the
-    version of the file it came from.
-``tag_history``
-    one row per genre write genretag made (see tagger/write/journal.py): the
-    field's exact ``snapshot`` before it (for undo), the ``previous`` and
-    ``written`` values as JSON lists, and the file's size and mtime after the
-    write.  A row whose ``written_at`` is empty is a write in flight or cut
-    short (kill -9); its size and mtime are then the file's stat *before*
-    the write.  ``undone_at`` is set by undo; ``superseded_at`` when the
-    file changed outside genretag after the write, so undoing it would
-    clobber that change.  ``undo_started_at`` is set before undo restores
-    the file, so an undo cut short before ``undone_at`` is settled too.
-    ``hard_links`` and ``aside``: how a file with several names was written,
-    and what that write set aside (tagger.media.tags._edit).
-``whole_tags``
-    per ``tag_history`` row whose write converts the ID3 version, the whole
-    tag before it (``history_id``, ``tag`` bytes), for a byte-exact undo;
-    kept apart so streaming ``tag_history`` stays small, and deleted once
-    the write is undone, superseded or discarded.
-``scans``
-    one row per scan run, with its counts.
-
-Writes go through :meth:`Cache.write_results` in one transaction per batch,
-in WAL mode, so a killed scan loses at most the batch in flight.
-
-How a file is opened is decided in one place, :func:`connect`, by mode:
-``create`` (scan: make the folder and database if missing), ``write``
-(tag, undo: an existing database only) and ``read`` (show, export: opened
-read-only, so a read-only file or folder works).  A database genretag made
-carries ``PRAGMA application_id = APPLICATION_ID``; one made before that
-mark is recognised by its tables and marked on its next write.  Any other
-SQLite file, or a file that is not SQLite, is refused before SQLite writes
-a byte to it.  Concurrent commands wait for each other: every write is a
-``BEGIN IMMEDIATE`` transaction (so the busy timeout applies when taking
-the write lock) and no read cursor stays open across a write (reads are
-fetched a page at a time).
+Every table is declared once, in :data:`TABLES`, and :func:`migrate` creates
+or upgrades each the same way, so an older database opens with every row kept.
+``tracks`` and ``tag_history`` rows are :class:`tagger.store.track.Track` and
+:class:`tagger.store.track.TagWrite`, which encode and decode them.
+:func:`connect` opens a file by mode (``create``, ``write``, ``read``) and
+refuses any file genretag did not make; writes are ``BEGIN IMMEDIATE``
+batches in WAL mode and no read cursor stays open across a write, so
+concurrent commands wait for each other and a killed scan loses one batch.
+What each table holds: docs/database.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """The stored records: a track's row of ``tracks`` and a genre write's row of ``tag_history``.
 
-Each column is declared once, here, as a field of :class:`Track` or
-:class:`TagWrite`: its Python type, its SQL type, and how it is stored
-(JSON text for lists and dicts, 0/1 for flags).  Everything else goes
-through these classes: the cache creates its tables from
-:meth:`Stored.columns`, readers get decoded records from its queries
-(``Cache.records``, ``JournalStore.open_writes``; SQL lives in tagger/store/cache.py
-alone), and writers build rows with :meth:`Stored.row`, which encodes.
-No other module decodes or encodes a cached column.
-
-A row may name only some columns: an upsert writes those and leaves the
+Each column is declared once, as a field of :class:`Track` or :class:`TagWrite`
+(Python type, SQL type, encoding); no other module encodes or decodes a cached
+column. A row may name only some columns: an upsert writes those and leaves the
 others as they are (an error row keeps the genre found earlier).
 """
 
