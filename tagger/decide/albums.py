@@ -1,31 +1,13 @@
 """Album mode: group cached tracks into albums, average their probabilities, find the tracks that disagree.
 
-Plain functions over track records (tagger.store.track.Track; no click, no writes); tagger/write/tagging.py
-tags each track from what :func:`plan` decides, and ``show --by album`` prints
-the same plan.  docs/tagging.md "Album mode" states the rules for users:
-
-* **Grouping** (``by="album"``): tracks with an album tag form one album per
-  album name and album artist, across folders (an album split over ``CD1/``
-  and ``CD2/`` with the same tags is one album).  The album artist is the
-  album-artist tag; without it, the artist on at least half of the album's
-  tracks in that folder (and on more than any other); else the album counts
-  as various artists.
-  Tracks without an album tag are grouped by folder.  ``by="folder"`` groups
-  every track by its folder, whatever its tags.
-* **Not averaged** (each track keeps its own genre, as in track mode):
-  compilations (a compilation flag, a various-artists album artist, or an
-  album whose tracks share no artist), a folder of tracks without album tags
-  whose artists (album artists where given) are mixed (two or more, none on
-  half the tracks), and files without album tags directly in a scanned
-  folder (the library's top folder: loose files, not an album).  These rules
-  hold under ``by="folder"`` too, where no track counts as having album tags.
-* **The album's genre** is the mean of its usable tracks' probabilities
-  weighted by the seconds each one's analysis heard (``excerpt_seconds``), and
-  it is decided like a single track, by the rule its tracks' scan used
-  (tagger/decide/decision.py; the strictest when they differ).
-* **Outliers**: a track whose own best genre is not the album's and which gives
-  the album's genre less than ``OUTLIER_RATIO`` of its own best genre's
-  probability.  They are listed; ``keep_outliers`` tags them with their own.
+Plain functions over track records (no click, no writes); tagger/write/tagging.py
+tags each track from what :func:`plan` decides and ``show --by album`` prints the
+same plan. Albums group by album name and album artist (``by="album"``) or by
+folder; compilations, mixed-artist folders and loose files keep track mode. The
+album's genre is the duration-weighted mean of its tracks' probabilities, decided
+by their scan's rule (the strictest when they differ); outliers give the album's
+genre less than ``OUTLIER_RATIO`` of their own best. The rules for users:
+docs/tagging.md "Album mode".
 """
 
 from __future__ import annotations

@@ -1,51 +1,12 @@
 """``genretag learn``: a personal multi-label model from the genres the user already tagged.
 
-The examples are the scanned files under the given paths whose own genre
-field holds genres (tracks.file_genres, cached by the scan; the file is
-read when the row predates that cache).  The inputs are their cached
-musicnn embeddings, so learning decodes no audio.  The rules:
-
-* **The user's genres only.**  A value genretag added to a file (in a
-  ``tag_history`` write not undone: in ``written`` and not in ``previous``)
-  is not a label of that file, even if the user later typed the same name
-  there or kept it: the tags cannot tell a value the user chose from one
-  they left alone.  ``genretag undo`` gives such a file back its own genres.
-* **One spelling per genre.**  Names are compared through the canonical
-  vocabulary (:func:`genre_key`: tagger.decide.vocabulary's genre tree, aliases
-  included, else a case, accent and punctuation fold); a genre is shown
-  as the spelling most of its files use.
-* **Grouped by artist.**  A file's group is its artist tag (case folded),
-  or its folder when it has none; folds keep every group on one side, so
-  the figures are for artists the model has not heard.
-* **Measured, then decided on artists not heard.**  A genre with at least
-  MIN_FILES files by at least MIN_ARTISTS artists is measured: one-vs-rest
-  logistic regression on the standardised embedding, out-of-fold scores
-  over FOLDS grouped folds.  Its threshold is the lowest whose out-of-fold
-  precision's one-sided CONFIDENCE Wilson lower bound (:func:`wilson_lower`)
-  reaches the target while keeping at least MIN_SUPPORT files.  Then
-  :func:`held_out` judges each fold at a threshold chosen the same way on
-  the other folds only, and the genre is *learnable* when that held-out
-  precision, pooled over the folds and resting on at least MIN_SUPPORT
-  files, is at least the target minus TOLERANCE.  A genre that is not says
-  why, with the figure and the files it rests on.  Files of unmeasured
-  genres stay in as examples of what the others are not.  The model,
-  fitted on every example, keeps the learnable genres only, each at its
-  threshold chosen on all the out-of-fold scores.
-
-Why this rule.  A threshold chosen where the raw precision just reaches the
-target sits at the luckiest point of a noisy curve: on 148 GTZAN clips the
-genres chosen at 0.90 delivered 0.40 to 0.82 held out.  Requiring the lower
-bound to reach the target puts a margin between the two that shrinks as
-files grow (a threshold keeping 3 files, all right, has a bound of 0.65;
-at 0.90, no fewer than 15 files can pass), so small counts are refused where
-the threshold is chosen.  The held-out figure then checks that the margin
-survived on artists whose files did not choose the threshold: the thing that
-predicts what happens on a new artist.  It is compared with a fixed
-tolerance rather than through its upper confidence bound because an upper
-bound forgives more the fewer files there are (4 right of 5 passes a 90%
-upper bound for 0.90), the wrong way round for a tool that should abstain
-rather than guess; TOLERANCE is one miss in 20 predictions, and allows for
-held-out thresholds being chosen on four fifths of the files.
+Examples are the scanned files under the given paths whose own genre field
+holds genres, learned from their cached musicnn embeddings (no decoding).
+The contract: the user's genres only (never a value genretag wrote), one
+spelling per genre (:func:`genre_key`), folds grouped by artist, and a genre
+is kept only when its threshold, chosen on a Wilson lower bound
+(:func:`wilson_lower`), holds on artists it was not chosen on
+(:func:`held_out`). The rules and why: docs/learn.md.
 """
 
 from __future__ import annotations

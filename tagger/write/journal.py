@@ -1,30 +1,17 @@
 """Write the proposed genres into the files' own tags through a journal, safely, with preview and undo.
 
 Library functions over the cache and tagger/media/tags.py (no click): :func:`apply`
-is ``genretag tag`` and ``scan --write``, :func:`undo` is ``genretag undo``;
-which genres a file gets is tagger/write/tagging.py's.
-docs/tagging.md describes the behaviour for users; the rules that keep
-files safe are:
+is ``genretag tag`` and ``scan --write``, :func:`undo` is ``genretag undo``. The
+contract (for users: docs/tagging.md "Safety", "Hard links", "Undo"):
 
-* A file is written only while its cached result is current: its size and
-  mtime must still equal its ``tracks`` row (else the prediction is for
-  other bytes and the file is skipped with a warning).  After the write the
-  row gets the file's new stat, so a rescan sees genretag's own write as
-  no change and does not re-analyse.
-* Before each write the field's exact snapshot is stored in ``tag_history``;
-  the record is confirmed after the write, or dropped when it failed.  A
-  record left unconfirmed by ``kill -9`` is settled by the next run from
-  what the file holds (:func:`settle`).
-* Undo restores, per file and field, the *oldest* open snapshot: the state
-  before a chain of genretag writes with no outside change between them.
-  A write made after an outside change retires the older records
-  (``superseded_at``), so undo never brings back a genre the user replaced.
-* A file with several names (``--hard-links``) is written in place by
-  default: the record names the verified new copy before its bytes reach
-  the file, so :func:`settle` finishes a copy cut short; its other names
-  in the run are not written again (:class:`WrittenInPlace`).  ``split``
-  keeps a link to the old file that undo renames back (:func:`_rejoin`).
-* Ctrl-C settles the record of the file it stopped in at once.
+* a file is written only while its size and mtime equal its ``tracks`` row;
+  after the write the row gets the new stat, so a rescan sees no change;
+* the field's snapshot is journalled before each write and confirmed after;
+  a record left by ``kill -9`` is settled by the next run (:func:`settle`);
+* undo restores the oldest open snapshot per field; a write after an outside
+  change supersedes older records, so undo never undoes the user's change;
+* hard-linked files are written in place, recoverably (:class:`WrittenInPlace`,
+  :func:`_rejoin` for ``split``); Ctrl-C settles the file it stopped in.
 """
 
 from __future__ import annotations
