@@ -1,19 +1,10 @@
 """SIGTERM and SIGHUP end a command as Ctrl-C does.
 
-Python turns Ctrl-C (SIGINT) into KeyboardInterrupt, which scan, tag and
-undo already catch: they commit what they have and close the scan's row,
-and the command line exits 130.  ``kill`` (SIGTERM) and a closed terminal
-(SIGHUP) would otherwise end the process on the spot, leaving the scan
-``running`` forever and its workers writing into a broken pipe.  While a
-command runs, :func:`like_ctrl_c` makes them raise the same exception, so
-nothing else needs to know about them; the exit code is 128 plus the
-signal's number (143, 129), as a shell reports a process a signal ended.
-
-Only the first of them interrupts: the cleanup it starts (the last batch,
-the scan's row) is not cut short by a second ``kill``.  A signal the user
-set to be ignored (``nohup`` ignores SIGHUP) stays ignored.  After a
-terminal hung up, what is left to print (the scan's summary) cannot be:
-:func:`exit_if_hung_up` ends the command with its exit code all the same.
+Scan, tag and undo already commit what they have on KeyboardInterrupt;
+:func:`like_ctrl_c` makes ``kill`` and a closed terminal raise it too, so a scan
+is never left ``running`` and the exit code is 128 plus the signal (143, 129).
+Only the first signal interrupts (cleanup is not cut short), an ignored signal
+stays ignored, and :func:`exit_if_hung_up` ends a command whose terminal is gone.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Abstaining: no genre for a track whose best guess is too uncertain.
 
-A wrong genre written into a file costs the user more than no genre, so a
-track whose best probability is below a threshold keeps status ok, gets no
-genre, and gets a reason instead.  The threshold is part of the model: it
-is chosen on the model's *valid* part when it is trained (never the test
-part, which only measures the result) and stored in its card as
-``"abstain": {...}``; ``scan --abstain-below P`` overrides it (tagger/decide/decision.py applies it).
-
-The rule (:func:`choose_threshold`): the lowest threshold whose valid
-precision (accuracy among the valid clips kept) reaches
-:data:`TARGET_PRECISION`, counting only thresholds that keep at least
-:data:`MIN_KEPT` valid clips.  The lowest such threshold is the one that
-keeps the most tracks.  With fewer than :data:`MIN_VALID` valid clips, or
-when no threshold reaches the target, no threshold is set and the model
-never abstains by default; the card says why.
-
-Pure functions of NumPy arrays: no model, no database, no plotting.
+A wrong genre in a file costs the user more than none. :func:`choose_threshold`
+picks, on the model's valid part (never its test part), the lowest threshold
+whose precision reaches :data:`TARGET_PRECISION` while keeping at least
+:data:`MIN_KEPT` clips, or none (never abstain) with fewer than :data:`MIN_VALID`
+clips; the card stores it and tagger/decide/decision.py applies it. Pure
+functions of NumPy arrays. For users: docs/scan.md (``--abstain-below``).
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
-"""Read, write and exactly undo genre tags in every audio format genretag handles.
+"""Read, write and exactly undo genre tags in every audio format genretag handles; the only module that imports mutagen.
 
-This is the only module that imports mutagen.  Like beets' mediafile, each
-format is one row of ``FORMATS``: its extensions, the mutagen classes that
-open it, and the storage style of its tag format (ID3, Vorbis comments or
-MP4 atoms).  Supporting a new format is a new row, not another ``if``.
-
-Writes edit a copy: the file is copied to a hidden temporary file in the
-same folder, mutagen edits the copy, the copy is fsynced, given the
-original's owner, mode, extended attributes and ACLs (:func:`keep_metadata`)
-and renamed over the original.  A crash or ``kill -9`` at any moment
-therefore leaves the original path fully old or fully new.  A file with
-several names (hard links) is by default written in place instead: the
-verified copy's bytes are copied into the original inode, after the caller
-journalled the copy's name, so a copy cut short is finished by the next run
-(:func:`finish_aside`).
+Like beets' mediafile, each format is one row of ``FORMATS`` (extensions,
+mutagen classes, tag style), so a new format is a row, not an ``if``. A write
+edits a fsynced copy that keeps the original's owner, mode, xattrs and ACLs
+(:func:`keep_metadata`) and is renamed over it, so a crash leaves the file
+fully old or fully new; a hard-linked file is written in place from a
+journalled copy that the next run finishes if cut short (:func:`finish_aside`).
+The rules for users: docs/tagging.md "Safety" and "Hard links".
 """
 
 from __future__ import annotations

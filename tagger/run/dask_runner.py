@@ -1,18 +1,11 @@
 """Analysis on a Dask cluster: an existing one (``--scheduler``) or a local one (``--cluster local``).
 
-Workers run only :func:`~tagger.inference.worker.analyse_file`, as local worker
-processes do; results come back to this process, which alone predicts and
-writes SQLite.  So every worker must see the library at the same paths
-(shared storage) and have genretag installed at the same version: before
-the first file is sent, each worker is asked to read the scan's roots, and
-the scan stops naming any worker that cannot.
-
-``distributed`` is an optional extra, imported only when a scan uses it.
-Files are submitted lazily, a few per worker thread, so memory stays
-bounded.  A file whose worker dies is rescheduled by Dask; once Dask gives
-up it comes back as that file's error, never as an exception.  Each task
-announces on an event topic when and where it starts, so a file's timeout
-counts from its real start, not from the time it waited in a queue.
+Workers run only :func:`~tagger.inference.worker.analyse_file`; this process
+alone predicts and writes SQLite, so workers must see the library at the same
+paths and each is checked on the scan's roots before the first file is sent.
+``distributed`` is an optional extra, imported only here. Files are submitted
+lazily; a file Dask gives up on comes back as its error, and a file's timeout
+counts from when a worker really starts it. For users: docs/dask.md.
 """
 
 from __future__ import annotations

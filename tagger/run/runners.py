@@ -1,21 +1,12 @@
-"""Where analysis runs: in this process, in local worker processes, or on Dask.
+"""Where analysis runs: in this process, in local worker processes, or on Dask; the one place that decides.
 
-This is the one place that decides.  Every runner takes an iterator of
-:class:`~tagger.inference.worker.AnalysisTask` and yields one
-:class:`~tagger.inference.worker.AnalysisResult` per task, in completion order,
-pulling tasks lazily so memory stays bounded however large the library.
-
-Worker processes never import code from the working folder: Python puts
-the folder a ``-c`` command runs in first on ``sys.path``, and the fork
-server and spawned workers are such commands, so ``cd album && genretag
-scan .`` would run ``album/numpy/__init__.py`` (or ``socket.py``, shadowing
-the standard library) in them.  They are started with ``PYTHONSAFEPATH``
-(:func:`tagger.run.children.safe_children`) and so import what the parent imported.
-
-The local runner gives each worker process one file at a time over its own
-pipe, so it always knows which file a worker holds: a worker that crashes
-or exceeds the per-file timeout is killed and replaced, and only that file
-gets an error.
+Every runner takes an iterator of :class:`~tagger.inference.worker.AnalysisTask`
+and lazily yields one :class:`~tagger.inference.worker.AnalysisResult` per task,
+in completion order, so memory stays bounded. Worker processes start with
+``PYTHONSAFEPATH`` (:func:`tagger.run.children.safe_children`) so they never
+import code from the working folder. The local runner gives each worker one
+file at a time over its own pipe, so a worker that crashes or times out is
+replaced and only its file gets an error.
 """
 
 from __future__ import annotations
