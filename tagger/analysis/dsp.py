@@ -1,16 +1,10 @@
 """The array kernels behind :mod:`tagger.analysis.features`: one pass where librosa makes several.
 
-Each function reproduces a librosa computation (same boundary handling,
-same float32 accumulation where the result depends on it) but works on the
-frames-major spectrogram ``S[t, f]`` that one real FFT yields.
-
-The running median that makes HPSS affordable (a sorted window per column,
-updated without branches so it vectorises across columns) and five small
-passes where NumPy's temporaries cost several times as much are compiled by
-numba, eagerly for the one signature each is called with, and cached on
-disk; they are plain loops because those compile much faster than array
-expressions (:func:`kernels` announces the one-time compile).  The rest is
-NumPy.  Timings: docs/speed.md, "The analysis kernels".
+Each function reproduces a librosa computation (same boundaries, same float32
+accumulation where it matters) on the frames-major spectrogram ``S[t, f]``.
+HPSS's running median and a few hot passes are numba loops, compiled eagerly
+for their one signature and cached on disk (:func:`kernels` announces the
+one-time compile); the rest is NumPy. Timings: docs/speed.md, "The analysis kernels".
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """The 57 GTZAN features and 3-second log-mel slices, from one shared STFT.
 
-The features are defined exactly as in the published GTZAN table
-(features_30_sec.csv): librosa defaults at 22050 Hz, the STFT centred with
-reflect padding (librosa's default when the table was made), mean and
-population variance over frames, and the tempo of ``librosa.beat.beat_track``
-(onset strength aggregated by the median over mel bands).  With these the
-table is reproduced; see tests/test_features.py for the measured parity.
-
-One real FFT (float32, frames-major ``S[t, f]``) feeds every feature, the
-slices and HPSS, so nothing is transformed twice.  HPSS runs on compiled
-running medians (:mod:`tagger.analysis.dsp`), and its percussive signal is the input
-minus the harmonic one (the two soft masks sum to one), so only one inverse
-STFT is needed.  Per-frame statistics are single passes.  Timings:
-docs/speed.md.
+The features follow the published GTZAN table (features_30_sec.csv: librosa
+defaults at 22050 Hz, reflect-padded centred STFT, mean and population
+variance over frames, ``beat_track`` tempo); tests/test_features.py measures
+the parity. One real FFT feeds every feature, the slices and HPSS (compiled
+running medians in :mod:`tagger.analysis.dsp`, percussive = input minus
+harmonic), so nothing is transformed twice. Timings: docs/speed.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """The config file: defaults for any command's options, read from ``config.toml``.
 
-Keys are the long option names of the commands (``jobs``, ``write-above``,
-``genre-map``...).  A key at the top of the file applies to every command
-that has that option; a key in a table named after a command (``[tag]``)
-applies to that command only and wins over the top-level one.  The options
-are found by looking at the commands themselves, so an option a command
-gains later is configurable with no change here.  The file becomes click's
-``default_map``, hence the order: command line, then environment variables
-(GENRETAG_BACKEND, GENRETAG_DB), then this file, then the built-in default.
-
-The whole file is read and checked before any command runs: an unknown key,
-a wrong type or value, a TOML syntax error or an unreadable file is one
-FileError naming the file and line.  Paths (``db``, ``genre-map``, ...) may
-start with ``~`` and are relative to the config file's folder.
+Keys are long option names, at the top (every command) or in a table named
+after a command (``[tag]``, which wins). The options come from the commands
+themselves, so a new option is configurable with no change here. The file
+becomes click's ``default_map``: command line, then environment, then this
+file, then the built-in default. It is read and checked whole before any
+command runs; any mistake is one FileError naming the file and line.
+For users: docs/config.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Files genretag reads as input or writes as output: the checks every command shares.
 
-Input: a genre map, a feature table, a config file, a model, its card or
-pointer.  Each is checked to be a regular file of bounded size before it is
-opened: a FIFO would block the read forever and ``/dev/zero``
-would fill memory.  The file is stat'ed first, so a device is never opened,
-then opened non-blocking and checked again on the open descriptor, so a
-FIFO swapped in between cannot block either.
-
-Output: a file genretag replaces (a trained model and its card, an example
-config file, a chart) must not be a directory, FIFO or device (renaming
-over ``/dev/full`` turned it into a regular file) nor one of the command's
-own inputs.  :func:`check_output` says so in one FileError before any work.
+An input (genre map, feature table, config, model, card) must be a regular file
+of bounded size, checked before opening and again on the non-blocking
+descriptor, so a FIFO cannot block the read nor ``/dev/zero`` fill memory. An
+output genretag replaces must not be a directory, FIFO, device or one of the
+command's own inputs; :func:`check_output` says so in one FileError before any work.
 """
 
 from __future__ import annotations

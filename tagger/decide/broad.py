@@ -1,17 +1,12 @@
 """The broad source: genres beyond GTZAN's ten, named from the pretrained networks' own outputs.
 
-The trained head knows GTZAN's ten genres; the networks it listens through
-were trained on far more (MSD's and MTG-Jamendo's tags, AudioSet's music
-classes) and their tag outputs are kept with every track (``Track.tags``).
-tagger/decide/broad_genres.toml maps those outputs to genres of the canonical tree
-and holds, per genre, a calibrated score and a threshold measured by
-scripts/calibrate_broad.py (docs/broad.md).
-
-The step, one function (:func:`consult`), called from tagger.decide.decision.decide_track for scan, album mode and tag: when
-the head gives a genre, it stands (the broad children of that genre that
-clear their thresholds are kept beside it as refinements); when it abstains,
-the track gets the broad genres clearing their thresholds, best first, or
-still abstains, the reason naming the best broad candidate.
+The networks the head listens through know far more tags than its ten genres,
+and their outputs are cached with every track (``Track.tags``).
+tagger/decide/broad_genres.toml maps them to genres of the canonical tree with
+calibrated thresholds (docs/broad.md). :func:`consult`, called by
+tagger.decide.decision.decide_track, keeps the head's genre (with broad
+children that clear their thresholds as refinements) or, where the head
+abstains, gives the broad genres that clear theirs, best first.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """genretag's canonical genre vocabulary: one name per genre, whatever the spelling.
 
-The tree ships as tagger/decide/genres.toml (written for genretag, MIT; provenance
-and contents in docs/tagging.md).  It maps every label a built-in model
-emits to a display name and a parent, so tagging writes "Hip-Hop" for
-GTZAN's ``hiphop`` and musicnn's ``Hip-Hop`` alike, ``--with-parents`` can
-write "Rock" before "Alternative Rock", and a file that already says
-"Hip Hop" is not given a second, differently spelled "Hip-Hop".
-
-Names the tree does not know still compare by :func:`fold` (case, accents,
-spaces and punctuation ignored), so "Drum'n'Bass" and "drumnbass" are one
-genre to :func:`same` even when neither is in the tree.
+The tree (tagger/decide/genres.toml; provenance in docs/tagging.md) maps every
+label a built-in model emits to a display name and a parent, so "Hip-Hop" is
+written for ``hiphop`` and ``Hip-Hop`` alike, ``--with-parents`` can add "Rock",
+and a file's "Hip Hop" gets no second spelling. Unknown names compare by
+:func:`fold` (case, accents, spaces and punctuation ignored).
 """
 
 from __future__ import annotations

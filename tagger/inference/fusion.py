@@ -1,15 +1,10 @@
 """Several pretrained front ends heard as one: one decode, each part at its own rate, outputs side by side.
 
-A fused front end is what an ``"embedding"`` backend returns when its head
-listens through more than one network (plugins/fusion.py).  The worker
-decodes a file once, at the highest rate any part takes, and hands each part
-the waveform resampled to its own rate (one resampling per rate).  Each
-part's output is cached under that part's own id, so adding or changing one
-part leaves the others' cached outputs in use: a file is decoded again only
-for the parts it lacks.
-
-Any front end that follows :class:`tagger.inference.backends.FrontEnd`, a third
-party's included, can be a part.
+What an ``"embedding"`` backend returns when its head listens through more than
+one network (plugins/fusion.py). A file is decoded once, at the highest rate any
+part takes, and resampled once per rate; each part's output is cached under its
+own id, so changing one part re-analyses only what that part lacks. Any
+:class:`tagger.inference.backends.FrontEnd` can be a part.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Decode a representative excerpt of any supported file to mono float32.
 
-libsndfile (through soundfile) reads WAV, AIFF, FLAC and MP3 and can seek,
-so only the excerpt is decoded.  AAC and ALAC in MP4 containers, Ogg Vorbis
-and Opus go through PyAV, which ships FFmpeg inside its wheel, so
-``pip install`` stays the whole set-up; FFmpeg also seeks, and decodes
-Vorbis and Opus faster than libsndfile (docs/speed.md), which remains
-their fallback.
-
-A window longer than CHUNK_SECONDS (``--excerpt 0`` on a long recording) is
-not decoded at once: :func:`open_stream` hands it out chunk by chunk, so
-memory does not grow with the file.
+soundfile (WAV, AIFF, FLAC, MP3) and PyAV (MP4, Ogg Vorbis, Opus; FFmpeg ships in
+its wheel, so ``pip install`` is the whole set-up) both seek, so only the
+excerpt is decoded; soundfile is Vorbis and Opus's fallback. A window longer
+than CHUNK_SECONDS is handed out chunk by chunk (:func:`open_stream`), so memory
+does not grow with the file. Decoder speeds: docs/speed.md.
 """
 
 from __future__ import annotations
