@@ -57,18 +57,11 @@ def file_id(path: Path) -> str:
 class Model:
     """A checked model whose network or estimator loads when first needed.
 
-    :func:`open_model` checks the card and the model file up front, without
-    loading it; ``backend`` (the fitted Backend) loads on first use, and
-    :meth:`start_loading` begins that in a thread so a scan's worker pool
-    starts meanwhile.  An unchanged rescan never loads it: svc skips
-    scikit-learn's unpickling, Keras backends never import TensorFlow.
-
-    ``id`` is the model file's hash plus the backend's package and version
-    (``3f2a9c1b0d4e genretag-knn==0.2.0``): upgrading a plugin that predicts
-    differently re-predicts cached tracks.  ``front_end`` is loaded for
-    embedding backends (its id finds their cached embeddings).  ``needs``
-    is set when the backend's framework is not installed (a Keras backend
-    without genretag[keras]): cached results still read, and :meth:`require`
+    :func:`open_model` checks card and file without loading; ``backend`` loads on
+    first use (:meth:`start_loading` begins it in a thread), so an unchanged
+    rescan never loads it. ``id`` is the file's hash plus the backend's package
+    and version, so a plugin upgrade re-predicts. ``front_end`` is loaded for
+    embedding backends; ``needs`` names a missing framework, and :meth:`require`
     stops whoever would load the model, before any work.
     """
 

@@ -318,14 +318,9 @@ _OPUS_HEAD = b"OpusHead"
 def _opus_to_mono(stream: Any) -> None:
     """Have FFmpeg's Opus decoder put out one channel of a stereo stream, the mean of the two.
 
-    The analysis averages the channels anyway.  Told the output has one,
-    the decoder adds the two before its inverse MDCT and post-filter, so it
-    runs those once instead of twice and half as many samples are copied
-    and joined (docs/speed.md, "Opus mixed down by its decoder").  For
-    music (CELT frames) the samples are those of the
-    stereo decode averaged, to within 2e-7; speech frames at low bit rates
-    (SILK, hybrid) are mixed in SILK's mid/side domain, no further from
-    the source's mix (tests/test_audio.py).  Only the plain mono/stereo
+    The analysis averages the channels anyway, and the decoder mixing before its
+    inverse MDCT does that work once (docs/speed.md, "Opus mixed down by its
+    decoder"; tests/test_audio.py checks the samples). Only the plain mono/stereo
     layout (mapping family 0) is touched, and only before the decoder opens.
     """
     ctx = stream.codec_context
@@ -375,14 +370,10 @@ def _fill(mix: _Downmix, frames: Iterator[tuple[int, Any]], want: int | None) ->
 class _Downmix:
     """Decoded frames averaged over their channels, straight into one growing float32 buffer.
 
-    Each frame's planes are read where FFmpeg left them: no array per frame
-    holding every channel, no joining of the channels before averaging
-    them, which for stereo Vorbis or AAC cost more than the per-frame work
-    saved by joining frames in an AudioFifo (docs/speed.md).  The samples
-    are the same bits as before: the channels summed in order in float32,
-    then divided by their count (:func:`_sum_channels`, as :func:`_to_mono`).  A frame with
-    another sample rate or channel count (a chained Ogg file) is a
-    DecodeError, not audio played at the wrong speed.
+    Each frame's planes are read where FFmpeg left them, with no per-frame array
+    of every channel (docs/speed.md); the sum is in channel order in float32, as
+    :func:`_to_mono`. A frame with another rate or channel count (a chained Ogg
+    file) is a DecodeError, not audio played at the wrong speed.
     """
 
     def __init__(self, path: str, sr: int, capacity: int) -> None:

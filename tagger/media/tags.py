@@ -540,17 +540,11 @@ def write_genres(
 ) -> os.stat_result:
     """Store ``genres`` as the file's genre field, atomically, and return the file's new stat.
 
-    Each format gets real multiple values (repeated Vorbis comments, ID3v2.4
-    null-separated TCON, MP4 lists); only ID3v2.3 (``id3v23=True``), which
-    has no official multi-value form, joins them with ``separator``.  An
-    existing ID3 tag of the other version is converted.  An empty list
-    removes the field (and writes nothing when it is already absent).  ``field`` names a custom field instead (ID3
-    ``TXXX:<field>``, a Vorbis comment, an MP4 ``----:com.apple.iTunes:<field>``).
-
-    The write updates the file's mtime on purpose, so players and library
-    managers notice the change; record the returned size and mtime.  A
-    hard-linked file is written in place, so every name sees the new tags
-    (``TagFile.write(links=SPLIT)`` gives this name its own copy instead).
+    Formats get real multiple values; only ID3v2.3 (``id3v23=True``) joins them
+    with ``separator``, and an ID3 tag of the other version is converted. An empty
+    list removes the field; ``field`` names a custom field instead. The mtime
+    changes on purpose so players notice; record the returned stat. A hard-linked
+    file is written in place (``TagFile.write(links=SPLIT)`` splits it instead).
     """
     genres = _checked_genres(genres)
     return TagFile(path).write(genres, field=field, id3v23=id3v23, separator=separator)
@@ -610,13 +604,10 @@ _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
 class TagFile:
     """One file's tags, parsed once: read and snapshot them, then write or restore them once.
 
-    Parsing is what tagging a file with large tags costs (a 40 MB cover and
-    2,000 frames took mutagen over a minute per parse), so ``genretag tag``
-    and ``undo`` read, snapshot and write each file on this one parse, and
-    the write edits the parsed copy instead of parsing the file again.  The
-    file's stat is taken before the parse; a write refuses the file if it
-    changed since.  After a write or restore the object is spent: open the
-    file again for another change.
+    Parsing is what tagging a file with large tags (big covers, many frames) costs, so
+    ``tag`` and ``undo`` read, snapshot and write each file on one parse. The
+    stat is taken before the parse; a write refuses a file changed since. After a
+    write or restore the object is spent: open the file again for another change.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, like: str | None = None) -> None:

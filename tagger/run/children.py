@@ -20,18 +20,12 @@ SAFE_PATH = ("PYTHONSAFEPATH", "1")
 def safe_children() -> Iterator[None]:
     """While starting worker interpreters: keep the working folder off their ``sys.path``.
 
-    multiprocessing starts the fork server and spawned workers as
-    ``python -c ...``, which puts the working folder first on ``sys.path``
-    before anything is imported (and Python 3.11's fork server never
-    replaces it with the parent's path).  The variable is set only while a
-    process starts, so commands genretag runs later are not affected.
-
-    SIGHUP is blocked meanwhile, and the processes started inherit it so:
-    a closed terminal hangs up the whole process group, and this process
-    ends its workers itself (tagger/common/interrupts.py).  multiprocessing's
-    resource tracker ignores SIGINT and SIGTERM but not SIGHUP: killed, its
-    replacement printed KeyError tracebacks for every semaphore it never saw.
-    A hang-up arriving meanwhile reaches this process once it is unblocked.
+    multiprocessing starts its fork server and spawned workers as ``python -c``,
+    which puts the working folder first on ``sys.path``; the variable is set only
+    while a process starts. SIGHUP is blocked meanwhile and inherited blocked, so
+    a closed terminal leaves ending the workers to this process
+    (tagger/common/interrupts.py) and multiprocessing's resource tracker is not
+    killed; a hang-up arriving meanwhile is delivered once unblocked.
     """
     name, value = SAFE_PATH
     saved = os.environ.get(name)

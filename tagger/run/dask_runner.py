@@ -81,13 +81,10 @@ def analyse_on_worker(task: AnalysisTask) -> AnalysisResult:
 def dask_setup(worker: Any) -> None:
     """Preload of the workers of a local cluster: start warm, and leave Ctrl-C and kill to this process.
 
-    Warm, as local workers fork from a warm server: otherwise a worker's
-    first file includes seconds of imports and JIT compilation, against its
-    timeout.  The workers share the terminal's process group, so they get its
-    SIGINT too, and SIGTERM or SIGHUP sent to the group; the parent then
-    cancels the work and closes them cleanly (its nannies stop them without
-    SIGTERM).  Killed at once instead, they cut results in flight, which
-    distributed then logged as a CommClosedError traceback.
+    Warm, so a worker's first file does not spend its timeout on imports and JIT
+    compilation. The workers share the terminal's process group, so they ignore
+    its SIGINT, SIGTERM and SIGHUP; the parent cancels the work and closes them
+    cleanly, so no result in flight is cut.
     """
     for sig in (signal.SIGINT, *STOP_SIGNALS):
         signal.signal(sig, signal.SIG_IGN)
