@@ -1,23 +1,12 @@
 """EfficientAT's mn04_as (Schmid, Koutini & Widmer, ICASSP 2023) as plain numpy inference.
 
-A MobileNetV3 (width 0.4, 0.99 M parameters) trained on AudioSet by knowledge
-distillation from transformers (mAP 0.432), MIT licence, (c) Florian Schmid.
+A MobileNetV3 (width 0.4) trained on AudioSet, MIT licence, (c) Florian Schmid.
 Converted once by ``scripts/convert_efficientat.py`` into
-``models/efficientat_mn04.npz``: float32 arrays only, read with
-``allow_pickle=False``, so the file cannot run code. Evaluation mode: every
-batch norm folded into the convolution before it, no dropout. This module
-imports neither torch, TensorFlow nor librosa.
-
-Front end (EfficientAT's ``AugmentMelSTFT`` in eval mode): 32 kHz mono,
-pre-emphasis ``y[n] - 0.97 y[n-1]``, centred STFT (reflect padding, n_fft 1024,
-hop 320, symmetric Hann window of 800 samples), power, 128 kaldi-style mel bands
-from 0 to 15 kHz, ``(ln(mel + 1e-5) + 4.5) / 5``. The network was trained on
-10 s clips (1000 frames); see docs/efficientat.md for how a longer excerpt is
-cut into windows and what that costs.
-
-Layout inside: feature maps are (channels, windows, freq, time), so each 1x1
-convolution is one matrix product over all windows and pixels, and a depthwise
-convolution is k*k multiply-adds of shifted views, each over every channel at once.
+``models/efficientat_mn04.npz`` (float32 arrays, ``allow_pickle=False``, so the
+file cannot run code; batch norms folded). No torch, TensorFlow or librosa. The
+front end is ``AugmentMelSTFT`` in eval mode (32 kHz, 128 mel bands). Feature
+maps are (channels, windows, freq, time), so a 1x1 convolution is one matrix
+product over every window. Front end, windows and cost: docs/efficientat.md.
 """
 
 from __future__ import annotations

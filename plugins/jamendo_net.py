@@ -1,24 +1,13 @@
 """The MTG-Jamendo taggers of Won et al. (SMC 2020), musicnn and FCN, as plain numpy inference.
 
-Both networks were trained by Minz Won, Andres Ferraro, Dmitry Bogdanov and Xavier Serra
-("Evaluation of CNN-based automatic music tagging models", SMC 2020; MIT licence) on the
-MTG-Jamendo dataset's top-50 tags (31 genres, 13 instruments, 6 moods), and converted once by
-``scripts/convert_jamendo.py`` into ``models/jamendo_{musicnn,fcn}.npz``: float32 arrays only,
-read with ``allow_pickle=False``. Evaluation mode: each batch norm folded into the layer before
-it, no dropout. This module imports neither torch nor TensorFlow nor librosa.
-
-Front end, as torchaudio computed it for them: 16 kHz mono, a centred STFT with reflect padding
-(n_fft 512, hop 256, periodic Hann window), power spectrum, a 96-band HTK mel filter bank
-(0-8 kHz, no normalisation; window and filter bank are read from the weights file, where the
-authors' checkpoint kept them), ``10 log10(max(S, 1e-10))``, then the network's own input
-batch norm. Each network sees fixed windows of the waveform, each transformed on its own, as
-the authors' evaluation did: musicnn 3 s (48000 samples, 188 frames), FCN 29 s (464000
-samples, 1813 frames). A track's output is the mean over ``n_patches`` windows placed at the
-centres of equal parts of the waveform (see ``windows``); the count is part of the id.
-
-Shorter input than one window is repeated end to end up to the window (a 10 s track gives FCN
-10 s three times) rather than padded with silence, which the networks never heard; less than
-MIN_SECONDS of audio is a TooShortError.
+Trained by Minz Won, Andres Ferraro, Dmitry Bogdanov and Xavier Serra ("Evaluation
+of CNN-based automatic music tagging models", SMC 2020; MIT licence) on the
+MTG-Jamendo top-50 tags, converted once by ``scripts/convert_jamendo.py`` into
+``models/jamendo_{musicnn,fcn}.npz`` (float32 arrays, ``allow_pickle=False``; batch
+norms folded). No torch, TensorFlow or librosa. The front end reproduces
+torchaudio's (16 kHz, 96 HTK mel bands, dB); a track's output is the mean over
+``n_patches`` fixed windows (musicnn 3 s, FCN 29 s; the count is part of the id),
+and input shorter than a window is repeated, not padded. Details: docs/jamendo.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """The ``musicnn`` backend: a logistic-regression head on MSD_musicnn's 200-d embedding.
 
-MSD_musicnn (Pons & Serra, musicnn 0.1.0, ISC licence, (c) Music Technology
-Group, Universitat Pompeu Fabra) was trained on the Million Song Dataset's
-50 Last.fm tags.  Its front end (plugins/musicnn_net.py, pure NumPy) runs in
-the worker processes on 16 kHz audio and gives per track the mean of its
-penultimate layer over 3 s patches (200 values) and the 50 tag
-probabilities.  The head learns GTZAN's genres from the embedding; the tags
-are kept per track too.  Of them, ``genre_tags`` are genre-like; there is
-no classical and no reggae tag, so those genres come from the head only.
-
-Importing this module imports neither the network nor TensorFlow.
+The front end (plugins/musicnn_net.py, pure NumPy, trained on the Million Song
+Dataset's 50 Last.fm tags) runs in the workers and gives per track the mean
+penultimate layer over 3 s patches and the 50 tag probabilities, both cached.
+The head learns GTZAN's genres from the embedding; ``genre_tags`` are the
+genre-like tags (none for classical or reggae). Importing this module imports
+neither the network nor TensorFlow.
 """
 
 from __future__ import annotations

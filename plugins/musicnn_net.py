@@ -2,22 +2,12 @@
 
 The pretrained network of the ``musicnn`` package (0.1.0, ISC, (c) Music
 Technology Group, Universitat Pompeu Fabra), converted once by
-``scripts/convert_musicnn.py`` into ``models/musicnn_msd.npz``: float32
-arrays only, read with ``allow_pickle=False``, so the file cannot run code.
-Evaluation mode: batch norm with its moving averages (folded into a scale and
-a shift), no dropout.
-
-Why numpy and not TensorFlow: on one thread (the workers limit BLAS to one)
-TensorFlow is only a little faster, and a process that imports it needs
-several times the memory (docs/musicnn.md). This module imports neither
-TensorFlow nor librosa.
-
-The front end reproduces musicnn's extractor: 16 kHz mono, power mel
-spectrogram (n_fft 512, hop 256, 96 Slaney bands, centred STFT with reflect
-padding as librosa 0.7 did), rounded to float16 as the original did, then
-``log10(10000 * S + 1)`` computed in float32 (under numpy 2 the product on a
-float16 array overflows to inf; numpy 1.x promoted it to float32), and
-patches of 187 frames (3 s) without overlap.
+``scripts/convert_musicnn.py`` into ``models/musicnn_msd.npz`` (float32 arrays,
+``allow_pickle=False``, so the file cannot run code; batch norms folded).
+numpy rather than TensorFlow because, on the workers' one thread, TensorFlow is
+barely faster and needs several times the memory. The front end reproduces
+musicnn's extractor, float16 rounding and reflect padding included, with the
+log taken in float32 (numpy 2 would overflow it). Details: docs/musicnn.md.
 """
 
 from __future__ import annotations

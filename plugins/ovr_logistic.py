@@ -1,15 +1,11 @@
 """One-vs-rest logistic regression for many labels at once: the head of a personal model.
 
-``genretag learn`` fits one binary logistic regression per genre of the
-user's library (a file tagged "Rock; Blues" is a positive of both).  Rather
-than one solver run per genre and fold, all of them are one L-BFGS run over
-the weight matrix.  The objective is the sum of the per-label
-objectives, which share no parameter, so the minimum is the same as fitting
-each label alone with the same ``C`` (scikit-learn's convention: the
-log-loss summed over samples plus ``||w||^2 / (2 C)``, intercepts not
-penalised).  Probabilities are independent per label: they need not sum to 1.
-It is a scikit-learn estimator (tests/test_sklearn_checks.py runs the
-library's checks): ``y`` may also be one plain label per sample.
+``genretag learn`` fits one binary logistic regression per genre (a file tagged
+"Rock; Blues" is a positive of both). All of them are one L-BFGS run over the
+weight matrix; the labels share no parameter, so the minimum is that of fitting
+each alone with the same ``C`` (scikit-learn's objective). Probabilities are
+independent per label. A scikit-learn estimator (tests/test_sklearn_checks.py):
+``y`` may also be one plain label per sample.
 """
 
 from __future__ import annotations
