@@ -1,14 +1,11 @@
 """What album mode does to accuracy, on GTZAN clips grouped by artist as stand-in albums (``report --by album``).
 
-GTZAN has no album tags, but Sturm's index names the artist of most clips,
-and one artist's clips often come from one album.  Under ``artist-kfold``
-every artist's clips are tested by the same fold's model, which never heard
-that artist, so each artist's test clips can stand in for an album the user
-scans: album mode gives every clip the weighted mean of its group's
-probabilities (tagger.decide.albums.weighted_mean; GTZAN clips are all 30 s, so
-the weights are equal), track mode its own.  Clips whose artist the index
-does not know are grouped per genre by the split (a group that would leak
-the label), so here they stay single clips, as do unindexed clips.
+GTZAN has no album tags, but Sturm's index names most clips' artists, and one
+artist's clips often come from one album. Under ``artist-kfold`` each artist's
+test clips were never heard by their fold's model, so they stand in for an
+album: album mode gives every clip its group's weighted mean
+(tagger.decide.albums.weighted_mean), track mode its own. Clips of unknown
+artist stay single (their per-genre group would leak the label).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Model inputs for training: feature-table rows, or features/slices/embeddings extracted from GTZAN audio.
 
-Audio is analysed whole (the feature table's definition: features over the
-entire 30 s clip, ten 3 s slices) in the scan's worker pool, and each clip's
-result is cached under the data dir, keyed by the file's identity and the
-analysis parameters (and, for embeddings, the front end's id), so training
-again does not decode anything.  Nothing
-here splits or slices across clips: the trainer splits by track first and
-only then flattens slices, so outside slice-random no track is on both sides.
-Augmented copies are made for the clips the trainer names (its training
-part), at the waveform level, and cached the same way.
+Audio is analysed whole (as the feature table was) in the scan's worker pool,
+and each clip's result is cached under the data dir by file identity and
+analysis parameters, so training again decodes nothing. Nothing here splits
+across clips: the trainer splits by track first, then flattens slices. Augmented
+copies are made, at the waveform level, only for the clips the trainer names.
 """
 
 from __future__ import annotations

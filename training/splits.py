@@ -1,27 +1,11 @@
 """Train/valid/test protocols for GTZAN, at track level.
 
-- ``fault-filtered`` (default): the shipped split of Kereliuk, Sturm & Larsen
-  (2015), 443/197/290 clips. No artist is in two parts and known faulty clips
-  are left out. The honest protocol.
-- ``stratified``: the shipped plain stratified split of all 1000 clips
-  (500/250/250). The same artist, often the same recording, can be in two parts.
-- ``kfold``: track-level stratified k-fold over the given clips. Fold ``fold``
-  is the test part, the next fold the valid part, the other k-2 folds train.
-- ``artist-kfold``: grouped stratified k-fold over the given clips (default
-  k=5) with no artist in two folds, artists from Sturm's index of GTZAN
-  (shipped in ``splits_data/``). Fold ``fold`` is test, the next fold valid,
-  the rest train. The honest protocol for whatever subset of GTZAN is at
-  hand: clips of one artist, often of one album, never straddle train and
-  test. Clips whose artist the index leaves blank are grouped per genre
-  (their artist is unknown, so they are kept together), and a clip absent
-  from the index is a group of its own.
-- ``slice-random``: the common but leaky protocol that cuts every track into
-  slices and splits the *slices* at random, so slices of one recording land on
-  both sides. Its track parts are a stratified random 50/25/25 split; the
-  split says ``leaky`` and ``slice_level`` and ``slice_indices`` does the
-  shuffling, so the trainer needs no special case.
-
-Track ids are file names without the audio extension (``blues.00029``).
+``fault-filtered`` (default, Kereliuk, Sturm & Larsen 2015), ``stratified``,
+``kfold``, ``artist-kfold`` (no artist in two folds, from Sturm's index in
+``splits_data/``) and the leaky ``slice-random``, whose split says ``leaky`` and
+``slice_level`` so the trainer needs no special case. What each measures:
+docs/training.md "Protocols". Track ids are file names without the audio
+extension (``blues.00029``).
 """
 
 from __future__ import annotations

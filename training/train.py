@@ -1,22 +1,11 @@
 """``genretag train``: fit a backend on GTZAN under a split protocol and save it with its card.
 
-The order is what keeps the figures honest: load one input per clip, split
-by track, and only then flatten slices and add augmented copies (of the
-training part's clips only).  The valid part goes to the backend's ``fit``
-(for C/gamma choice, early stopping, the LR schedule); the test part is
-scored once, after fitting, and written into the card with the ids of
-every clip the model learned from, so ``genretag report`` can tell when a
-later figure is contaminated.
-
-The abstain threshold (tagger/decide/abstain.py) is chosen on the valid part too,
-after fitting, by the rule stated there: the lowest threshold whose valid
-precision reaches 0.80 while keeping at least 10 valid clips; no threshold
-with fewer than 20 valid clips (an empty valid part included) or when none
-reaches it.  A backend that refits on train+valid (``refit_on_valid``, svc)
-has seen the valid clips, so its valid probabilities would be too sure of
-themselves: the valid part is then predicted by the same recipe fitted
-without that refit, and the card says so.  The test part only measures the
-chosen threshold (coverage and precision, in the card's metrics).
+The order keeps the figures honest: one input per clip, split by track, and
+only then slices and augmented copies (of training clips only). The valid part
+goes to ``fit`` and chooses the abstain threshold (tagger/decide/abstain.py;
+for a backend that refits on train+valid, from the recipe fitted without that
+refit); the test part is scored once and written into the card with every
+training clip's id. For users: docs/training.md "What train does".
 """
 
 from __future__ import annotations
@@ -140,14 +129,10 @@ INNER_FOLDS = 5
 def choose_abstain(cls: type, backend: Any, parts: dict[str, Part], *, epochs: int | None, seed: int) -> dict[str, Any]:
     """The card's ``abstain`` section, from validation data only, never test (tagger.decide.abstain gives the rule).
 
-    One small valid part makes a poor judge: its few clips also chose the
-    backend's hyperparameters, and across the artist-kfold folds of the 171
-    shared clips musicnn's threshold swung from 0 to 0.96.  So when valid
-    holds fewer than SMALL_VALID tracks and the backend is cheap to refit
-    (one row per track), the threshold is chosen on out-of-fold predictions
-    of every train+valid track, from INNER_FOLDS artist-grouped folds fitted
-    by the same recipe (each with its own valid fold).  Otherwise the valid
-    part itself judges.
+    A small valid part (under SMALL_VALID tracks) also chose the hyperparameters
+    and swings too much (docs/scan.md), so for a backend cheap to refit the
+    threshold is then chosen on out-of-fold predictions of every train+valid track
+    (INNER_FOLDS artist-grouped folds, same recipe); otherwise valid judges.
     """
     from tagger.decide.abstain import choose_threshold
     from tagger.inference.kinds import get_kind
