@@ -262,11 +262,7 @@ class KerasBackend(Backend):
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Softmax outputs in chunks through the compiled graph of ``predict_on_batch``.
-
-        For one track's ~10 slices this is 2-7x faster than an eager
-        ``model(X)`` call, and without ``model.predict``'s per-call dataset set-up.
-        """
+        """Softmax outputs in chunks through the compiled graph of ``predict_on_batch`` (faster than eager; docs/backends.md)."""
         X = as_slices(X)
         expected = tuple(self.model_.input_shape[1:])
         if X.shape[1:] != expected:

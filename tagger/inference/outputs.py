@@ -1,12 +1,10 @@
 """Checks on what a backend hands back, shared by scan, train and report.
 
-A backend may be anyone's code, written from docs/backends.md alone.  Its
-``predict_proba`` can return the wrong shape, NaN, scores that are not
-probabilities, or columns that do not match ``genres_``; scored as they
-come, NaN rows became the first genre and a broken model was saved and
-reported as "held-out".  Scan, train and report all go through these
-functions, so a misbehaving backend is refused with the same one-line
-reason everywhere, before any figure is computed or any model saved.
+A backend may be anyone's code: its ``predict_proba`` can return the wrong
+shape, NaN, non-probabilities or columns that do not match ``genres_``. Scan,
+train and report all go through these functions, so a misbehaving backend is
+refused with the same one-line reason everywhere, before any figure is
+computed or any model saved.
 """
 
 from __future__ import annotations

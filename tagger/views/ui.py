@@ -136,11 +136,10 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 class RowTable:
     """A table printed row by row as rows come, for listings as long as the library (show, tag, undo).
 
-    The columns are sized from a sample of the first rows (SAMPLE_ROWS, or
-    what came within SAMPLE_SECONDS); a later, longer cell widens only its
-    own line, never folds or cuts.  Plain text on stdout, no rich rendering
-    per row: a rich table measured every cell of every row before printing
-    anything (78 of 85 s of ``show`` on 100,000 files).
+    The columns are sized from a sample of the first rows (SAMPLE_ROWS, or what
+    came within SAMPLE_SECONDS); a later, longer cell widens only its own line,
+    never folds or cuts. Plain text, no rich rendering per row (docs/speed.md,
+    "Large libraries").
     """
 
     def __init__(self, headers: Sequence[str], justify: Sequence[str] | None = None, *,
