@@ -79,15 +79,12 @@ def analyse_chunks(chunks: Iterable[np.ndarray], sr: int, *, features: bool = Tr
                    max_slices: int | None = None) -> Analysis:
     """Analyse a long recording chunk by chunk, in memory bounded by one chunk.
 
-    Each chunk is analysed as a clip of its own; the 57 features are then
-    the pooled means and variances over every chunk's frames (exact pooling,
-    Chan et al.), and the tempo is estimated from the frame-weighted mean
-    tempogram.  What differs from analysing the whole recording at once is
-    local to chunk edges and per-chunk references (tuning, the -80 dB floor
-    of the MFCCs); tests/test_worker_memory.py measures it.  Of the 3 s
-    slices, at most ``max_slices`` evenly spread ones are kept, without
-    knowing the length in advance (a file's header may not say): whenever
-    twice that many are held, every other one is dropped.
+    Each chunk is analysed as a clip; the features are the exactly pooled
+    statistics of every chunk's frames and the tempo comes from the frame-weighted
+    mean tempogram, so only chunk edges and per-chunk references differ from a
+    whole-file analysis (tests/test_worker_memory.py). At most ``max_slices``
+    evenly spread slices are kept without knowing the length: whenever twice that
+    many are held, every other one is dropped.
     """
     stats: FeatureStats | None = None
     kept: list[tuple[int, np.ndarray]] = []

@@ -553,13 +553,11 @@ def write_genres(
 def restore(path: str | os.PathLike[str], snap: dict[str, Any]) -> os.stat_result:
     """Put the genre field back exactly as ``snapshot`` recorded it, and return the file's stat.
 
-    A field that was absent is removed again, and an ID3 tag that genretag
-    created is deleted again if nothing else was added to it since.  When
-    the field is already as recorded the file is not rewritten.  If the
-    write converted the ID3 version, the tag is converted back: every text
-    survives, but encodings may differ (ID3v2.3 has no UTF-8); ``genretag
-    undo`` avoids that with the whole tag recorded before the write
-    (``TagFile.whole_tag``, ``TagFile.restore(whole=...)``).
+    An absent field is removed again, and an ID3 tag genretag created is deleted
+    if nothing else was added since; a field already as recorded is not
+    rewritten. An ID3 version the write converted is converted back (texts
+    survive, encodings may not); ``undo`` restores byte for byte with the whole
+    tag recorded before the write (``TagFile.restore(whole=...)``).
     """
     path = os.fspath(path)
     _check_snapshot(path, _format(path), snap)
@@ -709,13 +707,11 @@ def _alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: str, *, dry_run: bool = False, now: float | None = None) -> list[str]:
     """Delete the temporaries a killed genretag left in ``folder``; return their paths.
 
-    Only regular files of this user whose name matches exactly what
-    :func:`_edit` creates are considered, and only stale ones: unmodified
-    for ``STALE_DEAD_WRITER`` seconds with their writer's pid no longer
-    running, or unmodified for ``STALE_ANY`` seconds whatever the name says.
-    A temporary another running genretag is writing is therefore left alone.
-    Errors (a folder that cannot be listed, a file that vanished) are
-    ignored: cleaning up must never stop tagging.
+    Only this user's regular files named exactly as :func:`_edit` names them, and
+    only stale ones (``STALE_DEAD_WRITER`` seconds old with their writer's pid
+    gone, or ``STALE_ANY`` seconds whatever the name says), so another running
+    genretag's temporary is left alone. Errors are ignored: cleaning up must never
+    stop tagging.
     """
     now = time.time() if now is None else now
     found: list[str] = []

@@ -122,13 +122,11 @@ class _Slot:
 class DaskRunner:
     """Analyse on Dask workers; results stream back here as they do from a local pool.
 
-    ``cluster="local"`` starts a ``distributed.LocalCluster`` of ``workers``
-    single-threaded processes on 127.0.0.1 and closes it after the run;
-    ``scheduler=ADDRESS`` connects to an existing cluster and closes only the
-    client.  A file running past ``timeout`` is cancelled and gets an error;
-    as a Python thread cannot be interrupted, its worker is then restarted
-    if ``restart_stuck`` (default: only on a cluster this runner started,
-    never on a shared one, where it would kill other people's tasks).
+    ``cluster="local"`` starts and later closes a ``distributed.LocalCluster`` of
+    ``workers`` single-threaded processes; ``scheduler=ADDRESS`` connects to an
+    existing cluster and closes only the client. A file past ``timeout`` is
+    cancelled and gets an error; its worker is restarted if ``restart_stuck``
+    (default: only on a cluster this runner started, never a shared one).
     """
 
     def __init__(self, scheduler: str | None = None, cluster: str | None = None, workers: int | None = None,

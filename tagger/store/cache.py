@@ -557,13 +557,11 @@ class Cache:
                         keys: Callable[[Iterator[Track]], Iterator[str]]) -> Iterator[tuple[str, Track]]:
         """Stream (key, record) under ``paths`` so that records sharing a key come together: album mode's order.
 
-        Two passes, neither holding rows in Python: SQLite sorts the path
-        keys by (``block(track)``, folder, path) into a temporary table
-        (spilling to a temporary file, not memory); ``keys`` reads the tracks
-        in that order and gives each its key (it may look ahead, e.g. a
-        folder); then the table, indexed by (key, that order), is read back a
-        page at a time, as :meth:`_select` does.  ``block`` and ``keys`` see
-        a track's path and own-tag fields (GROUP_COLUMNS) only.
+        SQLite sorts the path keys by (``block(track)``, folder, path) into a
+        temporary table; ``keys`` gives each track its key in that order (it may look
+        ahead, e.g. a folder); the table, indexed by (key, order), is then read back a
+        page at a time. No rows are held in Python. ``block`` and ``keys`` see a
+        track's path and own-tag fields (GROUP_COLUMNS) only.
         """
         conn = self.db.conn
         columns = ", ".join(f"t.{c}" for c in GROUP_COLUMNS)
