@@ -73,11 +73,7 @@ class EmbeddingHead(SklearnBackend):
         if labels is not None and len(labels) and isinstance(labels[0], (list, tuple, set, frozenset)):
             # label sets: a personal multi-label head (genretag learn). float32 stays float32: learn's
             # 500,000 x 200 embeddings are 400 MB, not 800.
-            from sklearn.utils.validation import check_array, check_consistent_length
-
-            X = check_array(X, dtype=(np.float64, np.float32))
-            check_consistent_length(X, y)
-            self.n_features_in_ = X.shape[1]
+            X, _ = self._fit_X(X, y, dtype=(np.float64, np.float32))
             return self._fit_multilabel(X, [[str(g) for g in genres] for genres in labels])
         X, y, X_valid, y_valid = self._fit_data(X, y, X_valid, y_valid)
         self.validation_: dict[str, float] = {}

@@ -69,14 +69,21 @@ class SklearnBackend(Backend):
 
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        X, y = check_array(X, dtype=dtype), column_or_1d(y, warn=True)
-        check_consistent_length(X, y)
-        self.n_features_in_ = X.shape[1]
+        X, y = self._fit_X(X, column_or_1d(y, warn=True), dtype)
         if X_valid is None or y_valid is None or not len(X_valid):
             return X, y, None, None
         X_valid, y_valid = check_array(X_valid, dtype=dtype), column_or_1d(y_valid, warn=True)
         check_consistent_length(X_valid, y_valid)
         return X, y, self._check_columns(X_valid), y_valid
+
+    def _fit_X(self, X: Any, y: Any, dtype: Any = np.float64) -> tuple[np.ndarray, Any]:
+        """``fit``'s ``X`` checked against its labels ``y`` (one per sample, or label sets); sets ``n_features_in_``."""
+        from sklearn.utils.validation import check_array, check_consistent_length
+
+        X = check_array(X, dtype=dtype)
+        check_consistent_length(X, y)
+        self.n_features_in_ = X.shape[1]
+        return X, y
 
     def __sklearn_tags__(self) -> Any:
         """scikit-learn >= 1.6 reads an estimator's kind from its tags: a classifier that needs ``y``."""
