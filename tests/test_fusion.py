@@ -18,15 +18,16 @@ import numpy as np
 import pytest
 
 from audiofiles import make_audio, signal
-from tagger.inference import inputs
-from tagger.inference.backends import Backend, register, unregister
-from tagger.store.cache import SCHEMA_VERSION, Cache
 from tagger.common.errors import BackendError, ModelError
+from tagger.inference import inputs
+from tagger.inference.backends import register, unregister
 from tagger.inference.fusion import FusedFrontEnd
 from tagger.inference.inputs import fuse
 from tagger.inference.models import load_model, make_card, save_model
 from tagger.run.runners import InlineRunner
 from tagger.run.scan import ScanOptions, scan
+from tagger.store.cache import SCHEMA_VERSION, Cache
+from test_embedding import library  # noqa: F401  (fixture: two tones, two noises)
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS / "bands_plugin"))
@@ -99,15 +100,6 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> Any:
     yield
     for name in ("bands", "loudness", "twoears"):
         unregister(name)
-
-
-@pytest.fixture
-def library(tmp_path: Path) -> Path:
-    root = tmp_path / "Music"
-    root.mkdir()
-    for i, (fmt, kind) in enumerate((("wav", "tone"), ("flac", "noise"), ("ogg", "tone"), ("mp3", "noise"))):
-        make_audio(root / f"{kind}{i}.{fmt}", fmt, seconds=4.0, kind=kind, seed=i)
-    return root
 
 
 def trained(tmp_path: Path) -> Any:
@@ -200,7 +192,7 @@ def test_each_part_is_cached_under_its_own_id_and_a_rescan_runs_nothing(tmp_path
     assert CALLS == {bands_id: 4, loud_id: 4}
     with Cache(db) as cache:
         genres = {Path(r.path).name: r.genre for r in cache.records()}
-    assert genres == {"tone0.wav": "tonal", "noise1.flac": "noisy", "tone2.ogg": "tonal", "noise3.mp3": "noisy"}
+    assert genres == {"tone0.wav": "tonal", "noise1.flac": "noisy", "tone2.mp3": "tonal", "noise3.ogg": "noisy"}
     CALLS.clear()
     assert run(library, db, model).analysed == 0 and not CALLS
 
