@@ -27,13 +27,13 @@ from typing import Any
 
 import beets
 
-from tagger.decide import albums
-from tagger.write import tagging
-from tagger.store.cache import Cache, path_key
-from tagger.defaults import (ALBUM, DEFAULT_BACKEND, DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT, DEFAULT_JOBS,
-                             DEFAULT_ABSTAIN_BELOW, DEFAULT_SEPARATOR, TRACK)
 from tagger.common.errors import GenretagError
+from tagger.decide import albums
+from tagger.defaults import (ALBUM, DEFAULT_ABSTAIN_BELOW, DEFAULT_BACKEND, DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT,
+                             DEFAULT_JOBS, DEFAULT_SEPARATOR, TRACK)
+from tagger.store.cache import Cache, path_key
 from tagger.store.track import Track
+from tagger.write import tagging
 
 #: The oldest beets this plugin was run against (docs/beets.md says how); setup.cfg's ``beets`` extra agrees.
 MIN_BEETS = (2, 0)
@@ -349,7 +349,7 @@ if _TOO_OLD is None:
             from tagger.run.job import ScanJob, run_job
             from tagger.run.scan import ScanOptions
 
-            targets = [(i.id, i.album_id if settings.by == "album" else None, os.path.abspath(os.fsdecode(i.path)))
+            targets = [(i.id, i.album_id if settings.by == ALBUM else None, os.path.abspath(os.fsdecode(i.path)))
                        for i in items if settings.source != "empty" or not read_genres(i, settings.separator)]
             if not targets:
                 return

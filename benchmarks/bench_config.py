@@ -36,9 +36,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         os.environ["GENRETAG_HOME"] = home
+        from tagger.cli import cli
         from tagger.common import config
         from tagger.decide import vocabulary
-        from tagger.cli import cli
         from tagger.write.tagging import TagOptions, propose
 
         setting = re.compile(r"^# ([a-z][a-z0-9-]* = .*|\[[a-z]+\])$")

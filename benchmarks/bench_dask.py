@@ -47,10 +47,10 @@ class _Clock:
 
 def measure(kind: str, workers: int, root: str, excerpt: float) -> dict[str, Any]:
     """One scan of ``root`` with a fresh cache; run in a child process by :func:`main`."""
-    from tagger.store.cache import Cache
     from tagger.inference.models import load_model
     from tagger.run.runners import LocalRunner
     from tagger.run.scan import ScanOptions, scan
+    from tagger.store.cache import Cache
 
     model = load_model("svc")
     if kind == "dask":

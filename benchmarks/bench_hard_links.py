@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
     from audiofiles import make_audio
-
     from tagger.media import tags
 
     out: dict[str, float] = {}

@@ -57,7 +57,6 @@ def build(folder: Path, files: int, seed: int = 0) -> tuple[Path, Path]:
     """The hard-linked tree and its cache under ``folder``; returns (music root, database)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from audiofiles import make_audio
-
     from tagger.inference import inputs
     from tagger.store.cache import Cache, now
     from tagger.store.track import Track

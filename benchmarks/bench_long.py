@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def decode_times(root: Path, infos: list[library.TrackInfo], repeat: int) -> dict[str, dict[str, float]]:
     """Per format: median CPU ms of the 30 s excerpt, of its svc analysis and of the whole file's decoding."""
-    from tagger.media.audio import decode
     from tagger.analysis.features import analyse
     from tagger.inference.worker import warm_up
+    from tagger.media.audio import decode
 
     warm_up()  # as in a worker: kernels ready, one BLAS thread, heap kept
     for info in infos[:2]:

@@ -177,8 +177,8 @@ def patches(limit: int) -> None:
     Raw cosine flatters (the embeddings share a large common part), so it is also given after
     subtracting the mean all-patch embedding of the clips ("centred").
     """
-    from tagger.media.audio import decode
     from plugins.musicnn_net import MusicnnNet, patch_indices
+    from tagger.media.audio import decode
 
     net = MusicnnNet.load()
     clips = (_clips("audio") + _clips("audio-16k"))[:limit]

@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slices", action="store_true", help="analyse for the slice backends (cnn, resnet)")
     args = parser.parse_args(argv)
 
-    from tagger.media.params import AnalysisParams
     from tagger.inference.worker import AnalysisTask, analyse_file, warm_up
+    from tagger.media.params import AnalysisParams
 
     warm_up()
     infos = library.build(OUT / "library", args.tracks)

@@ -10,7 +10,6 @@ the network, its licence and its cost.
 
 from __future__ import annotations
 
-
 from tagger.inference.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead, NetFrontEnd

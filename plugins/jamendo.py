@@ -9,7 +9,6 @@ docs/jamendo.md has the networks, their licence and their cost.
 
 from __future__ import annotations
 
-
 from tagger.inference.backends import FrontEnd
 
 from .embedding_head import EmbeddingHead, NetFrontEnd

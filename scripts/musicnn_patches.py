@@ -31,10 +31,10 @@ COUNTS: tuple[int | None, ...] = (1, 2, 3, 5, None)
 
 def per_patch(paths: list[str]) -> tuple[list[np.ndarray], float]:
     """Every clip's penultimate layer per patch (n, 200), decoded as a scan decodes, and CPU s per patch."""
+    from threadpoolctl import threadpool_limits
+
     from plugins.musicnn_net import SAMPLE_RATE, MusicnnNet
     from tagger.media.audio import decode
-
-    from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # as in scan's worker processes
     net = MusicnnNet.load()

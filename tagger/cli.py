@@ -32,9 +32,9 @@ from .common import interrupts
 from .defaults import (ALBUM_MODES, ALL_BACKENDS, CLUSTERS, DEFAULT_ABSTAIN_BELOW, DEFAULT_AUGMENT, DEFAULT_BACKEND,
                        DEFAULT_BROAD, DEFAULT_BY, DEFAULT_EXCERPT, DEFAULT_EXPORT_FORMAT, DEFAULT_FOLD,
                        DEFAULT_HARD_LINKS, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED,
-                       DEFAULT_SEPARATOR, DEFAULT_TIMEOUT, DEFAULT_TOP, DEFAULT_WRITE_ABOVE, EXPORT_FORMATS,
-                       FOLD_PROTOCOLS, HARD_LINKS, LEARN_PRECISION, MAX_SEED, MAX_TIMEOUT, MIN_FOLDS, PROTOCOLS,
-                       REPORT_MODES, STATUSES, STDOUT)
+                       DEFAULT_SEPARATOR, DEFAULT_TIMEOUT, DEFAULT_TOP, DEFAULT_WRITE_ABOVE,
+                       DEFAULT_WRITE_ABOVE_FROM_TAGS, EXPORT_FORMATS, FOLD_PROTOCOLS, HARD_LINKS, LEARN_PRECISION,
+                       MAX_SEED, MAX_TIMEOUT, MIN_FOLDS, PROTOCOLS, REPORT_MODES, STATUSES, STDOUT)
 
 EXIT_FAILED = 1
 EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an exception genretag did not expect
@@ -84,14 +84,17 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _open_cache(db_path: str | None, mode: str) -> Any:
     """The database for a command: "create" (scan), "write" (tag, undo: must exist) or "read" (show, export)."""
-    from .store.cache import Cache
     from .common.paths import default_db_path
+    from .store.cache import Cache
 
     return Cache(db_path or default_db_path(), mode)
 
 
 def _check_output(path: str, what: str, db_path: str | None, stream: bool = False) -> None:
-    """Refuse an output over the database or the config file (or a FIFO or device; tagger.common.userfiles.check_output)."""
+    """Refuse an output over the database or the config file, or a FIFO or device.
+
+    The check is tagger.common.userfiles.check_output.
+    """
     from .common.config import config_path
     from .common.paths import default_db_path
     from .common.userfiles import check_output
@@ -117,8 +120,8 @@ TAG_OPTIONS = [
                  help="Write up to N genres, most likely first [default: 1; a model from `genretag learn`: "
                       "every genre reaching its own threshold]."),
     click.option("--write-above", type=Finite(0, 1), default=None, metavar="P",
-                 help=f"Write a genre only if its probability is at least P [default: {DEFAULT_WRITE_ABOVE:g}; 0.3 "
-                      "with --from-tags]."),
+                 help=f"Write a genre only if its probability is at least P [default: {DEFAULT_WRITE_ABOVE:g}; "
+                      f"{DEFAULT_WRITE_ABOVE_FROM_TAGS:g} with --from-tags]."),
     click.option("--min-confidence", type=Finite(0, 1), default=None, metavar="P",
                  help="Deprecated: tag --write-above P; scan --abstain-below P (with --write: both)."),
     click.option("--from-tags", is_flag=True, help="Deprecated (the broad source, on by default, names such "
@@ -228,7 +231,8 @@ def _run_streamed(kind: str, by: str, fmt: str, progress: bool | None, run: Call
     from .views import ui
 
     view = ui.ResultStream(*ui.result_columns(kind, by), fmt)
-    if progress is None and sys.stdout.isatty():  # the rows on the terminal are the progress; a bar would redraw over them
+    # The rows on the terminal are the progress; a bar would redraw over them.
+    if progress is None and sys.stdout.isatty():
         progress = False
     outcome = _with_progress("Tagging" if kind == "tag" else "Restoring", progress, run, *args, sink=view.add,
                              **kwargs)
@@ -418,10 +422,10 @@ def scan(paths: tuple[str, ...], backend: str, model_path: str | None, db_path: 
         genretag scan ~/Music --jobs 4 --exclude 'Podcasts/*'
         genretag scan ~/Music --write --dry-run
     """
-    from .views import ui
+    from .media.walk import WalkOptions
     from .run.job import ScanJob, run_job
     from .run.scan import ScanOptions
-    from .media.walk import WalkOptions
+    from .views import ui
 
     options = ScanOptions(excerpt=excerpt, force=force, retry_failed=retry_failed, abstain_below=abstain_below,
                           broad=broad,
@@ -537,8 +541,8 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
         genretag show ~/Music/Jazz --status error
         genretag show ~/Music --by album
     """
-    from .views import ui
     from .common.jsontext import JsonRows
+    from .views import ui
 
     if by != "track":
         return _show_albums(paths, db_path, status, genre, by, _fmt(as_json, json_lines))
@@ -567,9 +571,9 @@ def show(paths: tuple[str, ...], db_path: str | None, status: str | None, genre:
 def _show_albums(paths: tuple[str, ...], db_path: str | None, status: str | None, genre: str | None, by: str,
                  fmt: str) -> None:
     """``show --by album``: one row per album (or group kept in track mode), as ``tag --by`` decides them."""
-    from .views import ui
-    from .decide.albums import matches
     from .common.jsontext import JsonRows
+    from .decide.albums import matches
+    from .views import ui
     from .write.tagging import album_plan
 
     tracks = 0
@@ -668,8 +672,8 @@ def backends(as_json: bool) -> None:
     Example:
         genretag backends --json
     """
-    from .views import ui
     from .inference.models import backend_rows
+    from .views import ui
 
     rows = backend_rows()
     if as_json:
@@ -700,8 +704,8 @@ def models(words: tuple[str, ...], as_json: bool) -> None:
         genretag models svc
         genretag models use 3f2a9c
     """
-    from .views import ui
     from .inference.models import list_models, use_model
+    from .views import ui
 
     if words[:1] == ("use",):
         if len(words) != 2:
@@ -762,8 +766,8 @@ def config(ctx: click.Context, command_args: tuple[str, ...], init: bool, force:
     """
     from click.core import ParameterSource
 
-    from .views import ui
     from .common.config import config_path, effective, load, write_example
+    from .views import ui
 
     config_file = ctx.parent.params["config_file"] if ctx.parent else None
     if init:
@@ -830,9 +834,9 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
     # learning 2.4x slower (63 s against 27 s, 20,000 files, load average 6 on 2 cores; threadpoolctl's
     # limit after loading did not help).  benchmarks/bench_learn.py measures the command.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from .views import ui
     from .run.learn import LearnOptions, plot
     from .run.learn import learn as run_learn
+    from .views import ui
 
     if plots:  # before minutes of cross-validation: never the database, a FIFO or a device
         _check_output(plots, "chart", db_path)
@@ -858,8 +862,8 @@ def learn(paths: tuple[str, ...], db_path: str | None, precision: float, dry_run
 def _print_learn(result: Any) -> None:
     import shlex
 
-    from .views import ui
     from .run.learn import CONFIDENCE, MIN_ARTISTS, MIN_FILES, MIN_SUPPORT, TOLERANCE, bound_text
+    from .views import ui
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
@@ -912,10 +916,10 @@ def env(as_json: bool) -> None:
     import platform
 
     from . import __version__
-    from .views import ui
-    from .inference.models import library_versions
     from .common.config import config_path
     from .common.paths import data_dir, default_db_path
+    from .inference.models import library_versions
+    from .views import ui
 
     parent = click.get_current_context().parent
     info = {"genretag": __version__, "platform": platform.platform(), "data_dir": str(data_dir()),
@@ -1025,12 +1029,12 @@ def report(backend: str, model_path: str | None, data: tuple[str, ...], features
         genretag report --data ~/datasets/gtzan --split stratified --plots plots/
         genretag report --backend svc --data GTZAN --split artist-kfold --all-folds --by album
     """
+    from click.core import ParameterSource
+
     from training.evaluate import ReportOptions, print_report
     from training.evaluate import report as run_report
 
     from .views import ui
-
-    from click.core import ParameterSource
 
     if not all_folds and click.get_current_context().get_parameter_source("by") == ParameterSource.DEFAULT_MAP:
         by = DEFAULT_BY  # a config file's `by = "album"` is for tag and show; report compares only with --all-folds

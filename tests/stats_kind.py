@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from tagger.inference import kinds
-from tagger.store.cache import Cache
-from tagger.inference.kinds import Kept, Kind
 from tagger.analysis.wire import AnalysisResult, AnalysisTask
+from tagger.inference import kinds
+from tagger.inference.kinds import Kept, Kind
+from tagger.store.cache import Cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bands_plugin"))
 from genretag_bands import BandsBackend  # noqa: E402

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audiofiles import make_audio
 from click.testing import CliRunner
 
+import training.train
+from audiofiles import make_audio
+from tagger.analysis.features import FEATURE_NAMES
+from tagger.cli import cli
 from tagger.decide import abstain
 from tagger.inference.backends import Backend, register, unregister
-from tagger.store.cache import Cache
-from tagger.cli import cli
-from tagger.analysis.features import FEATURE_NAMES
 from tagger.media.tags import read_genres
-import training.train
+from tagger.store.cache import Cache
 from training.splits import shipped_list
 
 GENRES = ("blues", "classical", "metal")

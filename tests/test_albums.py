@@ -20,17 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
 from click.testing import CliRunner
-from conftest import copy_scanned, scan_for_module
 
-from tagger.decide import albums, decision
-from tagger.media import tags
-from tagger.decide.albums import ALBUM, COMPILATION, FOLDER, LOOSE, MIXED
+from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
+from conftest import copy_scanned, scan_for_module
 from tagger.cli import cli
-from tagger.write.tagging import TagOptions, display_name
+from tagger.decide import albums, decision
+from tagger.decide.albums import ALBUM, COMPILATION, FOLDER, LOOSE, MIXED
+from tagger.media import tags
 from tagger.media.tags import FileMeta, read_genres
 from tagger.store.track import Track
+from tagger.write.tagging import TagOptions, display_name
 
 # ---------------------------------------------------------------------------
 # Library functions, on rows built here.

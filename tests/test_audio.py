@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from audiofiles import FORMATS, make_audio, signal
-from tagger.media.audio import decode, excerpt_window, open_stream
 from tagger.common.errors import AnalysisError, DecodeError
+from tagger.media.audio import decode, excerpt_window, open_stream
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tagger.inference.backends import Backend, register, unregister
-from test_train_report import CentroidBackend
+from tagger.analysis.features import FEATURE_NAMES
 from tagger.cli import cli
 from tagger.common.errors import BackendError
-from tagger.analysis.features import FEATURE_NAMES
+from tagger.inference.backends import Backend, register, unregister
 from tagger.inference.outputs import check_genres, check_probabilities
+from test_train_report import CentroidBackend
 from training.splits import shipped_list
 
 GENRES = ("blues", "classical", "metal")

@@ -26,10 +26,10 @@ import pytest
 from click.testing import CliRunner
 
 from audiofiles import make_audio
-from tagger.inference.backends import Backend, check_backend_class, discover, get_backend
-from tagger.cli import cli
-from tagger.common.errors import BackendError, ModelError
 from tagger.analysis.features import FEATURE_NAMES, preprocessing
+from tagger.cli import cli
+from tagger.common.errors import BackendError
+from tagger.inference.backends import Backend, check_backend_class, discover, get_backend
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audiofiles import add_test_tags, decode, make_audio
 from click.testing import CliRunner
 
+from audiofiles import add_test_tags, decode, make_audio
 from tagger.media.tags import read_genres
 
 beets = pytest.importorskip("beets", reason="beets is not installed (pip install 'genretag[beets]')")

@@ -15,13 +15,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from audiofiles import make_audio
 from click.testing import CliRunner
 
-from tagger.decide import broad, vocabulary
-from tagger.store.cache import Cache
+from audiofiles import make_audio
 from tagger.cli import cli
 from tagger.common.errors import FileError
+from tagger.decide import broad, vocabulary
+from tagger.store.cache import Cache
 
 ELECTRONIC = {"musicnn:electronic": 0.9, "musicnn:rock": 0.05, "musicnn:pop": 0.1}
 QUIET = {"musicnn:electronic": 0.01, "musicnn:rock": 0.02, "musicnn:pop": 0.02}

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tagger.cli import cli
 from tagger.analysis.features import FEATURE_NAMES
+from tagger.cli import cli
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 

@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 import tagger.inference.models
-from tagger.inference.backends import Backend, register, unregister
 from tagger.cli import EXIT_BUG, EXIT_INTERRUPTED, cli
+from tagger.inference.backends import Backend, register, unregister
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 HINT = "(a bug in genretag; run with GENRETAG_DEBUG=1 for the traceback)"

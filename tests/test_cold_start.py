@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from audiofiles import make_audio
-
 from tagger.analysis import dsp
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))

@@ -16,11 +16,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from test_backends import TF_IMPORT, run_cli
 
-from tagger.common import config, paths, userfiles
 from tagger.cli import cli
+from tagger.common import config, paths, userfiles
 from tagger.common.errors import FileError
+from test_backends import TF_IMPORT, run_cli
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> click.testing.Result:

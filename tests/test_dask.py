@@ -25,21 +25,20 @@ from click.testing import CliRunner
 
 from audiofiles import make_audio
 from tagger import __version__
-from tagger.store.cache import Cache
 from tagger.cli import cli
 from tagger.common.errors import GenretagError
 from tagger.inference.models import load_model
+from tagger.inference.worker import AnalysisTask
+from tagger.media.params import AnalysisParams
 from tagger.run.runners import LocalRunner, Runner
 from tagger.run.scan import ScanOptions, ScanSummary, scan
-from tagger.media.params import AnalysisParams
-from tagger.inference.worker import AnalysisTask
+from tagger.store.cache import Cache
 
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 
-from tagger.run.dask_runner import INSTALL_HINT, DaskRunner, local_cluster  # noqa: E402
-
 import task_funcs  # noqa: E402
+from tagger.run.dask_runner import INSTALL_HINT, DaskRunner, local_cluster  # noqa: E402
 
 pytestmark = pytest.mark.dask
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audiofiles import make_audio
 from click.testing import CliRunner
 
+from audiofiles import make_audio
 from conftest import copy_scanned
-from tagger.store.cache import SCHEMA_VERSION, Cache, JournalStore
 from tagger.cli import cli
 from tagger.media.tags import read_genres
+from tagger.store.cache import SCHEMA_VERSION, Cache, JournalStore
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 COMMANDS = {  # every command that opens the database, with arguments that make it run

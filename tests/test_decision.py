@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 import learnlib
 from conftest import copy_scanned, make_library, scan_for_module
-from tagger.decide import broad, decision
-from tagger.inference import inputs
-from tagger.store.cache import READ, Cache
 from tagger.cli import cli
+from tagger.decide import broad, decision
 from tagger.decide.decision import NEVER, PER_GENRE, SINGLE, Rule
+from tagger.inference import inputs
 from tagger.inference.models import card_path
+from tagger.store.cache import READ, Cache
 from tagger.write.tagging import TagOptions, propose, unusable
 
 DEPRECATED = "--min-confidence is deprecated"

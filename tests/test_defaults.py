@@ -143,10 +143,10 @@ def test_options_classes_default_as_the_command_line(name: str) -> None:
 
 def test_library_constants_are_the_defaults() -> None:
     from tagger.decide import albums
-    from tagger.run import children, learn
     from tagger.media import params, tags
-    from tagger.write import tagging
+    from tagger.run import children, learn
     from tagger.store import track
+    from tagger.write import tagging
     from training import splits
 
     assert (params.DEFAULT_EXCERPT, children.DEFAULT_TIMEOUT) == (defaults.DEFAULT_EXCERPT, defaults.DEFAULT_TIMEOUT)

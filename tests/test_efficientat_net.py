@@ -16,22 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GTZAN
 
+from conftest import GTZAN
 from plugins import efficientat_net
-from plugins.efficientat_net import (
-    EMBEDDING_DIM,
-    MAX_PASS_SAMPLES,
-    MIN_SAMPLES,
-    N_CLASSES,
-    SAMPLE_RATE,
-    WHOLE,
-    WINDOW_SAMPLES,
-    EfficientATNet,
-    TooShortError,
-    synthetic_signal,
-    window_starts,
-)
+from plugins.efficientat_net import (EMBEDDING_DIM, MAX_PASS_SAMPLES, MIN_SAMPLES, N_CLASSES, SAMPLE_RATE, WHOLE,
+                                     WINDOW_SAMPLES, EfficientATNet, TooShortError, synthetic_signal, window_starts)
 from tagger.common.errors import ModelError
 
 REFERENCE = Path(__file__).parent / "data" / "efficientat_reference.npz"

@@ -27,15 +27,15 @@ import pytest
 from click.testing import CliRunner
 
 from audiofiles import make_audio, signal
-from tagger.inference import inputs
-from tagger.media.audio import decode
-from tagger.inference.backends import Backend, check_backend_class, register, unregister
-from tagger.store.cache import Cache
 from tagger.cli import cli
 from tagger.common.errors import GenretagError
+from tagger.inference import inputs
+from tagger.inference.backends import Backend, check_backend_class, register, unregister
 from tagger.inference.models import load_model, make_card, save_model
+from tagger.media.audio import decode
 from tagger.run.runners import InlineRunner
 from tagger.run.scan import ScanOptions, scan
+from tagger.store.cache import Cache
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -274,8 +274,8 @@ def test_missing_or_corrupt_weights_is_one_error_line(registered: Any, library: 
 
 def test_a_worker_that_cannot_load_the_front_end_fails_that_file_with_the_reason(
         registered: Any, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagger.media.params import AnalysisParams
     from tagger.inference.worker import AnalysisTask, analyse_file
+    from tagger.media.params import AnalysisParams
 
     missing = tmp_path / "gone.json"
     monkeypatch.setenv("GENRETAG_BANDS_WEIGHTS", str(missing))

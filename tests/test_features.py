@@ -18,8 +18,8 @@ import scipy.ndimage
 import soundfile as sf
 
 from tagger.analysis import dsp, features
-from tagger.media.audio import decode
 from tagger.analysis.features import FEATURE_NAMES, analyse
+from tagger.media.audio import decode
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GTZAN = SHARED / "gtzan"

@@ -7,12 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
 from click.testing import CliRunner
 
-from tagger.media import tags
+from audiofiles import EXTENSIONS, FORMATS, add_test_tags, make_audio
 from tagger.cli import cli
 from tagger.inference.worker import describe
+from tagger.media import tags
 
 META = ("artist", "album", "album_artist", "compilation", "file_genres")
 

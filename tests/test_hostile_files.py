@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_backend_output import Centroid, registry, table  # noqa: F401  (fixtures)
 
 from tagger.cli import cli
+from test_backend_output import Centroid, registry, table  # noqa: F401  (fixtures)
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 ZERO = "/dev/zero"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GTZAN, REPO, SHARED
 
+from conftest import GTZAN, REPO, SHARED
 from plugins import jamendo_net
 from plugins.jamendo_net import GENRE_TAGS, NETWORKS, SAMPLE_RATE, TAGS, TooShortError, synthetic_signal
 from tagger.common.errors import ModelError

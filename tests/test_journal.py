@@ -17,18 +17,17 @@ import shutil
 from pathlib import Path
 
 from audiofiles import make_audio
-from test_import_graph import import_graph
-
 from tagger.decide import albums
-from tagger.write import journal
-from tagger.media import tags
-from tagger.views import ui
-from tagger.store.cache import Cache, JournalStore
-from tagger.write.journal import FileResult, Outcome
 from tagger.defaults import SPLIT
-from tagger.write.tagging import ABSTAINED, KEPT, WOULD_WRITE, TagOptions
+from tagger.media import tags
 from tagger.media.tags import read_genres
+from tagger.store.cache import Cache, JournalStore
 from tagger.store.track import Track
+from tagger.views import ui
+from tagger.write import journal
+from tagger.write.journal import FileResult, Outcome
+from tagger.write.tagging import ABSTAINED, KEPT, WOULD_WRITE, TagOptions
+from test_import_graph import import_graph
 
 JOURNAL_TABLES = ("tag_history", "whole_tags")
 

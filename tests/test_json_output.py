@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audiofiles import make_audio
 from click.testing import CliRunner
 
+from audiofiles import make_audio
 from tagger.cli import cli
 from tagger.common.jsontext import readable, utf8_safe
 

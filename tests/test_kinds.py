@@ -20,16 +20,16 @@ from click.testing import CliRunner
 
 from audiofiles import make_audio
 from stats_kind import STATS_ID, Stats, StatsHead, stats
-from tagger.inference import kinds
-from tagger.media.audio import CHUNK_SECONDS, decode
-from tagger.inference.backends import check_backend_class, register, unregister
+from tagger.analysis.wire import AnalysisTask
 from tagger.cli import cli
 from tagger.common.errors import BackendError
+from tagger.inference import kinds
+from tagger.inference.backends import check_backend_class, register, unregister
 from tagger.inference.kinds import get_kind, register_kind, unregister_kind
 from tagger.inference.models import load_model, make_card, save_model
-from tagger.media.params import AnalysisParams
-from tagger.analysis.wire import AnalysisTask
 from tagger.inference.worker import analyse_file
+from tagger.media.audio import CHUNK_SECONDS, decode
+from tagger.media.params import AnalysisParams
 from test_embedding import embeddings, expected_genre, no_decoding, rows, run, run_cli
 from test_embedding import library  # noqa: F401  (fixture: two tones, two noises)
 

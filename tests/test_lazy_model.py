@@ -21,17 +21,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_library
 
 from audiofiles import make_audio
+from conftest import make_library
+from tagger.cli import cli
 from tagger.inference import models
 from tagger.inference.backends import get_backend
-from tagger.store.cache import Cache
-from tagger.cli import cli
 from tagger.inference.models import card_path, file_id, load_model, open_model
+from tagger.inference.worker import analyse_file
 from tagger.run.runners import InlineRunner
 from tagger.run.scan import ScanOptions, scan
-from tagger.inference.worker import analyse_file
+from tagger.store.cache import Cache
 
 SVC = Path(get_backend("svc").default_model())
 CNN = Path(get_backend("cnn").default_model())

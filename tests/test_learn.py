@@ -20,15 +20,13 @@ from click.testing import CliRunner
 
 import learnlib
 from audiofiles import add_test_tags, make_audio
-from tagger.decide import decision
-from tagger.store.cache import READ, WRITE, Cache
 from tagger.cli import cli
-from tagger.run.learn import (
-    CONFIDENCE, MIN_ARTISTS, MIN_SUPPORT, TOLERANCE, LearnOptions, assign_folds, collect, genre_key, held_out, judge,
-    learn, threshold_for, wilson_lower,
-)
+from tagger.decide import decision
 from tagger.inference.models import load_model, read_card
 from tagger.inference.outputs import check_probabilities
+from tagger.run.learn import (CONFIDENCE, MIN_ARTISTS, MIN_SUPPORT, TOLERANCE, LearnOptions, assign_folds, collect,
+                              genre_key, held_out, judge, learn, threshold_for, wilson_lower)
+from tagger.store.cache import READ, WRITE, Cache
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not (REPO / "plugins" / "models" / "musicnn_msd.npz").is_file(),

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, make_library
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from audiofiles import make_audio
-from tagger.store.cache import Cache
+from conftest import REPO, make_library
 from tagger.inference.models import Model, open_model
 from tagger.run.runners import InlineRunner
 from tagger.run.scan import ScanOptions, scan
+from tagger.store.cache import Cache
 
 KERAS_DISTS = {"tensorflow", "tensorflow-cpu", "keras"}
 NEEDS = "needs genretag[keras]"

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_train_report import table  # noqa: F401  (module fixture: the feature table)
 
-from tagger.inference.backends import get_backend
 from tagger.cli import cli
-from tagger.inference.models import CURRENT, card_path, load_model, make_card, read_card, save_model
 from tagger.common.paths import models_dir
+from tagger.inference.backends import get_backend
+from tagger.inference.models import CURRENT, card_path, load_model, make_card, read_card, save_model
+from test_train_report import table  # noqa: F401  (module fixture: the feature table)
 
 SHIPPED = Path(get_backend("svc").default_model())  # in the installed package, editable or not
 

@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import task_funcs
 from audiofiles import make_audio
-from tagger.store.cache import Cache
 from tagger.analysis.features import FEATURE_NAMES
 from tagger.inference.models import load_model, make_card, save_model
+from tagger.inference.worker import AnalysisTask
 from tagger.run.runners import InlineRunner, LocalRunner
 from tagger.run.scan import ScanOptions, scan
-from tagger.inference.worker import AnalysisTask
-
-import task_funcs
+from tagger.store.cache import Cache
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import make_library
-from tagger.store import cache as cache_module
-from tagger.store.cache import SCHEMA_VERSION, TABLES, WRITE, Cache, Table
 from tagger.cli import cli
 from tagger.common.errors import DatabaseError
 from tagger.media.tags import read_genres
+from tagger.store import cache as cache_module
+from tagger.store.cache import SCHEMA_VERSION, TABLES, WRITE, Cache, Table
 
 DATA = Path(__file__).parent / "data"
 #: Made by genretag at 5c661b7 (schema 2); how, in the commit that added it.

@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from audiofiles import add_test_tags, make_audio
 
-from tagger.decide import albums
-from tagger.write import journal, tagging
-from tagger.views import ui
-from tagger.store.cache import READ, Cache, JournalStore
+from audiofiles import add_test_tags, make_audio
 from tagger.cli import cli
-from tagger.write.tagging import TagOptions
+from tagger.decide import albums
+from tagger.store.cache import READ, Cache, JournalStore
 from tagger.store.track import Track
+from tagger.views import ui
+from tagger.write import journal, tagging
+from tagger.write.tagging import TagOptions
 
 ESC_NAME = "evil\x1b]0;owned\x07\x1b[2J.flac"  # retitles the window, clears the screen
 ESC_GENRE = "Rock\x1b[31m\x00"

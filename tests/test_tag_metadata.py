@@ -19,15 +19,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from audiofiles import add_test_tags, make_audio
 from click.testing import CliRunner
-from conftest import SAMPLES, copy_scanned
 from mutagen import id3
 
-from tagger.media import tags
-from tagger.store.cache import Cache
+from audiofiles import add_test_tags, make_audio
+from conftest import SAMPLES, copy_scanned
 from tagger.cli import cli
+from tagger.media import tags
 from tagger.media.tags import TagFile, read_genres
+from tagger.store.cache import Cache
 
 FORMATS = {"mp3": ".mp3", "flac": ".flac", "wav": ".wav", "aiff": ".aiff"}
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import mutagen
 import pytest
-from audiofiles import add_test_tags, make_audio, mp3_with_big_tags
 from click.testing import CliRunner
 from mutagen import id3
 from mutagen.mp3 import MP3
 
-from tagger.media import tags
+from audiofiles import add_test_tags, make_audio, mp3_with_big_tags
 from tagger.cli import cli
+from tagger.media import tags
 from tagger.media.tags import read_genres
 
 

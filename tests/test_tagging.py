@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audiofiles import COVER, EXTENSIONS, FORMATS, add_test_tags, decode, make_audio
 from click.testing import CliRunner
-from test_tags import GENRE_KEY, cover_of, raw_id3, stored, tag_view, temp_files
 
-from tagger.write import journal, tagging
-from tagger.media import tags
-from tagger.store.cache import Cache
+from audiofiles import COVER, EXTENSIONS, FORMATS, add_test_tags, decode, make_audio
 from tagger.cli import cli
-from tagger.write.tagging import TagOptions, display_name, field_values, load_genre_map, propose
-from tagger.store.track import Track
+from tagger.media import tags
 from tagger.media.tags import TagError, read_genres
+from tagger.store.cache import Cache
+from tagger.store.track import Track
+from tagger.write import journal, tagging
+from tagger.write.tagging import TagOptions, display_name, field_values, load_genre_map, propose
+from test_tags import GENRE_KEY, cover_of, raw_id3, stored, tag_view, temp_files
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 NAMES = {"hiphop": "Hip-Hop"}  # every other GTZAN label is just capitalised

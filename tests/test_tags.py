@@ -25,17 +25,16 @@ from pathlib import Path
 import mutagen
 import numpy as np
 import pytest
-from audiofiles import COVER, EXTENSIONS, FORMATS, add_test_tags, decode, make_audio
 from mutagen.flac import Picture
 from mutagen.id3 import ID3, TCON, TSOP
 from mutagen.id3 import delete as delete_id3
 from mutagen.mp4 import MP4, MP4FreeForm
 
-from tagger.media import tags
+from audiofiles import COVER, EXTENSIONS, FORMATS, add_test_tags, decode, make_audio
 from tagger.common.errors import GenretagError
-from tagger.media.tags import (
-    TEMP_SUFFIX, TagError, read_genres, restore, snapshot, split_genres, supported, write_genres,
-)
+from tagger.media import tags
+from tagger.media.tags import (TEMP_SUFFIX, TagError, read_genres, restore, snapshot, split_genres, supported,
+                               write_genres)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "library-samples"

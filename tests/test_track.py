@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tagger.store.cache import Cache
 from tagger.inference.predict import track_probabilities
 from tagger.media.tags import FileMeta
+from tagger.store.cache import Cache
 from tagger.store.track import STATUSES, TagWrite, Track, TrackStamp, meta_fields
 
 ROOT = Path(__file__).resolve().parent.parent

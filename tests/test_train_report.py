@@ -18,9 +18,9 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from tagger.inference.backends import Backend, discover, register, unregister
-from tagger.cli import cli
 from tagger.analysis.features import FEATURE_NAMES
+from tagger.cli import cli
+from tagger.inference.backends import Backend, discover, register, unregister
 from training.data import GENRES, find_clips
 from training.dataset import ClipSet, from_table, partition
 from training.splits import PROTOCOLS, get_split, shipped_list

@@ -14,11 +14,11 @@ import pytest
 
 from plugins.musicnn import GENRE_TAGS
 from plugins.musicnn_net import TAGS
-from tagger.media import tags
 from tagger.decide import vocabulary
-from tagger.write.tagging import TagOptions, display_name, field_values, propose
-from tagger.store.track import Track
 from tagger.decide.vocabulary import canonical, fold, parents, same
+from tagger.media import tags
+from tagger.store.track import Track
+from tagger.write.tagging import TagOptions, display_name, field_values, propose
 
 REPO = Path(__file__).resolve().parents[1]
 GTZAN = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")

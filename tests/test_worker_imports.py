@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from audiofiles import make_audio
 
-from tagger.run.runners import LocalRunner
+from audiofiles import make_audio
 from tagger.inference.worker import AnalysisTask
+from tagger.run.runners import LocalRunner
 
 GENRETAG = str(Path(sys.executable).with_name("genretag"))
 PACKAGES = ("numpy", "librosa", "soundfile", "tagger", "mutagen")  # what workers import

@@ -21,12 +21,12 @@ import pytest
 import soundfile as sf
 
 from audiofiles import EXTENSIONS, make_audio
-from tagger.media import audio
 from tagger.analysis import features
-from tagger.inference import worker
 from tagger.analysis.features import FEATURE_NAMES, analyse, analyse_chunks
-from tagger.media.params import AnalysisParams
+from tagger.inference import worker
 from tagger.inference.worker import AnalysisTask, analyse_file
+from tagger.media import audio
+from tagger.media.params import AnalysisParams
 
 SR = 22050
 #: Features near zero whatever the audio (waveform means): compared on an absolute scale.

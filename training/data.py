@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from tagger.common import userfiles
 from tagger.analysis.features import FEATURE_NAMES as _FEATURE_NAMES
+from tagger.common import userfiles
 
 #: The ten GTZAN genres, sorted; the column order of every model's probabilities.
 GENRES: tuple[str, ...] = (

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.inference import inputs
+from tagger.analysis.features import FEATURE_NAMES, preprocessing
+from tagger.analysis.wire import AnalysisTask
 from tagger.common import userfiles
 from tagger.common.errors import FileError, GenretagError
-from tagger.analysis.features import FEATURE_NAMES, preprocessing
-from tagger.inference.kinds import get_kind
 from tagger.common.paths import data_dir
 from tagger.common.progress import Progress  # told the clip count, then each clip: cached, analysed or failed
-from tagger.analysis.wire import AnalysisTask
+from tagger.inference import inputs
+from tagger.inference.kinds import get_kind
 
 from .data import UnreadableClipWarning, check_readable, find_clips, load_feature_table
 from .splits import PARTS, Split

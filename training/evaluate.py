@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from tagger.decide import abstain
+from tagger.common.errors import BackendError, GenretagError, ModelError, NoModelError
+from tagger.common.progress import Progress
+from tagger.decide import decision
 from tagger.defaults import (ALL_BACKENDS, DEFAULT_BY, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_SEED,
                              FOLD_PROTOCOLS)
-from tagger.common.errors import BackendError, GenretagError, ModelError, NoModelError
 from tagger.inference.kinds import get_kind
-from tagger.common.progress import Progress
 
 from .dataset import ClipSet, Part, partition
 from .scoring import evaluate, measure, predict_rows, selective, track_probs
@@ -150,7 +150,7 @@ def _row(name: str, opts: ReportOptions, loader: _Loader) -> dict[str, Any]:
     seed, k, fold = _split_params(card, opts)
     split = make_split(opts.split, clips, seed=seed, k=k, fold=fold)
     test = partition(clips, split)["test"]
-    metrics = evaluate(model.backend, test, kind, threshold=abstain.card_threshold(card), with_curve=True)
+    metrics = evaluate(model.backend, test, kind, threshold=decision.card_threshold(card), with_curve=True)
     row = _base(name, str(path), model.id, opts.split, split.leaky, clips.source, split.counts()["test"])
     row.update(metrics, source="measured", split_seed=seed, fold=fold if opts.split in FOLD_PROTOCOLS else None,
                history=card.get("history") or {})

@@ -17,8 +17,8 @@ from importlib import resources
 
 import numpy as np
 
-from tagger.defaults import FOLD_PROTOCOLS  # noqa: F401 (re-exported: training.musicnn_patches)
 from tagger.defaults import DEFAULT_FOLD, DEFAULT_SEED, PROTOCOLS
+from tagger.defaults import FOLD_PROTOCOLS  # noqa: F401 (re-exported: scripts/musicnn_patches.py reads it here)
 
 from .data import track_id
 

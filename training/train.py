@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from tagger.common.errors import BackendError, GenretagError
+from tagger.common.progress import Progress
 from tagger.defaults import (DEFAULT_AUGMENT, DEFAULT_FOLD, DEFAULT_JOBS, DEFAULT_PROTOCOL, DEFAULT_REFIT, DEFAULT_SEED,
                              FOLD_PROTOCOLS)
-from tagger.common.errors import BackendError, GenretagError
 from tagger.inference.outputs import backend_name, check_genres, checked_proba, plugin_call
-
-from tagger.common.progress import Progress
 
 from .dataset import Augment, ClipSet, Part, augmented, from_audio, from_table, partition, with_copies
 from .scoring import evaluate

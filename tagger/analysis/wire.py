@@ -27,7 +27,6 @@ class PartOutput:
     tags: np.ndarray | None  # (k,) float32, or None when the part has no tags
 
 
-
 @dataclass(frozen=True)
 class AnalysisTask:
     """What to analyse and how; small, so it is cheap to send to any worker.

@@ -1,1 +1,1 @@
-"""What every layer shares: errors, paths, guarded user files, the config file, JSON text, signals, the progress protocol."""
+"""What every layer shares: errors, paths, guarded user files, the config file, JSON text, signals, progress."""

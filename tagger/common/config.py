@@ -24,8 +24,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from . import userfiles
 from ..defaults import DEFAULT_BACKEND
+from . import userfiles
 from .errors import FileError
 from .paths import default_config_path
 

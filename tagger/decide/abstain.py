@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from .decision import card_threshold  # noqa: F401  (training reads a card's threshold from here)
-
 #: Precision the kept valid clips must reach.
 TARGET_PRECISION = 0.80
 #: A threshold must keep this many valid clips: precision on fewer is noise.

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import decision
-from . import broad as broadmod
 from ..defaults import ALBUM, FOLDER, TRACK
 from ..defaults import ALBUM_MODES as MODES
 from ..media.tags import FileMeta, TagError
 from ..store.track import Track
+from . import broad as broadmod
+from . import decision
 
 #: Album-artist values that mean "a compilation" (compared case-folded).
 VARIOUS = frozenset({"various artists", "various", "va", "v.a.", "v/a", "varios artistas", "verschiedene interpreten",
@@ -341,7 +341,7 @@ def assess(album: Album, rank: Callable[[Track], Ranking], *, from_tags: bool = 
 
 
 def _decide(album: Album, rows: Sequence[Track], broad: broadmod.Broad | None) -> None:
-    """The one genre decision (tagger/decide/decision.py) on the album: its tracks' tags averaged as its probabilities were."""
+    """The one genre decision (tagger/decide/decision.py) on the album: its tracks' tags averaged like its probabilities."""
     tags = weighted_mean((r.tags or {}, weight(r)) for r in rows if r.tags) if broad is not None else []
     album.rule = decision.strictest(decision.row_rule(r) for r in rows)
     tracks = f"{len(rows)} track" + ("" if len(rows) == 1 else "s")

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common import userfiles
-from . import vocabulary
 from ..common.errors import FileError
+from . import vocabulary
 
 DATA_FILE = "broad_genres.toml"
 HEAD, BROAD = "head", "broad"
@@ -173,8 +173,8 @@ def _why_not(parts: str, found: Sequence[Candidate], broad: Broad) -> str:
 
 def measured_for(backend: str) -> dict[str, Any] | None:
     """The broad source's held-out figures on GTZAN's genres for the tags ``backend`` stores (for ``report``)."""
-    from ..inference.backends import get_backend
     from ..common.errors import GenretagError
+    from ..inference.backends import get_backend
 
     data = shipped()
     try:

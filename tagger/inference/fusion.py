@@ -14,9 +14,9 @@ from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
+from ..analysis.wire import PartOutput
 from ..media.audio import resample
 from .frontend import FrontEnd
-from ..analysis.wire import PartOutput
 
 
 class FusedFrontEnd:

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .backends import backend_info, get_backend
-from ..common.errors import BackendError, FileError, GenretagError
 from ..analysis.features import preprocessing
+from ..common.errors import BackendError, FileError, GenretagError
+from ..media.params import AnalysisParams
+from .backends import backend_info, get_backend
 from .frontend import FrontEnd
 from .fusion import FusedFrontEnd
 from .kinds import Cached, Kind, get_kind
-from ..media.params import AnalysisParams
 
 if TYPE_CHECKING:
+    from ..analysis.wire import AnalysisTask
     from ..store.cache import Cache
-    from ..analysis.wire import AnalysisResult, AnalysisTask
 
 TAG_DIGITS = 4
 
@@ -69,7 +69,7 @@ def front_end(backend: str) -> FrontEnd:
 
 
 def loaded_front_end(kind: str, backend: str | None) -> FrontEnd | None:
-    """The front end of ``backend`` when its kind has one (:attr:`tagger.inference.kinds.Kind.has_front_end`), else None."""
+    """The front end of ``backend`` when its kind has one (:attr:`~tagger.inference.kinds.Kind.has_front_end`), else None."""
     return front_end(backend or "") if get_kind(kind).has_front_end else None
 
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..media.audio import CHUNK_SECONDS
-from ..common.errors import BackendError, FileError
 from ..analysis.features import FEATURE_NAMES, Analysis, analyse, analyse_chunks
+from ..analysis.wire import AnalysisResult, AnalysisTask
+from ..common.errors import BackendError, FileError
+from ..media.audio import CHUNK_SECONDS
+from ..media.params import AnalysisParams
 from .frontend import FrontEnd
 from .fusion import FusedFrontEnd, by_id
-from ..media.params import AnalysisParams
-from ..analysis.wire import AnalysisResult, AnalysisTask
 
 if TYPE_CHECKING:
     from ..store.cache import Cache

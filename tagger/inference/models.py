@@ -28,14 +28,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import inputs
-from ..common import userfiles
-from .backends import Backend, FrontEnd, Needs, backend_info, get_backend
-from ..common.errors import BackendError, FileError, ModelError, NoModelError
 from ..analysis.features import preprocessing
+from ..common import userfiles
+from ..common.errors import BackendError, FileError, ModelError, NoModelError
+from ..common.paths import models_dir
+from . import inputs
+from .backends import Backend, FrontEnd, Needs, backend_info, get_backend
 from .kinds import get_kind
 from .outputs import PLUGIN_FAILURES, check_genres, failure_text, plugin_call
-from ..common.paths import models_dir
 
 CURRENT = "current"
 
@@ -279,7 +279,7 @@ def _intact(cls: type[Backend], path: Path, card: dict[str, Any], digest: str) -
 
 
 def _check_labels(model_path: Path, backend: Any, genres: Any) -> None:
-    """ModelError unless ``genres`` are labels a tag can hold (tagger.inference.outputs.check_genres): no NUL, newline or escape."""
+    """ModelError unless ``genres`` are labels a tag can hold: no NUL, newline or escape (outputs.check_genres)."""
     if genres:
         try:
             check_genres(backend, genres)
@@ -288,7 +288,7 @@ def _check_labels(model_path: Path, backend: Any, genres: Any) -> None:
 
 
 def _checked_model_file(path: Path) -> None:
-    """ModelError unless ``path`` is a regular file of bounded size (tagger.common.userfiles), before any loader opens it."""
+    """ModelError unless ``path`` is a regular file of bounded size (common.userfiles), before any loader opens it."""
     try:
         userfiles.check_input(path, "model file", userfiles.MODEL_LIMIT)
     except FileError as exc:

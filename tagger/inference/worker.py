@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from . import inputs
+from ..analysis.features import SLICE_SECONDS, analyse
+from ..analysis.wire import AnalysisResult, AnalysisTask
+from ..common.errors import FileError
 from ..media import tags
 from ..media.audio import CHUNK_SECONDS, check_file, decode, open_stream
-from ..common.errors import FileError
-from ..analysis.features import SLICE_SECONDS, analyse
-from .kinds import Kind
 from ..media.params import SAMPLE_RATE
-from ..analysis.wire import AnalysisResult, AnalysisTask
+from . import inputs
+from .kinds import Kind
 
 #: Peak level under which a file counts as silent (-80 dBFS).
 SILENCE_PEAK = 1e-4

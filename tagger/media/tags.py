@@ -37,8 +37,8 @@ from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from ..defaults import IN_PLACE, SPLIT
 from ..common.errors import FileError
+from ..defaults import IN_PLACE, SPLIT
 
 __all__ = [
     "FORMATS",

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
-from ..common.errors import GenretagError
-from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
-from ..defaults import CLUSTERS
-from ..common.interrupts import STOP_SIGNALS
-from ..inference.kinds import get_kind
 from ..analysis.wire import AnalysisResult, AnalysisTask
+from ..common.errors import GenretagError
+from ..common.interrupts import STOP_SIGNALS
+from ..defaults import CLUSTERS
+from ..inference.kinds import get_kind
 from ..inference.worker import analyse_file, warm_up
+from .children import DEFAULT_TIMEOUT, SAFE_PATH, safe_children
 
 INSTALL_HINT = "Dask support needs the extra: pip install 'genretag[dask]'"
 #: Files in flight per worker thread: enough that no thread waits for this process.

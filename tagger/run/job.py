@@ -14,15 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
-from ..store.cache import Cache, path_key
-from ..defaults import DEFAULT_BACKEND, DEFAULT_JOBS, DEFAULT_TIMEOUT
-from ..write.journal import FileResult, Outcome, apply
-from ..inference.models import open_model
 from ..common.paths import default_db_path
 from ..common.progress import NullProgress, Progress
+from ..defaults import DEFAULT_BACKEND, DEFAULT_JOBS, DEFAULT_TIMEOUT
+from ..inference.models import open_model
+from ..store.cache import Cache, path_key
+from ..write.journal import FileResult, Outcome, apply
+from ..write.tagging import TagOptions
 from .runners import make_runner
 from .scan import ScanOptions, ScanSummary, scan
-from ..write.tagging import TagOptions
 
 #: A progress display for one named stage of the job ("Scanning", "Tagging").
 Stage = Callable[[str], ContextManager[Progress]]

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from ..common.errors import GenretagError
 from ..decide import abstain, vocabulary
+from ..defaults import DEFAULT_SEED, LEARN_FOLDS, LEARN_PRECISION
+from ..inference.outputs import acceptable_label
 from ..media import tags
 from ..store.cache import Cache
-from ..defaults import DEFAULT_SEED, LEARN_FOLDS, LEARN_PRECISION
-from ..common.errors import GenretagError
-from ..inference.outputs import acceptable_label
 
 BACKEND = "musicnn"
 #: A genre is measured when it has at least this many files ...

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Protocol
 
-from .children import DEFAULT_TIMEOUT, safe_children
 from ..analysis.wire import AnalysisResult, AnalysisTask
 from ..inference.worker import analyse_file
+from .children import DEFAULT_TIMEOUT, safe_children
+
 
 class Runner(Protocol):
     """Runs analysis tasks somewhere and streams their results back."""

@@ -21,21 +21,22 @@ from typing import Any
 
 import numpy as np
 
-from ..decide import decision
-from ..decide import broad as broadmod
-from ..store import cache as cachemod
-from ..inference import inputs
-from ..store.cache import Cache, path_key
-from ..inference.kinds import get_kind
-from ..inference.models import Model
-from ..defaults import DEFAULT_ABSTAIN_BELOW, DEFAULT_BROAD, DEFAULT_EXCERPT
-from ..media.params import AnalysisParams
-from ..inference.predict import predict_tracks, summarise
-from ..common.progress import NullProgress, Progress
-from .runners import InlineRunner, Runner
-from ..store.track import Track, TrackStamp, meta_fields
-from ..media.walk import WalkOptions, walk
 from ..analysis.wire import AnalysisResult, AnalysisTask
+from ..common.errors import GenretagError
+from ..common.progress import NullProgress, Progress
+from ..decide import broad as broadmod
+from ..decide import decision
+from ..defaults import DEFAULT_ABSTAIN_BELOW, DEFAULT_BROAD, DEFAULT_EXCERPT
+from ..inference import inputs
+from ..inference.kinds import get_kind
+from ..inference.models import Model, open_model
+from ..inference.predict import predict_tracks, summarise
+from ..media.params import AnalysisParams
+from ..media.walk import WalkOptions, walk
+from ..store import cache as cachemod
+from ..store.cache import Cache, path_key
+from ..store.track import Track, TrackStamp, meta_fields
+from .runners import InlineRunner, Runner
 
 PLAN_CHUNK = 256
 MAX_ERRORS_KEPT = 200
@@ -99,8 +100,6 @@ class ScanSummary:
     def note_error(self, path: str, error: str) -> None:
         if len(self.errors) < MAX_ERRORS_KEPT:
             self.errors.append((path, error))
-
-
 
 
 @dataclass
@@ -171,20 +170,20 @@ class _Scan:
             key, raw = keys[path]
             self.summary.seen += 1
             row = rows.get(key)
-            decision = self._decide(path, row)
-            if decision == "analyse":
+            action = self._decide(path, row)
+            if action == "analyse":
                 yield self._task(path)
                 continue
             if row and row.missing:
                 reappeared.append(key)
-            if decision == "cached":
+            if action == "cached":
                 self.summary.cached += 1
                 self._count(row.genre)
                 self.progress.advance(path, "cached")
-            elif decision == "redecide":
+            elif action == "redecide":
                 redecide.append(key)
                 self.progress.advance(path, "cached")
-            elif decision == "failed":
+            elif action == "failed":
                 self.summary.failed_cached += 1
                 self.progress.advance(path, "failed")
             else:  # re-predict from cached inputs, if this model can use any
@@ -427,8 +426,10 @@ class _Scan:
             raise
         finally:
             self.summary.elapsed = time.monotonic() - started
-            # The row first: a stop signal during the waits below (a model load takes seconds) must not leave it running.
-            self.cache.finish_scan(self.summary.scan_id, status, self.summary.as_dict() | {"errors": len(self.summary.errors)})
+            # The row first: a stop signal during the waits below (a model load takes seconds) must not leave it
+            # running.
+            counts = self.summary.as_dict() | {"errors": len(self.summary.errors)}
+            self.cache.finish_scan(self.summary.scan_id, status, counts)
             if counter is not None:
                 counter.join(timeout=0.1)
             self.model.wait()  # a load nothing ended up needing must not outlive the scan
@@ -476,9 +477,6 @@ def redecide(cache: Cache, paths: Sequence[str] = (), models: dict[str, Model] |
     prediction and decision code (:meth:`_Scan.refresh`); a backend whose
     model cannot be opened or loaded leaves its rows alone.
     """
-    from ..common.errors import GenretagError
-    from ..inference.models import open_model
-
     done, models = Redecided(), dict(models or {})
     only = bool(models)
     stale: dict[str, int] = {}  # backend -> files another model decided

@@ -35,8 +35,8 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from ..common.errors import DatabaseError
 from ..analysis.features import FEATURE_NAMES
+from ..common.errors import DatabaseError
 from .track import STATUSES, TagWrite, Track, TrackStamp
 
 SCHEMA_VERSION = 3  # 2: embeddings keyed by (path, front_end); 3: tracks.rule, the genre rule a scan decided by

@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..defaults import STATUSES
 from ..common.jsontext import b64
+from ..defaults import STATUSES
 
 if TYPE_CHECKING:
     from ..media.tags import FileMeta
@@ -146,7 +146,7 @@ class Track(Stored):
     genre_score: float | None = _column(float)
     broad: list[tuple[str, float]] | None = _column(codec=JSON)
     broad_id: str | None = _column()
-    rule: str | None = _column()  # the genre rule the scan decided by, as JSON (tagger/decide/decision.py); None: older rows
+    rule: str | None = _column()  # the genre rule the scan decided by, as JSON (decide/decision.py); None: older rows
 
     def __post_init__(self) -> None:
         if self.top3 is not None:

@@ -13,9 +13,9 @@ import json
 from collections.abc import Iterable
 from typing import TextIO
 
-from ..store.cache import Cache
 from ..analysis.features import FEATURE_NAMES
 from ..common.jsontext import JsonRows, utf8_safe
+from ..store.cache import Cache
 from ..store.track import Track
 
 EXPORT_COLUMNS = (

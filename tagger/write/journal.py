@@ -24,32 +24,17 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from ..decide import albums
-from ..media import tags
-from ..store.cache import Cache
-from ..defaults import IN_PLACE, SKIP, SPLIT
 from ..common.errors import GenretagError
 from ..common.jsontext import b64, readable
 from ..common.progress import Progress
-from .tagging import (
-    ACTIONS,
-    ERROR,
-    RESTORED,
-    SKIPPED,
-    UNCHANGED,
-    WOULD_RESTORE,
-    WOULD_WRITE,
-    WRITTEN,
-    TagOptions,
-    album_plan,
-    field_values,
-    genre_tags,
-    propose,
-    source_note,
-    unusable,
-)
+from ..decide import albums
+from ..defaults import IN_PLACE, SKIP, SPLIT
+from ..media import tags
 from ..media.tags import TagError
+from ..store.cache import Cache
 from ..store.track import TagWrite, Track
+from .tagging import (ACTIONS, ERROR, RESTORED, SKIPPED, UNCHANGED, WOULD_RESTORE, WOULD_WRITE, WRITTEN, TagOptions,
+                      album_plan, field_values, genre_tags, propose, source_note, unusable)
 
 # Separators to ignore when asking "does the file already hold these genres?".
 _COMPARE_SEPARATORS = ";/|,"
@@ -294,7 +279,6 @@ def _open(path: str, boundary: Boundary, temps: Temporaries) -> tuple[tags.TagFi
     return (None, refusal) if refusal else (tf, "")
 
 
-
 def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, temps: Temporaries,
               choice: albums.Choice | None = None, in_place: WrittenInPlace | None = None) -> FileResult:
     """One file's result; ``choice`` (album mode) says whether it takes its album's genre or its own."""
@@ -349,7 +333,6 @@ def _tag_file(cache: Cache, row: Track, opts: TagOptions, boundary: Boundary, te
     if in_place is not None and names > 1 and opts.hard_links == IN_PLACE:
         in_place.add(key, tf.stat)
     return result(current, new, WRITTEN, source)
-
 
 
 def _write(cache: Cache, row: Track, tf: tags.TagFile, current: list[str], new: list[str],

@@ -14,17 +14,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..decide import albums, decision, vocabulary
-from ..media import tags
 from ..common import userfiles
+from ..common.errors import FileError, GenretagError
+from ..decide import albums, decision, vocabulary
 from ..decide import broad as broadmod
 from ..decide.broad import BROAD
-from ..defaults import (
-    DEFAULT_BROAD, DEFAULT_BY, DEFAULT_HARD_LINKS, DEFAULT_SEPARATOR, DEFAULT_TOP, HARD_LINKS, DEFAULT_WRITE_ABOVE,
-    DEFAULT_WRITE_ABOVE_FROM_TAGS,
-)
-from ..common.errors import FileError, GenretagError
+from ..defaults import (DEFAULT_BROAD, DEFAULT_BY, DEFAULT_HARD_LINKS, DEFAULT_SEPARATOR, DEFAULT_TOP,
+                        DEFAULT_WRITE_ABOVE, DEFAULT_WRITE_ABOVE_FROM_TAGS, HARD_LINKS)
 from ..inference.outputs import MAX_GENRE, acceptable_label
+from ..media import tags
 from ..store.track import Track
 
 if TYPE_CHECKING:
@@ -38,7 +36,6 @@ WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE = "written", "would write", "resto
 KEPT, BELOW, UNCHANGED, SKIPPED, ERROR = "kept existing", "below threshold", "unchanged", "skipped", "error"
 ABSTAINED, NO_TAGS = "abstained", "no tags"
 ACTIONS = (WRITTEN, WOULD_WRITE, RESTORED, WOULD_RESTORE, UNCHANGED, KEPT, BELOW, ABSTAINED, NO_TAGS, SKIPPED, ERROR)
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +57,7 @@ class TagOptions:
     by: str = DEFAULT_BY  # "album" or "folder": one genre per album (tagger/decide/albums.py)
     keep_outliers: bool = False  # album mode: a track that disagrees strongly keeps its own genre
     hard_links: str = DEFAULT_HARD_LINKS  # a file with several names: edit it in place, split it off, or skip it
-    broad: bool = DEFAULT_BROAD  # write the genres the broad source gave where the head abstained (tagger/decide/broad.py)
+    broad: bool = DEFAULT_BROAD  # write the genres the broad source gave where the head abstained (decide/broad.py)
 
     def __post_init__(self) -> None:
         if self.overwrite and self.merge:
@@ -244,7 +241,6 @@ def _known(name: str, names: Iterable[str]) -> bool:
     return any(vocabulary.same(name, n) for n in names)
 
 
-
 def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = False,
                broad: bool = True) -> Iterator[albums.Album]:
     """The albums of the files under ``paths``, decided one by one (for ``tag`` and ``show --by album``).
@@ -255,8 +251,6 @@ def album_plan(cache: Cache, paths: Sequence[str], by: str, from_tags: bool = Fa
     pairs = cache.records_grouped(paths, lambda track: albums.block(track, by), lambda ts: albums.album_keys(ts, by))
     return albums.plan_sorted(pairs, by, lambda track: ranked(track, from_tags), roots=cache.scan_roots(),
                               from_tags=from_tags, broad=broadmod.shipped() if broad and not from_tags else None)
-
-
 
 
 def unusable(row: Track, opts: TagOptions, choice: albums.Choice | None = None) -> tuple[str, str] | None:
@@ -281,8 +275,6 @@ def unusable(row: Track, opts: TagOptions, choice: albums.Choice | None = None) 
     if not row.genre and not album:
         return SKIPPED, "no genre (its analysis failed)"
     return None
-
-
 
 
 def source_note(row: Track, album: albums.Album | None = None) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.inference.backends import Backend
 from tagger.common.errors import ModelError
+from tagger.inference.backends import Backend
 
 FORMAT = "genretag-bands/1"
 WEIGHTS = Path(__file__).parent / "bands.json"
