@@ -906,7 +906,15 @@ def _print_learn(result: Any) -> None:
         if result.redecided:
             say(result.redecided)
         roots = " ".join(shlex.quote(r) for r in result.roots)
-        say(f"next: `genretag tag {roots} --dry-run` shows the genres it gives")
+        if result.elsewhere:
+            others = ", ".join(f"{backend} {n}" for backend, n in sorted(result.elsewhere.items()))
+            say(f"{sum(result.elsewhere.values())} file(s) here were decided by another backend ({others}), and "
+                f"this model is musicnn's: `{result.scan_command}` decides them by it from their cached "
+                "embeddings (no decoding); scan with --backend musicnn from then on (or set backend = \"musicnn\" "
+                "under [scan] in the config file), as a scan with another backend decides by that one")
+            say(f"next: `{result.scan_command}`, then `genretag tag {roots} --dry-run` shows the genres it gives")
+        else:
+            say(f"next: `genretag tag {roots} --dry-run` shows the genres it gives")
 
 
 @cli.command()

@@ -176,6 +176,24 @@ def test_learn_redecides_and_tag_keeps_the_stored_rule_when_the_card_changes(tmp
     assert [propose(r, TagOptions()) for r in records] == before
 
 
+def test_learn_says_which_files_another_backend_decided_and_how_its_model_decides_them(tmp_path: Path) -> None:
+    """After the default (fusion) scan, learn's musicnn model decides nothing until a musicnn scan: learn says so."""
+    db, root = tmp_path / "g.db", tmp_path / "music"
+    learnlib.fill(db, root, signal=["Alpha", "Gamma"], strength=6.0)
+    with sqlite3.connect(db) as con:  # the files were decided by fusion; their musicnn embeddings are cached
+        fused = con.execute("update tracks set backend = 'fusion', model_id = 'shipped'").rowcount
+    con.close()
+    code, out, err = run("learn", str(root), "--db", str(db), "--json")
+    assert code == 0, err
+    assert json.loads(out)["decided_by_other_backends"] == {"fusion": fused}
+    assert {(r["backend"], r["model_id"]) for r in rows(db)} == {("fusion", "shipped")}  # left to a musicnn scan
+    code, out, err = run("learn", str(root), "--db", str(db))
+    assert code == 0, err
+    said = " ".join((out + err).split())
+    assert f"{fused} file(s) here were decided by another backend (fusion {fused})" in said
+    assert f"next: `genretag scan {root} --backend musicnn`, then `genretag tag {root} --dry-run`" in said
+
+
 def test_tag_redecides_rows_of_another_model_or_says_how_many_it_left(tmp_path: Path) -> None:
     db, root = tmp_path / "g.db", tmp_path / "music"
     learnlib.fill(db, root, signal=["Alpha", "Gamma"], artists_per_genre=1, files_per_artist=2)  # musicnn rows

@@ -350,6 +350,9 @@ class LearnResult:
     scan_command: str
     model: dict[str, Any] | None = None  # id, file, previous (the model that was current before)
     redecided: str = ""  # what re-deciding the files under the paths by the new model did (one line)
+    #: Files under the paths another backend decided (the default fusion's, say), by backend: the personal
+    #: model is musicnn's, so they get its genres only from a scan with --backend musicnn.
+    elsewhere: dict[str, int] = field(default_factory=dict)
     error: str | None = None  # why no model was saved, when the measurement found none to save
 
     @property
@@ -364,7 +367,8 @@ class LearnResult:
                 "unreadable": [{"path": p, "error": e} for p, e in self.unreadable],
                 "need_embeddings": {"count": len(self.need_embeddings), "command": self.scan_command,
                                     "files": self.need_embeddings},
-                "model": self.model, "redecided": self.redecided, "error": self.error}  # fmt: skip
+                "model": self.model, "redecided": self.redecided, "decided_by_other_backends": self.elsewhere,
+                "error": self.error}  # fmt: skip
 
 
 def scan_command(paths: Sequence[str]) -> str:
@@ -453,6 +457,7 @@ def learn(cache: Cache, paths: Sequence[str], options: LearnOptions | None = Non
     if opts.save:
         result.model = _save(make, X, ex, result, roots, opts)
         result.redecided = _redecide(cache, roots)
+        result.elsewhere = decided_elsewhere(cache, roots)
     return result
 
 
@@ -463,6 +468,15 @@ def _redecide(cache: Cache, roots: Sequence[str]) -> str:
     from .scan import redecide
 
     return redecide(cache, roots, {BACKEND: open_model(BACKEND)}).line()
+
+
+def decided_elsewhere(cache: Cache, roots: Sequence[str]) -> dict[str, int]:
+    """Files under ``roots`` whose results another backend than musicnn decided, by backend."""
+    counts: Counter[str] = Counter()
+    for backend, _, _, files in cache.deciders(roots):
+        if backend != BACKEND:
+            counts[backend] += files
+    return dict(counts)
 
 
 def _pooled(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
